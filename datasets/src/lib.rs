@@ -1,0 +1,23 @@
+//! Ember's data-set generators.
+//!
+//! This crate owns everything needed to put benchmark data on disk. Today
+//! that is TPC-H: [`generate_tpch`] runs the `tpchgen` row generators and
+//! writes every table as Parquet under one folder per table, and
+//! [`tpch_is_complete`] tells whether a folder holds a finished data set.
+//!
+//! ```no_run
+//! use ember_datasets::{generate_tpch, TpchOptions};
+//!
+//! let summary = generate_tpch(&TpchOptions::new(0.1, "/tmp/tpch-sf0.1"))?;
+//! println!("lineitem rows: {:?}", summary.rows("lineitem"));
+//! # Ok::<(), ember_datasets::DatasetError>(())
+//! ```
+
+mod error;
+mod tpch;
+
+pub use error::DatasetError;
+pub use tpch::{
+    SUCCESS_MARKER, TableSummary, TpchOptions, TpchSummary, TpchTable, generate_tpch,
+    tpch_is_complete, tpch_schema, tpch_tables,
+};

@@ -1,0 +1,220 @@
+//! [`EmberConfig`]: the engine's settings as a registry of documented, dotted keys.
+//!
+//! Command-line flags map onto the same keys (`--executors` is `ember.executors`), and
+//! `--conf KEY=VALUE` sets any of them. Keys starting with `datafusion.` are passed to
+//! DataFusion unchanged.
+
+use std::path::PathBuf;
+
+use ember_executors::ShuffleCompression;
+
+use crate::config_err;
+use crate::error::Result;
+
+/// One documented setting.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigEntry {
+    /// The dotted key.
+    pub key: &'static str,
+    /// The type of the value, in words.
+    pub kind: &'static str,
+    /// The default, in words.
+    pub default: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// Every `ember.*` key, with type, default and description.
+pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
+    ConfigEntry {
+        key: "ember.executors",
+        kind: "integer >= 1",
+        default: "number of cores",
+        description: "Executors of the embedded cluster.",
+    },
+    ConfigEntry {
+        key: "ember.executor.slots",
+        kind: "integer >= 1",
+        default: "1",
+        description: "Tasks each executor runs at once. Plans use executors x slots partitions.",
+    },
+    ConfigEntry {
+        key: "ember.task.max_attempts",
+        kind: "integer >= 1",
+        default: "4",
+        description: "Attempts of a task before its job fails with the task's error.",
+    },
+    ConfigEntry {
+        key: "ember.shuffle.compression",
+        kind: "lz4 | zstd | none",
+        default: "lz4",
+        description: "Codec of shuffle files (Arrow IPC buffer compression).",
+    },
+    ConfigEntry {
+        key: "ember.work_dir",
+        kind: "path",
+        default: "a new folder in the system temp dir",
+        description: "Root of the executors' shuffle files; each job's folder is removed when it ends.",
+    },
+];
+
+/// The settings of a session and its embedded cluster.
+#[derive(Debug, Clone)]
+pub struct EmberConfig {
+    /// `ember.executors`.
+    pub executors: usize,
+    /// `ember.executor.slots`.
+    pub slots: usize,
+    /// `ember.task.max_attempts`.
+    pub max_attempts: usize,
+    /// `ember.shuffle.compression`.
+    pub compression: ShuffleCompression,
+    /// `ember.work_dir`; `None` for a fresh temporary folder.
+    pub work_dir: Option<PathBuf>,
+    /// `datafusion.*` settings, applied in order on top of Ember's defaults.
+    pub datafusion: Vec<(String, String)>,
+}
+
+impl Default for EmberConfig {
+    fn default() -> Self {
+        Self {
+            executors: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
+            slots: 1,
+            max_attempts: 4,
+            compression: ShuffleCompression::default(),
+            work_dir: None,
+            datafusion: Vec::new(),
+        }
+    }
+}
+
+impl EmberConfig {
+    /// Sets `key` to `value`, checking both.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "ember.executors" => self.executors = parse_positive(key, value)?,
+            "ember.executor.slots" => self.slots = parse_positive(key, value)?,
+            "ember.task.max_attempts" => self.max_attempts = parse_positive(key, value)?,
+            "ember.shuffle.compression" => {
+                self.compression = match value.parse() {
+                    Ok(c) => c,
+                    Err(message) => config_err!(key, "{message}"),
+                }
+            }
+            "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            k if k.starts_with("datafusion.") => {
+                let mut probe = datafusion::prelude::SessionConfig::new();
+                if let Err(e) = probe.options_mut().set(k, value) {
+                    config_err!(key, "{e}");
+                }
+                self.datafusion.push((k.to_string(), value.to_string()));
+            }
+            _ => {
+                let known: Vec<&str> = CONFIG_ENTRIES.iter().map(|e| e.key).collect();
+                config_err!(
+                    key,
+                    "unknown key (known: {}, or any datafusion.* key)",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a `KEY=VALUE` pair, as given to `--conf`.
+    pub fn set_pair(&mut self, pair: &str) -> Result<()> {
+        match pair.split_once('=') {
+            Some((key, value)) => self.set(key.trim(), value.trim()),
+            None => config_err!("--conf", "expected KEY=VALUE, got '{pair}'"),
+        }
+    }
+
+    /// Partitions that plans are cut into: executors x slots.
+    pub fn target_partitions(&self) -> usize {
+        self.executors.saturating_mul(self.slots).max(1)
+    }
+
+    /// The DataFusion settings a plan is optimized and run with.
+    ///
+    /// Three DataFusion features assume that the whole plan runs in one process, so they
+    /// are off. Dynamic filters are shared, mutable expressions that a join's build side
+    /// fills in for its probe side; the physical uncorrelated scalar subquery shares its
+    /// result with expressions anywhere below it (scalar subqueries become joins instead);
+    /// file-scan work stealing lets a partition read files of its siblings, so a task that
+    /// runs one partition alone would read them all.
+    pub fn datafusion_settings(&self) -> Vec<(String, String)> {
+        let mut settings = vec![
+            (
+                "datafusion.execution.target_partitions".to_string(),
+                self.target_partitions().to_string(),
+            ),
+            (
+                "datafusion.optimizer.enable_dynamic_filter_pushdown".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "datafusion.execution.enable_file_stream_work_stealing".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "datafusion.optimizer.prefer_existing_sort".to_string(),
+                "false".to_string(),
+            ),
+        ];
+        settings.extend(self.datafusion.iter().cloned());
+        settings
+    }
+
+    /// A markdown table of every `ember.*` key.
+    pub fn markdown_table() -> String {
+        let mut out = String::from("| key | type | default | description |\n|---|---|---|---|\n");
+        for e in CONFIG_ENTRIES {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                e.key, e.kind, e.default, e.description
+            ));
+        }
+        out
+    }
+}
+
+fn parse_positive(key: &str, value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => config_err!(key, "expected an integer >= 1, got '{value}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_keys_parse_and_bad_values_name_the_key() {
+        let mut config = EmberConfig::default();
+        config.set("ember.executors", "3").expect("valid");
+        config.set("ember.executor.slots", "2").expect("valid");
+        assert_eq!(config.target_partitions(), 6);
+        config
+            .set("ember.shuffle.compression", "zstd")
+            .expect("valid");
+        assert_eq!(config.compression, ShuffleCompression::Zstd);
+
+        let err = config.set("ember.executors", "0").expect_err("zero");
+        assert!(err.to_string().contains("ember.executors"), "{err}");
+        let err = config.set("ember.nope", "1").expect_err("unknown");
+        assert!(err.to_string().contains("ember.nope"), "{err}");
+        let err = config
+            .set("datafusion.execution.batch_size", "many")
+            .expect_err("bad df value");
+        assert!(err.to_string().contains("batch_size"), "{err}");
+        let err = config.set_pair("no-equals").expect_err("no =");
+        assert!(err.to_string().contains("--conf"), "{err}");
+    }
+}

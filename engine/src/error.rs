@@ -1,0 +1,98 @@
+//! The engine's error type, [`EmberError`], and how errors from the lower crates map into it.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+use ember_datasets::DatasetError;
+use ember_executors::ExecutorError;
+use ember_planner::PlannerError;
+
+/// Result type of the `ember` crate.
+pub type Result<T, E = EmberError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a session, a job or the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum EmberError {
+    /// A setting or option had a bad value.
+    #[error("invalid setting {key}: {message}")]
+    Config {
+        /// The key or option (`ember.executor.slots`, `--executors`, ...).
+        key: String,
+        /// Why the value was refused.
+        message: String,
+    },
+    /// A table could not be registered.
+    #[error("table '{name}' ({path}): {message}")]
+    Table {
+        /// The table name.
+        name: String,
+        /// The path or URL given for it.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A task failed on every attempt, so its job failed.
+    #[error("{source} (stage {stage_id}, partition {partition}, {attempts} attempt(s))")]
+    TaskFailed {
+        /// The task's stage.
+        stage_id: usize,
+        /// The task's partition.
+        partition: usize,
+        /// How many times it ran.
+        attempts: usize,
+        /// The error of the last attempt.
+        #[source]
+        source: ExecutorError,
+    },
+    /// A broken invariant inside Ember (a bug, not a user mistake).
+    #[error("internal error: {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+    },
+    /// The cluster has no executor to run tasks on.
+    #[error("the cluster has no executors")]
+    NoExecutors,
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The planner could not cut or serialize a plan.
+    #[error(transparent)]
+    Planner(#[from] PlannerError),
+    /// An executor failed outside a task.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    /// A data set could not be generated.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// DataFusion refused the query (parse, plan or schema errors) or failed running it.
+    #[error("{}", strip_datafusion_prefix(.0))]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// DataFusion's error text without the wrapping "External error: " noise.
+fn strip_datafusion_prefix(error: &DataFusionError) -> String {
+    match error {
+        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::Context(context, inner) => {
+            format!("{context}: {}", strip_datafusion_prefix(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Returns early with [`EmberError::Config`] for `key` and a formatted message.
+#[macro_export]
+macro_rules! config_err {
+    ($key:expr, $($arg:tt)*) => {
+        return Err($crate::EmberError::Config { key: $key.to_string(), message: format!($($arg)*) })
+    };
+}

@@ -1,0 +1,50 @@
+//! Ember: a distributed batch dataflow engine in the family of MapReduce and Spark.
+//!
+//! A [`Session`] plans SQL with DataFusion, cuts the physical plan into stages at every
+//! shuffle (`ember_planner`), and runs the stages on executors (`ember_executors`) that
+//! exchange compressed Arrow IPC shuffle files. By default the whole cluster lives in this
+//! process ([`LocalCluster`]), but every task plan is still serialized and every shuffle
+//! still goes through files, so the same job runs unchanged on a cluster of machines.
+//!
+//! ```text
+//!   SQL ──▶ DataFusion plan ──▶ stages ──▶ Scheduler ──▶ tasks ──▶ Executors ──▶ shuffle files
+//!                                                                      │
+//!                                              result ◀── final stage ◀┘
+//! ```
+//!
+//! ```no_run
+//! # async fn example() -> ember::Result<()> {
+//! use ember::{Session, TableSpec};
+//!
+//! let session = Session::local(2)?; // two executors in this process
+//! session
+//!     .register_table(&"sales=data/sales.parquet".parse::<TableSpec>()?)
+//!     .await?;
+//! let result = session
+//!     .sql("SELECT product, avg(price) FROM sales GROUP BY product ORDER BY product")
+//!     .await?;
+//! println!("{} rows", result.num_rows());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cluster;
+pub mod config;
+mod error;
+pub mod output;
+pub mod pipelines;
+pub mod progress;
+pub mod scheduler;
+pub mod session;
+pub mod tables;
+
+pub use cluster::LocalCluster;
+pub use config::EmberConfig;
+pub use error::{EmberError, Result};
+pub use output::{OutputFormat, write_result};
+pub use session::{QueryResult, Session};
+pub use tables::{FileFormat, TableSpec};
+
+pub use ember_datasets as datasets;
+pub use ember_executors as executors;
+pub use ember_planner as planner;

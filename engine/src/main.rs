@@ -1,0 +1,244 @@
+//! The `ember` command: SQL over files on the embedded cluster, stage graphs, data sets and
+//! example pipelines. Errors print as one line on stderr with a non-zero exit status.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ember::datasets::{TpchOptions, generate_tpch};
+use ember::pipelines::run_pricing;
+use ember::progress::ProgressBar;
+use ember::{EmberConfig, OutputFormat, Session, TableSpec, write_result};
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Ember: a distributed batch dataflow engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SQL and print the result.
+    Sql(QueryArgs),
+    /// Print the stage graph of a query: stages, operators, partitions and inputs.
+    Explain(QueryArgs),
+    /// Generate data sets.
+    Datasets {
+        #[command(subcommand)]
+        which: DatasetCommand,
+    },
+    /// Run a named example pipeline on the embedded cluster (`pricing`).
+    Run(RunArgs),
+    /// List the configuration keys that `--conf` accepts.
+    Config,
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Executors of the embedded cluster (default: number of cores).
+    #[arg(long, value_name = "N")]
+    executors: Option<usize>,
+    /// Task slots per executor (default 1).
+    #[arg(long, value_name = "N")]
+    slots: Option<usize>,
+    /// Any setting as KEY=VALUE (see `ember config`); repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+}
+
+impl ClusterArgs {
+    fn config(&self) -> ember::Result<EmberConfig> {
+        let mut config = EmberConfig::default();
+        for pair in &self.conf {
+            config.set_pair(pair)?;
+        }
+        if let Some(n) = self.executors {
+            config.set("ember.executors", &n.to_string())?;
+        }
+        if let Some(n) = self.slots {
+            config.set("ember.executor.slots", &n.to_string())?;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// A table over a file, folder or glob; FORMAT is parquet, csv or json (guessed from
+    /// the extension when left out). Repeatable.
+    #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
+    tables: Vec<TableSpec>,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    /// Read the SQL from this file instead of the command line.
+    #[arg(long, value_name = "F.sql", conflicts_with = "query")]
+    file: Option<PathBuf>,
+    /// The SQL text.
+    query: Option<String>,
+}
+
+impl QueryArgs {
+    fn sql(&self) -> anyhow::Result<String> {
+        match (&self.query, &self.file) {
+            (Some(query), None) => Ok(query.clone()),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read SQL file {}", file.display())),
+            _ => anyhow::bail!("give a query, or --file F.sql"),
+        }
+    }
+
+    async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+        let (session, bar) = new_session(&self.cluster)?;
+        for table in &self.tables {
+            session.register_table(table).await?;
+        }
+        Ok((session, bar))
+    }
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// TPC-H tables as Parquet, one folder per table (dbgen-identical, via tpchgen).
+    Tpch {
+        /// Scale factor (1 is about 6 million lineitem rows).
+        #[arg(long = "sf", default_value_t = 1.0)]
+        scale_factor: f64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Files per table.
+        #[arg(long, default_value_t = 1)]
+        parts: usize,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem).
+    example: String,
+    /// Scale factor of the data it makes when missing.
+    #[arg(long = "sf", default_value_t = 0.1)]
+    scale_factor: f64,
+    /// Where its data lives (default: data/tpch-sf<SF>).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    match cli.command {
+        Command::Sql(args) => {
+            let sql = args.sql()?;
+            let (session, bar) = args.session().await?;
+            let result = session.sql(&sql).await;
+            finish_progress(bar.as_deref());
+            let result = result?;
+            write_result(&mut stdout.lock(), &result.schema, &result.batches, args.format)?;
+        }
+        Command::Explain(args) => {
+            let sql = args.sql()?;
+            let (session, _bar) = args.session().await?;
+            let graph = session.explain(&sql).await?;
+            write!(stdout.lock(), "{graph}")?;
+        }
+        Command::Datasets {
+            which:
+                DatasetCommand::Tpch {
+                    scale_factor,
+                    out,
+                    parts,
+                },
+        } => {
+            let summary =
+                generate_tpch(&TpchOptions::new(scale_factor, &out).with_parts(parts))?;
+            eprintln!(
+                "wrote TPC-H sf {scale_factor} to {}: {} rows",
+                out.display(),
+                summary.total_rows()
+            );
+        }
+        Command::Run(args) => match args.example.as_str() {
+            "pricing" => {
+                let dir = args
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
+                let (session, bar) = new_session(&args.cluster)?;
+                let started = std::time::Instant::now();
+                let result = run_pricing(&session, &dir, args.scale_factor).await;
+                finish_progress(bar.as_deref());
+                let result = result?;
+                write_result(&mut stdout.lock(), &result.schema, &result.batches, args.format)?;
+                if let Some(metrics) = &result.metrics {
+                    eprintln!(
+                        "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",
+                        dir.display(),
+                        session.config().executors,
+                        metrics.stages.len(),
+                        metrics.tasks.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            other => anyhow::bail!("unknown example '{other}' (known: pricing)"),
+        },
+        Command::Config => {
+            write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
+        }
+    }
+    Ok(())
+}
+
+/// A session on the embedded cluster, with a progress bar when stderr is a terminal.
+fn new_session(cluster: &ClusterArgs) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+    let mut session = Session::new(cluster.config()?)?;
+    let bar = ProgressBar::for_terminal().map(Arc::new);
+    if let Some(bar) = &bar {
+        session.set_listener(Arc::clone(bar) as Arc<dyn ember::scheduler::JobListener>);
+    }
+    Ok((session, bar))
+}
+
+/// Clears the progress bar, if one is drawn, before results or errors print.
+fn finish_progress(bar: Option<&ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+}

@@ -1,0 +1,74 @@
+//! [`ProgressBar`]: stages and tasks done out of total, on stderr, when stderr is a
+//! terminal.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressDrawTarget, ProgressStyle};
+
+use crate::scheduler::{JobEvent, JobListener};
+
+/// A [`JobListener`] that draws an indicatif progress bar.
+pub struct ProgressBar {
+    bar: indicatif::ProgressBar,
+    stages: Mutex<(usize, usize)>,
+}
+
+impl ProgressBar {
+    /// A progress bar on stderr, or `None` when stderr is not a terminal.
+    pub fn for_terminal() -> Option<Self> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Some(Self {
+            bar,
+            stages: Mutex::new((0, 0)),
+        })
+    }
+
+    /// Removes the bar from the terminal.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn set_stage_message(&self, done: usize, total: usize) {
+        self.bar.set_message(format!("{done}/{total} stages"));
+    }
+}
+
+impl JobListener for ProgressBar {
+    fn on_event(&self, event: &JobEvent) {
+        let Ok(mut stages) = self.stages.lock() else {
+            return;
+        };
+        match event {
+            JobEvent::JobStarted { stages: n, tasks, .. } => {
+                *stages = (0, *n);
+                self.bar.reset();
+                self.bar.set_length(*tasks as u64);
+                self.set_stage_message(0, *n);
+            }
+            JobEvent::TaskFinished { .. } => self.bar.inc(1),
+            JobEvent::StageFinished { .. } => {
+                stages.0 += 1;
+                self.set_stage_message(stages.0, stages.1);
+            }
+            JobEvent::TaskFailed {
+                stage_id,
+                partition,
+                attempt,
+                error,
+                will_retry: true,
+            } => self.bar.println(format!(
+                "task {stage_id}.{partition} attempt {attempt} failed, retrying: {error}"
+            )),
+            JobEvent::TaskFailed { .. } | JobEvent::StageStarted { .. } => {}
+        }
+    }
+}

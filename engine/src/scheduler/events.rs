@@ -1,0 +1,56 @@
+//! [`JobEvent`]s that the scheduler reports while a job runs, and the [`JobListener`] that
+//! receives them (the command line's progress bar is one).
+
+/// Something that happened in a running job.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    /// The job was submitted.
+    JobStarted {
+        /// The job's id.
+        job_id: String,
+        /// Number of stages.
+        stages: usize,
+        /// Number of tasks, without retries.
+        tasks: usize,
+    },
+    /// All inputs of a stage are done; its tasks are queued.
+    StageStarted {
+        /// The stage.
+        stage_id: usize,
+        /// Its number of tasks.
+        tasks: usize,
+    },
+    /// A task finished successfully.
+    TaskFinished {
+        /// The task's stage.
+        stage_id: usize,
+        /// The task's partition.
+        partition: usize,
+        /// The executor that ran it.
+        executor_id: String,
+    },
+    /// A task attempt failed.
+    TaskFailed {
+        /// The task's stage.
+        stage_id: usize,
+        /// The task's partition.
+        partition: usize,
+        /// The attempt that failed (0-based).
+        attempt: usize,
+        /// The error, as text.
+        error: String,
+        /// Whether the task is tried again.
+        will_retry: bool,
+    },
+    /// Every task of a stage is done.
+    StageFinished {
+        /// The stage.
+        stage_id: usize,
+    },
+}
+
+/// Receives a job's events, in order, from the scheduler's task.
+pub trait JobListener: Send + Sync {
+    /// Called for each event; must not block.
+    fn on_event(&self, event: &JobEvent);
+}

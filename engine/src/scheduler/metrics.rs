@@ -1,0 +1,87 @@
+//! [`JobMetrics`]: what ran where, how much it wrote, and what failed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// One successful task attempt.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    /// The task's stage.
+    pub stage_id: usize,
+    /// The task's partition.
+    pub partition: usize,
+    /// The attempt that succeeded (0 for the first).
+    pub attempt: usize,
+    /// Where it ran.
+    pub executor_id: String,
+    /// Rows it wrote.
+    pub rows: u64,
+    /// Bytes it wrote (compressed).
+    pub bytes: u64,
+    /// Its wall time.
+    pub elapsed: Duration,
+}
+
+/// One failed task attempt.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// The task's stage.
+    pub stage_id: usize,
+    /// The task's partition.
+    pub partition: usize,
+    /// The attempt that failed.
+    pub attempt: usize,
+    /// Where it ran.
+    pub executor_id: String,
+    /// The error, as text.
+    pub error: String,
+}
+
+/// The shape of one stage, as run.
+#[derive(Debug, Clone)]
+pub struct StageSummary {
+    /// The stage.
+    pub stage_id: usize,
+    /// Its number of tasks.
+    pub partitions: usize,
+    /// The stages it read.
+    pub inputs: Vec<usize>,
+    /// How it spread its output (`hash`, `round-robin`, `single`, `preserve`).
+    pub output: &'static str,
+}
+
+/// Everything recorded about one job.
+#[derive(Debug, Clone, Default)]
+pub struct JobMetrics {
+    /// The job's id.
+    pub job_id: String,
+    /// The stages.
+    pub stages: Vec<StageSummary>,
+    /// Successful task attempts.
+    pub tasks: Vec<TaskRecord>,
+    /// Failed task attempts.
+    pub failures: Vec<FailedAttempt>,
+    /// Wall time of the job's tasks, from submission to the last task.
+    pub elapsed: Duration,
+}
+
+impl JobMetrics {
+    /// The executors that ran tasks of `stage_id`.
+    pub fn executors_of_stage(&self, stage_id: usize) -> BTreeSet<String> {
+        self.tasks
+            .iter()
+            .filter(|t| t.stage_id == stage_id)
+            .map(|t| t.executor_id.clone())
+            .collect()
+    }
+
+    /// Bytes written as shuffle output by all stages but the last.
+    pub fn shuffle_bytes(&self) -> u64 {
+        let last = self.stages.len().saturating_sub(1);
+        self.tasks
+            .iter()
+            .filter(|t| t.stage_id != last)
+            .map(|t| t.bytes)
+            .sum()
+    }
+}

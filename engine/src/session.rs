@@ -1,0 +1,231 @@
+//! [`Session`]: the entry point. It plans SQL with DataFusion, cuts the plan into stages,
+//! runs them on its cluster and returns the result.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParser;
+use ember_executors::read_locations;
+use ember_planner::{StageGraph, cut_stages};
+
+use crate::cluster::LocalCluster;
+use crate::config::EmberConfig;
+use crate::error::{EmberError, Result};
+use crate::scheduler::{JobListener, JobMetrics, JobSpec};
+use crate::tables::TableSpec;
+
+/// Rows and schema of a query, with the metrics of the job that computed them.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The result's schema.
+    pub schema: SchemaRef,
+    /// The rows, in the result's order.
+    pub batches: Vec<RecordBatch>,
+    /// The job's metrics; `None` for statements that ran no job (DDL).
+    pub metrics: Option<JobMetrics>,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A connection to an Ember cluster: tables, functions, settings, and the cluster itself.
+pub struct Session {
+    ctx: SessionContext,
+    cluster: LocalCluster,
+    config: EmberConfig,
+    listener: Option<Arc<dyn JobListener>>,
+}
+
+static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
+
+impl Session {
+    /// A session on a new embedded cluster of `executors` executors.
+    pub fn local(executors: usize) -> Result<Self> {
+        let config = EmberConfig {
+            executors,
+            ..EmberConfig::default()
+        };
+        Self::new(config)
+    }
+
+    /// A session on a new embedded cluster set up by `config`.
+    pub fn new(config: EmberConfig) -> Result<Self> {
+        let mut df_config = SessionConfig::new();
+        for (key, value) in config.datafusion_settings() {
+            df_config
+                .options_mut()
+                .set(&key, &value)
+                .map_err(|e| EmberError::Config {
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        let cluster = LocalCluster::start(&config)?;
+        Ok(Self {
+            ctx: SessionContext::new_with_config(df_config),
+            cluster,
+            config,
+            listener: None,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EmberConfig {
+        &self.config
+    }
+
+    /// The DataFusion context that holds tables and plans queries.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &LocalCluster {
+        &self.cluster
+    }
+
+    /// Sends the events of every later job to `listener`.
+    pub fn set_listener(&mut self, listener: Arc<dyn JobListener>) {
+        self.listener = Some(listener);
+    }
+
+    /// Registers a table over files.
+    pub async fn register_table(&self, spec: &TableSpec) -> Result<()> {
+        spec.register(&self.ctx).await
+    }
+
+    /// Registers a scalar function for planning and on every executor.
+    pub fn register_udf(&self, udf: ScalarUDF) {
+        for executor in self.cluster.executors() {
+            executor.register_udf(udf.clone());
+        }
+        self.ctx.register_udf(udf);
+    }
+
+    /// Registers an aggregate function for planning and on every executor.
+    pub fn register_udaf(&self, udaf: AggregateUDF) {
+        for executor in self.cluster.executors() {
+            executor.register_udaf(udaf.clone());
+        }
+        self.ctx.register_udaf(udaf);
+    }
+
+    /// Registers a window function for planning and on every executor.
+    pub fn register_udwf(&self, udwf: WindowUDF) {
+        for executor in self.cluster.executors() {
+            executor.register_udwf(udwf.clone());
+        }
+        self.ctx.register_udwf(udwf);
+    }
+
+    /// Runs every statement of `sql` in order and returns the last one's result.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
+        let mut last = None;
+        for plan in self.plan_statements(sql).await? {
+            last = Some(self.run_logical(plan).await?);
+        }
+        last.ok_or_else(|| EmberError::Config {
+            key: "query".into(),
+            message: "the SQL text holds no statement".into(),
+        })
+    }
+
+    /// The stage graph of the last statement of `sql` (earlier ones are run, so that a
+    /// `CREATE VIEW` before a query takes effect).
+    pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
+        let mut plans = self.plan_statements(sql).await?;
+        let Some(last) = plans.pop() else {
+            return Err(EmberError::Config {
+                key: "query".into(),
+                message: "the SQL text holds no statement".into(),
+            });
+        };
+        for plan in plans {
+            self.run_logical(plan).await?;
+        }
+        let physical = self.physical_plan(last).await?;
+        Ok(cut_stages(physical)?)
+    }
+
+    /// Parses `sql` into one logical plan per statement.
+    async fn plan_statements(&self, sql: &str) -> Result<Vec<LogicalPlan>> {
+        let statements = DFParser::parse_sql(sql)?;
+        let state = self.ctx.state();
+        let mut plans = Vec::with_capacity(statements.len());
+        for statement in statements {
+            plans.push(state.statement_to_plan(statement).await?);
+        }
+        Ok(plans)
+    }
+
+    async fn physical_plan(&self, plan: LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        Ok(df.create_physical_plan().await?)
+    }
+
+    /// Runs one logical plan: catalog statements here, everything else on the cluster.
+    pub async fn run_logical(&self, plan: LogicalPlan) -> Result<QueryResult> {
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let physical = df.create_physical_plan().await?;
+            let schema = physical.schema();
+            let batches = collect(physical, self.ctx.task_ctx()).await?;
+            return Ok(QueryResult {
+                schema,
+                batches,
+                metrics: None,
+            });
+        }
+        let physical = self.physical_plan(plan).await?;
+        self.run_physical(physical).await
+    }
+
+    /// Cuts a physical plan into stages, runs them, and collects the final stage's output.
+    pub async fn run_physical(&self, plan: Arc<dyn ExecutionPlan>) -> Result<QueryResult> {
+        let schema = plan.schema();
+        let graph = cut_stages(plan)?;
+        let job = JobSpec {
+            job_id: format!(
+                "job-{}-{}",
+                std::process::id(),
+                NEXT_JOB.fetch_add(1, Ordering::Relaxed)
+            ),
+            graph,
+            settings: self.config.datafusion_settings(),
+        };
+        let scheduler = self.cluster.scheduler();
+        let outcome = scheduler
+            .run_job(&job, self.listener.as_deref())
+            .await;
+        let result = match outcome {
+            Ok(outcome) => {
+                let mut pieces = outcome.final_output;
+                pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
+                let paths = pieces.into_iter().map(|l| l.path).collect();
+                let stream = read_locations(Arc::clone(&schema), paths);
+                datafusion::physical_plan::common::collect(stream)
+                    .await
+                    .map(|batches| QueryResult {
+                        schema,
+                        batches,
+                        metrics: Some(outcome.metrics),
+                    })
+                    .map_err(EmberError::from)
+            }
+            Err(e) => Err(e),
+        };
+        let cleanup = scheduler.remove_job(&job.job_id);
+        let result = result?;
+        cleanup?;
+        Ok(result)
+    }
+}

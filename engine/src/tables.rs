@@ -1,0 +1,237 @@
+//! Tables over files: [`TableSpec`] parses `NAME=PATH[:FORMAT]` and registers the table in a
+//! DataFusion context.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+
+use crate::error::{EmberError, Result};
+
+/// File formats a table can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Newline-delimited JSON objects.
+    Json,
+}
+
+impl FileFormat {
+    /// The usual file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv => "csv",
+            FileFormat::Json => "json",
+        }
+    }
+
+    /// The format an extension stands for (`parquet`, `csv`, `json`, `ndjson`, `jsonl`).
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext.to_ascii_lowercase().as_str() {
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "json" | "ndjson" | "jsonl" => Some(FileFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for FileFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(FileFormat::Parquet),
+            "csv" => Ok(FileFormat::Csv),
+            "json" => Ok(FileFormat::Json),
+            other => Err(format!(
+                "unknown format '{other}' (expected parquet, csv or json)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+/// A table to register: a name, a file / folder / glob, and a format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The table's name in SQL.
+    pub name: String,
+    /// A file, a folder of files, or a glob.
+    pub path: String,
+    /// The format; guessed from the extension when `None`.
+    pub format: Option<FileFormat>,
+}
+
+impl TableSpec {
+    /// A table `name` over `path`.
+    pub fn new(name: impl Into<String>, path: impl Into<String>, format: Option<FileFormat>) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            format,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> EmberError {
+        EmberError::Table {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn is_glob(&self) -> bool {
+        self.path.contains(['*', '?', '['])
+    }
+
+    /// The format: given, or guessed from the path's extension (or a folder's files).
+    pub fn resolve_format(&self) -> Result<FileFormat> {
+        if let Some(format) = self.format {
+            return Ok(format);
+        }
+        let path = Path::new(&self.path);
+        if let Some(format) = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(FileFormat::from_extension)
+        {
+            return Ok(format);
+        }
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| self.error(e.to_string()))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(['.', '_']) {
+                    continue;
+                }
+                if let Some(format) = Path::new(name.as_ref())
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .and_then(FileFormat::from_extension)
+                {
+                    return Ok(format);
+                }
+            }
+        }
+        Err(self.error(
+            "cannot tell the format from the path; add :parquet, :csv or :json",
+        ))
+    }
+
+    /// Registers the table in `ctx`, checking that the path exists.
+    pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        if self.name.is_empty() {
+            return Err(self.error("the table name is empty"));
+        }
+        let local = !self.path.contains("://");
+        let path = Path::new(&self.path);
+        if local && !self.is_glob() && !path.exists() {
+            return Err(self.error("no such file or directory"));
+        }
+        let format = self.resolve_format()?;
+        // A single file is read whatever its extension; folders and globs keep to files of
+        // the format's extension.
+        let extension = if local && path.is_file() {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .map(|e| format!(".{e}"))
+                .unwrap_or_default()
+        } else {
+            format!(".{}", format.extension())
+        };
+        let registered = match format {
+            FileFormat::Parquet => {
+                let options = ParquetReadOptions {
+                    file_extension: &extension,
+                    ..Default::default()
+                };
+                ctx.register_parquet(&self.name, &self.path, options).await
+            }
+            FileFormat::Csv => {
+                let options = CsvReadOptions::new()
+                    .has_header(true)
+                    .file_extension(&extension);
+                ctx.register_csv(&self.name, &self.path, options).await
+            }
+            FileFormat::Json => {
+                let options = JsonReadOptions {
+                    file_extension: &extension,
+                    ..Default::default()
+                };
+                ctx.register_json(&self.name, &self.path, options).await
+            }
+        };
+        registered.map_err(|e| self.error(e.to_string()))
+    }
+}
+
+impl FromStr for TableSpec {
+    type Err = EmberError;
+
+    /// Parses `NAME=PATH[:FORMAT]`.
+    fn from_str(s: &str) -> Result<Self> {
+        let Some((name, rest)) = s.split_once('=') else {
+            return Err(EmberError::Config {
+                key: "--table".into(),
+                message: format!("expected NAME=PATH[:FORMAT], got '{s}'"),
+            });
+        };
+        let (path, format) = match rest.rsplit_once(':') {
+            Some((path, suffix)) if !path.is_empty() && !suffix.contains('/') => {
+                match suffix.parse::<FileFormat>() {
+                    Ok(format) => (path, Some(format)),
+                    Err(message) => {
+                        return Err(EmberError::Config {
+                            key: "--table".into(),
+                            message: format!("{message} in '{s}'"),
+                        });
+                    }
+                }
+            }
+            _ => (rest, None),
+        };
+        if name.trim().is_empty() || path.is_empty() {
+            return Err(EmberError::Config {
+                key: "--table".into(),
+                message: format!("expected NAME=PATH[:FORMAT], got '{s}'"),
+            });
+        }
+        Ok(TableSpec::new(name.trim(), path, format))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_name_path_and_format() {
+        let spec: TableSpec = "t=/data/x.txt:csv".parse().expect("valid");
+        assert_eq!(spec, TableSpec::new("t", "/data/x.txt", Some(FileFormat::Csv)));
+        let spec: TableSpec = "t=/data/x.parquet".parse().expect("valid");
+        assert_eq!(spec.format, None);
+        assert_eq!(spec.resolve_format().expect("guessed"), FileFormat::Parquet);
+        let spec: TableSpec = "t=s3://bucket/x/".parse().expect("valid");
+        assert_eq!(spec.path, "s3://bucket/x/");
+    }
+
+    #[test]
+    fn bad_specs_name_the_option() {
+        let err = "nameless".parse::<TableSpec>().expect_err("no =");
+        assert!(err.to_string().contains("--table"), "{err}");
+        let err = "t=/x.csv:xml".parse::<TableSpec>().expect_err("bad format");
+        assert!(err.to_string().contains("xml"), "{err}");
+    }
+}

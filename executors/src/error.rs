@@ -1,0 +1,39 @@
+//! The executors' error type.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+use ember_planner::PlannerError;
+
+/// Result type of `ember-executors`.
+pub type Result<T, E = ExecutorError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while an executor runs a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// A file or folder of the work directory could not be used.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What the executor was doing ("creating work directory", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task definition carried a setting the executor cannot apply.
+    #[error("invalid setting {key}: {message}")]
+    Config {
+        /// The offending key.
+        key: String,
+        /// Why it was refused.
+        message: String,
+    },
+    /// The stage plan could not be decoded.
+    #[error(transparent)]
+    Plan(#[from] PlannerError),
+    /// The task's plan failed while running.
+    #[error("{0}")]
+    Execution(#[from] DataFusionError),
+}

@@ -1,0 +1,175 @@
+//! [`Executor`]: runs tasks. It decodes a task's stage plan, runs the task's partition with a
+//! [`LocalShuffle`] installed, and reports where the output went.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{UInt32Type, UInt64Type};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::common::collect;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ember_planner::{ShuffleRuntimeHandle, decode_plan};
+
+use crate::error::{ExecutorError, Result};
+use crate::shuffle::{LocalShuffle, ShuffleCompression};
+use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
+
+/// How an executor is set up.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Unique id within the cluster.
+    pub id: String,
+    /// Root of this executor's shuffle files; each job gets a folder inside.
+    pub work_dir: PathBuf,
+    /// Tasks it runs at once.
+    pub slots: usize,
+    /// Codec of the shuffle files it writes.
+    pub compression: ShuffleCompression,
+}
+
+/// A worker that runs tasks and keeps their shuffle output until the job ends.
+pub struct Executor {
+    config: ExecutorConfig,
+    /// Holds the function registry (built-ins plus registered user functions) and the
+    /// runtime environment (object stores, memory pool) that tasks run with.
+    functions: SessionContext,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("config", &self.config).finish()
+    }
+}
+
+impl Executor {
+    /// Creates the executor and its work directory.
+    pub fn try_new(config: ExecutorConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.work_dir).map_err(|source| ExecutorError::Io {
+            action: "creating work directory",
+            path: config.work_dir.clone(),
+            source,
+        })?;
+        if config.slots == 0 {
+            return Err(ExecutorError::Config {
+                key: "ember.executor.slots".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            config,
+            functions: SessionContext::new(),
+        })
+    }
+
+    /// This executor's id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Tasks it runs at once.
+    pub fn slots(&self) -> usize {
+        self.config.slots
+    }
+
+    /// The root of its work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.config.work_dir
+    }
+
+    /// Makes a scalar function available to the plans this executor decodes.
+    pub fn register_udf(&self, udf: ScalarUDF) {
+        self.functions.register_udf(udf);
+    }
+
+    /// Makes an aggregate function available to the plans this executor decodes.
+    pub fn register_udaf(&self, udaf: AggregateUDF) {
+        self.functions.register_udaf(udaf);
+    }
+
+    /// Makes a window function available to the plans this executor decodes.
+    pub fn register_udwf(&self, udwf: WindowUDF) {
+        self.functions.register_udwf(udwf);
+    }
+
+    /// Runs one task to completion and reports the shuffle files it wrote.
+    pub async fn run_task(&self, task: TaskDefinition) -> Result<TaskOutput> {
+        let started = Instant::now();
+        let task_dir = self
+            .job_dir(&task.job_id)
+            .join(format!("stage-{}", task.stage_id))
+            .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
+        let shuffle = LocalShuffle::new(
+            task_dir,
+            Arc::clone(&task.inputs),
+            self.config.compression,
+        );
+
+        let mut config = SessionConfig::new();
+        for (key, value) in task.settings.iter() {
+            config
+                .options_mut()
+                .set(key, value)
+                .map_err(|e| ExecutorError::Config {
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        let config = config.with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))));
+        let context = TaskContext::from(&self.functions.state())
+            .with_session_config(config)
+            .with_task_id(task.name());
+
+        let plan = decode_plan(&task.plan, &context)?;
+        let stream = plan.execute(task.partition, Arc::new(context))?;
+        let summary = collect(stream).await?;
+
+        let mut locations = Vec::new();
+        for batch in &summary {
+            let partitions = batch.column(0).as_primitive::<UInt32Type>();
+            let paths = batch.column(1).as_string::<i32>();
+            let rows = batch.column(2).as_primitive::<UInt64Type>();
+            let bytes = batch.column(3).as_primitive::<UInt64Type>();
+            for i in 0..batch.num_rows() {
+                if partitions.is_null(i) {
+                    continue;
+                }
+                locations.push(ShuffleLocation {
+                    stage_id: task.stage_id,
+                    map_partition: task.partition,
+                    output_partition: partitions.value(i) as usize,
+                    executor_id: self.config.id.clone(),
+                    path: PathBuf::from(paths.value(i)),
+                    rows: rows.value(i),
+                    bytes: bytes.value(i),
+                });
+            }
+        }
+        Ok(TaskOutput {
+            executor_id: self.config.id.clone(),
+            locations,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The folder of one job's shuffle files.
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.config.work_dir.join(job_id)
+    }
+
+    /// Deletes a finished job's shuffle files.
+    pub fn remove_job(&self, job_id: &str) -> Result<()> {
+        let dir = self.job_dir(job_id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ExecutorError::Io {
+                action: "removing job directory",
+                path: dir,
+                source,
+            }),
+        }
+    }
+}

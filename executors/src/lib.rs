@@ -1,0 +1,19 @@
+//! `ember-executors`: the task runtime. An [`Executor`] receives a [`TaskDefinition`] (a
+//! serialized stage plan and a partition), runs it as a stream of Arrow record batches, and
+//! writes its output as compressed Arrow IPC shuffle files that the next stage reads.
+//!
+//! ```text
+//!   TaskDefinition ──▶ decode_plan ──▶ ShuffleWriterExec ──▶ part-0.arrow, part-1.arrow, ...
+//!                                          ▲
+//!                         ShuffleReaderExec(s) ◀── files of the stages it reads
+//! ```
+
+mod error;
+mod executor;
+pub mod shuffle;
+mod task;
+
+pub use error::{ExecutorError, Result};
+pub use executor::{Executor, ExecutorConfig};
+pub use shuffle::{LocalShuffle, ShuffleCompression, read_locations};
+pub use task::{ShuffleLocation, TaskDefinition, TaskOutput};

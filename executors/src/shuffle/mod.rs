@@ -1,0 +1,18 @@
+//! Shuffle I/O on an executor: [`LocalShuffle`] implements the planner's
+//! [`ShuffleRuntime`](ember_planner::ShuffleRuntime) with compressed Arrow IPC files in the
+//! executor's work directory.
+//!
+//! ```text
+//! WORK_DIR/JOB_ID/stage-S/map-M-attempt-A/part-P.arrow
+//! ```
+//! Map task `M` of stage `S` writes one file per reduce partition `P` that received rows;
+//! reduce task `P` streams the files of every map task of `S`, in map order.
+
+mod compression;
+mod reader;
+mod runtime;
+mod writer;
+
+pub use compression::ShuffleCompression;
+pub use reader::read_locations;
+pub use runtime::LocalShuffle;

@@ -1,0 +1,203 @@
+//! Writing one map task's output: partition each batch (DataFusion's [`BatchPartitioner`]),
+//! coalesce the small pieces back to full batches, and append them to one compressed Arrow
+//! IPC stream file per output partition.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::compute::BatchCoalescer;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use ember_planner::ShuffleOutput;
+use ember_planner::shuffle::write_summary_schema;
+use futures::StreamExt;
+
+use super::ShuffleCompression;
+
+/// Everything a map task needs to write its output.
+pub(crate) struct MapOutputWriter {
+    /// The folder of this task attempt's files.
+    pub dir: PathBuf,
+    /// How rows are assigned to output partitions.
+    pub output: ShuffleOutput,
+    /// This task's partition (input partition of the partitioner).
+    pub map_partition: usize,
+    /// Number of map tasks in the stage.
+    pub map_partitions: usize,
+    /// Codec of the files.
+    pub compression: ShuffleCompression,
+    /// Rows per batch written.
+    pub batch_size: usize,
+}
+
+impl MapOutputWriter {
+    /// Drains `input` into the partition files; returns one summary row per file.
+    pub async fn write(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let schema = input.schema();
+        let count = self.output.partition_count();
+        let mut partitioner = match &self.output {
+            ShuffleOutput::Hash { exprs, count } => Some(BatchPartitioner::new_hash_partitioner(
+                exprs.clone(),
+                *count,
+                Time::new(),
+            )?),
+            ShuffleOutput::RoundRobin { count } => {
+                Some(BatchPartitioner::new_round_robin_partitioner(
+                    *count,
+                    Time::new(),
+                    self.map_partition,
+                    self.map_partitions,
+                ))
+            }
+            ShuffleOutput::Single | ShuffleOutput::Preserve { .. } => None,
+        };
+        let fixed_target = match &self.output {
+            ShuffleOutput::Preserve { .. } => self.map_partition,
+            _ => 0,
+        };
+        if fixed_target >= count {
+            return Err(DataFusionError::Internal(format!(
+                "map partition {fixed_target} has no output partition (only {count})"
+            )));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, e))?;
+        let mut files: Vec<Option<PartitionFile>> = (0..count).map(|_| None).collect();
+
+        while let Some(batch) = input.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut route = |partition: usize, piece: RecordBatch| -> Result<()> {
+                let slot = &mut files[partition];
+                if slot.is_none() {
+                    *slot = Some(PartitionFile::create(
+                        &self.dir,
+                        partition,
+                        &schema,
+                        self.compression,
+                        self.batch_size,
+                    )?);
+                }
+                match slot {
+                    Some(file) => file.push(piece),
+                    None => Ok(()),
+                }
+            };
+            match partitioner.as_mut() {
+                Some(partitioner) => partitioner.partition(batch, &mut route)?,
+                None => route(fixed_target, batch)?,
+            }
+        }
+
+        let mut summary = Summary::default();
+        for (partition, file) in files.into_iter().enumerate() {
+            if let Some(file) = file {
+                let (path, rows, bytes) = file.finish()?;
+                summary.add(partition, &path, rows, bytes);
+            }
+        }
+        summary.finish()
+    }
+}
+
+/// One output partition's file, with the coalescer that fills its batches.
+struct PartitionFile {
+    path: PathBuf,
+    coalescer: BatchCoalescer,
+    writer: StreamWriter<BufWriter<File>>,
+    rows: u64,
+}
+
+impl PartitionFile {
+    fn create(
+        dir: &Path,
+        partition: usize,
+        schema: &SchemaRef,
+        compression: ShuffleCompression,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let path = dir.join(format!("part-{partition}.arrow"));
+        let file = File::create(&path).map_err(|e| io_error("creating", &path, e))?;
+        let options = IpcWriteOptions::default().try_with_compression(compression.ipc())?;
+        let writer =
+            StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 16, file), schema, options)?;
+        Ok(Self {
+            path,
+            coalescer: BatchCoalescer::new(Arc::clone(schema), batch_size),
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.coalescer.push_batch(batch)?;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        while let Some(batch) = self.coalescer.next_completed_batch() {
+            self.writer.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the file; returns its path, rows and size.
+    fn finish(mut self) -> Result<(PathBuf, u64, u64)> {
+        self.coalescer.finish_buffered_batch()?;
+        self.drain()?;
+        self.writer.finish()?;
+        let mut inner = self.writer.into_inner()?;
+        std::io::Write::flush(&mut inner).map_err(|e| io_error("writing", &self.path, e))?;
+        let bytes = std::fs::metadata(&self.path)
+            .map_err(|e| io_error("reading size of", &self.path, e))?
+            .len();
+        Ok((self.path, self.rows, bytes))
+    }
+}
+
+/// Builds the summary batch in [`write_summary_schema`].
+#[derive(Default)]
+struct Summary {
+    partitions: UInt32Builder,
+    paths: StringBuilder,
+    rows: UInt64Builder,
+    bytes: UInt64Builder,
+}
+
+impl Summary {
+    fn add(&mut self, partition: usize, path: &Path, rows: u64, bytes: u64) {
+        self.partitions
+            .append_value(u32::try_from(partition).unwrap_or(u32::MAX));
+        self.paths.append_value(path.to_string_lossy());
+        self.rows.append_value(rows);
+        self.bytes.append_value(bytes);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            write_summary_schema(),
+            vec![
+                Arc::new(self.partitions.finish()),
+                Arc::new(self.paths.finish()),
+                Arc::new(self.rows.finish()),
+                Arc::new(self.bytes.finish()),
+            ],
+        )?)
+    }
+}
+
+fn io_error(action: &str, path: &Path, source: std::io::Error) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "shuffle write failed {action} {}: {source}",
+        path.display()
+    ))
+}

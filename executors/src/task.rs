@@ -1,0 +1,79 @@
+//! What travels between the scheduler and an executor: [`TaskDefinition`] in,
+//! [`TaskOutput`] out, and the [`ShuffleLocation`]s that connect one stage to the next.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where one piece of shuffle output lies: what map task `map_partition` of `stage_id` wrote
+/// for reduce partition `output_partition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuffleLocation {
+    /// The stage that wrote it.
+    pub stage_id: usize,
+    /// The map task (partition of that stage) that wrote it.
+    pub map_partition: usize,
+    /// The partition of the readers that it belongs to.
+    pub output_partition: usize,
+    /// The executor that holds the file.
+    pub executor_id: String,
+    /// The Arrow IPC file, inside that executor's work directory.
+    pub path: PathBuf,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file in bytes (compressed).
+    pub bytes: u64,
+}
+
+/// One task: partition `partition` of stage `stage_id` of job `job_id`.
+#[derive(Debug, Clone)]
+pub struct TaskDefinition {
+    /// The job the task belongs to; names its work directory.
+    pub job_id: String,
+    /// The stage.
+    pub stage_id: usize,
+    /// The partition of the stage this task computes.
+    pub partition: usize,
+    /// 0 for the first try, 1.. for retries.
+    pub attempt: usize,
+    /// The stage plan, serialized with `ember_planner::encode_plan` (shared by the stage's
+    /// tasks).
+    pub plan: Arc<Vec<u8>>,
+    /// The outputs of the stages this stage reads.
+    pub inputs: Arc<Vec<ShuffleLocation>>,
+    /// DataFusion settings (`datafusion.execution.batch_size`, ...) to run the plan with.
+    pub settings: Arc<Vec<(String, String)>>,
+}
+
+impl TaskDefinition {
+    /// A short name for logs and errors: `job/stage.partition#attempt`.
+    pub fn name(&self) -> String {
+        format!(
+            "{}/{}.{}#{}",
+            self.job_id, self.stage_id, self.partition, self.attempt
+        )
+    }
+}
+
+/// What a finished task reports back.
+#[derive(Debug, Clone)]
+pub struct TaskOutput {
+    /// The executor that ran it.
+    pub executor_id: String,
+    /// The shuffle files it wrote (one per non-empty output partition).
+    pub locations: Vec<ShuffleLocation>,
+    /// Wall time of the task.
+    pub elapsed: Duration,
+}
+
+impl TaskOutput {
+    /// Rows written over all output partitions.
+    pub fn rows(&self) -> u64 {
+        self.locations.iter().map(|l| l.rows).sum()
+    }
+
+    /// Bytes written over all output partitions.
+    pub fn bytes(&self) -> u64 {
+        self.locations.iter().map(|l| l.bytes).sum()
+    }
+}

@@ -1,0 +1,236 @@
+//! Plan serialization: [`EmberCodec`] teaches datafusion-proto Ember's own plan nodes, and
+//! [`encode_plan`] / [`decode_plan`] move a stage plan to an executor and back.
+//!
+//! Even the embedded cluster sends every task plan through these functions, so a plan that
+//! runs locally is known to survive the trip to a remote executor.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+};
+use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
+use datafusion_proto::physical_plan::to_proto::serialize_partitioning;
+use datafusion_proto::physical_plan::{
+    PhysicalExtensionCodec, PhysicalPlanDecodeContext, PhysicalProtoConverterExtension,
+};
+use datafusion_proto::protobuf;
+use prost::Message;
+
+use crate::error::{PlannerError, Result};
+use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
+
+/// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
+pub const PLAN_WIRE_VERSION: u32 = 1;
+
+/// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
+pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
+    physical_plan_to_bytes_with_extension_codec(plan, &EmberCodec)
+        .map(|bytes| bytes.to_vec())
+        .map_err(|source| PlannerError::Codec {
+            action: "encoding a stage plan",
+            source,
+        })
+}
+
+/// Rebuilds a stage plan from [`encode_plan`]'s bytes; functions resolve through `ctx`'s
+/// registry.
+pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
+    physical_plan_from_bytes_with_extension_codec(bytes, ctx, &EmberCodec).map_err(|source| {
+        PlannerError::Codec {
+            action: "decoding a stage plan",
+            source,
+        }
+    })
+}
+
+/// The datafusion-proto extension codec for [`ShuffleWriterExec`] and [`ShuffleReaderExec`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EmberCodec;
+
+/// Wire form of an Ember extension node.
+#[derive(Clone, PartialEq, Message)]
+struct ExtensionNode {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(message, optional, tag = "2")]
+    writer: Option<WriterNode>,
+    #[prost(message, optional, tag = "3")]
+    reader: Option<ReaderNode>,
+}
+
+/// Wire form of a [`ShuffleWriterExec`]; its input travels as the extension's input.
+#[derive(Clone, PartialEq, Message)]
+struct WriterNode {
+    #[prost(uint64, tag = "1")]
+    stage_id: u64,
+    /// 0 hash, 1 round robin, 2 single, 3 preserve.
+    #[prost(uint32, tag = "2")]
+    kind: u32,
+    /// The hash keys and partition count (hash), or the partition count.
+    #[prost(message, optional, tag = "3")]
+    partitioning: Option<protobuf::Partitioning>,
+}
+
+/// Wire form of a [`ShuffleReaderExec`].
+#[derive(Clone, PartialEq, Message)]
+struct ReaderNode {
+    #[prost(uint64, tag = "1")]
+    stage_id: u64,
+    #[prost(message, optional, tag = "2")]
+    schema: Option<protobuf::Schema>,
+    #[prost(message, optional, tag = "3")]
+    partitioning: Option<protobuf::Partitioning>,
+}
+
+const KIND_HASH: u32 = 0;
+const KIND_ROUND_ROBIN: u32 = 1;
+const KIND_SINGLE: u32 = 2;
+const KIND_PRESERVE: u32 = 3;
+
+fn codec_err(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::Plan(format!("Ember plan codec: {}", message.into()))
+}
+
+fn to_u64(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+fn to_usize(value: u64, what: &str) -> DfResult<usize> {
+    usize::try_from(value).map_err(|_| codec_err(format!("{what} {value} does not fit")))
+}
+
+impl PhysicalExtensionCodec for EmberCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let node = ExtensionNode::decode(buf)
+            .map_err(|e| codec_err(format!("malformed extension node: {e}")))?;
+        if node.version != PLAN_WIRE_VERSION {
+            return Err(codec_err(format!(
+                "plan wire version {} is not {PLAN_WIRE_VERSION}: scheduler and executor \
+                 run different Ember versions",
+                node.version
+            )));
+        }
+        let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+        if let Some(writer) = node.writer {
+            let [input] = inputs else {
+                return Err(codec_err("ShuffleWriterExec needs exactly one input"));
+            };
+            let partitioning = parse_protobuf_partitioning(
+                writer.partitioning.as_ref(),
+                &decode_ctx,
+                input.schema().as_ref(),
+                proto_converter,
+            )?
+            .ok_or_else(|| codec_err("ShuffleWriterExec without partitioning"))?;
+            let count = partitioning.partition_count();
+            let output = match (writer.kind, partitioning) {
+                (KIND_HASH, Partitioning::Hash(exprs, count)) => {
+                    ShuffleOutput::Hash { exprs, count }
+                }
+                (KIND_ROUND_ROBIN, _) => ShuffleOutput::RoundRobin { count },
+                (KIND_SINGLE, _) => ShuffleOutput::Single,
+                (KIND_PRESERVE, _) => ShuffleOutput::Preserve { count },
+                (kind, partitioning) => {
+                    return Err(codec_err(format!(
+                        "unknown shuffle output kind {kind} with {partitioning}"
+                    )));
+                }
+            };
+            let stage_id = to_usize(writer.stage_id, "stage id")?;
+            return Ok(Arc::new(ShuffleWriterExec::new(
+                stage_id,
+                Arc::clone(input),
+                output,
+            )));
+        }
+        if let Some(reader) = node.reader {
+            let schema = reader
+                .schema
+                .as_ref()
+                .ok_or_else(|| codec_err("ShuffleReaderExec without schema"))?;
+            let schema = Arc::new(Schema::try_from(schema)?);
+            let partitioning = parse_protobuf_partitioning(
+                reader.partitioning.as_ref(),
+                &decode_ctx,
+                schema.as_ref(),
+                proto_converter,
+            )?
+            .ok_or_else(|| codec_err("ShuffleReaderExec without partitioning"))?;
+            let stage_id = to_usize(reader.stage_id, "stage id")?;
+            return Ok(Arc::new(ShuffleReaderExec::new(
+                stage_id,
+                schema,
+                partitioning,
+            )));
+        }
+        Err(codec_err("extension node is neither a writer nor a reader"))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let message = if let Some(writer) = node.downcast_ref::<ShuffleWriterExec>() {
+            let (kind, partitioning) = match writer.output() {
+                ShuffleOutput::Hash { exprs, count } => {
+                    (KIND_HASH, Partitioning::Hash(exprs.clone(), *count))
+                }
+                ShuffleOutput::RoundRobin { count } => {
+                    (KIND_ROUND_ROBIN, Partitioning::RoundRobinBatch(*count))
+                }
+                ShuffleOutput::Single => (KIND_SINGLE, Partitioning::UnknownPartitioning(1)),
+                ShuffleOutput::Preserve { count } => {
+                    (KIND_PRESERVE, Partitioning::UnknownPartitioning(*count))
+                }
+            };
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                writer: Some(WriterNode {
+                    stage_id: to_u64(writer.stage_id()),
+                    kind,
+                    partitioning: Some(serialize_partitioning(
+                        &partitioning,
+                        self,
+                        proto_converter,
+                    )?),
+                }),
+                reader: None,
+            }
+        } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                writer: None,
+                reader: Some(ReaderNode {
+                    stage_id: to_u64(reader.stage_id()),
+                    schema: Some(reader.schema().as_ref().try_into()?),
+                    partitioning: Some(serialize_partitioning(
+                        reader.partitioning(),
+                        self,
+                        proto_converter,
+                    )?),
+                }),
+            }
+        } else {
+            return Err(DataFusionError::NotImplemented(format!(
+                "Ember cannot serialize plan node {}",
+                node.name()
+            )));
+        };
+        message
+            .encode(buf)
+            .map_err(|e| codec_err(format!("encoding extension node: {e}")))
+    }
+}

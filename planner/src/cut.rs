@@ -1,0 +1,131 @@
+//! Stage cutting: walks an optimized DataFusion physical plan and cuts it at every exchange
+//! into a [`StageGraph`].
+//!
+//! | exchange in the plan                         | becomes                                                      |
+//! |----------------------------------------------|--------------------------------------------------------------|
+//! | `RepartitionExec` (hash)                     | writer `hash(keys, n)` / reader with the same partitioning    |
+//! | `RepartitionExec` (round robin)              | writer `round-robin(n)` / reader with `n` partitions          |
+//! | `CoalescePartitionsExec` (merge, broadcast)  | writer `single` / one-partition reader (+ limit if it had one)|
+//! | `SortPreservingMergeExec`                    | writer `preserve(n)` / the merge over an `n`-partition reader |
+//!
+//! A build side that a join collects (`CollectLeft`) sits under a `CoalescePartitionsExec`,
+//! so every probe task reads the whole build side from the shuffle: that is the broadcast.
+//! Joins that would need every probe partition in one process are rewritten first (see
+//! [`make_joins_task_local`]).
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, Partitioning, replace_children_if_necessary,
+};
+
+use crate::error::Result;
+use crate::joins::make_joins_task_local;
+use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
+use crate::stage::{Stage, StageGraph};
+use crate::unsupported;
+
+/// Cuts `plan` into stages. The last stage's output, partition by partition, is the plan's
+/// output.
+pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let plan = make_joins_task_local(plan)?;
+    let mut cutter = StageCutter::default();
+    let root = cutter.visit(plan)?;
+    let count = root.output_partitioning().partition_count();
+    cutter.add_stage(root, ShuffleOutput::Preserve { count });
+    Ok(StageGraph::new(cutter.stages))
+}
+
+/// Collects stages while the plan is rewritten bottom-up.
+#[derive(Default)]
+struct StageCutter {
+    stages: Vec<Stage>,
+}
+
+impl StageCutter {
+    /// Rewrites `plan` with every exchange below and at it replaced by a shuffle read.
+    fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|child| self.visit(Arc::clone(child)))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = if children.is_empty() {
+            plan
+        } else {
+            replace_children_if_necessary(plan, children)?
+        };
+
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            if repartition.preserve_order() {
+                unsupported!(
+                    "order-preserving repartitioning ({}) is not supported; \
+                     set datafusion.optimizer.prefer_existing_sort = false",
+                    repartition.partitioning()
+                );
+            }
+            let output = match repartition.partitioning() {
+                Partitioning::Hash(exprs, count) => ShuffleOutput::Hash {
+                    exprs: exprs.clone(),
+                    count: *count,
+                },
+                Partitioning::RoundRobinBatch(count) => {
+                    ShuffleOutput::RoundRobin { count: *count }
+                }
+                other => unsupported!("repartitioning by {other} is not supported"),
+            };
+            return Ok(self.exchange(Arc::clone(repartition.input()), output));
+        }
+
+        if let Some(coalesce) = plan.downcast_ref::<CoalescePartitionsExec>() {
+            let input = Arc::clone(coalesce.input());
+            let merged = if input.output_partitioning().partition_count() <= 1 {
+                input
+            } else {
+                self.exchange(input, ShuffleOutput::Single)
+            };
+            return Ok(match coalesce.fetch() {
+                Some(fetch) => Arc::new(GlobalLimitExec::new(merged, 0, Some(fetch))),
+                None => merged,
+            });
+        }
+
+        if let Some(merge) = plan.downcast_ref::<SortPreservingMergeExec>() {
+            let input = Arc::clone(merge.input());
+            let count = input.output_partitioning().partition_count();
+            if count <= 1 {
+                return Ok(plan);
+            }
+            let reader = self.exchange(input, ShuffleOutput::Preserve { count });
+            let merged = SortPreservingMergeExec::new(merge.expr().clone(), reader)
+                .with_fetch(merge.fetch());
+            return Ok(Arc::new(merged));
+        }
+
+        Ok(plan)
+    }
+
+    /// Ends a stage with `input` under a writer, and returns the reader that replaces it.
+    fn exchange(
+        &mut self,
+        input: Arc<dyn ExecutionPlan>,
+        output: ShuffleOutput,
+    ) -> Arc<dyn ExecutionPlan> {
+        let schema = input.schema();
+        let partitioning = output.reader_partitioning();
+        let stage_id = self.add_stage(input, output);
+        Arc::new(ShuffleReaderExec::new(stage_id, schema, partitioning))
+    }
+
+    /// Adds a stage that runs `input` and writes it as `output`; returns its id.
+    fn add_stage(&mut self, input: Arc<dyn ExecutionPlan>, output: ShuffleOutput) -> usize {
+        let id = self.stages.len();
+        let writer = Arc::new(ShuffleWriterExec::new(id, input, output));
+        self.stages.push(Stage::new(id, writer));
+        id
+    }
+}

@@ -1,0 +1,34 @@
+//! `ember-planner`: turns a DataFusion physical plan into Ember's stage graph and moves stage
+//! plans across process boundaries.
+//!
+//! ```text
+//!  SQL / DSL ──▶ LogicalPlan ──▶ DataFusion optimizer ──▶ physical plan (target partitions N)
+//!                                                               │
+//!                                                   cut_stages  │  at every exchange
+//!                                                               ▼
+//!   Stage 0: ShuffleWriterExec(hash) ◀─ scan ◀─ ...        Stage 1: ShuffleWriterExec(hash) ◀─ ...
+//!              │ shuffle files                                       │
+//!              ▼                                                     ▼
+//!   Stage 2 (final): ShuffleWriterExec(preserve) ◀─ join ◀─ ShuffleReaderExec(0), ShuffleReaderExec(1)
+//! ```
+//!
+//! A stage runs as one task per partition. Its plan is rooted at a [`ShuffleWriterExec`]
+//! and its leaves are table scans or [`ShuffleReaderExec`]s of earlier stages. Plans travel
+//! to executors as bytes ([`encode_plan`] / [`decode_plan`], datafusion-proto with
+//! [`EmberCodec`]). The planner never touches files or the network: the executor that runs
+//! a task supplies the shuffle I/O through a [`ShuffleRuntime`].
+
+mod codec;
+mod cut;
+mod error;
+mod joins;
+pub mod shuffle;
+mod stage;
+
+pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
+pub use cut::cut_stages;
+pub use error::{PlannerError, Result};
+pub use shuffle::{
+    ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
+};
+pub use stage::{Stage, StageGraph, StageId};

@@ -1,0 +1,7 @@
+//! Ember's integration tests, one binary with a module per topic.
+
+mod cli;
+mod retry;
+mod shuffle;
+mod stages;
+mod tpch;

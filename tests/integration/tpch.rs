@@ -1,0 +1,56 @@
+//! The 22 TPC-H queries on the embedded cluster give the same rows as DataFusion alone.
+
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use ember::datasets::tpch_tables;
+use ember::{Session, TableSpec};
+use ember_tests::{rows, rows_match, tpch_dir, tpch_query, tpch_table_specs};
+
+async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    for table in tpch_tables() {
+        let path = tpch_dir().join(table);
+        ctx.register_parquet(*table, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+            .await
+            .expect("register");
+    }
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("DataFusion plans the query")
+        .collect()
+        .await
+        .expect("DataFusion runs the query");
+    rows(&batches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_22_queries_match_datafusion() {
+    let session = Session::local(2).expect("cluster starts");
+    for spec in tpch_table_specs(tpch_dir()) {
+        let spec: TableSpec = spec.parse().expect("valid spec");
+        session.register_table(&spec).await.expect("register");
+    }
+    let mut failures = Vec::new();
+    for n in 1..=22 {
+        let sql = tpch_query(n);
+        let expected = datafusion_rows(&sql).await;
+        match session.sql(&sql).await {
+            Ok(result) => {
+                let got = rows(&result.batches);
+                if !rows_match(&got, &expected) {
+                    failures.push(format!(
+                        "q{n:02}: {} rows vs DataFusion's {}\n  ember: {:?}\n  df:    {:?}",
+                        got.len(),
+                        expected.len(),
+                        got.iter().take(3).collect::<Vec<_>>(),
+                        expected.iter().take(3).collect::<Vec<_>>()
+                    ));
+                }
+                let metrics = result.metrics.expect("a query runs a job");
+                assert!(metrics.stages.len() >= 2, "q{n:02} ran as one stage");
+            }
+            Err(e) => failures.push(format!("q{n:02}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

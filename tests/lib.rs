@@ -1,0 +1,78 @@
+//! Shared helpers of Ember's integration tests: small TPC-H data made once per test run,
+//! table registration, and comparison of results as text rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use ember::datasets::{TpchOptions, generate_tpch, tpch_is_complete, tpch_tables};
+
+/// Scale factor of the TPC-H data the tests use.
+pub const TEST_SCALE_FACTOR: f64 = 0.01;
+
+/// TPC-H data at [`TEST_SCALE_FACTOR`] in two files per table, made on first use and kept
+/// in the system temp dir across runs.
+pub fn tpch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join("ember-test-data").join("tpch-sf0.01");
+        if !tpch_is_complete(&dir) {
+            generate_tpch(&TpchOptions::new(TEST_SCALE_FACTOR, &dir).with_parts(2))
+                .expect("TPC-H test data can be generated");
+        }
+        dir
+    })
+}
+
+/// The `--table` arguments (or specs) for the TPC-H tables in `dir`.
+pub fn tpch_table_specs(dir: &Path) -> Vec<String> {
+    tpch_tables()
+        .iter()
+        .map(|t| format!("{t}={}:parquet", dir.join(t).display()))
+        .collect()
+}
+
+/// The text of TPC-H query `n` (1..=22) as shipped in `datasets/tpch/queries`.
+pub fn tpch_query(n: usize) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tpch/queries")
+        .join(format!("q{n:02}.sql"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Rows of `batches` as lists of display strings.
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formattable column"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+        }
+    }
+    out
+}
+
+/// Whether two cells agree: equal text, or numbers within a relative 1e-9.
+pub fn cells_match(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+/// Whether two row lists agree cell by cell, in order.
+pub fn rows_match(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| cells_match(p, q))
+        })
+}
