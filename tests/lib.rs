@@ -16,7 +16,9 @@ pub const TEST_SCALE_FACTOR: f64 = 0.01;
 pub fn tpch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join("ember-test-data").join("tpch-sf0.01");
+        let dir = std::env::temp_dir()
+            .join("ember-test-data")
+            .join("tpch-sf0.01");
         if !tpch_is_complete(&dir) {
             generate_tpch(&TpchOptions::new(TEST_SCALE_FACTOR, &dir).with_parts(2))
                 .expect("TPC-H test data can be generated");
@@ -52,7 +54,12 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formattable column"))
             .collect();
         for row in 0..batch.num_rows() {
-            out.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     out
@@ -72,7 +79,7 @@ pub fn cells_match(a: &str, b: &str) -> bool {
 /// Whether two row lists agree cell by cell, in order.
 pub fn rows_match(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| cells_match(p, q))
-        })
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| cells_match(p, q)))
 }

@@ -58,6 +58,41 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
     },
 ];
 
+/// DataFusion settings Ember needs, because the features they turn off assume that the
+/// whole plan runs in one process. Dynamic filters are shared, mutable expressions that a
+/// join's build side fills in for its probe side; the physical uncorrelated scalar
+/// subquery shares its result with expressions anywhere below it (scalar subqueries become
+/// joins instead); file-scan work stealing lets a partition read the files of its
+/// siblings, so a task that runs one partition alone would read them all. Sort-preserving
+/// repartitioning is not cut into stages yet.
+pub const REQUIRED_DATAFUSION_SETTINGS: &[(&str, &str)] = &[
+    (
+        "datafusion.optimizer.enable_dynamic_filter_pushdown",
+        "false",
+    ),
+    (
+        "datafusion.optimizer.enable_join_dynamic_filter_pushdown",
+        "false",
+    ),
+    (
+        "datafusion.optimizer.enable_topk_dynamic_filter_pushdown",
+        "false",
+    ),
+    (
+        "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
+        "false",
+    ),
+    (
+        "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
+        "false",
+    ),
+    (
+        "datafusion.execution.enable_file_stream_work_stealing",
+        "false",
+    ),
+    ("datafusion.optimizer.prefer_existing_sort", "false"),
+];
+
 /// The settings of a session and its embedded cluster.
 #[derive(Debug, Clone)]
 pub struct EmberConfig {
@@ -104,6 +139,19 @@ impl EmberConfig {
                 }
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            k if REQUIRED_DATAFUSION_SETTINGS.iter().any(|(r, _)| *r == k) => {
+                let required = REQUIRED_DATAFUSION_SETTINGS
+                    .iter()
+                    .find(|(r, _)| *r == k)
+                    .map(|(_, v)| *v)
+                    .unwrap_or_default();
+                if !value.trim().eq_ignore_ascii_case(required) {
+                    config_err!(
+                        key,
+                        "Ember runs each partition as its own task and needs this to be {required}"
+                    );
+                }
+            }
             k if k.starts_with("datafusion.") => {
                 let mut probe = datafusion::prelude::SessionConfig::new();
                 if let Err(e) = probe.options_mut().set(k, value) {
@@ -136,38 +184,19 @@ impl EmberConfig {
         self.executors.saturating_mul(self.slots).max(1)
     }
 
-    /// The DataFusion settings a plan is optimized and run with.
-    ///
-    /// Three DataFusion features assume that the whole plan runs in one process, so they
-    /// are off. Dynamic filters are shared, mutable expressions that a join's build side
-    /// fills in for its probe side; the physical uncorrelated scalar subquery shares its
-    /// result with expressions anywhere below it (scalar subqueries become joins instead);
-    /// file-scan work stealing lets a partition read files of its siblings, so a task that
-    /// runs one partition alone would read them all.
+    /// The DataFusion settings a plan is optimized and run with: the target partitions,
+    /// the user's `datafusion.*` settings, then [`REQUIRED_DATAFUSION_SETTINGS`].
     pub fn datafusion_settings(&self) -> Vec<(String, String)> {
-        let mut settings = vec![
-            (
-                "datafusion.execution.target_partitions".to_string(),
-                self.target_partitions().to_string(),
-            ),
-            (
-                "datafusion.optimizer.enable_dynamic_filter_pushdown".to_string(),
-                "false".to_string(),
-            ),
-            (
-                "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery".to_string(),
-                "false".to_string(),
-            ),
-            (
-                "datafusion.execution.enable_file_stream_work_stealing".to_string(),
-                "false".to_string(),
-            ),
-            (
-                "datafusion.optimizer.prefer_existing_sort".to_string(),
-                "false".to_string(),
-            ),
-        ];
+        let mut settings = vec![(
+            "datafusion.execution.target_partitions".to_string(),
+            self.target_partitions().to_string(),
+        )];
         settings.extend(self.datafusion.iter().cloned());
+        settings.extend(
+            REQUIRED_DATAFUSION_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         settings
     }
 
@@ -214,6 +243,13 @@ mod tests {
             .set("datafusion.execution.batch_size", "many")
             .expect_err("bad df value");
         assert!(err.to_string().contains("batch_size"), "{err}");
+        let err = config
+            .set(
+                "datafusion.execution.enable_file_stream_work_stealing",
+                "true",
+            )
+            .expect_err("unsafe in Ember");
+        assert!(err.to_string().contains("work_stealing"), "{err}");
         let err = config.set_pair("no-equals").expect_err("no =");
         assert!(err.to_string().contains("--conf"), "{err}");
     }

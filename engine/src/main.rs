@@ -14,7 +14,11 @@ use ember::progress::ProgressBar;
 use ember::{EmberConfig, OutputFormat, Session, TableSpec, write_result};
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Ember: a distributed batch dataflow engine")]
+#[command(
+    name = "ember",
+    version,
+    about = "Ember: a distributed batch dataflow engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -144,8 +148,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // clap's usage errors, on one line like every other error.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("error: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -155,10 +172,20 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The message on one line: DataFusion's multi-line texts joined with spaces.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -170,7 +197,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = session.sql(&sql).await;
             finish_progress(bar.as_deref());
             let result = result?;
-            write_result(&mut stdout.lock(), &result.schema, &result.batches, args.format)?;
+            write_result(
+                &mut stdout.lock(),
+                &result.schema,
+                &result.batches,
+                args.format,
+            )?;
         }
         Command::Explain(args) => {
             let sql = args.sql()?;
@@ -186,8 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     parts,
                 },
         } => {
-            let summary =
-                generate_tpch(&TpchOptions::new(scale_factor, &out).with_parts(parts))?;
+            let summary = generate_tpch(&TpchOptions::new(scale_factor, &out).with_parts(parts))?;
             eprintln!(
                 "wrote TPC-H sf {scale_factor} to {}: {} rows",
                 out.display(),
@@ -205,7 +236,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let result = run_pricing(&session, &dir, args.scale_factor).await;
                 finish_progress(bar.as_deref());
                 let result = result?;
-                write_result(&mut stdout.lock(), &result.schema, &result.batches, args.format)?;
+                write_result(
+                    &mut stdout.lock(),
+                    &result.schema,
+                    &result.batches,
+                    args.format,
+                )?;
                 if let Some(metrics) = &result.metrics {
                     eprintln!(
                         "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",

@@ -39,11 +39,7 @@ pub fn ensure_tpch(dir: &Path, scale_factor: f64, parts: usize) -> Result<bool> 
 pub async fn register_tpch(session: &Session, dir: &Path) -> Result<()> {
     for table in ember_datasets::tpch_tables() {
         let path: PathBuf = dir.join(table);
-        let spec = TableSpec::new(
-            *table,
-            path.to_string_lossy(),
-            Some(FileFormat::Parquet),
-        );
+        let spec = TableSpec::new(*table, path.to_string_lossy(), Some(FileFormat::Parquet));
         session.register_table(&spec).await?;
     }
     Ok(())

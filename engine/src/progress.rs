@@ -48,7 +48,9 @@ impl JobListener for ProgressBar {
             return;
         };
         match event {
-            JobEvent::JobStarted { stages: n, tasks, .. } => {
+            JobEvent::JobStarted {
+                stages: n, tasks, ..
+            } => {
                 *stages = (0, *n);
                 self.bar.reset();
                 self.bar.set_length(*tasks as u64);

@@ -75,7 +75,11 @@ pub struct TableSpec {
 
 impl TableSpec {
     /// A table `name` over `path`.
-    pub fn new(name: impl Into<String>, path: impl Into<String>, format: Option<FileFormat>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        path: impl Into<String>,
+        format: Option<FileFormat>,
+    ) -> Self {
         Self {
             name: name.into(),
             path: path.into(),
@@ -125,9 +129,7 @@ impl TableSpec {
                 }
             }
         }
-        Err(self.error(
-            "cannot tell the format from the path; add :parquet, :csv or :json",
-        ))
+        Err(self.error("cannot tell the format from the path; add :parquet, :csv or :json"))
     }
 
     /// Registers the table in `ctx`, checking that the path exists.
@@ -219,7 +221,10 @@ mod tests {
     #[test]
     fn parses_name_path_and_format() {
         let spec: TableSpec = "t=/data/x.txt:csv".parse().expect("valid");
-        assert_eq!(spec, TableSpec::new("t", "/data/x.txt", Some(FileFormat::Csv)));
+        assert_eq!(
+            spec,
+            TableSpec::new("t", "/data/x.txt", Some(FileFormat::Csv))
+        );
         let spec: TableSpec = "t=/data/x.parquet".parse().expect("valid");
         assert_eq!(spec.format, None);
         assert_eq!(spec.resolve_format().expect("guessed"), FileFormat::Parquet);

@@ -30,10 +30,29 @@ pub enum ExecutorError {
         /// Why it was refused.
         message: String,
     },
+    /// Input data is malformed; `location` names the file.
+    #[error("{location}: {message}")]
+    Input {
+        /// The file (or files) being read.
+        location: String,
+        /// What is wrong and where in the file.
+        message: String,
+    },
     /// The stage plan could not be decoded.
     #[error(transparent)]
     Plan(#[from] PlannerError),
     /// The task's plan failed while running.
     #[error("{0}")]
     Execution(#[from] DataFusionError),
+}
+
+impl ExecutorError {
+    /// Whether running the task again may succeed. Malformed input, an undecodable plan
+    /// and a bad setting fail the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            ExecutorError::Input { .. } | ExecutorError::Plan(_) | ExecutorError::Config { .. }
+        )
+    }
 }

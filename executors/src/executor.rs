@@ -14,6 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use ember_planner::{ShuffleRuntimeHandle, decode_plan};
 
 use crate::error::{ExecutorError, Result};
+use crate::input_errors::explain_task_failure;
 use crate::shuffle::{LocalShuffle, ShuffleCompression};
 use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
@@ -40,7 +41,9 @@ pub struct Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("config", &self.config).finish()
+        f.debug_struct("Executor")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -101,11 +104,8 @@ impl Executor {
             .job_dir(&task.job_id)
             .join(format!("stage-{}", task.stage_id))
             .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
-        let shuffle = LocalShuffle::new(
-            task_dir,
-            Arc::clone(&task.inputs),
-            self.config.compression,
-        );
+        let shuffle =
+            LocalShuffle::new(task_dir, Arc::clone(&task.inputs), self.config.compression);
 
         let mut config = SessionConfig::new();
         for (key, value) in task.settings.iter() {
@@ -123,8 +123,13 @@ impl Executor {
             .with_task_id(task.name());
 
         let plan = decode_plan(&task.plan, &context)?;
-        let stream = plan.execute(task.partition, Arc::new(context))?;
-        let summary = collect(stream).await?;
+        let run = async {
+            let stream = plan.execute(task.partition, Arc::new(context))?;
+            collect(stream).await
+        };
+        let summary = run
+            .await
+            .map_err(|e| explain_task_failure(e, &plan, task.partition))?;
 
         let mut locations = Vec::new();
         for batch in &summary {

@@ -10,6 +10,7 @@
 
 mod error;
 mod executor;
+mod input_errors;
 pub mod shuffle;
 mod task;
 

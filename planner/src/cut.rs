@@ -73,9 +73,7 @@ impl StageCutter {
                     exprs: exprs.clone(),
                     count: *count,
                 },
-                Partitioning::RoundRobinBatch(count) => {
-                    ShuffleOutput::RoundRobin { count: *count }
-                }
+                Partitioning::RoundRobinBatch(count) => ShuffleOutput::RoundRobin { count: *count },
                 other => unsupported!("repartitioning by {other} is not supported"),
             };
             return Ok(self.exchange(Arc::clone(repartition.input()), output));

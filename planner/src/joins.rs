@@ -38,11 +38,12 @@ fn emits_build_side_at_end(join_type: JoinType) -> bool {
 }
 
 /// Rewrites every join of `plan` that needs all probe partitions in one task.
-pub(crate) fn make_joins_task_local(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn make_joins_task_local(
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let rewritten = plan.transform_up(|node| {
-        let probe_partitions = |right: &Arc<dyn ExecutionPlan>| {
-            right.output_partitioning().partition_count()
-        };
+        let probe_partitions =
+            |right: &Arc<dyn ExecutionPlan>| right.output_partitioning().partition_count();
         if let Some(join) = node.downcast_ref::<HashJoinExec>() {
             let risky = *join.partition_mode() == PartitionMode::CollectLeft
                 && emits_build_side_at_end(*join.join_type())
@@ -60,9 +61,10 @@ pub(crate) fn make_joins_task_local(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<
                 )?));
             }
             let count = probe_partitions(join.right());
+            // The merge of the build side goes; a limit it carried stays.
             let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
-                Some(coalesce) => Arc::clone(coalesce.input()),
-                None => Arc::clone(join.left()),
+                Some(coalesce) if coalesce.fetch().is_none() => Arc::clone(coalesce.input()),
+                _ => Arc::clone(join.left()),
             };
             let left_keys = join.on().iter().map(|(l, _)| Arc::clone(l)).collect();
             let right_keys = join.on().iter().map(|(_, r)| Arc::clone(r)).collect();

@@ -1,1 +1,168 @@
-//! placeholder
+//! Stage cutting: aggregates, joins and sorts are cut where their exchanges are.
+
+use ember::planner::{ShuffleOutput, StageGraph};
+use ember::{EmberConfig, Session, TableSpec};
+use ember_tests::{tpch_dir, tpch_table_specs};
+
+async fn session(extra: &[(&str, &str)]) -> Session {
+    let mut config = EmberConfig {
+        executors: 2,
+        ..EmberConfig::default()
+    };
+    for (key, value) in extra {
+        config.set(key, value).expect("valid setting");
+    }
+    let session = Session::new(config).expect("cluster starts");
+    for spec in tpch_table_specs(tpch_dir()) {
+        let spec: TableSpec = spec.parse().expect("valid spec");
+        session.register_table(&spec).await.expect("register");
+    }
+    session
+}
+
+fn plan_text(graph: &StageGraph, stage: usize) -> String {
+    graph
+        .to_string()
+        .split("Stage ")
+        .find(|s| s.starts_with(&format!("{stage}:")) || s.starts_with(&format!("{stage} (")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_is_cut_between_partial_and_final() {
+    let session = session(&[]).await;
+    let graph = session
+        .explain("SELECT l_returnflag, count(*) FROM lineitem GROUP BY l_returnflag")
+        .await
+        .expect("plans");
+    assert_eq!(graph.stages().len(), 2, "{graph}");
+    let map = &graph.stages()[0];
+    assert!(
+        matches!(map.output(), ShuffleOutput::Hash { count: 2, .. }),
+        "{graph}"
+    );
+    assert!(map.inputs().is_empty());
+    assert!(plan_text(&graph, 0).contains("mode=Partial"), "{graph}");
+    let reduce = graph.final_stage();
+    assert_eq!(reduce.inputs(), &[0]);
+    assert_eq!(reduce.partitions(), 2);
+    assert!(
+        plan_text(&graph, 1).contains("mode=FinalPartitioned"),
+        "{graph}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_join_reads_both_sides_from_hash_shuffles() {
+    let session = session(&[
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            "0",
+        ),
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            "0",
+        ),
+    ])
+    .await;
+    let graph = session
+        .explain("SELECT o_orderpriority, l_quantity FROM orders JOIN lineitem ON o_orderkey = l_orderkey")
+        .await
+        .expect("plans");
+    let join = graph.final_stage();
+    assert_eq!(join.inputs().len(), 2, "{graph}");
+    for input in join.inputs() {
+        let side = &graph.stages()[*input];
+        match side.output() {
+            ShuffleOutput::Hash { exprs, count } => {
+                assert_eq!(*count, 2);
+                assert!(exprs[0].to_string().contains("orderkey"), "{graph}");
+            }
+            other => panic!("join side writes {other}, not a hash shuffle\n{graph}"),
+        }
+    }
+    assert!(
+        plan_text(&graph, join.id()).contains("mode=Partitioned"),
+        "{graph}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_build_side_is_broadcast_to_every_probe_task() {
+    let session = session(&[]).await;
+    let graph = session
+        .explain("SELECT s_name, l_quantity FROM supplier JOIN lineitem ON s_suppkey = l_suppkey")
+        .await
+        .expect("plans");
+    let build = graph
+        .stages()
+        .iter()
+        .find(|s| matches!(s.output(), ShuffleOutput::Single))
+        .unwrap_or_else(|| panic!("no broadcast stage\n{graph}"));
+    let join = graph.final_stage();
+    assert!(join.inputs().contains(&build.id()), "{graph}");
+    assert_eq!(
+        join.partitions(),
+        2,
+        "every probe partition reads the build side"
+    );
+    assert!(
+        plan_text(&graph, join.id()).contains("CollectLeft"),
+        "{graph}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_sort_sorts_partitions_then_merges_them_in_one_task() {
+    let session = session(&[]).await;
+    let graph = session
+        .explain("SELECT l_orderkey, l_quantity FROM lineitem ORDER BY l_quantity DESC, l_orderkey")
+        .await
+        .expect("plans");
+    let merge = graph.final_stage();
+    assert_eq!(merge.partitions(), 1, "{graph}");
+    assert!(
+        plan_text(&graph, merge.id()).contains("SortPreservingMergeExec"),
+        "{graph}"
+    );
+    let sorted = &graph.stages()[merge.inputs()[0]];
+    assert!(
+        matches!(sorted.output(), ShuffleOutput::Preserve { count: 2 }),
+        "{graph}"
+    );
+    assert!(
+        plan_text(&graph, sorted.id()).contains("SortExec"),
+        "{graph}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outer_join_with_a_collected_build_side_becomes_partitioned() {
+    let session = session(&[]).await;
+    let graph = session
+        .explain(
+            "SELECT c_custkey, count(o_orderkey) FROM customer LEFT JOIN orders \
+             ON c_custkey = o_custkey GROUP BY c_custkey",
+        )
+        .await
+        .expect("plans");
+    let text = graph.to_string();
+    assert!(!text.contains("CollectLeft"), "{text}");
+    // And the answer still counts customers without orders.
+    let result = session
+        .sql(
+            "SELECT count(*) FROM (SELECT c_custkey, count(o_orderkey) AS n FROM customer \
+             LEFT JOIN orders ON c_custkey = o_custkey GROUP BY c_custkey) WHERE n = 0",
+        )
+        .await
+        .expect("runs");
+    let batch = &result.batches[0];
+    let zero_order_customers =
+        arrow::array::cast::as_primitive_array::<arrow::datatypes::Int64Type>(batch.column(0))
+            .value(0);
+    assert_eq!(
+        zero_order_customers, 500,
+        "a third of sf 0.01's 1500 customers have no orders"
+    );
+}

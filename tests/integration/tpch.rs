@@ -9,9 +9,13 @@ async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     for table in tpch_tables() {
         let path = tpch_dir().join(table);
-        ctx.register_parquet(*table, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-            .await
-            .expect("register");
+        ctx.register_parquet(
+            *table,
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .expect("register");
     }
     let batches = ctx
         .sql(sql)

@@ -14,7 +14,8 @@ pub trait ExecutorClient: Send + Sync {
     /// Tasks it runs at once.
     fn slots(&self) -> usize;
     /// Runs `task` and reports its output.
-    fn launch(&self, task: TaskDefinition) -> BoxFuture<'static, Result<TaskOutput, ExecutorError>>;
+    fn launch(&self, task: TaskDefinition)
+    -> BoxFuture<'static, Result<TaskOutput, ExecutorError>>;
     /// Drops the shuffle files of a finished job.
     fn remove_job(&self, job_id: &str) -> Result<(), ExecutorError>;
 }
@@ -28,7 +29,10 @@ impl ExecutorClient for Arc<Executor> {
         Executor::slots(self)
     }
 
-    fn launch(&self, task: TaskDefinition) -> BoxFuture<'static, Result<TaskOutput, ExecutorError>> {
+    fn launch(
+        &self,
+        task: TaskDefinition,
+    ) -> BoxFuture<'static, Result<TaskOutput, ExecutorError>> {
         let executor = Arc::clone(self);
         Box::pin(async move { executor.run_task(task).await })
     }

@@ -162,6 +162,7 @@ impl Scheduler {
             let (task, index, result) = match joined {
                 Ok(done) => done,
                 Err(e) => {
+                    running.shutdown().await;
                     return Err(EmberError::Internal {
                         message: format!("a task panicked: {e}"),
                     });
@@ -198,7 +199,7 @@ impl Scheduler {
                     }
                 }
                 Err(error) => {
-                    let will_retry = task.attempt + 1 < self.max_attempts;
+                    let will_retry = error.is_retryable() && task.attempt + 1 < self.max_attempts;
                     tracing::warn!(
                         stage = task.stage_id,
                         partition = task.partition,
@@ -221,7 +222,8 @@ impl Scheduler {
                         will_retry,
                     });
                     if !will_retry {
-                        running.abort_all();
+                        // Wait for the cancelled tasks, so none writes after cleanup.
+                        running.shutdown().await;
                         return Err(EmberError::TaskFailed {
                             stage_id: task.stage_id,
                             partition: task.partition,
@@ -251,7 +253,9 @@ impl Scheduler {
         })
     }
 
-    /// Queues the tasks of every waiting stage whose inputs are all done.
+    /// Queues the tasks of every waiting stage whose inputs are all done. One pass in id
+    /// order suffices: a stage's inputs have smaller ids, so a stage with no tasks that
+    /// completes here is seen done by the stages after it.
     fn submit_ready(
         &self,
         graph: &StageGraph,
@@ -287,15 +291,6 @@ impl Scheduler {
                 attempt: 0,
                 avoid: None,
             }));
-        }
-        // A zero-task stage completes at once and may make others ready.
-        if graph
-            .stages()
-            .iter()
-            .any(|s| states[s.id()] == StageState::Waiting
-                && s.inputs().iter().all(|i| states[*i] == StageState::Done))
-        {
-            self.submit_ready(graph, states, pending, emit);
         }
     }
 

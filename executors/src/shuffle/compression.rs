@@ -36,7 +36,9 @@ impl FromStr for ShuffleCompression {
             "lz4" => Ok(ShuffleCompression::Lz4),
             "zstd" => Ok(ShuffleCompression::Zstd),
             "none" => Ok(ShuffleCompression::None),
-            other => Err(format!("unknown compression '{other}' (expected lz4, zstd or none)")),
+            other => Err(format!(
+                "unknown compression '{other}' (expected lz4, zstd or none)"
+            )),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
 use ember_planner::{ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
 

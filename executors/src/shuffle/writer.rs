@@ -42,22 +42,21 @@ impl MapOutputWriter {
     pub async fn write(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
         let schema = input.schema();
         let count = self.output.partition_count();
-        let mut partitioner = match &self.output {
-            ShuffleOutput::Hash { exprs, count } => Some(BatchPartitioner::new_hash_partitioner(
-                exprs.clone(),
-                *count,
-                Time::new(),
-            )?),
-            ShuffleOutput::RoundRobin { count } => {
-                Some(BatchPartitioner::new_round_robin_partitioner(
-                    *count,
-                    Time::new(),
-                    self.map_partition,
-                    self.map_partitions,
-                ))
-            }
-            ShuffleOutput::Single | ShuffleOutput::Preserve { .. } => None,
-        };
+        let mut partitioner =
+            match &self.output {
+                ShuffleOutput::Hash { exprs, count } => Some(
+                    BatchPartitioner::new_hash_partitioner(exprs.clone(), *count, Time::new())?,
+                ),
+                ShuffleOutput::RoundRobin { count } => {
+                    Some(BatchPartitioner::new_round_robin_partitioner(
+                        *count,
+                        Time::new(),
+                        self.map_partition,
+                        self.map_partitions,
+                    ))
+                }
+                ShuffleOutput::Single | ShuffleOutput::Preserve { .. } => None,
+            };
         let fixed_target = match &self.output {
             ShuffleOutput::Preserve { .. } => self.map_partition,
             _ => 0,
@@ -127,8 +126,11 @@ impl PartitionFile {
         let path = dir.join(format!("part-{partition}.arrow"));
         let file = File::create(&path).map_err(|e| io_error("creating", &path, e))?;
         let options = IpcWriteOptions::default().try_with_compression(compression.ipc())?;
-        let writer =
-            StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 16, file), schema, options)?;
+        let writer = StreamWriter::try_new_with_options(
+            BufWriter::with_capacity(1 << 16, file),
+            schema,
+            options,
+        )?;
         Ok(Self {
             path,
             coalescer: BatchCoalescer::new(Arc::clone(schema), batch_size),

@@ -115,7 +115,11 @@ impl ExecutionPlan for ShuffleWriterExec {
         let [input]: [Arc<dyn ExecutionPlan>; 1] = children.try_into().map_err(|_| {
             DataFusionError::Internal("ShuffleWriterExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(Self::new(self.stage_id, input, self.output.clone())))
+        Ok(Arc::new(Self::new(
+            self.stage_id,
+            input,
+            self.output.clone(),
+        )))
     }
 
     fn with_new_children(

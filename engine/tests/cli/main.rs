@@ -1,0 +1,160 @@
+//! The `ember` command as a user runs it: results on stdout, one-line errors that name the
+//! culprit on stderr, non-zero exit status on failure.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("ember runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Asserts a failure with a one-line message on stderr that contains every `needle`.
+fn assert_fails_naming(output: &Output, needles: &[&str]) {
+    let err = stderr(output);
+    assert!(
+        !output.status.success(),
+        "expected failure, got: {}",
+        stdout(output)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write fixture");
+    path.display().to_string()
+}
+
+#[test]
+fn sql_prints_csv_and_explain_prints_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sales = write(
+        dir.path(),
+        "sales.csv",
+        "product,price\nlamp,10.5\ndesk,99\nlamp,12.5\nchair,40\n",
+    );
+    let table = format!("sales={sales}");
+    let query =
+        "SELECT product, avg(price) AS avg_price FROM sales GROUP BY product ORDER BY product";
+    let out = ember(&[
+        "sql",
+        "--executors",
+        "2",
+        "--table",
+        &table,
+        "--format",
+        "csv",
+        query,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "product,avg_price\nchair,40.0\ndesk,99.0\nlamp,11.5\n"
+    );
+
+    let out = ember(&["explain", "--executors", "2", "--table", &table, query]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Stage 0: partitions="), "{text}");
+    assert!(text.contains("(final)"), "{text}");
+    assert!(text.contains("ShuffleReaderExec"), "{text}");
+
+    let sql_file = write(dir.path(), "q.sql", query);
+    let out = ember(&[
+        "sql", "--table", &table, "--format", "json", "--file", &sql_file,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("{\"product\":\"chair\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_folder_of_files_is_one_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("parts");
+    std::fs::create_dir(&folder).expect("mkdir");
+    write(&folder, "a.csv", "k,v\n1,10\n2,20\n");
+    write(&folder, "b.csv", "k,v\n3,30\n");
+    let table = format!("t={}", folder.display());
+    let out = ember(&[
+        "sql",
+        "--executors",
+        "2",
+        "--table",
+        &table,
+        "--format",
+        "csv",
+        "SELECT sum(v) AS s, count(*) AS n FROM t",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "s,n\n60,3\n");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = ember(&["sql", "--table", "t=/no/such/file.csv", "SELECT 1"]);
+    assert_fails_naming(&out, &["/no/such/file.csv", "'t'"]);
+}
+
+#[test]
+fn unknown_tables_columns_and_bad_sql_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = format!(
+        "sales={}",
+        write(dir.path(), "s.csv", "product,price\nlamp,1\n")
+    );
+    let out = ember(&["sql", "--table", &table, "SELECT * FROM nosuch"]);
+    assert_fails_naming(&out, &["nosuch", "not found"]);
+    let out = ember(&["sql", "--table", &table, "SELECT nosuchcol FROM sales"]);
+    assert_fails_naming(&out, &["nosuchcol"]);
+    let out = ember(&["sql", "--table", &table, "SELECT * FRM sales"]);
+    assert_fails_naming(&out, &["FRM", "Line: 1, Column: 10"]);
+    let out = ember(&["sql", "--table", "sales", "SELECT 1"]);
+    assert_fails_naming(&out, &["--table"]);
+    let out = ember(&["sql", "--conf", "ember.executors=zero", "SELECT 1"]);
+    assert_fails_naming(&out, &["ember.executors"]);
+}
+
+#[test]
+fn a_csv_value_that_does_not_parse_names_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("id,price\n");
+    for i in 1..=2000 {
+        text.push_str(&format!("{i},{i}.5\n"));
+    }
+    text.push_str("2001,twelve\n");
+    let path = write(dir.path(), "prices.csv", &text);
+    let table = format!("p={path}");
+    let out = ember(&[
+        "sql",
+        "--executors",
+        "2",
+        "--table",
+        &table,
+        "SELECT sum(price) FROM p",
+    ]);
+    assert_fails_naming(&out, &[&path, "line 2002", "column 2 (price)", "'twelve'"]);
+}
