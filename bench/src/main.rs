@@ -44,6 +44,9 @@ enum Command {
         /// Only these queries (1..=22), comma-separated.
         #[arg(long, value_delimiter = ',')]
         only: Vec<usize>,
+        /// An Ember setting as KEY=VALUE (see `ember config`); repeatable.
+        #[arg(long = "conf", value_name = "KEY=VALUE")]
+        conf: Vec<String>,
     },
 }
 
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             iterations,
             queries,
             only,
+            conf,
         } => {
             let dir = data.unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{scale_factor}")));
             if ensure_tpch(&dir, scale_factor, 4)? {
@@ -67,10 +71,18 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 only
             };
+            let mut config = EmberConfig {
+                executors,
+                slots: 1,
+                ..EmberConfig::default()
+            };
+            for pair in &conf {
+                config.set_pair(pair)?;
+            }
             tpch(
                 &dir,
                 scale_factor,
-                executors,
+                config,
                 iterations.max(1),
                 &queries,
                 &numbers,
@@ -83,13 +95,15 @@ async fn main() -> anyhow::Result<()> {
 async fn tpch(
     dir: &std::path::Path,
     scale_factor: f64,
-    executors: usize,
+    config: EmberConfig,
     iterations: usize,
     queries: &std::path::Path,
     numbers: &[usize],
 ) -> anyhow::Result<()> {
+    let executors = config.executors;
+    let partitions = config.target_partitions();
     let datafusion =
-        SessionContext::new_with_config(SessionConfig::new().with_target_partitions(executors));
+        SessionContext::new_with_config(SessionConfig::new().with_target_partitions(partitions));
     for table in tpch_tables() {
         let path = dir.join(table);
         datafusion
@@ -100,16 +114,19 @@ async fn tpch(
             )
             .await?;
     }
-    let config = EmberConfig {
-        executors,
-        slots: 1,
-        ..EmberConfig::default()
-    };
+    let settings: Vec<String> = config
+        .datafusion
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain([format!("ember.shuffle.compression={}", config.compression)])
+        .collect();
     let ember = Session::new(config)?;
     register_tpch(&ember, dir).await?;
 
     println!(
-        "TPC-H sf {scale_factor}, {executors} executors / target partitions, best of {iterations}"
+        "TPC-H sf {scale_factor}: Ember with {executors} executors ({partitions} partitions), \
+         DataFusion with {partitions} target partitions; best of {iterations}; Ember settings: {}",
+        settings.join(", ")
     );
     println!();
     println!("| query | DataFusion (ms) | Ember (ms) | Ember / DataFusion |");

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_expr::{PhysicalExpr, physical_exprs_equal};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -35,6 +36,25 @@ fn emits_build_side_at_end(join_type: JoinType) -> bool {
             | JoinType::LeftAnti
             | JoinType::LeftMark
     )
+}
+
+/// `input` hash-partitioned on `keys` into `count` partitions: as it is when it already
+/// is (the output of a join on the same keys), through a repartition otherwise.
+fn hash_partitioned(
+    input: Arc<dyn ExecutionPlan>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    count: usize,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    if let Partitioning::Hash(existing, n) = input.output_partitioning()
+        && *n == count
+        && physical_exprs_equal(existing, &keys)
+    {
+        return Ok(input);
+    }
+    Ok(Arc::new(RepartitionExec::try_new(
+        input,
+        Partitioning::Hash(keys, count),
+    )?))
 }
 
 /// Rewrites every join of `plan` that needs all probe partitions in one task.
@@ -68,14 +88,8 @@ pub(crate) fn make_joins_task_local(
             };
             let left_keys = join.on().iter().map(|(l, _)| Arc::clone(l)).collect();
             let right_keys = join.on().iter().map(|(_, r)| Arc::clone(r)).collect();
-            let left: Arc<dyn ExecutionPlan> = Arc::new(RepartitionExec::try_new(
-                build,
-                Partitioning::Hash(left_keys, count),
-            )?);
-            let right: Arc<dyn ExecutionPlan> = Arc::new(RepartitionExec::try_new(
-                Arc::clone(join.right()),
-                Partitioning::Hash(right_keys, count),
-            )?);
+            let left = hash_partitioned(build, left_keys, count)?;
+            let right = hash_partitioned(Arc::clone(join.right()), right_keys, count)?;
             let partitioned = join
                 .builder()
                 .with_partition_mode(PartitionMode::Partitioned)
@@ -83,16 +97,17 @@ pub(crate) fn make_joins_task_local(
                 .build_exec()?;
             return Ok(Transformed::yes(partitioned));
         }
-        if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() {
-            if emits_build_side_at_end(*join.join_type()) && probe_partitions(join.right()) > 1 {
-                let right: Arc<dyn ExecutionPlan> =
-                    Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-                let left = Arc::clone(join.left());
-                return Ok(Transformed::yes(replace_children_if_necessary(
-                    Arc::clone(&node),
-                    vec![left, right],
-                )?));
-            }
+        if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>()
+            && emits_build_side_at_end(*join.join_type())
+            && probe_partitions(join.right()) > 1
+        {
+            let right: Arc<dyn ExecutionPlan> =
+                Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
+            let left = Arc::clone(join.left());
+            return Ok(Transformed::yes(replace_children_if_necessary(
+                Arc::clone(&node),
+                vec![left, right],
+            )?));
         }
         Ok(Transformed::no(node))
     })?;

@@ -133,7 +133,10 @@ impl PartitionFile {
         )?;
         Ok(Self {
             path,
-            coalescer: BatchCoalescer::new(Arc::clone(schema), batch_size),
+            // Pieces of half a batch or more are written as they are: copying them into
+            // a full batch costs more than the smaller batch does downstream.
+            coalescer: BatchCoalescer::new(Arc::clone(schema), batch_size)
+                .with_biggest_coalesce_batch_size(Some(batch_size / 2)),
             writer,
             rows: 0,
         })
