@@ -31,11 +31,30 @@ pub const PLAN_WIRE_VERSION: u32 = 1;
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
     physical_plan_to_bytes_with_extension_codec(plan, &EmberCodec)
         .map(|bytes| bytes.to_vec())
-        .map_err(|source| PlannerError::Codec {
-            action: "encoding a stage plan",
-            source,
+        .map_err(|source| {
+            // DataFusion asks the extension codec last, after every built-in node failed:
+            // its refusal names the operator that has no wire form.
+            let text = source.to_string();
+            match text
+                .split_once(UNSERIALIZABLE)
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_alphanumeric()).next())
+            {
+                Some(operator) if !operator.is_empty() => PlannerError::Unsupported {
+                    message: format!(
+                        "the operator {operator} cannot be sent to executors yet, so this \
+                         query cannot run on Ember"
+                    ),
+                },
+                _ => PlannerError::Codec {
+                    action: "encoding a stage plan",
+                    source,
+                },
+            }
         })
 }
+
+/// How [`EmberCodec`] refuses a node it does not know; [`encode_plan`] looks for it.
+const UNSERIALIZABLE: &str = "Ember cannot serialize plan node ";
 
 /// Rebuilds a stage plan from [`encode_plan`]'s bytes; functions resolve through `ctx`'s
 /// registry.
@@ -225,7 +244,7 @@ impl PhysicalExtensionCodec for EmberCodec {
             }
         } else {
             return Err(DataFusionError::NotImplemented(format!(
-                "Ember cannot serialize plan node {}",
+                "{UNSERIALIZABLE}{}",
                 node.name()
             )));
         };

@@ -9,10 +9,11 @@ mod client;
 mod events;
 mod metrics;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::error::DataFusionError;
 use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
 use ember_planner::{StageGraph, encode_plan};
 use tokio::task::JoinSet;
@@ -128,8 +129,9 @@ impl Scheduler {
         let mut outputs: Vec<Vec<ShuffleLocation>> = vec![Vec::new(); graph.stages().len()];
         let mut pending: VecDeque<PendingTask> = VecDeque::new();
         let mut free: Vec<usize> = self.executors.iter().map(|e| e.slots()).collect();
-        let mut running: JoinSet<(PendingTask, usize, Result<TaskOutput, ExecutorError>)> =
-            JoinSet::new();
+        let mut running: JoinSet<Result<TaskOutput, ExecutorError>> = JoinSet::new();
+        // Which task and executor each spawned attempt is, so a panic is still attributed.
+        let mut launched_tasks: HashMap<tokio::task::Id, (PendingTask, usize)> = HashMap::new();
 
         self.submit_ready(graph, &mut states, &mut pending, &emit);
         loop {
@@ -152,21 +154,34 @@ impl Scheduler {
                     inputs: Arc::new(inputs),
                     settings: Arc::clone(&settings),
                 };
-                let launched = self.executors[index].launch(definition);
-                running.spawn(async move { (task, index, launched.await) });
+                let handle = running.spawn(self.executors[index].launch(definition));
+                launched_tasks.insert(handle.id(), (task, index));
             }
 
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.join_next_with_id().await else {
                 break;
             };
-            let (task, index, result) = match joined {
-                Ok(done) => done,
+            let (id, result) = match joined {
+                Ok((id, result)) => (id, result),
                 Err(e) => {
-                    running.shutdown().await;
-                    return Err(EmberError::Internal {
-                        message: format!("a task panicked: {e}"),
-                    });
+                    let message = if e.is_panic() {
+                        "the task panicked".to_string()
+                    } else {
+                        format!("the task was cancelled: {e}")
+                    };
+                    (
+                        e.id(),
+                        Err(ExecutorError::Execution(DataFusionError::Execution(
+                            message,
+                        ))),
+                    )
                 }
+            };
+            let Some((task, index)) = launched_tasks.remove(&id) else {
+                running.shutdown().await;
+                return Err(EmberError::Internal {
+                    message: format!("a finished task {id} was never launched"),
+                });
             };
             free[index] += 1;
             let executor_id = self.executors[index].id().to_string();

@@ -158,3 +158,15 @@ fn a_csv_value_that_does_not_parse_names_file_line_and_column() {
     ]);
     assert_fails_naming(&out, &[&path, "line 2002", "column 2 (price)", "'twelve'"]);
 }
+
+#[test]
+fn an_operator_without_a_wire_form_is_named() {
+    let out = ember(&[
+        "sql",
+        "--executors",
+        "2",
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 5) \
+         SELECT sum(n) FROM t",
+    ]);
+    assert_fails_naming(&out, &["WorkTableExec", "cannot be sent to executors"]);
+}
