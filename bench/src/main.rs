@@ -29,7 +29,7 @@ enum Command {
         /// Scale factor.
         #[arg(long = "sf", default_value_t = 1.0)]
         scale_factor: f64,
-        /// Data folder (made when missing; default data/tpch-sf<SF>).
+        /// Data folder (made when missing; default `data/tpch-sf<SF>`).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Ember executors, and DataFusion target partitions.

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ember::datasets::{TpchOptions, generate_tpch};
 use ember::pipelines::run_pricing;
 use ember::progress::ProgressBar;
-use ember::{EmberConfig, OutputFormat, Session, TableSpec, write_result};
+use ember::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +130,7 @@ struct RunArgs {
     /// Scale factor of the data it makes when missing.
     #[arg(long = "sf", default_value_t = 0.1)]
     scale_factor: f64,
-    /// Where its data lives (default: data/tpch-sf<SF>).
+    /// Where its data lives (default: `data/tpch-sf<SF>`).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Output format: table, csv or json.
@@ -196,13 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (session, bar) = args.session().await?;
             let result = session.sql(&sql).await;
             finish_progress(bar.as_deref());
-            let result = result?;
-            write_result(
-                &mut stdout.lock(),
-                &result.schema,
-                &result.batches,
-                args.format,
-            )?;
+            print_result(&result?, args.format)?;
         }
         Command::Explain(args) => {
             let sql = args.sql()?;
@@ -236,12 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let result = run_pricing(&session, &dir, args.scale_factor).await;
                 finish_progress(bar.as_deref());
                 let result = result?;
-                write_result(
-                    &mut stdout.lock(),
-                    &result.schema,
-                    &result.batches,
-                    args.format,
-                )?;
+                print_result(&result, args.format)?;
                 if let Some(metrics) = &result.metrics {
                     eprintln!(
                         "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",
@@ -270,6 +259,16 @@ fn new_session(cluster: &ClusterArgs) -> anyhow::Result<(Session, Option<Arc<Pro
         session.set_listener(Arc::clone(bar) as Arc<dyn ember::scheduler::JobListener>);
     }
     Ok((session, bar))
+}
+
+/// Writes a query's rows to stdout.
+fn print_result(result: &QueryResult, format: OutputFormat) -> ember::Result<()> {
+    write_result(
+        &mut std::io::stdout().lock(),
+        &result.schema,
+        &result.batches,
+        format,
+    )
 }
 
 /// Clears the progress bar, if one is drawn, before results or errors print.

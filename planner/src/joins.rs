@@ -57,6 +57,17 @@ fn hash_partitioned(
     )?))
 }
 
+/// `join` with its probe side (`right`) merged into one partition.
+fn merged_probe_side(
+    join: &Arc<dyn ExecutionPlan>,
+    left: &Arc<dyn ExecutionPlan>,
+    right: &Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Transformed<Arc<dyn ExecutionPlan>>> {
+    let right: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(Arc::clone(right)));
+    let rewritten = replace_children_if_necessary(Arc::clone(join), vec![Arc::clone(left), right])?;
+    Ok(Transformed::yes(rewritten))
+}
+
 /// Rewrites every join of `plan` that needs all probe partitions in one task.
 pub(crate) fn make_joins_task_local(
     plan: Arc<dyn ExecutionPlan>,
@@ -72,13 +83,7 @@ pub(crate) fn make_joins_task_local(
                 return Ok(Transformed::no(node));
             }
             if join.null_aware {
-                let right: Arc<dyn ExecutionPlan> =
-                    Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-                let left = Arc::clone(join.left());
-                return Ok(Transformed::yes(replace_children_if_necessary(
-                    Arc::clone(&node),
-                    vec![left, right],
-                )?));
+                return merged_probe_side(&node, join.left(), join.right());
             }
             let count = probe_partitions(join.right());
             // The merge of the build side goes; a limit it carried stays.
@@ -101,13 +106,7 @@ pub(crate) fn make_joins_task_local(
             && emits_build_side_at_end(*join.join_type())
             && probe_partitions(join.right()) > 1
         {
-            let right: Arc<dyn ExecutionPlan> =
-                Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-            let left = Arc::clone(join.left());
-            return Ok(Transformed::yes(replace_children_if_necessary(
-                Arc::clone(&node),
-                vec![left, right],
-            )?));
+            return merged_probe_side(&node, join.left(), join.right());
         }
         Ok(Transformed::no(node))
     })?;
