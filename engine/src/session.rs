@@ -1,11 +1,13 @@
 //! [`Session`]: the entry point. It plans SQL with DataFusion, cuts the plan into stages,
 //! runs them on its cluster and returns the result.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -14,7 +16,7 @@ use ember_executors::read_locations;
 use ember_planner::{StageGraph, cut_stages};
 
 use crate::cluster::LocalCluster;
-use crate::config::EmberConfig;
+use crate::config::{EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::scheduler::{JobListener, JobMetrics, JobSpec};
 use crate::tables::TableSpec;
@@ -179,6 +181,7 @@ impl Session {
             let physical = df.create_physical_plan().await?;
             let schema = physical.schema();
             let batches = collect(physical, self.ctx.task_ctx()).await?;
+            self.keep_required_settings()?;
             return Ok(QueryResult {
                 schema,
                 batches,
@@ -187,6 +190,55 @@ impl Session {
         }
         let physical = self.physical_plan(plan).await?;
         self.run_physical(physical).await
+    }
+
+    /// The DataFusion settings tasks run with: the session's settings, then every option
+    /// that a `SET` statement changed from DataFusion's default, then Ember's required ones.
+    fn task_settings(&self) -> Vec<(String, String)> {
+        let defaults: HashMap<String, Option<String>> = ConfigOptions::default()
+            .entries()
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        let mut settings = self.config.datafusion_settings();
+        let state = self.ctx.state();
+        settings.extend(
+            state
+                .config_options()
+                .entries()
+                .into_iter()
+                .filter(|e| defaults.get(&e.key) != Some(&e.value))
+                .filter_map(|e| e.value.map(|v| (e.key, v))),
+        );
+        settings.extend(
+            REQUIRED_DATAFUSION_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        settings
+    }
+
+    /// Refuses (and undoes) a `SET` of a setting that Ember needs to keep.
+    fn keep_required_settings(&self) -> Result<()> {
+        let entries = self.ctx.state().config_options().entries();
+        for (key, required) in REQUIRED_DATAFUSION_SETTINGS {
+            let current = entries
+                .iter()
+                .find(|e| e.key == *key)
+                .and_then(|e| e.value.clone());
+            if current.as_deref() != Some(*required) {
+                let state = self.ctx.state_ref();
+                let mut state = state.write();
+                state.config_mut().options_mut().set(key, required)?;
+                return Err(EmberError::Config {
+                    key: key.to_string(),
+                    message: format!(
+                        "Ember runs each partition as its own task and needs this to be {required}"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Cuts a physical plan into stages, runs them, and collects the final stage's output.
@@ -200,7 +252,7 @@ impl Session {
                 NEXT_JOB.fetch_add(1, Ordering::Relaxed)
             ),
             graph,
-            settings: self.config.datafusion_settings(),
+            settings: self.task_settings(),
         };
         let scheduler = self.cluster.scheduler();
         let outcome = scheduler.run_job(&job, self.listener.as_deref()).await;

@@ -170,3 +170,15 @@ fn an_operator_without_a_wire_form_is_named() {
     ]);
     assert_fails_naming(&out, &["WorkTableExec", "cannot be sent to executors"]);
 }
+
+#[test]
+fn a_set_statement_cannot_turn_on_what_ember_needs_off() {
+    let out = ember(&[
+        "sql",
+        "SET datafusion.execution.enable_file_stream_work_stealing = true; SELECT 1",
+    ]);
+    assert_fails_naming(
+        &out,
+        &["enable_file_stream_work_stealing", "needs this to be false"],
+    );
+}
