@@ -9,6 +9,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
 use ember_planner::{ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
+use futures::StreamExt;
 
 use super::writer::MapOutputWriter;
 use super::{ShuffleCompression, read_locations};
@@ -77,6 +78,11 @@ impl ShuffleRuntime for LocalShuffle {
             .collect();
         pieces.sort_by_key(|l| l.map_partition);
         let paths = pieces.into_iter().map(|l| l.path.clone()).collect();
-        Ok(read_locations(reader.schema(), paths))
+        // Open the files on first poll, not now: a join's probe side is executed long
+        // before the build side is done, and its reader thread would sit parked meanwhile.
+        let schema = reader.schema();
+        let opened = Arc::clone(&schema);
+        let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, lazy)))
     }
 }
