@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use ember::datasets::{TpchOptions, generate_tpch, tpch_is_complete, tpch_tables};
+use ember::datasets::{TpchOptions, generate_tpch, tpch_is_complete};
+use ember::pipelines::register_tpch;
+use ember::{EmberConfig, Session};
 
 /// Scale factor of the TPC-H data the tests use.
 pub const TEST_SCALE_FACTOR: f64 = 0.01;
@@ -27,12 +29,13 @@ pub fn tpch_dir() -> &'static Path {
     })
 }
 
-/// The `--table` arguments (or specs) for the TPC-H tables in `dir`.
-pub fn tpch_table_specs(dir: &Path) -> Vec<String> {
-    tpch_tables()
-        .iter()
-        .map(|t| format!("{t}={}:parquet", dir.join(t).display()))
-        .collect()
+/// A session on an embedded cluster set up by `config`, with the TPC-H test tables.
+pub async fn tpch_session(config: EmberConfig) -> Session {
+    let session = Session::new(config).expect("the cluster starts");
+    register_tpch(&session, tpch_dir())
+        .await
+        .expect("the TPC-H tables register");
+    session
 }
 
 /// The text of TPC-H query `n` (1..=22) as shipped in `datasets/tpch/queries`.

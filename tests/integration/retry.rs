@@ -9,8 +9,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use ember::{EmberConfig, EmberError, Session, TableSpec};
-use ember_tests::{cells_match, rows, tpch_dir, tpch_table_specs};
+use ember::{EmberConfig, EmberError, Session};
+use ember_tests::{cells_match, rows, tpch_session};
 
 /// Calls so far, per function name, over all executors of the process.
 static CALLS: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
@@ -66,18 +66,13 @@ impl ScalarUDFImpl for FlakyIdentity {
 }
 
 async fn session(work_dir: &std::path::Path, max_attempts: usize) -> Session {
-    let config = EmberConfig {
+    tpch_session(EmberConfig {
         executors: 2,
         max_attempts,
         work_dir: Some(work_dir.to_path_buf()),
         ..EmberConfig::default()
-    };
-    let session = Session::new(config).expect("cluster starts");
-    for spec in tpch_table_specs(tpch_dir()) {
-        let spec: TableSpec = spec.parse().expect("valid spec");
-        session.register_table(&spec).await.expect("register");
-    }
-    session
+    })
+    .await
 }
 
 /// Job folders left in any executor's work directory.

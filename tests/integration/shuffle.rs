@@ -1,26 +1,17 @@
 //! Shuffles really happen: map tasks write files on several executors, reduce tasks on
 //! several executors read them, and every codec gives the same answer.
 
-use ember::{EmberConfig, Session, TableSpec};
+use ember::EmberConfig;
 use ember_executors::ShuffleCompression;
-use ember_tests::{rows, rows_match, tpch_dir, tpch_table_specs};
+use ember_tests::{rows, rows_match, tpch_session};
 
 const GROUPED: &str = "SELECT l_suppkey, count(*) AS n, sum(l_quantity) AS q \
                        FROM lineitem GROUP BY l_suppkey ORDER BY l_suppkey";
 
-async fn session(config: EmberConfig) -> Session {
-    let session = Session::new(config).expect("cluster starts");
-    for spec in tpch_table_specs(tpch_dir()) {
-        let spec: TableSpec = spec.parse().expect("valid spec");
-        session.register_table(&spec).await.expect("register");
-    }
-    session
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_that_reads_shuffle_files_runs_on_more_than_one_executor() {
     let work = tempfile::tempdir().expect("tempdir");
-    let session = session(EmberConfig {
+    let session = tpch_session(EmberConfig {
         executors: 2,
         work_dir: Some(work.path().to_path_buf()),
         ..EmberConfig::default()
@@ -63,7 +54,7 @@ async fn every_shuffle_codec_gives_the_same_rows() {
         ShuffleCompression::Zstd,
         ShuffleCompression::None,
     ] {
-        let session = session(EmberConfig {
+        let session = tpch_session(EmberConfig {
             executors: 3,
             compression,
             ..EmberConfig::default()

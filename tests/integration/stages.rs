@@ -1,8 +1,8 @@
 //! Stage cutting: aggregates, joins and sorts are cut where their exchanges are.
 
 use ember::planner::{ShuffleOutput, StageGraph};
-use ember::{EmberConfig, Session, TableSpec};
-use ember_tests::{tpch_dir, tpch_table_specs};
+use ember::{EmberConfig, Session};
+use ember_tests::tpch_session;
 
 async fn session(extra: &[(&str, &str)]) -> Session {
     let mut config = EmberConfig {
@@ -12,12 +12,7 @@ async fn session(extra: &[(&str, &str)]) -> Session {
     for (key, value) in extra {
         config.set(key, value).expect("valid setting");
     }
-    let session = Session::new(config).expect("cluster starts");
-    for spec in tpch_table_specs(tpch_dir()) {
-        let spec: TableSpec = spec.parse().expect("valid spec");
-        session.register_table(&spec).await.expect("register");
-    }
-    session
+    tpch_session(config).await
 }
 
 fn plan_text(graph: &StageGraph, stage: usize) -> String {

@@ -1,9 +1,9 @@
 //! The 22 TPC-H queries on the embedded cluster give the same rows as DataFusion alone.
 
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use ember::EmberConfig;
 use ember::datasets::tpch_tables;
-use ember::{Session, TableSpec};
-use ember_tests::{rows, rows_match, tpch_dir, tpch_query, tpch_table_specs};
+use ember_tests::{rows, rows_match, tpch_dir, tpch_query, tpch_session};
 
 async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
@@ -29,11 +29,11 @@ async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_22_queries_match_datafusion() {
-    let session = Session::local(2).expect("cluster starts");
-    for spec in tpch_table_specs(tpch_dir()) {
-        let spec: TableSpec = spec.parse().expect("valid spec");
-        session.register_table(&spec).await.expect("register");
-    }
+    let session = tpch_session(EmberConfig {
+        executors: 2,
+        ..EmberConfig::default()
+    })
+    .await;
     let mut failures = Vec::new();
     for n in 1..=22 {
         let sql = tpch_query(n);

@@ -20,6 +20,13 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
+/// Runs `ember` with `args`, asserts success, and returns its stdout.
+fn ember_ok(args: &[&str]) -> String {
+    let out = ember(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 /// Asserts a failure with a one-line message on stderr that contains every `needle`.
 fn assert_fails_naming(output: &Output, needles: &[&str]) {
     let err = stderr(output);
@@ -56,7 +63,7 @@ fn sql_prints_csv_and_explain_prints_stages() {
     let table = format!("sales={sales}");
     let query =
         "SELECT product, avg(price) AS avg_price FROM sales GROUP BY product ORDER BY product";
-    let out = ember(&[
+    let csv = ember_ok(&[
         "sql",
         "--executors",
         "2",
@@ -66,29 +73,18 @@ fn sql_prints_csv_and_explain_prints_stages() {
         "csv",
         query,
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        "product,avg_price\nchair,40.0\ndesk,99.0\nlamp,11.5\n"
-    );
+    assert_eq!(csv, "product,avg_price\nchair,40.0\ndesk,99.0\nlamp,11.5\n");
 
-    let out = ember(&["explain", "--executors", "2", "--table", &table, query]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = ember_ok(&["explain", "--executors", "2", "--table", &table, query]);
     assert!(text.contains("Stage 0: partitions="), "{text}");
     assert!(text.contains("(final)"), "{text}");
     assert!(text.contains("ShuffleReaderExec"), "{text}");
 
     let sql_file = write(dir.path(), "q.sql", query);
-    let out = ember(&[
+    let json = ember_ok(&[
         "sql", "--table", &table, "--format", "json", "--file", &sql_file,
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).starts_with("{\"product\":\"chair\""),
-        "{}",
-        stdout(&out)
-    );
+    assert!(json.starts_with("{\"product\":\"chair\""), "{json}");
 }
 
 #[test]
@@ -99,7 +95,7 @@ fn a_folder_of_files_is_one_table() {
     write(&folder, "a.csv", "k,v\n1,10\n2,20\n");
     write(&folder, "b.csv", "k,v\n3,30\n");
     let table = format!("t={}", folder.display());
-    let out = ember(&[
+    let csv = ember_ok(&[
         "sql",
         "--executors",
         "2",
@@ -109,8 +105,7 @@ fn a_folder_of_files_is_one_table() {
         "csv",
         "SELECT sum(v) AS s, count(*) AS n FROM t",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "s,n\n60,3\n");
+    assert_eq!(csv, "s,n\n60,3\n");
 }
 
 #[test]
