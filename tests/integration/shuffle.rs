@@ -2,7 +2,7 @@
 //! several executors read them, and every codec gives the same answer.
 
 use ember::EmberConfig;
-use ember_executors::ShuffleCompression;
+use ember::executors::ShuffleCompression;
 use ember_tests::{rows, rows_match, tpch_session};
 
 const GROUPED: &str = "SELECT l_suppkey, count(*) AS n, sum(l_quantity) AS q \
