@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use ember::datasets::{TpchOptions, generate_tpch, tpch_is_complete};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use ember::datasets::{TpchOptions, generate_tpch, tpch_is_complete, tpch_tables};
 use ember::pipelines::register_tpch;
 use ember::{EmberConfig, Session};
 
@@ -44,6 +45,29 @@ pub fn tpch_query(n: usize) -> String {
         .join("../datasets/tpch/queries")
         .join(format!("q{n:02}.sql"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Rows of `sql` run by DataFusion alone (2 target partitions) on the test tables.
+pub async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    for table in tpch_tables() {
+        let path = tpch_dir().join(table);
+        ctx.register_parquet(
+            *table,
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .expect("register");
+    }
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("DataFusion plans the query")
+        .collect()
+        .await
+        .expect("DataFusion runs the query");
+    rows(&batches)
 }
 
 /// Rows of `batches` as lists of display strings.

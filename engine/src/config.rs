@@ -93,6 +93,16 @@ pub const REQUIRED_DATAFUSION_SETTINGS: &[(&str, &str)] = &[
     ("datafusion.optimizer.prefer_existing_sort", "false"),
 ];
 
+/// DataFusion settings whose defaults Ember changes; `--conf` and `SET` may still change
+/// them. A join whose smaller side is estimated under 32 MiB collects that side and sends it
+/// to every task of the other (a broadcast join), as Spark does under its
+/// `autoBroadcastJoinThreshold`; DataFusion's own limit (1 MiB) suits a process where
+/// repartitioning the larger side costs a memory copy, not a shuffle through files.
+pub const DEFAULT_DATAFUSION_SETTINGS: &[(&str, &str)] = &[(
+    "datafusion.optimizer.hash_join_single_partition_threshold",
+    "33554432",
+)];
+
 /// The settings of a session and its embedded cluster.
 #[derive(Debug, Clone)]
 pub struct EmberConfig {
@@ -185,12 +195,18 @@ impl EmberConfig {
     }
 
     /// The DataFusion settings a plan is optimized and run with: the target partitions,
-    /// the user's `datafusion.*` settings, then [`REQUIRED_DATAFUSION_SETTINGS`].
+    /// [`DEFAULT_DATAFUSION_SETTINGS`], the user's `datafusion.*` settings, then
+    /// [`REQUIRED_DATAFUSION_SETTINGS`].
     pub fn datafusion_settings(&self) -> Vec<(String, String)> {
         let mut settings = vec![(
             "datafusion.execution.target_partitions".to_string(),
             self.target_partitions().to_string(),
         )];
+        settings.extend(
+            DEFAULT_DATAFUSION_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         settings.extend(self.datafusion.iter().cloned());
         settings.extend(
             REQUIRED_DATAFUSION_SETTINGS
@@ -200,7 +216,7 @@ impl EmberConfig {
         settings
     }
 
-    /// A markdown table of every `ember.*` key.
+    /// A markdown table of every `ember.*` key, then the DataFusion settings Ember sets.
     pub fn markdown_table() -> String {
         let mut out = String::from("| key | type | default | description |\n|---|---|---|---|\n");
         for e in CONFIG_ENTRIES {
@@ -208,6 +224,14 @@ impl EmberConfig {
                 "| `{}` | {} | {} | {} |\n",
                 e.key, e.kind, e.default, e.description
             ));
+        }
+        out.push_str("\nDataFusion settings with Ember's own default (changeable):\n\n");
+        for (key, value) in DEFAULT_DATAFUSION_SETTINGS {
+            out.push_str(&format!("- `{key}` = {value}\n"));
+        }
+        out.push_str("\nDataFusion settings Ember requires (not changeable):\n\n");
+        for (key, value) in REQUIRED_DATAFUSION_SETTINGS {
+            out.push_str(&format!("- `{key}` = {value}\n"));
         }
         out
     }
@@ -252,5 +276,25 @@ mod tests {
         assert!(err.to_string().contains("work_stealing"), "{err}");
         let err = config.set_pair("no-equals").expect_err("no =");
         assert!(err.to_string().contains("--conf"), "{err}");
+    }
+
+    #[test]
+    fn the_broadcast_threshold_defaults_to_32_mib_and_a_user_setting_wins() {
+        let key = "datafusion.optimizer.hash_join_single_partition_threshold";
+        let value_of = |config: &EmberConfig| {
+            let mut options = datafusion::prelude::SessionConfig::new();
+            for (k, v) in config.datafusion_settings() {
+                options.options_mut().set(&k, &v).expect("valid setting");
+            }
+            options
+                .options()
+                .optimizer
+                .hash_join_single_partition_threshold
+        };
+        let mut config = EmberConfig::default();
+        assert_eq!(value_of(&config), 32 * 1024 * 1024);
+        config.set(key, "1048576").expect("valid");
+        assert_eq!(value_of(&config), 1024 * 1024);
+        assert!(EmberConfig::markdown_table().contains(key));
     }
 }

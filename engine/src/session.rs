@@ -16,7 +16,7 @@ use ember_executors::read_locations;
 use ember_planner::{StageGraph, cut_stages};
 
 use crate::cluster::LocalCluster;
-use crate::config::{EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
+use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::scheduler::{JobListener, JobMetrics, JobSpec};
 use crate::tables::TableSpec;
@@ -193,7 +193,8 @@ impl Session {
     }
 
     /// The DataFusion settings tasks run with: the session's settings, then every option
-    /// that a `SET` statement changed from DataFusion's default, then Ember's required ones.
+    /// that differs from DataFusion's default or that Ember sets a default for (so a `SET`
+    /// back to DataFusion's value counts), then Ember's required ones.
     fn task_settings(&self) -> Vec<(String, String)> {
         let defaults: HashMap<String, Option<String>> = ConfigOptions::default()
             .entries()
@@ -207,7 +208,10 @@ impl Session {
                 .config_options()
                 .entries()
                 .into_iter()
-                .filter(|e| defaults.get(&e.key) != Some(&e.value))
+                .filter(|e| {
+                    defaults.get(&e.key) != Some(&e.value)
+                        || DEFAULT_DATAFUSION_SETTINGS.iter().any(|(k, _)| *k == e.key)
+                })
                 .filter_map(|e| e.value.map(|v| (e.key, v))),
         );
         settings.extend(

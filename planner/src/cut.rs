@@ -11,8 +11,10 @@
 //! A build side that a join collects (`CollectLeft`) sits under a `CoalescePartitionsExec`,
 //! so every probe task reads the whole build side from the shuffle: that is the broadcast.
 //! Joins that would need every probe partition in one process are rewritten first (see
-//! [`make_joins_task_local`]).
+//! [`make_joins_task_local`]), and file scans are regrouped so that tasks get even shares
+//! ([`balance_file_scans`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -25,6 +27,7 @@ use datafusion::physical_plan::{
 
 use crate::error::Result;
 use crate::joins::make_joins_task_local;
+use crate::scans::balance_file_scans;
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::stage::{Stage, StageGraph};
 use crate::unsupported;
@@ -32,7 +35,7 @@ use crate::unsupported;
 /// Cuts `plan` into stages. The last stage's output, partition by partition, is the plan's
 /// output.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
-    let plan = make_joins_task_local(plan)?;
+    let plan = make_joins_task_local(balance_file_scans(plan)?)?;
     let mut cutter = StageCutter::default();
     let root = cutter.visit(plan)?;
     let count = root.output_partitioning().partition_count();
@@ -44,11 +47,30 @@ pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
 #[derive(Default)]
 struct StageCutter {
     stages: Vec<Stage>,
+    /// What each exchange already cut became, by the address of its node: an exchange
+    /// that appears twice in the plan (the same `Arc`) is one stage, read twice.
+    cut: HashMap<usize, Arc<dyn ExecutionPlan>>,
 }
 
 impl StageCutter {
     /// Rewrites `plan` with every exchange below and at it replaced by a shuffle read.
     fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let address = Arc::as_ptr(&plan) as *const () as usize;
+        if let Some(done) = self.cut.get(&address) {
+            return Ok(Arc::clone(done));
+        }
+        let is_exchange = plan.downcast_ref::<RepartitionExec>().is_some()
+            || plan.downcast_ref::<CoalescePartitionsExec>().is_some()
+            || plan.downcast_ref::<SortPreservingMergeExec>().is_some();
+        let rewritten = self.rewrite(plan)?;
+        if is_exchange {
+            self.cut.insert(address, Arc::clone(&rewritten));
+        }
+        Ok(rewritten)
+    }
+
+    /// [`Self::visit`] without the memo.
+    fn rewrite(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         let children = plan
             .children()
             .into_iter()

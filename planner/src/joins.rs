@@ -7,18 +7,28 @@
 //! sees the last one, and those rows would be lost or repeated. Before cutting, such joins
 //! are rewritten so that one task sees all it needs:
 //!
-//! - hash joins become `Partitioned` joins, both sides hash-repartitioned on the join keys
-//!   (each task then owns a disjoint slice of the build side);
+//! - left-semi and left-anti hash joins keep their collected build side and learn which of
+//!   its keys the probe side holds: every probe task joins its partition to the broadcast
+//!   build side (a right-semi join), keeps the distinct matching keys (with the probe
+//!   columns the join's filter reads), and one task joins the build side to all of them.
+//!   Only probe rows that match some build row cross the shuffle, and only their keys;
+//! - other hash joins become `Partitioned` joins, both sides hash-repartitioned on the join
+//!   keys (each task then owns a disjoint slice of the build side);
 //! - null-aware anti joins (`NOT IN`) and nested loop joins keep one build side but get
 //!   their probe side merged into a single partition.
 
 use std::sync::Arc;
 
-use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{JoinSide, JoinType, NullEquality};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, physical_exprs_equal};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
+use datafusion::physical_plan::joins::{
+    HashJoinExec, HashJoinExecBuilder, NestedLoopJoinExec, PartitionMode,
+};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, Partitioning, replace_children_if_necessary,
@@ -68,6 +78,120 @@ fn merged_probe_side(
     Ok(Transformed::yes(rewritten))
 }
 
+/// A left-semi or left-anti `CollectLeft` join, rewritten to shuffle the distinct probe
+/// keys that match its build side instead of its probe side:
+///
+/// ```text
+/// HashJoinExec(CollectLeft, LeftSemi | LeftAnti, on = [(l, key_0)])      one task
+///   build ─────────────────────────────────┐ (the same node: one stage, read twice)
+///   CoalescePartitionsExec                  │
+///     AggregateExec(Partial, gby = [r as key_0])                           every probe task
+///       HashJoinExec(CollectLeft, RightSemi, on = [(l, r)])
+///         build ◀───────────────────────────┘
+///         probe
+/// ```
+///
+/// A build row matches the probe side exactly when its keys are among the probe keys that
+/// match some build row, so both joins keep the rows they kept before. A filter reads probe
+/// columns too: those are grouped on with the keys (`filter_<index>`) and the filter reads
+/// them there, so each build row still meets every distinct probe value it met before.
+/// `None` for a join this does not apply to.
+fn semi_join_by_matched_keys(
+    join: &HashJoinExec,
+) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+    let applies = matches!(join.join_type(), JoinType::LeftSemi | JoinType::LeftAnti)
+        && join.null_equality() == NullEquality::NullEqualsNothing
+        && !join.null_aware;
+    if !applies {
+        return Ok(None);
+    }
+    let build = Arc::clone(join.left());
+    let probe = Arc::clone(join.right());
+    let probe_schema = probe.schema();
+    // The probe columns a filter reads travel with the keys, one distinct row per
+    // combination; the filter then reads them from there.
+    let filter_columns: Vec<usize> = {
+        let mut columns: Vec<usize> = join
+            .filter()
+            .map(|f| {
+                f.column_indices()
+                    .iter()
+                    .filter(|c| c.side == JoinSide::Right)
+                    .map(|c| c.index)
+                    .collect()
+            })
+            .unwrap_or_default();
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+    };
+    let matched = HashJoinExecBuilder::new(
+        Arc::clone(&build),
+        probe,
+        join.on().to_vec(),
+        JoinType::RightSemi,
+    )
+    .with_partition_mode(PartitionMode::CollectLeft)
+    .build_exec()?;
+    let mut keys: Vec<(Arc<dyn PhysicalExpr>, String)> = join
+        .on()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| (Arc::clone(r), format!("key_{i}")))
+        .collect();
+    for &index in &filter_columns {
+        let name = probe_schema.field(index).name();
+        let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(name, index));
+        keys.push((column, format!("filter_{index}")));
+    }
+    let key_count = join.on().len();
+    let matched_schema = matched.schema();
+    let distinct: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+        AggregateMode::Partial,
+        PhysicalGroupBy::new_single(keys),
+        vec![],
+        vec![],
+        matched,
+        matched_schema,
+    )?);
+    let distinct_schema = distinct.schema();
+    let all_keys: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(distinct));
+    let on = join
+        .on()
+        .iter()
+        .enumerate()
+        .map(|(i, (l, _))| {
+            let column = Column::new_with_schema(&format!("key_{i}"), &distinct_schema)?;
+            Ok((Arc::clone(l), Arc::new(column) as Arc<dyn PhysicalExpr>))
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let filter = join.filter().map(|f| {
+        let columns = f
+            .column_indices()
+            .iter()
+            .map(|c| match c.side {
+                JoinSide::Right => ColumnIndex {
+                    index: key_count
+                        + filter_columns
+                            .iter()
+                            .position(|&i| i == c.index)
+                            .unwrap_or_default(),
+                    side: JoinSide::Right,
+                },
+                _ => c.clone(),
+            })
+            .collect();
+        JoinFilter::new(Arc::clone(f.expression()), columns, Arc::clone(f.schema()))
+    });
+    let rewritten = join
+        .builder()
+        .with_on(on)
+        .with_filter(filter)
+        .with_new_children(vec![build, all_keys])?
+        .build_exec()?;
+    Ok(Some(rewritten))
+}
+
 /// Rewrites every join of `plan` that needs all probe partitions in one task.
 pub(crate) fn make_joins_task_local(
     plan: Arc<dyn ExecutionPlan>,
@@ -84,6 +208,9 @@ pub(crate) fn make_joins_task_local(
             }
             if join.null_aware {
                 return merged_probe_side(&node, join.left(), join.right());
+            }
+            if let Some(rewritten) = semi_join_by_matched_keys(join)? {
+                return Ok(Transformed::yes(rewritten));
             }
             let count = probe_partitions(join.right());
             // The merge of the build side goes; a limit it carried stays.

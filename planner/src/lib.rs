@@ -22,6 +22,7 @@ mod codec;
 mod cut;
 mod error;
 mod joins;
+mod scans;
 pub mod shuffle;
 mod stage;
 

@@ -2,7 +2,7 @@
 
 use ember::planner::{ShuffleOutput, StageGraph};
 use ember::{EmberConfig, Session};
-use ember_tests::tpch_session;
+use ember_tests::{datafusion_rows, rows, rows_match, tpch_session};
 
 async fn session(extra: &[(&str, &str)]) -> Session {
     let mut config = EmberConfig {
@@ -159,5 +159,63 @@ async fn an_outer_join_with_a_collected_build_side_becomes_partitioned() {
     assert_eq!(
         zero_order_customers, 500,
         "a third of sf 0.01's 1500 customers have no orders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semi_join_shuffles_the_matching_probe_keys_not_its_probe_side() {
+    let session = session(&[]).await;
+    // TPC-H q04: orders that have a late lineitem. The filtered orders are the collected
+    // build side; lineitem is the probe side.
+    let query = ember_tests::tpch_query(4);
+    let graph = session.explain(&query).await.expect("plans");
+    let text = graph.to_string();
+    for stage in graph.stages() {
+        if let ShuffleOutput::Hash { exprs, .. } = stage.output() {
+            assert!(
+                !exprs.iter().any(|e| e.to_string().contains("l_orderkey")),
+                "lineitem is shuffled by its join key\n{text}"
+            );
+        }
+    }
+    // The probe tasks keep the distinct keys that match; one task joins them to the
+    // build side, which is one stage read by both.
+    assert!(text.contains("join_type=RightSemi"), "{text}");
+    assert!(text.contains("gby=[l_orderkey@0 as key_0]"), "{text}");
+    let semi = graph
+        .stages()
+        .iter()
+        .find(|s| plan_text(&graph, s.id()).contains("join_type=LeftSemi"))
+        .unwrap_or_else(|| panic!("no left-semi join\n{text}"));
+    assert_eq!(semi.partitions(), 1, "{text}");
+    let build = semi.inputs()[0];
+    let readers = graph
+        .stages()
+        .iter()
+        .filter(|s| s.inputs().contains(&build))
+        .count();
+    assert_eq!(
+        readers, 2,
+        "the build side is computed once and read twice\n{text}"
+    );
+
+    let ours = rows(&session.sql(&query).await.expect("runs").batches);
+    let alone = datafusion_rows(&query).await;
+    assert!(rows_match(&ours, &alone), "{ours:?} vs {alone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_of_two_equal_files_gives_each_task_one_whole_file() {
+    // DataFusion splits these small files into byte ranges too.
+    let session = session(&[("datafusion.optimizer.repartition_file_min_size", "0")]).await;
+    let graph = session
+        .explain("SELECT l_returnflag, count(*) FROM lineitem GROUP BY l_returnflag")
+        .await
+        .expect("plans");
+    let scan = plan_text(&graph, 0);
+    assert!(scan.contains("2 groups"), "{scan}");
+    assert!(
+        scan.contains("lineitem/part-0.parquet]") && scan.contains("lineitem/part-1.parquet]"),
+        "each group is one whole file, not byte ranges:\n{scan}"
     );
 }

@@ -1,31 +1,7 @@
 //! The 22 TPC-H queries on the embedded cluster give the same rows as DataFusion alone.
 
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use ember::EmberConfig;
-use ember::datasets::tpch_tables;
-use ember_tests::{rows, rows_match, tpch_dir, tpch_query, tpch_session};
-
-async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-    for table in tpch_tables() {
-        let path = tpch_dir().join(table);
-        ctx.register_parquet(
-            *table,
-            path.to_string_lossy().as_ref(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .expect("register");
-    }
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("DataFusion plans the query")
-        .collect()
-        .await
-        .expect("DataFusion runs the query");
-    rows(&batches)
-}
+use ember_tests::{datafusion_rows, rows, rows_match, tpch_query, tpch_session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_22_queries_match_datafusion() {

@@ -187,6 +187,17 @@ impl Scheduler {
             let executor_id = self.executors[index].id().to_string();
             match result {
                 Ok(output) => {
+                    tracing::debug!(
+                        job = %job.job_id,
+                        stage = task.stage_id,
+                        partition = task.partition,
+                        attempt = task.attempt,
+                        executor = %executor_id,
+                        rows = output.rows(),
+                        bytes = output.bytes(),
+                        elapsed_ms = output.elapsed.as_secs_f64() * 1e3,
+                        "task finished"
+                    );
                     metrics.tasks.push(TaskRecord {
                         stage_id: task.stage_id,
                         partition: task.partition,

@@ -8,6 +8,7 @@
 //! Map task `M` of stage `S` writes one file per reduce partition `P` that received rows;
 //! reduce task `P` streams the files of every map task of `S`, in map order.
 
+mod compact;
 mod compression;
 mod reader;
 mod runtime;

@@ -20,6 +20,7 @@ use ember_planner::shuffle::write_summary_schema;
 use futures::StreamExt;
 
 use super::ShuffleCompression;
+use super::compact::compact_views;
 
 /// Everything a map task needs to write its output.
 pub(crate) struct MapOutputWriter {
@@ -150,7 +151,7 @@ impl PartitionFile {
 
     fn drain(&mut self) -> Result<()> {
         while let Some(batch) = self.coalescer.next_completed_batch() {
-            self.writer.write(&batch)?;
+            self.writer.write(&compact_views(batch)?)?;
         }
         Ok(())
     }
