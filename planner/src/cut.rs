@@ -11,8 +11,9 @@
 //! A build side that a join collects (`CollectLeft`) sits under a `CoalescePartitionsExec`,
 //! so every probe task reads the whole build side from the shuffle: that is the broadcast.
 //! Joins that would need every probe partition in one process are rewritten first (see
-//! [`make_joins_task_local`]), and file scans are regrouped so that tasks get even shares
-//! ([`balance_file_scans`]).
+//! [`make_joins_task_local`]), file scans are regrouped so that tasks get even shares
+//! ([`balance_file_scans`]), and broadcast semi-join filters are copied below the shuffles
+//! they would otherwise follow ([`push_semi_filters`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use datafusion::physical_plan::{
 use crate::error::Result;
 use crate::joins::make_joins_task_local;
 use crate::scans::balance_file_scans;
+use crate::semi_filters::push_semi_filters;
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::stage::{Stage, StageGraph};
 use crate::unsupported;
@@ -35,7 +37,7 @@ use crate::unsupported;
 /// Cuts `plan` into stages. The last stage's output, partition by partition, is the plan's
 /// output.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
-    let plan = make_joins_task_local(balance_file_scans(plan)?)?;
+    let plan = make_joins_task_local(push_semi_filters(balance_file_scans(plan)?)?)?;
     let mut cutter = StageCutter::default();
     let root = cutter.visit(plan)?;
     let count = root.output_partitioning().partition_count();

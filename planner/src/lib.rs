@@ -23,6 +23,7 @@ mod cut;
 mod error;
 mod joins;
 mod scans;
+mod semi_filters;
 pub mod shuffle;
 mod stage;
 

@@ -1,0 +1,370 @@
+//! Pushing a broadcast semi-join filter below the shuffles of its probe side.
+//!
+//! A right-semi join whose build side is collected (small, broadcast to every task) keeps
+//! the probe rows whose key is in the build side. When the probe side is made of inner
+//! joins over shuffled inputs, every row those inputs shuffle that carries a key outside
+//! the build side is dropped later anyway. DataFusion prunes such rows in one process with
+//! dynamic filters, which cannot span Ember's tasks; instead the same semi join is applied
+//! again right before each shuffle that carries the key column, so that only matching rows
+//! are written:
+//!
+//! ```text
+//! RightSemi(CollectLeft, on = [(b, o_orderkey)])        RightSemi(CollectLeft, on = [(b, o_orderkey)])
+//!   build B                                               build B ──────────────────────────┐ (one stage)
+//!   Inner(Partitioned, on = [(o_orderkey, l_orderkey)])   Inner(Partitioned, ...)          │
+//!     Repartition(hash(o_orderkey)) ◀ orders      ──▶        Repartition(hash(o_orderkey)) │
+//!     Repartition(hash(l_orderkey)) ◀ lineitem                 RightSemi(B, orders)  ◀──────┤
+//!                                                            Repartition(hash(l_orderkey)) │
+//!                                                              RightSemi(B, lineitem) ◀────┘
+//! ```
+//!
+//! The key column is followed through projections, filters and inner joins (to both sides
+//! where it is an equi-join key, since an inner join matches equal non-null keys only, to
+//! its own side otherwise), and the filter goes under the lowest shuffle on each path.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{JoinType, NullEquality};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::{HashJoinExec, HashJoinExecBuilder, PartitionMode};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
+
+use crate::error::Result;
+
+/// `plan` with the filter of every eligible broadcast right-semi join also applied below
+/// the shuffles of its probe side.
+pub(crate) fn push_semi_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let rewritten = plan.transform_up(|node| {
+        let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let eligible = *join.join_type() == JoinType::RightSemi
+            && *join.partition_mode() == PartitionMode::CollectLeft
+            && join.filter().is_none()
+            && join.on().len() == 1
+            && join.null_equality() == NullEquality::NullEqualsNothing
+            && !join.null_aware;
+        if !eligible {
+            return Ok(Transformed::no(node));
+        }
+        let (build_key, probe_key) = &join.on()[0];
+        let Some(column) = probe_key.downcast_ref::<Column>() else {
+            return Ok(Transformed::no(node));
+        };
+        let filter = SemiFilter {
+            build: Arc::clone(join.left()),
+            build_key: Arc::clone(build_key),
+        };
+        match filter.push(join.right(), column.index())? {
+            Some(probe) => {
+                let rewritten = join
+                    .builder()
+                    .with_new_children(vec![Arc::clone(join.left()), probe])?
+                    .build_exec()?;
+                Ok(Transformed::yes(rewritten))
+            }
+            None => Ok(Transformed::no(node)),
+        }
+    })?;
+    Ok(rewritten.data)
+}
+
+/// The build side of a broadcast semi join and its key.
+struct SemiFilter {
+    build: Arc<dyn ExecutionPlan>,
+    build_key: Arc<dyn PhysicalExpr>,
+}
+
+impl SemiFilter {
+    /// `plan` with the filter on its column `index` applied under every shuffle that
+    /// carries the column; `None` when there is no such shuffle.
+    fn push(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        index: usize,
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            if !matches!(repartition.partitioning(), Partitioning::Hash(..))
+                || repartition.preserve_order()
+            {
+                return Ok(None);
+            }
+            let input = repartition.input();
+            let filtered = match self.push(input, index)? {
+                Some(deeper) => deeper,
+                None => match self.semi_join(input, index)? {
+                    Some(joined) => joined,
+                    None => return Ok(None),
+                },
+            };
+            return Ok(Some(replace_children_if_necessary(
+                Arc::clone(plan),
+                vec![filtered],
+            )?));
+        }
+        if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+            let Some(source) = projection
+                .expr()
+                .get(index)
+                .and_then(|e| e.expr.downcast_ref::<Column>())
+            else {
+                return Ok(None);
+            };
+            return self.rebuilt(plan, &[(0, source.index())]);
+        }
+        if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+            let source = match filter.projection().as_deref() {
+                Some(projection) => match projection.get(index) {
+                    Some(&source) => source,
+                    None => return Ok(None),
+                },
+                None => index,
+            };
+            return self.rebuilt(plan, &[(0, source)]);
+        }
+        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+            if *join.join_type() != JoinType::Inner
+                || join.null_equality() != NullEquality::NullEqualsNothing
+            {
+                return Ok(None);
+            }
+            let joined = match join.projection.as_deref() {
+                Some(projection) => match projection.get(index) {
+                    Some(&source) => source,
+                    None => return Ok(None),
+                },
+                None => index,
+            };
+            let left_width = join.left().schema().fields().len();
+            let (side, side_index) = if joined < left_width {
+                (0, joined)
+            } else {
+                (1, joined - left_width)
+            };
+            let is_column = |expr: &Arc<dyn PhysicalExpr>, i: usize| {
+                expr.downcast_ref::<Column>()
+                    .is_some_and(|c| c.index() == i)
+            };
+            let equi_pair = join.on().iter().find(|(l, r)| {
+                if side == 0 {
+                    is_column(l, side_index)
+                } else {
+                    is_column(r, side_index)
+                }
+            });
+            let mut targets = vec![(side, side_index)];
+            if let Some((l, r)) = equi_pair {
+                let other = if side == 0 { r } else { l };
+                if let Some(c) = other.downcast_ref::<Column>() {
+                    targets.push((1 - side, c.index()));
+                }
+            }
+            // A collected build side is merged below the join: leave it whole.
+            if *join.partition_mode() == PartitionMode::CollectLeft {
+                targets.retain(|(s, _)| *s == 1);
+            }
+            return self.rebuilt(plan, &targets);
+        }
+        Ok(None)
+    }
+
+    /// `plan` with the filter pushed into the children named by `targets` (child, column);
+    /// `None` when it went into none of them.
+    fn rebuilt(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        targets: &[(usize, usize)],
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        let mut children: Vec<Arc<dyn ExecutionPlan>> =
+            plan.children().into_iter().map(Arc::clone).collect();
+        let mut changed = false;
+        for &(child, index) in targets {
+            let Some(current) = children.get(child) else {
+                continue;
+            };
+            if let Some(filtered) = self.push(current, index)? {
+                children[child] = filtered;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(replace_children_if_necessary(
+            Arc::clone(plan),
+            children,
+        )?))
+    }
+
+    /// The rows of `input` whose column `index` is among the build side's keys; `None`
+    /// when the column's type differs from the key's.
+    fn semi_join(
+        &self,
+        input: &Arc<dyn ExecutionPlan>,
+        index: usize,
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        let schema = input.schema();
+        let field = schema.field(index);
+        if self.build_key.data_type(&self.build.schema())? != *field.data_type() {
+            return Ok(None);
+        }
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), index));
+        HashJoinExecBuilder::new(
+            Arc::clone(&self.build),
+            Arc::clone(input),
+            vec![(Arc::clone(&self.build_key), key)],
+            JoinType::RightSemi,
+        )
+        .with_partition_mode(PartitionMode::CollectLeft)
+        .build_exec()
+        .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::execution::TaskContext;
+    use datafusion::physical_plan::{collect, displayable};
+
+    /// A table of `columns` (Int64) in `partitions` partitions, row `i` holding
+    /// `i % modulus` and `i * 10`.
+    fn table(
+        columns: [&str; 2],
+        rows: i64,
+        modulus: i64,
+        partitions: usize,
+    ) -> Arc<dyn ExecutionPlan> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(*c, DataType::Int64, true))
+                .collect::<Vec<_>>(),
+        ));
+        let parts: Vec<Vec<RecordBatch>> = (0..partitions as i64)
+            .map(|p| {
+                let rows: Vec<i64> = (0..rows).filter(|i| i % partitions as i64 == p).collect();
+                let ids: Vec<i64> = rows.iter().map(|i| i % modulus).collect();
+                let tens: Vec<i64> = rows.iter().map(|i| i * 10).collect();
+                vec![
+                    RecordBatch::try_new(
+                        Arc::clone(&schema),
+                        vec![
+                            Arc::new(Int64Array::from(ids)),
+                            Arc::new(Int64Array::from(tens)),
+                        ],
+                    )
+                    .expect("valid batch"),
+                ]
+            })
+            .collect();
+        MemorySourceConfig::try_new_exec(&parts, schema, None).expect("memory table")
+    }
+
+    fn col(name: &str, index: usize) -> Arc<dyn PhysicalExpr> {
+        Arc::new(Column::new(name, index))
+    }
+
+    fn hashed(input: Arc<dyn ExecutionPlan>, key: &str) -> Arc<dyn ExecutionPlan> {
+        Arc::new(
+            RepartitionExec::try_new(input, Partitioning::Hash(vec![col(key, 0)], 2))
+                .expect("repartition"),
+        )
+    }
+
+    /// RightSemi(build keys {3, 5, 7, 1000}) over Inner(orders x items on their ids).
+    fn semi_over_inner_join() -> Arc<dyn ExecutionPlan> {
+        let wanted = {
+            let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![3, 5, 7, 1000]))],
+            )
+            .expect("valid batch");
+            MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).expect("memory table")
+        };
+        let orders = hashed(table(["o_id", "o_total"], 100, 100, 2), "o_id");
+        let items = hashed(table(["i_order", "i_price"], 300, 100, 3), "i_order");
+        let inner = HashJoinExecBuilder::new(
+            orders,
+            items,
+            vec![(col("o_id", 0), col("i_order", 0))],
+            JoinType::Inner,
+        )
+        .with_partition_mode(PartitionMode::Partitioned)
+        .with_projection(Some(vec![1, 0, 3]))
+        .build_exec()
+        .expect("inner join");
+        // The join outputs (o_total, o_id, i_price); the semi join keys on o_id (column 1).
+        HashJoinExecBuilder::new(
+            wanted,
+            inner,
+            vec![(col("k", 0), col("o_id", 1))],
+            JoinType::RightSemi,
+        )
+        .with_partition_mode(PartitionMode::CollectLeft)
+        .build_exec()
+        .expect("semi join")
+    }
+
+    async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> Vec<String> {
+        let batches = collect(plan, Arc::new(TaskContext::default()))
+            .await
+            .expect("runs");
+        let mut rows: Vec<String> = arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("formats")
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("o_total"))
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn the_filter_runs_before_both_shuffles_and_the_rows_stay_the_same() {
+        let plan = semi_over_inner_join();
+        let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let below_shuffles = lines
+            .windows(2)
+            .filter(|w| w[0].contains("RepartitionExec") && w[1].contains("join_type=RightSemi"))
+            .count();
+        assert_eq!(below_shuffles, 2, "a filter under each shuffle:\n{text}");
+
+        let expected = sorted_rows(plan).await;
+        assert_eq!(expected.len(), 9, "orders 3, 5 and 7 with three items each");
+        assert_eq!(sorted_rows(pushed).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_semi_join_over_an_outer_join_is_left_alone() {
+        let plan = semi_over_inner_join();
+        let outer = plan.children()[1]
+            .downcast_ref::<HashJoinExec>()
+            .expect("inner join")
+            .builder()
+            .with_type(JoinType::Left)
+            .build_exec()
+            .expect("left join");
+        let plan = replace_children_if_necessary(
+            Arc::clone(&plan),
+            vec![Arc::clone(plan.children()[0]), outer],
+        )
+        .expect("rebuilt");
+        let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        assert_eq!(text.matches("RightSemi").count(), 1, "{text}");
+    }
+}
