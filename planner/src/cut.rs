@@ -37,7 +37,7 @@ use crate::unsupported;
 /// Cuts `plan` into stages. The last stage's output, partition by partition, is the plan's
 /// output.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
-    let plan = make_joins_task_local(push_semi_filters(balance_file_scans(plan)?)?)?;
+    let plan = push_semi_filters(make_joins_task_local(balance_file_scans(plan)?)?)?;
     let mut cutter = StageCutter::default();
     let root = cutter.visit(plan)?;
     let count = root.output_partitioning().partition_count();

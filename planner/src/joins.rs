@@ -19,7 +19,6 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, physical_exprs_equal};
@@ -35,6 +34,8 @@ use datafusion::physical_plan::{
 };
 
 use crate::error::Result;
+use crate::rewrite::rewrite_up;
+use crate::semi_filters::is_shared_once;
 
 /// Whether a join of this type emits build-side rows once all probe partitions are done.
 fn emits_build_side_at_end(join_type: JoinType) -> bool {
@@ -72,10 +73,10 @@ fn merged_probe_side(
     join: &Arc<dyn ExecutionPlan>,
     left: &Arc<dyn ExecutionPlan>,
     right: &Arc<dyn ExecutionPlan>,
-) -> datafusion::error::Result<Transformed<Arc<dyn ExecutionPlan>>> {
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     let right: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(Arc::clone(right)));
     let rewritten = replace_children_if_necessary(Arc::clone(join), vec![Arc::clone(left), right])?;
-    Ok(Transformed::yes(rewritten))
+    Ok(rewritten)
 }
 
 /// A left-semi or left-anti `CollectLeft` join, rewritten to shuffle the distinct probe
@@ -101,7 +102,8 @@ fn semi_join_by_matched_keys(
 ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
     let applies = matches!(join.join_type(), JoinType::LeftSemi | JoinType::LeftAnti)
         && join.null_equality() == NullEquality::NullEqualsNothing
-        && !join.null_aware;
+        && !join.null_aware
+        && is_shared_once(join.left());
     if !applies {
         return Ok(None);
     }
@@ -196,7 +198,7 @@ fn semi_join_by_matched_keys(
 pub(crate) fn make_joins_task_local(
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let rewritten = plan.transform_up(|node| {
+    Ok(rewrite_up(plan, &mut |node| {
         let probe_partitions =
             |right: &Arc<dyn ExecutionPlan>| right.output_partitioning().partition_count();
         if let Some(join) = node.downcast_ref::<HashJoinExec>() {
@@ -204,13 +206,13 @@ pub(crate) fn make_joins_task_local(
                 && emits_build_side_at_end(*join.join_type())
                 && probe_partitions(join.right()) > 1;
             if !risky {
-                return Ok(Transformed::no(node));
+                return Ok(node);
             }
             if join.null_aware {
                 return merged_probe_side(&node, join.left(), join.right());
             }
             if let Some(rewritten) = semi_join_by_matched_keys(join)? {
-                return Ok(Transformed::yes(rewritten));
+                return Ok(rewritten);
             }
             let count = probe_partitions(join.right());
             // The merge of the build side goes; a limit it carried stays.
@@ -227,7 +229,7 @@ pub(crate) fn make_joins_task_local(
                 .with_partition_mode(PartitionMode::Partitioned)
                 .with_new_children(vec![left, right])?
                 .build_exec()?;
-            return Ok(Transformed::yes(partitioned));
+            return Ok(partitioned);
         }
         if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>()
             && emits_build_side_at_end(*join.join_type())
@@ -235,7 +237,6 @@ pub(crate) fn make_joins_task_local(
         {
             return merged_probe_side(&node, join.left(), join.right());
         }
-        Ok(Transformed::no(node))
-    })?;
-    Ok(rewritten.data)
+        Ok(node)
+    })?)
 }

@@ -22,6 +22,7 @@ mod codec;
 mod cut;
 mod error;
 mod joins;
+mod rewrite;
 mod scans;
 mod semi_filters;
 pub mod shuffle;

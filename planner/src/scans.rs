@@ -8,16 +8,16 @@
 //! cannot. So where whole files divide evenly among the partitions, each task gets whole
 //! files instead of ranges; otherwise DataFusion's ranges stay.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
+use crate::rewrite::rewrite_up;
 
 /// The largest group may hold this much more than an even share.
 const TOLERANCE: f64 = 1.1;
@@ -25,26 +25,28 @@ const TOLERANCE: f64 = 1.1;
 /// `plan` with every unordered file scan whose files divide evenly into its partitions
 /// regrouped into whole files.
 pub(crate) fn balance_file_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    let rewritten = plan.transform_up(|node| {
+    Ok(rewrite_up(plan, &mut |node| {
         let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         };
         let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         };
-        if !config.output_ordering.is_empty() {
-            return Ok(Transformed::no(node));
+        if !config.output_ordering.is_empty()
+            || config.preserve_order
+            || config.output_partitioning.is_some()
+        {
+            return Ok(node);
         }
         let Some(groups) = whole_file_groups(&config.file_groups) else {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         };
         let config = FileScanConfigBuilder::from(config.clone())
             .with_file_groups(groups)
             .build();
         let exec = exec.clone().with_data_source(Arc::new(config));
-        Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
-    })?;
-    Ok(rewritten.data)
+        Ok(Arc::new(exec) as Arc<dyn ExecutionPlan>)
+    })?)
 }
 
 /// The files of `groups`, whole, in as many groups, when that spreads them evenly by size;
@@ -54,19 +56,32 @@ fn whole_file_groups(groups: &[FileGroup]) -> Option<Vec<FileGroup>> {
     if count < 2 {
         return None;
     }
+    // Each file once, with the bytes its pieces cover: regrouping is only right when the
+    // pieces of every file cover it exactly once.
     let mut files: Vec<PartitionedFile> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut covered: HashMap<String, (usize, u64)> = HashMap::new();
     let mut ranged = false;
     for file in groups.iter().flat_map(FileGroup::iter) {
         ranged |= file.range.is_some();
+        let bytes = match &file.range {
+            Some(range) => u64::try_from(range.end - range.start).unwrap_or(0),
+            None => file.object_meta.size,
+        };
         let path = file.object_meta.location.to_string();
-        if seen.insert(path) {
-            let mut whole = file.clone();
-            whole.range = None;
-            files.push(whole);
+        match covered.get_mut(&path) {
+            Some((_, total)) => *total += bytes,
+            None => {
+                covered.insert(path, (files.len(), bytes));
+                let mut whole = file.clone();
+                whole.range = None;
+                files.push(whole);
+            }
         }
     }
-    if !ranged || files.len() < count {
+    let exact = covered
+        .values()
+        .all(|&(index, bytes)| bytes == files[index].object_meta.size);
+    if !ranged || !exact || files.len() < count {
         return None;
     }
 
@@ -127,24 +142,36 @@ mod tests {
 
     #[test]
     fn four_equal_files_over_two_partitions_become_two_whole_files_each() {
-        // DataFusion's split of four 100-byte files: 200 bytes of ranges per partition.
-        let groups = vec![
+        // DataFusion's split of four 100-byte files over two partitions.
+        let two = vec![
             FileGroup::new(vec![
                 file("a", 100, Some((0, 100))),
                 file("b", 100, Some((0, 100))),
+                file("c", 100, Some((0, 10))),
             ]),
             FileGroup::new(vec![
-                file("c", 100, Some((0, 100))),
-                file("d", 100, Some((0, 50))),
+                file("c", 100, Some((10, 100))),
+                file("d", 100, Some((0, 100))),
             ]),
-            FileGroup::new(vec![file("d", 100, Some((50, 100)))]),
         ];
-        let balanced = whole_file_groups(&groups[..2]).expect("balanced");
+        let balanced = whole_file_groups(&two).expect("balanced");
         assert_eq!(names(&balanced), vec![vec!["a", "c"], vec!["b", "d"]]);
-        assert!(
-            whole_file_groups(&groups).is_none(),
-            "four files over three partitions stay in ranges"
-        );
+        // Over three partitions whole files cannot be even: the ranges stay.
+        let three = vec![
+            FileGroup::new(vec![
+                file("a", 100, Some((0, 100))),
+                file("b", 100, Some((0, 34))),
+            ]),
+            FileGroup::new(vec![
+                file("b", 100, Some((34, 100))),
+                file("c", 100, Some((0, 68))),
+            ]),
+            FileGroup::new(vec![
+                file("c", 100, Some((68, 100))),
+                file("d", 100, Some((0, 100))),
+            ]),
+        ];
+        assert!(whole_file_groups(&three).is_none());
     }
 
     #[test]
@@ -171,5 +198,14 @@ mod tests {
         assert!(whole_file_groups(&whole).is_none());
         let one = vec![FileGroup::new(vec![file("a", 100, Some((0, 100)))])];
         assert!(whole_file_groups(&one).is_none());
+    }
+
+    #[test]
+    fn a_file_listed_twice_is_not_merged_into_one() {
+        let groups = vec![
+            FileGroup::new(vec![file("a", 100, Some((0, 100)))]),
+            FileGroup::new(vec![file("a", 100, Some((0, 100)))]),
+        ];
+        assert!(whole_file_groups(&groups).is_none());
     }
 }

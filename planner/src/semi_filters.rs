@@ -24,55 +24,65 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{JoinType, NullEquality};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, HashJoinExecBuilder, PartitionMode};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
 
 use crate::error::Result;
+use crate::rewrite::rewrite_up;
 
 /// `plan` with the filter of every eligible broadcast right-semi join also applied below
 /// the shuffles of its probe side.
 pub(crate) fn push_semi_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    let rewritten = plan.transform_up(|node| {
+    Ok(rewrite_up(plan, &mut |node| {
         let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         };
         let eligible = *join.join_type() == JoinType::RightSemi
             && *join.partition_mode() == PartitionMode::CollectLeft
             && join.filter().is_none()
             && join.on().len() == 1
             && join.null_equality() == NullEquality::NullEqualsNothing
-            && !join.null_aware;
+            && !join.null_aware
+            && is_shared_once(join.left());
         if !eligible {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         }
         let (build_key, probe_key) = &join.on()[0];
         let Some(column) = probe_key.downcast_ref::<Column>() else {
-            return Ok(Transformed::no(node));
+            return Ok(node);
         };
         let filter = SemiFilter {
             build: Arc::clone(join.left()),
             build_key: Arc::clone(build_key),
         };
         match filter.push(join.right(), column.index())? {
-            Some(probe) => {
-                let rewritten = join
-                    .builder()
-                    .with_new_children(vec![Arc::clone(join.left()), probe])?
-                    .build_exec()?;
-                Ok(Transformed::yes(rewritten))
-            }
-            None => Ok(Transformed::no(node)),
+            Some(probe) => join
+                .builder()
+                .with_new_children(vec![Arc::clone(join.left()), probe])?
+                .build_exec(),
+            None => Ok(node),
         }
-    })?;
-    Ok(rewritten.data)
+    })?)
+}
+
+/// Whether `build` is computed once however many places read it: a merge of several
+/// partitions, which becomes a stage of its own. Anything else would be recomputed in every
+/// stage that reads it, and a volatile expression (`random()`) in it would give each place
+/// different rows.
+pub(crate) fn is_shared_once(build: &Arc<dyn ExecutionPlan>) -> bool {
+    build
+        .downcast_ref::<CoalescePartitionsExec>()
+        .is_some_and(|merge| {
+            merge.fetch().is_none() && merge.input().output_partitioning().partition_count() > 1
+        })
 }
 
 /// The build side of a broadcast semi join and its key.
@@ -89,6 +99,10 @@ impl SemiFilter {
         plan: &Arc<dyn ExecutionPlan>,
         index: usize,
     ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        // Below a limit, the filter would change which rows the limit keeps.
+        if plan.fetch().is_some() {
+            return Ok(None);
+        }
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             if !matches!(repartition.partitioning(), Partitioning::Hash(..))
                 || repartition.preserve_order()
@@ -285,12 +299,14 @@ mod tests {
     fn semi_over_inner_join() -> Arc<dyn ExecutionPlan> {
         let wanted = {
             let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
-            let batch = RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![Arc::new(Int64Array::from(vec![3, 5, 7, 1000]))],
-            )
-            .expect("valid batch");
-            MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).expect("memory table")
+            let batch = |keys: Vec<i64>| {
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(keys))])
+                    .expect("valid batch")
+            };
+            let parts = [vec![batch(vec![3, 5])], vec![batch(vec![7, 1000])]];
+            let table: Arc<dyn ExecutionPlan> =
+                MemorySourceConfig::try_new_exec(&parts, schema, None).expect("memory table");
+            Arc::new(CoalescePartitionsExec::new(table)) as Arc<dyn ExecutionPlan>
         };
         let orders = hashed(table(["o_id", "o_total"], 100, 100, 2), "o_id");
         let items = hashed(table(["i_order", "i_price"], 300, 100, 3), "i_order");
@@ -346,6 +362,24 @@ mod tests {
         let expected = sorted_rows(plan).await;
         assert_eq!(expected.len(), 9, "orders 3, 5 and 7 with three items each");
         assert_eq!(sorted_rows(pushed).await, expected);
+    }
+
+    #[test]
+    fn a_build_side_that_is_not_its_own_stage_is_not_copied() {
+        // A one-partition build side would be recomputed wherever it is read.
+        let plan = semi_over_inner_join();
+        let table = Arc::clone(plan.children()[0].children()[0]);
+        let one_partition: Arc<dyn ExecutionPlan> = Arc::new(
+            RepartitionExec::try_new(table, Partitioning::RoundRobinBatch(1)).expect("one"),
+        );
+        let plan = replace_children_if_necessary(
+            Arc::clone(&plan),
+            vec![one_partition, Arc::clone(plan.children()[1])],
+        )
+        .expect("rebuilt");
+        let pushed = push_semi_filters(plan).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        assert_eq!(text.matches("RightSemi").count(), 1, "{text}");
     }
 
     #[tokio::test]
