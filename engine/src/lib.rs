@@ -30,6 +30,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod dataset;
 mod error;
 pub mod output;
 pub mod pipelines;
@@ -40,11 +41,13 @@ pub mod tables;
 
 pub use cluster::LocalCluster;
 pub use config::EmberConfig;
+pub use dataset::{Dataset, GroupedDataset};
 pub use error::{EmberError, Result};
 pub use output::{OutputFormat, write_result};
 pub use session::{QueryResult, Session};
 pub use tables::{FileFormat, TableSpec};
 
+pub use datafusion;
 pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use ember_executors::read_locations;
-use ember_planner::{StageGraph, cut_stages};
+use ember_planner::{EmberQueryPlanner, StageGraph, cut_stages};
 
 use crate::cluster::LocalCluster;
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
@@ -72,8 +73,13 @@ impl Session {
                 })?;
         }
         let cluster = LocalCluster::start(&config)?;
+        let state = SessionStateBuilder::new()
+            .with_config(df_config)
+            .with_default_features()
+            .with_query_planner(Arc::new(EmberQueryPlanner))
+            .build();
         Ok(Self {
-            ctx: SessionContext::new_with_config(df_config),
+            ctx: SessionContext::new_with_state(state),
             cluster,
             config,
             listener: None,

@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
+};
 
 use crate::error::{EmberError, Result};
 
@@ -137,22 +139,7 @@ impl TableSpec {
         if self.name.is_empty() {
             return Err(self.error("the table name is empty"));
         }
-        let local = !self.path.contains("://");
-        let path = Path::new(&self.path);
-        if local && !self.is_glob() && !path.exists() {
-            return Err(self.error("no such file or directory"));
-        }
-        let format = self.resolve_format()?;
-        // A single file is read whatever its extension; folders and globs keep to files of
-        // the format's extension.
-        let extension = if local && path.is_file() {
-            path.extension()
-                .and_then(|e| e.to_str())
-                .map(|e| format!(".{e}"))
-                .unwrap_or_default()
-        } else {
-            format!(".{}", format.extension())
-        };
+        let (format, extension) = self.checked_format()?;
         let registered = match format {
             FileFormat::Parquet => {
                 let options = ParquetReadOptions {
@@ -176,6 +163,55 @@ impl TableSpec {
             }
         };
         registered.map_err(|e| self.error(e.to_string()))
+    }
+
+    /// The files as a DataFrame of `ctx`, without registering a name.
+    pub async fn read(&self, ctx: &SessionContext) -> Result<DataFrame> {
+        let (format, extension) = self.checked_format()?;
+        let read = match format {
+            FileFormat::Parquet => {
+                let options = ParquetReadOptions {
+                    file_extension: &extension,
+                    ..Default::default()
+                };
+                ctx.read_parquet(self.path.as_str(), options).await
+            }
+            FileFormat::Csv => {
+                let options = CsvReadOptions::new()
+                    .has_header(true)
+                    .file_extension(&extension);
+                ctx.read_csv(self.path.as_str(), options).await
+            }
+            FileFormat::Json => {
+                let options = JsonReadOptions {
+                    file_extension: &extension,
+                    ..Default::default()
+                };
+                ctx.read_json(self.path.as_str(), options).await
+            }
+        };
+        read.map_err(|e| self.error(e.to_string()))
+    }
+
+    /// The format and the file extension to list, once the path is known to exist.
+    fn checked_format(&self) -> Result<(FileFormat, String)> {
+        let local = !self.path.contains("://");
+        let path = Path::new(&self.path);
+        if local && !self.is_glob() && !path.exists() {
+            return Err(self.error("no such file or directory"));
+        }
+        let format = self.resolve_format()?;
+        // A single file is read whatever its extension; folders and globs keep to files of
+        // the format's extension.
+        let extension = if local && path.is_file() {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .map(|e| format!(".{e}"))
+                .unwrap_or_default()
+        } else {
+            format!(".{}", format.extension())
+        };
+        Ok((format, extension))
     }
 }
 

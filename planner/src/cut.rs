@@ -27,6 +27,7 @@ use datafusion::physical_plan::{
 };
 
 use crate::error::Result;
+use crate::exchange::ExchangeExec;
 use crate::joins::make_joins_task_local;
 use crate::scans::balance_file_scans;
 use crate::semi_filters::push_semi_filters;
@@ -62,6 +63,7 @@ impl StageCutter {
             return Ok(Arc::clone(done));
         }
         let is_exchange = plan.downcast_ref::<RepartitionExec>().is_some()
+            || plan.downcast_ref::<ExchangeExec>().is_some()
             || plan.downcast_ref::<CoalescePartitionsExec>().is_some()
             || plan.downcast_ref::<SortPreservingMergeExec>().is_some();
         let rewritten = self.rewrite(plan)?;
@@ -101,6 +103,18 @@ impl StageCutter {
                 other => unsupported!("repartitioning by {other} is not supported"),
             };
             return Ok(self.exchange(Arc::clone(repartition.input()), output));
+        }
+
+        if let Some(requested) = plan.downcast_ref::<ExchangeExec>() {
+            let output = match requested.partitioning() {
+                Partitioning::Hash(exprs, count) => ShuffleOutput::Hash {
+                    exprs: exprs.clone(),
+                    count: *count,
+                },
+                Partitioning::RoundRobinBatch(count) => ShuffleOutput::RoundRobin { count: *count },
+                other => unsupported!("an exchange by {other} is not supported"),
+            };
+            return Ok(self.exchange(Arc::clone(requested.input()), output));
         }
 
         if let Some(coalesce) = plan.downcast_ref::<CoalescePartitionsExec>() {

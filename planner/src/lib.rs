@@ -21,6 +21,7 @@
 mod codec;
 mod cut;
 mod error;
+mod exchange;
 mod joins;
 mod rewrite;
 mod scans;
@@ -31,6 +32,7 @@ mod stage;
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
 pub use error::{PlannerError, Result};
+pub use exchange::{EmberQueryPlanner, Exchange, ExchangeExec, ExchangePlanner};
 pub use shuffle::{
     ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
 };

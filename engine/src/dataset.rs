@@ -1,0 +1,357 @@
+//! [`Dataset`]: the columnar half of Ember's Rust DSL.
+//!
+//! A dataset is a lazy DataFusion logical plan bound to a [`Session`]. Operations build the
+//! plan; actions ([`Dataset::collect`], [`Dataset::count`], [`Dataset::show`],
+//! [`Dataset::write_parquet`], ...) plan it physically and run it on the session's cluster
+//! exactly as SQL runs: cut into stages, every task plan serialized, every exchange a
+//! shuffle through files.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! use std::sync::Arc;
+//!
+//! use ember::Session;
+//! use ember::datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
+//! use ember::datafusion::arrow::datatypes::{DataType, Field, Schema};
+//! use ember::datafusion::functions_aggregate::expr_fn::{avg, count};
+//! use ember::datafusion::prelude::{col, lit};
+//!
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("product", DataType::Utf8, false),
+//!     Field::new("price", DataType::Float64, false),
+//! ]));
+//! let sales = RecordBatch::try_new(
+//!     schema,
+//!     vec![
+//!         Arc::new(StringArray::from(vec!["tea", "tea", "jam", "tea"])),
+//!         Arc::new(Float64Array::from(vec![2.0, 4.0, 3.0, -1.0])),
+//!     ],
+//! )?;
+//!
+//! let session = Session::local(2)?; // or session.read_parquet("data/sales").await?
+//! let per_product = session
+//!     .from_batches(vec![sales])?
+//!     .filter(col("price").gt(lit(0.0)))?
+//!     .group_by(vec![col("product")])
+//!     .agg(vec![count(lit(1)).alias("n"), avg(col("price")).alias("mean")])?
+//!     .sort(vec![col("product").sort(true, false)])?;
+//! assert_eq!(per_product.count().await?, 2);
+//! per_product.show().await?; // jam 1 3.0, tea 2 3.0
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::common::{DFSchema, JoinType};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::datasource::file_format::csv::CsvFormatFactory;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::json::JsonFormatFactory;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning, SortExpr};
+use datafusion::prelude::{DataFrame, lit};
+
+use ember_planner::Exchange;
+
+use crate::error::{EmberError, Result};
+use crate::session::{QueryResult, Session};
+use crate::tables::{FileFormat, TableSpec};
+
+/// A distributed collection of rows with a schema, computed lazily on a [`Session`]'s
+/// cluster.
+#[derive(Clone)]
+pub struct Dataset<'s> {
+    session: &'s Session,
+    frame: DataFrame,
+}
+
+/// A dataset grouped by key expressions, waiting for its aggregates
+/// ([`Dataset::group_by`]).
+pub struct GroupedDataset<'s> {
+    dataset: Dataset<'s>,
+    keys: Vec<Expr>,
+}
+
+impl Session {
+    /// The Parquet files at `path` (a file, a folder or a glob) as a dataset.
+    pub async fn read_parquet(&self, path: &str) -> Result<Dataset<'_>> {
+        self.read_files(path, FileFormat::Parquet).await
+    }
+
+    /// The CSV files (with a header line) at `path` as a dataset.
+    pub async fn read_csv(&self, path: &str) -> Result<Dataset<'_>> {
+        self.read_files(path, FileFormat::Csv).await
+    }
+
+    /// The newline-delimited JSON files at `path` as a dataset.
+    pub async fn read_json(&self, path: &str) -> Result<Dataset<'_>> {
+        self.read_files(path, FileFormat::Json).await
+    }
+
+    async fn read_files(&self, path: &str, format: FileFormat) -> Result<Dataset<'_>> {
+        let spec = TableSpec::new(format!("{format} files"), path, Some(format));
+        let frame = spec.read(self.context()).await?;
+        Ok(Dataset::new(self, frame))
+    }
+
+    /// `batches` as a dataset, spread round-robin over as many partitions as the cluster
+    /// has task slots. The rows travel inside the task plans, so this suits small data.
+    pub fn from_batches(&self, batches: Vec<RecordBatch>) -> Result<Dataset<'_>> {
+        let Some(first) = batches.first() else {
+            return Err(EmberError::Internal {
+                message: "from_batches needs at least one batch (for the schema)".into(),
+            });
+        };
+        let schema = first.schema();
+        let count = self.config().target_partitions().min(batches.len()).max(1);
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); count];
+        for (i, batch) in batches.into_iter().enumerate() {
+            if batch.schema() != schema {
+                return Err(EmberError::Internal {
+                    message: format!(
+                        "from_batches: batch {i} has schema {} but batch 0 has {}",
+                        batch.schema(),
+                        schema
+                    ),
+                });
+            }
+            partitions[i % count].push(batch);
+        }
+        let table = MemTable::try_new(schema, partitions)?;
+        let frame = self.context().read_table(Arc::new(table))?;
+        Ok(Dataset::new(self, frame))
+    }
+
+    /// A registered table (SQL name) as a dataset.
+    pub async fn table(&self, name: &str) -> Result<Dataset<'_>> {
+        Ok(Dataset::new(self, self.context().table(name).await?))
+    }
+
+    /// The result of a query as a dataset, to continue with DSL operations.
+    pub async fn sql_dataset(&self, sql: &str) -> Result<Dataset<'_>> {
+        Ok(Dataset::new(self, self.context().sql(sql).await?))
+    }
+}
+
+impl<'s> Dataset<'s> {
+    /// Wraps a DataFusion DataFrame planned in `session`'s context.
+    pub fn new(session: &'s Session, frame: DataFrame) -> Self {
+        Self { session, frame }
+    }
+
+    fn with(&self, frame: DataFrame) -> Self {
+        Self::new(self.session, frame)
+    }
+
+    /// The logical schema.
+    pub fn schema(&self) -> &DFSchema {
+        self.frame.schema()
+    }
+
+    /// The underlying DataFusion DataFrame (its plan, not its data).
+    pub fn frame(&self) -> &DataFrame {
+        &self.frame
+    }
+
+    /// Rows for which `predicate` is true.
+    pub fn filter(&self, predicate: Expr) -> Result<Self> {
+        Ok(self.with(self.frame.clone().filter(predicate)?))
+    }
+
+    /// The given expressions as columns.
+    pub fn select(&self, exprs: Vec<Expr>) -> Result<Self> {
+        Ok(self.with(self.frame.clone().select(exprs)?))
+    }
+
+    /// Only the named columns.
+    pub fn select_columns(&self, columns: &[&str]) -> Result<Self> {
+        Ok(self.with(self.frame.clone().select_columns(columns)?))
+    }
+
+    /// Adds (or replaces) column `name` computed by `expr`.
+    pub fn with_column(&self, name: &str, expr: Expr) -> Result<Self> {
+        Ok(self.with(self.frame.clone().with_column(name, expr)?))
+    }
+
+    /// Groups rows by `keys`; [`GroupedDataset::agg`] names the aggregates.
+    pub fn group_by(&self, keys: Vec<Expr>) -> GroupedDataset<'s> {
+        GroupedDataset {
+            dataset: self.clone(),
+            keys,
+        }
+    }
+
+    /// Joins with `right` where `left_columns` equal `right_columns`, pairwise.
+    pub fn join(
+        &self,
+        right: &Dataset<'_>,
+        join_type: JoinType,
+        left_columns: &[&str],
+        right_columns: &[&str],
+    ) -> Result<Self> {
+        let joined = self.frame.clone().join(
+            right.frame.clone(),
+            join_type,
+            left_columns,
+            right_columns,
+            None,
+        )?;
+        Ok(self.with(joined))
+    }
+
+    /// Joins with `right` on arbitrary boolean expressions.
+    pub fn join_on(&self, right: &Dataset<'_>, join_type: JoinType, on: Vec<Expr>) -> Result<Self> {
+        Ok(self.with(
+            self.frame
+                .clone()
+                .join_on(right.frame.clone(), join_type, on)?,
+        ))
+    }
+
+    /// Rows ordered by `order` (`col("x").sort(ascending, nulls_first)`).
+    pub fn sort(&self, order: Vec<SortExpr>) -> Result<Self> {
+        Ok(self.with(self.frame.clone().sort(order)?))
+    }
+
+    /// Skips `skip` rows, then keeps at most `fetch` (all with `None`).
+    pub fn limit(&self, skip: usize, fetch: Option<usize>) -> Result<Self> {
+        Ok(self.with(self.frame.clone().limit(skip, fetch)?))
+    }
+
+    /// Distinct rows.
+    pub fn distinct(&self) -> Result<Self> {
+        Ok(self.with(self.frame.clone().distinct()?))
+    }
+
+    /// The rows of both datasets (duplicates kept), matched by column position.
+    pub fn union(&self, other: &Dataset<'_>) -> Result<Self> {
+        Ok(self.with(self.frame.clone().union(other.frame.clone())?))
+    }
+
+    /// The rows spread evenly (round robin) over `partitions` partitions: a shuffle.
+    pub fn repartition(&self, partitions: usize) -> Result<Self> {
+        let partitions = positive("repartition", partitions)?;
+        self.exchange(Partitioning::RoundRobinBatch(partitions))
+    }
+
+    /// The rows hash-partitioned by `keys` into `partitions` partitions: a shuffle that
+    /// puts equal keys in the same partition.
+    pub fn repartition_by(&self, keys: Vec<Expr>, partitions: usize) -> Result<Self> {
+        let partitions = positive("repartition_by", partitions)?;
+        self.exchange(Partitioning::Hash(keys, partitions))
+    }
+
+    /// A shuffle that DataFusion's optimizer keeps (it drops repartitions it does not need).
+    fn exchange(&self, partitioning: Partitioning) -> Result<Self> {
+        let (state, plan) = self.frame.clone().into_parts();
+        let plan = Exchange::new(plan, partitioning)?.into_plan();
+        Ok(self.with(DataFrame::new(state, plan)))
+    }
+
+    /// Runs the plan on the cluster and returns every row with the job's metrics.
+    pub async fn collect(&self) -> Result<QueryResult> {
+        let plan = self.frame.clone().create_physical_plan().await?;
+        self.session.run_physical(plan).await
+    }
+
+    /// The result's schema (physical, as the batches of [`Self::collect`] have it).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::clone(self.frame.schema().inner())
+    }
+
+    /// Number of rows, counted on the cluster.
+    pub async fn count(&self) -> Result<u64> {
+        let counted = self
+            .frame
+            .clone()
+            .aggregate(vec![], vec![count(lit(1)).alias("count")])?;
+        let result = self.with(counted).collect().await?;
+        let value = result
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<Int64Type>()
+                    .map(|a| a.value(0))
+            })
+            .ok_or_else(|| EmberError::Internal {
+                message: "count returned no row".into(),
+            })?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    }
+
+    /// Prints the rows as a table on stdout.
+    pub async fn show(&self) -> Result<()> {
+        let result = self.collect().await?;
+        let table = arrow::util::pretty::pretty_format_batches(&result.batches)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        println!("{table}");
+        Ok(())
+    }
+
+    /// Writes the rows as Parquet files under the folder `path`.
+    pub async fn write_parquet(&self, path: &str) -> Result<QueryResult> {
+        self.write(path, Arc::new(ParquetFormatFactory::new()))
+            .await
+    }
+
+    /// Writes the rows as CSV files (with a header) under the folder `path`.
+    pub async fn write_csv(&self, path: &str) -> Result<QueryResult> {
+        self.write(path, Arc::new(CsvFormatFactory::new())).await
+    }
+
+    /// Writes the rows as newline-delimited JSON files under the folder `path`.
+    pub async fn write_json(&self, path: &str) -> Result<QueryResult> {
+        self.write(path, Arc::new(JsonFormatFactory::new())).await
+    }
+
+    async fn write(&self, path: &str, format: Arc<dyn FileFormatFactory>) -> Result<QueryResult> {
+        // A trailing slash makes DataFusion write a folder of files, one per task.
+        let folder = if path.ends_with('/') {
+            path.to_string()
+        } else {
+            format!("{path}/")
+        };
+        let plan = LogicalPlanBuilder::copy_to(
+            self.frame.logical_plan().clone(),
+            folder,
+            format_as_file_type(format),
+            HashMap::new(),
+            vec![],
+        )?
+        .build()?;
+        self.session.run_logical(plan).await
+    }
+}
+
+impl<'s> GroupedDataset<'s> {
+    /// One row per distinct key with the values of `aggregates`
+    /// (`datafusion::functions_aggregate::expr_fn::{sum, avg, count, ...}`).
+    pub fn agg(self, aggregates: Vec<Expr>) -> Result<Dataset<'s>> {
+        let frame = self
+            .dataset
+            .frame
+            .clone()
+            .aggregate(self.keys, aggregates)?;
+        Ok(self.dataset.with(frame))
+    }
+}
+
+fn positive(operation: &str, n: usize) -> Result<usize> {
+    if n == 0 {
+        return Err(EmberError::Config {
+            key: operation.to_string(),
+            message: "the number of partitions must be at least 1".into(),
+        });
+    }
+    Ok(n)
+}
