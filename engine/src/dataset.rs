@@ -47,7 +47,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::{DFSchema, JoinType};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormatFactory;
@@ -57,13 +57,19 @@ use datafusion::datasource::file_format::json::JsonFormatFactory;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning, SortExpr};
-use datafusion::prelude::{DataFrame, lit};
+use datafusion::prelude::{CsvReadOptions, DataFrame, lit};
 
 use ember_planner::Exchange;
 
 use crate::error::{EmberError, Result};
 use crate::session::{QueryResult, Session};
 use crate::tables::{FileFormat, TableSpec};
+
+/// The field separator of text read as CSV: the ASCII unit separator, which text files do
+/// not contain in practice (a line that does fails with the CSV reader's field-count error).
+const TEXT_SEPARATOR: u8 = 0x1f;
+/// The quote byte of text read as CSV: NUL, so that quotes in text are plain characters.
+const TEXT_QUOTE: u8 = 0x00;
 
 /// A distributed collection of rows with a schema, computed lazily on a [`Session`]'s
 /// cluster.
@@ -89,6 +95,46 @@ impl Session {
     /// The CSV files (with a header line) at `path` as a dataset.
     pub async fn read_csv(&self, path: &str) -> Result<Dataset<'_>> {
         self.read_files(path, FileFormat::Csv).await
+    }
+
+    /// The text files at `path` (a file, a folder or a glob) as a dataset of one `value`
+    /// column (Utf8), one row per line. Lines end at `\n` (or `\r\n`); each task reads a
+    /// byte range of the files, cut at line ends.
+    pub async fn read_text(&self, path: &str) -> Result<Dataset<'_>> {
+        let spec = TableSpec::new("text files", path, Some(FileFormat::Csv));
+        let local = !path.contains("://");
+        let file = std::path::Path::new(path);
+        if local && !path.contains(['*', '?', '[']) && !file.exists() {
+            return Err(EmberError::Table {
+                name: spec.name,
+                path: path.to_string(),
+                message: "no such file or directory".into(),
+            });
+        }
+        // Every file of a folder or glob, whatever its extension; a file, by its own.
+        let extension = match file.extension().and_then(|e| e.to_str()) {
+            Some(e) if file.is_file() => format!(".{e}"),
+            _ => String::new(),
+        };
+        let schema = Schema::new(vec![Field::new("value", DataType::Utf8, true)]);
+        // The CSV reader with no header, no quoting and a separator that text does not
+        // use reads each line whole as one field.
+        let options = CsvReadOptions::new()
+            .has_header(false)
+            .delimiter(TEXT_SEPARATOR)
+            .quote(TEXT_QUOTE)
+            .schema(&schema)
+            .file_extension(&extension);
+        let frame =
+            self.context()
+                .read_csv(path, options)
+                .await
+                .map_err(|e| EmberError::Table {
+                    name: spec.name.clone(),
+                    path: path.to_string(),
+                    message: e.to_string(),
+                })?;
+        Ok(Dataset::new(self, frame))
     }
 
     /// The newline-delimited JSON files at `path` as a dataset.
@@ -159,6 +205,12 @@ impl<'s> Dataset<'s> {
     /// The underlying DataFusion DataFrame (its plan, not its data).
     pub fn frame(&self) -> &DataFrame {
         &self.frame
+    }
+
+    /// One row per element of the list column `column`, the other columns repeated
+    /// (Spark's `explode`); rows whose list is empty or null disappear.
+    pub fn explode(&self, column: &str) -> Result<Self> {
+        Ok(self.with(self.frame.clone().unnest_columns(&[column])?))
     }
 
     /// Rows for which `predicate` is true.

@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod dataset;
 mod error;
+pub mod examples;
 pub mod output;
 pub mod pipelines;
 pub mod progress;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ember::datasets::{TpchOptions, generate_tpch};
+use ember::examples::{distributed_sum, word_count};
 use ember::pipelines::run_pricing;
 use ember::progress::ProgressBar;
 use ember::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
@@ -125,8 +126,14 @@ enum DatasetCommand {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem).
+    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem), `word-count INPUT...`
+    /// (the 20 most frequent words) or `distributed-sum --n N` (the sum of 1..=N).
     example: String,
+    /// Inputs of the pipeline (word-count: text files, folders or globs).
+    inputs: Vec<String>,
+    /// distributed-sum: the last number to add.
+    #[arg(long, default_value_t = 1_000_000)]
+    n: u64,
     /// Scale factor of the data it makes when missing.
     #[arg(long = "sf", default_value_t = 0.1)]
     scale_factor: f64,
@@ -242,7 +249,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
-            other => anyhow::bail!("unknown example '{other}' (known: pricing)"),
+            "word-count" => {
+                let (session, bar) = new_session(&args.cluster)?;
+                let top = word_count(&session, &args.inputs, 20).await;
+                finish_progress(bar.as_deref());
+                let mut out = stdout.lock();
+                for (word, count) in top? {
+                    writeln!(out, "{word}\t{count}")?;
+                }
+            }
+            "distributed-sum" => {
+                let (session, bar) = new_session(&args.cluster)?;
+                let total = distributed_sum(&session, args.n).await;
+                finish_progress(bar.as_deref());
+                writeln!(stdout.lock(), "{}", total?)?;
+            }
+            other => anyhow::bail!(
+                "unknown example '{other}' (known: pricing, word-count, distributed-sum)"
+            ),
         },
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dataset;
+mod examples;
 mod retry;
 mod shuffle;
 mod stages;

@@ -177,3 +177,37 @@ fn a_set_statement_cannot_turn_on_what_ember_needs_off() {
         &["enable_file_stream_work_stealing", "needs this to be false"],
     );
 }
+
+#[test]
+fn run_word_count_and_distributed_sum_print_their_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = write(
+        dir.path(),
+        "book.txt",
+        "The cat, the HAT.\n\nA cat in 2 hats; the end\n",
+    );
+    let out = ember_ok(&["run", "word-count", &text, "--executors", "2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "the\t3", "cat\t2", "2\t1", "a\t1", "end\t1", "hat\t1", "hats\t1", "in\t1"
+        ]
+    );
+    let out = ember_ok(&[
+        "run",
+        "distributed-sum",
+        "--n",
+        "100000",
+        "--executors",
+        "2",
+    ]);
+    assert_eq!(out.trim(), "5000050000");
+
+    assert_fails_naming(&ember(&["run", "word-count"]), &["INPUT"]);
+    assert_fails_naming(
+        &ember(&["run", "word-count", "/no/such/book.txt"]),
+        &["/no/such/book.txt", "no such file"],
+    );
+    assert_fails_naming(&ember(&["run", "nope"]), &["nope", "word-count"]);
+}
