@@ -59,7 +59,7 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning, SortExpr};
 use datafusion::prelude::{CsvReadOptions, DataFrame, lit};
 
-use ember_planner::Exchange;
+use ember_planner::{Exchange, MapBatches};
 
 use crate::error::{EmberError, Result};
 use crate::session::{QueryResult, Session};
@@ -211,6 +211,43 @@ impl<'s> Dataset<'s> {
     /// (Spark's `explode`); rows whose list is empty or null disappear.
     pub fn explode(&self, column: &str) -> Result<Self> {
         Ok(self.with(self.frame.clone().unnest_columns(&[column])?))
+    }
+
+    /// Every batch mapped through the batch function registered as `name`
+    /// ([`register_batch_fn`](crate::register_batch_fn)), in the executors, partition by
+    /// partition. Fails here, naming it, when no function has that name.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// use std::sync::Arc;
+    ///
+    /// use ember::datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+    /// use ember::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    /// use ember::{Session, register_batch_fn};
+    ///
+    /// let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    /// let out = Arc::clone(&schema);
+    /// // Once per process, in the driver and in every executor binary.
+    /// register_batch_fn("double", Arc::clone(&schema), move |batch| {
+    ///     let doubled: Int64Array = batch.column(0).as_primitive::<Int64Type>().unary(|n| n * 2);
+    ///     Ok(RecordBatch::try_new(Arc::clone(&out), vec![Arc::new(doubled)])?)
+    /// });
+    ///
+    /// let session = Session::local(2)?;
+    /// let numbers = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])?;
+    /// let doubled = session.from_batches(vec![numbers])?.map_batches("double")?;
+    /// let result = doubled.collect().await?;
+    /// assert_eq!(result.batches[0].column(0).as_primitive::<Int64Type>().values(), &[2, 4, 6]);
+    /// assert!(session.from_batches(result.batches)?.map_batches("triple").is_err());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # })
+    /// # }
+    /// ```
+    pub fn map_batches(&self, name: &str) -> Result<Self> {
+        let (state, plan) = self.frame.clone().into_parts();
+        let plan = MapBatches::new(plan, name)?.into_plan();
+        Ok(self.with(DataFrame::new(state, plan)))
     }
 
     /// Rows for which `predicate` is true.

@@ -43,6 +43,7 @@ pub mod tables;
 pub use cluster::LocalCluster;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
+pub use ember_planner::register_batch_fn;
 pub use error::{EmberError, Result};
 pub use output::{OutputFormat, write_result};
 pub use session::{QueryResult, Session};

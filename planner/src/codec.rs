@@ -22,10 +22,11 @@ use datafusion_proto::protobuf;
 use prost::Message;
 
 use crate::error::{PlannerError, Result};
+use crate::functions::{MapBatchesExec, batch_fn};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
-pub const PLAN_WIRE_VERSION: u32 = 1;
+pub const PLAN_WIRE_VERSION: u32 = 2;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
@@ -67,7 +68,8 @@ pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
     })
 }
 
-/// The datafusion-proto extension codec for [`ShuffleWriterExec`] and [`ShuffleReaderExec`].
+/// The datafusion-proto extension codec for [`ShuffleWriterExec`], [`ShuffleReaderExec`] and
+/// [`MapBatchesExec`] (by function name).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EmberCodec;
 
@@ -80,6 +82,16 @@ struct ExtensionNode {
     writer: Option<WriterNode>,
     #[prost(message, optional, tag = "3")]
     reader: Option<ReaderNode>,
+    #[prost(message, optional, tag = "4")]
+    map_batches: Option<MapBatchesNode>,
+}
+
+/// Wire form of a [`MapBatchesExec`]: the function's name; its input travels as the
+/// extension's input.
+#[derive(Clone, PartialEq, Message)]
+struct MapBatchesNode {
+    #[prost(string, tag = "1")]
+    function: String,
 }
 
 /// Wire form of a [`ShuffleWriterExec`]; its input travels as the extension's input.
@@ -193,7 +205,18 @@ impl PhysicalExtensionCodec for EmberCodec {
                 partitioning,
             )));
         }
-        Err(codec_err("extension node is neither a writer nor a reader"))
+        if let Some(map) = node.map_batches {
+            let [input] = inputs else {
+                return Err(codec_err("MapBatchesExec needs exactly one input"));
+            };
+            // The executor's own registry: a function the driver knows but this process
+            // lacks fails here, naming it.
+            let function = batch_fn(&map.function)?;
+            return Ok(Arc::new(MapBatchesExec::new(Arc::clone(input), function)));
+        }
+        Err(codec_err(
+            "extension node is neither a writer, a reader nor a batch function",
+        ))
     }
 
     fn try_encode(
@@ -227,6 +250,7 @@ impl PhysicalExtensionCodec for EmberCodec {
                     )?),
                 }),
                 reader: None,
+                map_batches: None,
             }
         } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
             ExtensionNode {
@@ -240,6 +264,16 @@ impl PhysicalExtensionCodec for EmberCodec {
                         self,
                         proto_converter,
                     )?),
+                }),
+                map_batches: None,
+            }
+        } else if let Some(map) = node.downcast_ref::<MapBatchesExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                writer: None,
+                reader: None,
+                map_batches: Some(MapBatchesNode {
+                    function: map.function().name().to_string(),
                 }),
             }
         } else {

@@ -247,7 +247,8 @@ impl ExecutionPlan for ExchangeExec {
     }
 }
 
-/// DataFusion's physical planner with Ember's extension planners ([`ExchangePlanner`]).
+/// DataFusion's physical planner with Ember's extension planners ([`ExchangePlanner`] and
+/// [`MapBatchesPlanner`](crate::MapBatchesPlanner)).
 #[derive(Debug, Default)]
 pub struct EmberQueryPlanner;
 
@@ -258,8 +259,11 @@ impl datafusion::execution::context::QueryPlanner for EmberQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn datafusion::catalog::Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(ExchangePlanner)])
-            .create_physical_plan(logical_plan, session)
-            .await
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(ExchangePlanner),
+            Arc::new(crate::functions::MapBatchesPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
     }
 }

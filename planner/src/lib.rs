@@ -22,6 +22,7 @@ mod codec;
 mod cut;
 mod error;
 mod exchange;
+mod functions;
 mod joins;
 mod rewrite;
 mod scans;
@@ -33,6 +34,10 @@ pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberQueryPlanner, Exchange, ExchangeExec, ExchangePlanner};
+pub use functions::{
+    BatchFn, BatchFunction, MapBatches, MapBatchesExec, MapBatchesPlanner, batch_fn,
+    register_batch_fn,
+};
 pub use shuffle::{
     ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
 };

@@ -3,6 +3,7 @@
 mod cli;
 mod dataset;
 mod examples;
+mod functions;
 mod retry;
 mod shuffle;
 mod stages;
