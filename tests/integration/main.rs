@@ -1,6 +1,5 @@
 //! Ember's integration tests, one binary with a module per topic.
 
-mod cli;
 mod dataset;
 mod examples;
 mod functions;
