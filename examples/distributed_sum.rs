@@ -4,7 +4,6 @@
 //! cluster (a shuffle), summed per partition (the map-side combine), and the partial sums
 //! are shuffled to one task that adds them up.
 
-use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::prelude::{cast, col};
@@ -32,14 +31,7 @@ pub async fn distributed_sum(session: &Session, n: u64) -> Result<i128> {
         .collect()
         .await?;
     total
-        .batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| {
-            b.column(0)
-                .as_primitive_opt::<Decimal128Type>()
-                .map(|a| a.value(0))
-        })
+        .first_value::<Decimal128Type>()
         .ok_or_else(|| EmberError::Internal {
             message: "the sum came back empty".into(),
         })

@@ -46,7 +46,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::{DFSchema, JoinType};
 use datafusion::datasource::MemTable;
@@ -101,21 +101,10 @@ impl Session {
     /// column (Utf8), one row per line. Lines end at `\n` (or `\r\n`); each task reads a
     /// byte range of the files, cut at line ends.
     pub async fn read_text(&self, path: &str) -> Result<Dataset<'_>> {
-        let spec = TableSpec::new("text files", path, Some(FileFormat::Csv));
-        let local = !path.contains("://");
-        let file = std::path::Path::new(path);
-        if local && !path.contains(['*', '?', '[']) && !file.exists() {
-            return Err(EmberError::Table {
-                name: spec.name,
-                path: path.to_string(),
-                message: "no such file or directory".into(),
-            });
-        }
-        // Every file of a folder or glob, whatever its extension; a file, by its own.
-        let extension = match file.extension().and_then(|e| e.to_str()) {
-            Some(e) if file.is_file() => format!(".{e}"),
-            _ => String::new(),
-        };
+        let spec = TableSpec::new("text files", path, None);
+        spec.check_exists()?;
+        // Every file of a folder or glob, whatever its extension.
+        let extension = spec.extension_to_list(String::new());
         let schema = Schema::new(vec![Field::new("value", DataType::Utf8, true)]);
         // The CSV reader with no header, no quoting and a separator that text does not
         // use reads each line whole as one field.
@@ -152,8 +141,9 @@ impl Session {
     /// has task slots. The rows travel inside the task plans, so this suits small data.
     pub fn from_batches(&self, batches: Vec<RecordBatch>) -> Result<Dataset<'_>> {
         let Some(first) = batches.first() else {
-            return Err(EmberError::Internal {
-                message: "from_batches needs at least one batch (for the schema)".into(),
+            return Err(EmberError::InvalidArgument {
+                operation: "from_batches",
+                message: "needs at least one batch (for the schema)".into(),
             });
         };
         let schema = first.schema();
@@ -161,9 +151,10 @@ impl Session {
         let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); count];
         for (i, batch) in batches.into_iter().enumerate() {
             if batch.schema() != schema {
-                return Err(EmberError::Internal {
+                return Err(EmberError::InvalidArgument {
+                    operation: "from_batches",
                     message: format!(
-                        "from_batches: batch {i} has schema {} but batch 0 has {}",
+                        "batch {i} has schema {} but batch 0 has {}",
                         batch.schema(),
                         schema
                     ),
@@ -363,18 +354,7 @@ impl<'s> Dataset<'s> {
             .clone()
             .aggregate(vec![], vec![count(lit(1)).alias("count")])?;
         let result = self.with(counted).collect().await?;
-        let value = result
-            .batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .and_then(|b| {
-                b.column(0)
-                    .as_primitive_opt::<Int64Type>()
-                    .map(|a| a.value(0))
-            })
-            .ok_or_else(|| EmberError::Internal {
-                message: "count returned no row".into(),
-            })?;
+        let value = result.first_value::<Int64Type>().unwrap_or(0);
         Ok(u64::try_from(value).unwrap_or(0))
     }
 
@@ -435,10 +415,10 @@ impl<'s> GroupedDataset<'s> {
     }
 }
 
-fn positive(operation: &str, n: usize) -> Result<usize> {
+fn positive(operation: &'static str, n: usize) -> Result<usize> {
     if n == 0 {
-        return Err(EmberError::Config {
-            key: operation.to_string(),
+        return Err(EmberError::InvalidArgument {
+            operation,
             message: "the number of partitions must be at least 1".into(),
         });
     }

@@ -44,6 +44,14 @@ pub enum EmberError {
         #[source]
         source: ExecutorError,
     },
+    /// A DSL operation was called with an argument it cannot work with.
+    #[error("{operation}: {message}")]
+    InvalidArgument {
+        /// The operation (`from_batches`, `repartition`, ...).
+        operation: &'static str,
+        /// What is wrong with the argument.
+        message: String,
+    },
     /// A broken invariant inside Ember (a bug, not a user mistake).
     #[error("internal error: {message}")]
     Internal {

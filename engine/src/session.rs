@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::ArrowPrimitiveType;
 use arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
@@ -37,6 +38,14 @@ impl QueryResult {
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The first row's first column, when there is a row and that column has type `T`
+    /// and is not null: the answer of a query that computes one value.
+    pub fn first_value<T: ArrowPrimitiveType>(&self) -> Option<T::Native> {
+        let batch = self.batches.iter().find(|b| b.num_rows() > 0)?;
+        let column = batch.column(0).as_primitive_opt::<T>()?;
+        column.is_valid(0).then(|| column.value(0))
     }
 }
 

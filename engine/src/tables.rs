@@ -89,14 +89,6 @@ impl TableSpec {
         }
     }
 
-    fn error(&self, message: impl Into<String>) -> EmberError {
-        EmberError::Table {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            message: message.into(),
-        }
-    }
-
     fn is_glob(&self) -> bool {
         self.path.contains(['*', '?', '['])
     }
@@ -195,23 +187,44 @@ impl TableSpec {
 
     /// The format and the file extension to list, once the path is known to exist.
     fn checked_format(&self) -> Result<(FileFormat, String)> {
+        self.check_exists()?;
+        let format = self.resolve_format()?;
+        Ok((
+            format,
+            self.extension_to_list(format!(".{}", format.extension())),
+        ))
+    }
+
+    /// Fails, naming the path, when a local path (not a glob) does not exist.
+    pub(crate) fn check_exists(&self) -> Result<()> {
         let local = !self.path.contains("://");
-        let path = Path::new(&self.path);
-        if local && !self.is_glob() && !path.exists() {
+        if local && !self.is_glob() && !Path::new(&self.path).exists() {
             return Err(self.error("no such file or directory"));
         }
-        let format = self.resolve_format()?;
-        // A single file is read whatever its extension; folders and globs keep to files of
-        // the format's extension.
-        let extension = if local && path.is_file() {
+        Ok(())
+    }
+
+    /// The extension a listing keeps: a single local file is read whatever its extension
+    /// (so its own); folders and globs keep to files ending in `listed`.
+    pub(crate) fn extension_to_list(&self, listed: String) -> String {
+        let path = Path::new(&self.path);
+        if !self.path.contains("://") && path.is_file() {
             path.extension()
                 .and_then(|e| e.to_str())
                 .map(|e| format!(".{e}"))
                 .unwrap_or_default()
         } else {
-            format!(".{}", format.extension())
-        };
-        Ok((format, extension))
+            listed
+        }
+    }
+
+    /// An error about this table that names it and its path.
+    pub(crate) fn error(&self, message: impl Into<String>) -> EmberError {
+        EmberError::Table {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            message: message.into(),
+        }
     }
 }
 

@@ -86,7 +86,8 @@ impl StageCutter {
             replace_children_if_necessary(plan, children)?
         };
 
-        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+        // DataFusion's repartitions and the ones a user asked for shuffle alike.
+        let repartitioned = if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             if repartition.preserve_order() {
                 unsupported!(
                     "order-preserving repartitioning ({}) is not supported; \
@@ -94,7 +95,13 @@ impl StageCutter {
                     repartition.partitioning()
                 );
             }
-            let output = match repartition.partitioning() {
+            Some((repartition.input(), repartition.partitioning()))
+        } else {
+            plan.downcast_ref::<ExchangeExec>()
+                .map(|requested| (requested.input(), requested.partitioning()))
+        };
+        if let Some((input, partitioning)) = repartitioned {
+            let output = match partitioning {
                 Partitioning::Hash(exprs, count) => ShuffleOutput::Hash {
                     exprs: exprs.clone(),
                     count: *count,
@@ -102,19 +109,7 @@ impl StageCutter {
                 Partitioning::RoundRobinBatch(count) => ShuffleOutput::RoundRobin { count: *count },
                 other => unsupported!("repartitioning by {other} is not supported"),
             };
-            return Ok(self.exchange(Arc::clone(repartition.input()), output));
-        }
-
-        if let Some(requested) = plan.downcast_ref::<ExchangeExec>() {
-            let output = match requested.partitioning() {
-                Partitioning::Hash(exprs, count) => ShuffleOutput::Hash {
-                    exprs: exprs.clone(),
-                    count: *count,
-                },
-                Partitioning::RoundRobinBatch(count) => ShuffleOutput::RoundRobin { count: *count },
-                other => unsupported!("an exchange by {other} is not supported"),
-            };
-            return Ok(self.exchange(Arc::clone(requested.input()), output));
+            return Ok(self.exchange(Arc::clone(input), output));
         }
 
         if let Some(coalesce) = plan.downcast_ref::<CoalescePartitionsExec>() {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNodeIterator, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, internal_err};
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -206,16 +206,10 @@ impl ExecutionPlan for ExchangeExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = TreeNodeRecursion::Continue;
-        if let Partitioning::Hash(exprs, _) = &self.partitioning {
-            for expr in exprs {
-                recursion = f(expr)?;
-                if recursion == TreeNodeRecursion::Stop {
-                    break;
-                }
-            }
+        match &self.partitioning {
+            Partitioning::Hash(exprs, _) => exprs.iter().apply_until_stop(f),
+            _ => Ok(TreeNodeRecursion::Continue),
         }
-        Ok(recursion)
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {

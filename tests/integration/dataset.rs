@@ -298,4 +298,24 @@ async fn reading_a_missing_path_names_it() {
     let message = err.to_string();
     assert!(message.contains("/no/such/folder"), "{message}");
     assert!(message.contains("no such file"), "{message}");
+    let err = session
+        .read_text("/no/such/book.txt")
+        .await
+        .err()
+        .expect("missing");
+    assert!(err.to_string().contains("/no/such/book.txt"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_batches_refuses_no_batches_and_mixed_schemas() {
+    let session = Session::local(1).expect("cluster");
+    let err = session.from_batches(vec![]).err().expect("empty");
+    assert!(err.to_string().starts_with("from_batches: "), "{err}");
+    let mut batches = keyed_batches();
+    let other = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    batches.push(
+        RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1]))]).expect("batch"),
+    );
+    let err = session.from_batches(batches).err().expect("mixed schemas");
+    assert!(err.to_string().contains("batch 6 has schema"), "{err}");
 }

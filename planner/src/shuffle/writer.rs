@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNodeIterator, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -95,16 +95,10 @@ impl ExecutionPlan for ShuffleWriterExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = TreeNodeRecursion::Continue;
-        if let ShuffleOutput::Hash { exprs, .. } = &self.output {
-            for expr in exprs {
-                recursion = f(expr)?;
-                if recursion == TreeNodeRecursion::Stop {
-                    break;
-                }
-            }
+        match &self.output {
+            ShuffleOutput::Hash { exprs, .. } => exprs.iter().apply_until_stop(f),
+            _ => Ok(TreeNodeRecursion::Continue),
         }
-        Ok(recursion)
     }
 
     fn replace_children(
