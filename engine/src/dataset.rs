@@ -56,10 +56,10 @@ use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::json::JsonFormatFactory;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning, SortExpr};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Partitioning, SortExpr};
 use datafusion::prelude::{CsvReadOptions, DataFrame, lit};
 
-use ember_planner::{Exchange, MapBatches};
+use ember_planner::{CacheEntry, CachedData, Exchange, MapPartitions, SAMPLE_FUNCTION, SampleSpec};
 
 use crate::error::{EmberError, Result};
 use crate::session::{QueryResult, Session};
@@ -236,9 +236,78 @@ impl<'s> Dataset<'s> {
     /// # }
     /// ```
     pub fn map_batches(&self, name: &str) -> Result<Self> {
+        self.call_function(name, String::new())
+    }
+
+    fn call_function(&self, name: &str, args: String) -> Result<Self> {
         let (state, plan) = self.frame.clone().into_parts();
-        let plan = MapBatches::new(plan, name)?.into_plan();
+        let plan = MapPartitions::with_args(plan, name, args)?.into_plan();
         Ok(self.with(DataFrame::new(state, plan)))
+    }
+
+    /// A seeded random sample: without replacement each row is kept with probability
+    /// `fraction` (0 to 1); with replacement each row appears a Poisson(`fraction`) number
+    /// of times. Each partition draws from its own generator seeded by `seed` and the
+    /// partition, so the same seed over the same input gives the same sample.
+    pub fn sample(&self, fraction: f64, with_replacement: bool, seed: u64) -> Result<Self> {
+        let spec = SampleSpec {
+            fraction,
+            with_replacement,
+            seed,
+        };
+        spec.validate()
+            .map_err(|message| EmberError::InvalidArgument {
+                operation: "sample",
+                message,
+            })?;
+        self.call_function(SAMPLE_FUNCTION, spec.to_args())
+    }
+
+    /// The same rows, kept on the executors once the first action computes them, so that
+    /// later actions in the session read them instead of recomputing (Spark's `cache`).
+    /// Partitions that an executor no longer holds are recomputed from the lineage.
+    pub fn cache(&self) -> Self {
+        let entry = self
+            .session
+            .new_cache_entry(self.frame.logical_plan().clone());
+        let (state, _) = self.frame.clone().into_parts();
+        self.with(DataFrame::new(state, CachedData::new(entry).into_plan()))
+    }
+
+    /// The cache behind a dataset returned by [`Self::cache`].
+    pub fn cache_entry(&self) -> Option<Arc<CacheEntry>> {
+        match self.frame.logical_plan() {
+            LogicalPlan::Extension(extension) => extension
+                .node
+                .as_any()
+                .downcast_ref::<CachedData>()
+                .map(|cached| Arc::clone(cached.entry())),
+            _ => None,
+        }
+    }
+
+    /// Drops the kept partitions of a cached dataset from the executors.
+    pub fn unpersist(&self) {
+        if let Some(entry) = self.cache_entry() {
+            self.session.drop_cache(&entry);
+        }
+    }
+
+    /// Writes the rows as Parquet under `path` and returns a dataset that reads them back:
+    /// later operations start from the files, not from this dataset's lineage.
+    pub async fn checkpoint(&self, path: &str) -> Result<Dataset<'s>> {
+        self.write_parquet(path).await?;
+        self.session.read_parquet(path).await
+    }
+
+    /// The same rows under the table name `alias`, to qualify columns in joins.
+    pub fn alias(&self, alias: &str) -> Result<Self> {
+        Ok(self.with(self.frame.clone().alias(alias)?))
+    }
+
+    /// The session the dataset runs on.
+    pub fn session(&self) -> &'s Session {
+        self.session
     }
 
     /// Rows for which `predicate` is true.
@@ -338,6 +407,7 @@ impl<'s> Dataset<'s> {
 
     /// Runs the plan on the cluster and returns every row with the job's metrics.
     pub async fn collect(&self) -> Result<QueryResult> {
+        self.session.prepare_caches(self.frame.logical_plan()).await?;
         let plan = self.frame.clone().create_physical_plan().await?;
         self.session.run_physical(plan).await
     }

@@ -36,14 +36,23 @@ pub mod examples;
 pub mod output;
 pub mod pipelines;
 pub mod progress;
+mod rows;
 pub mod scheduler;
 pub mod session;
+mod shared;
 pub mod tables;
+pub mod typed;
 
 pub use cluster::LocalCluster;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
-pub use ember_planner::register_batch_fn;
+pub use ember_planner::{AccumulatorValue, register_batch_fn};
+pub use rows::{
+    Row, register_aggregator, register_filter_fn, register_flat_map_fn, register_key_fn,
+    register_map_fn, register_reducer,
+};
+pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
+pub use typed::TypedDataset;
 pub use error::{EmberError, Result};
 pub use output::{OutputFormat, write_result};
 pub use session::{QueryResult, Session};

@@ -2,7 +2,7 @@
 //! runs them on its cluster and returns the result.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -15,12 +15,17 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use ember_executors::read_locations;
-use ember_planner::{EmberQueryPlanner, StageGraph, cut_stages};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use ember_planner::{
+    AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
+    StageGraph, cut_stages,
+};
+use futures::future::BoxFuture;
 
 use crate::cluster::LocalCluster;
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
-use crate::scheduler::{JobListener, JobMetrics, JobSpec};
+use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::tables::TableSpec;
 
 /// Rows and schema of a query, with the metrics of the job that computed them.
@@ -55,9 +60,12 @@ pub struct Session {
     cluster: LocalCluster,
     config: EmberConfig,
     listener: Option<Arc<dyn JobListener>>,
+    /// What user functions added to each accumulator, over the session's jobs.
+    accumulators: Mutex<HashMap<String, AccumulatorValue>>,
 }
 
 static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
+static NEXT_CACHE: AtomicU64 = AtomicU64::new(0);
 
 impl Session {
     /// A session on a new embedded cluster of `executors` executors.
@@ -92,6 +100,7 @@ impl Session {
             cluster,
             config,
             listener: None,
+            accumulators: Mutex::new(HashMap::new()),
         })
     }
 
@@ -184,7 +193,8 @@ impl Session {
         Ok(plans)
     }
 
-    async fn physical_plan(&self, plan: LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+    pub(crate) async fn physical_plan(&self, plan: LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        self.prepare_caches(&plan).await?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         Ok(df.create_physical_plan().await?)
     }
@@ -263,21 +273,11 @@ impl Session {
     /// Cuts a physical plan into stages, runs them, and collects the final stage's output.
     pub async fn run_physical(&self, plan: Arc<dyn ExecutionPlan>) -> Result<QueryResult> {
         let schema = plan.schema();
-        let graph = cut_stages(plan)?;
-        let job = JobSpec {
-            job_id: format!(
-                "job-{}-{}",
-                std::process::id(),
-                NEXT_JOB.fetch_add(1, Ordering::Relaxed)
-            ),
-            graph,
-            settings: self.task_settings(),
-        };
-        let scheduler = self.cluster.scheduler();
-        let outcome = scheduler.run_job(&job, self.listener.as_deref()).await;
+        let job_id = new_job_id("job");
+        let outcome = self.run_job(plan, &job_id).await;
         let result = match outcome {
-            Ok(outcome) => {
-                let mut pieces = outcome.final_output;
+            Ok(finished) => {
+                let mut pieces = finished.outcome.final_output;
                 pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
                 let paths = pieces.into_iter().map(|l| l.path).collect();
                 let stream = read_locations(Arc::clone(&schema), paths);
@@ -286,16 +286,177 @@ impl Session {
                     .map(|batches| QueryResult {
                         schema,
                         batches,
-                        metrics: Some(outcome.metrics),
+                        metrics: Some(finished.outcome.metrics),
                     })
                     .map_err(EmberError::from)
             }
             Err(e) => Err(e),
         };
-        if let Err(e) = scheduler.remove_job(&job.job_id) {
-            // The result stands; the leftover files are the cluster's to reclaim.
-            tracing::warn!(job = %job.job_id, "removing the job's shuffle files failed: {e}");
-        }
+        self.remove_job_files(&job_id);
         result
+    }
+
+    /// Runs `plan` as job `job_id` and adds what its tasks added to the session's
+    /// accumulators. The job's files stay on the executors.
+    async fn run_job(&self, plan: Arc<dyn ExecutionPlan>, job_id: &str) -> Result<FinishedJob> {
+        let graph = cut_stages(plan)?;
+        let final_stage = graph.final_stage().id();
+        let final_partitions = graph.final_stage().output().partition_count();
+        let job = JobSpec {
+            job_id: job_id.to_string(),
+            graph,
+            settings: self.task_settings(),
+        };
+        let outcome = self
+            .cluster
+            .scheduler()
+            .run_job(&job, self.listener.as_deref())
+            .await?;
+        let mut totals = lock(&self.accumulators);
+        for (name, value) in &outcome.metrics.accumulators {
+            totals
+                .entry(name.clone())
+                .and_modify(|v| v.merge(*value))
+                .or_insert(*value);
+        }
+        Ok(FinishedJob {
+            outcome,
+            final_stage,
+            final_partitions,
+        })
+    }
+
+    fn remove_job_files(&self, job_id: &str) {
+        if let Err(e) = self.cluster.scheduler().remove_job(job_id) {
+            // The result stands; the leftover files are the cluster's to reclaim.
+            tracing::warn!(job = %job_id, "removing the job's shuffle files failed: {e}");
+        }
+    }
+
+    /// The value of accumulator `name`: what user functions added to it in the jobs of
+    /// this session since it was last reset (`None` when nothing was ever added).
+    pub fn accumulator_value(&self, name: &str) -> Option<AccumulatorValue> {
+        lock(&self.accumulators).get(name).copied()
+    }
+
+    /// Sets accumulator `name` back to `start`.
+    pub(crate) fn reset_accumulator(&self, name: &str, start: AccumulatorValue) {
+        lock(&self.accumulators).insert(name.to_string(), start);
+    }
+
+    /// A new cache entry for the dataset computed by `lineage`.
+    pub(crate) fn new_cache_entry(&self, lineage: LogicalPlan) -> Arc<CacheEntry> {
+        let id = NEXT_CACHE.fetch_add(1, Ordering::Relaxed);
+        Arc::new(CacheEntry::new(id, lineage))
+    }
+
+    /// Materializes every cache that `plan` reads and that is not (or no longer) on the
+    /// executors, so that the plan can be planned physically.
+    pub(crate) async fn prepare_caches(&self, plan: &LogicalPlan) -> Result<()> {
+        let mut entries: Vec<Arc<CacheEntry>> = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::Extension(extension) = node
+                && let Some(cached) = extension.node.as_any().downcast_ref::<CachedData>()
+                && !entries.iter().any(|e| e.id() == cached.entry().id())
+            {
+                entries.push(Arc::clone(cached.entry()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for entry in entries {
+            self.materialize(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a cache's lineage unless all its files are still held; keeps the final
+    /// stage's output on the executors and drops the rest.
+    fn materialize(&self, entry: Arc<CacheEntry>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if let Some(location) = entry.location() {
+                if location.pieces.iter().all(|piece| self.holds(piece)) {
+                    return Ok(());
+                }
+                tracing::warn!(
+                    cache = entry.id(),
+                    "cached partitions are gone from the executors; recomputing them from \
+                     the dataset's lineage"
+                );
+                entry.clear_location();
+                self.remove_job_files(&location.job_id);
+            }
+            self.prepare_caches(entry.lineage()).await?;
+            let physical = self.physical_plan(entry.lineage().clone()).await?;
+            let job_id = new_job_id(&format!("cache-{}", entry.id()));
+            let finished = match self.run_job(physical, &job_id).await {
+                Ok(finished) => finished,
+                Err(e) => {
+                    self.remove_job_files(&job_id);
+                    return Err(e);
+                }
+            };
+            for stage in 0..finished.final_stage {
+                if let Err(e) = self.cluster.scheduler().remove_stage(&job_id, stage) {
+                    tracing::warn!(job = %job_id, stage, "removing a cache's shuffle files failed: {e}");
+                }
+            }
+            let mut pieces: Vec<CachedPiece> = finished
+                .outcome
+                .final_output
+                .into_iter()
+                .map(|l| CachedPiece {
+                    partition: l.output_partition,
+                    executor_id: l.executor_id,
+                    path: l.path,
+                })
+                .collect();
+            pieces.sort_by(|a, b| (a.partition, &a.path).cmp(&(b.partition, &b.path)));
+            entry.set_location(CacheLocation {
+                job_id,
+                partitions: finished.final_partitions,
+                pieces: Arc::new(pieces),
+            });
+            Ok(())
+        })
+    }
+
+    /// Drops a cache's files from the executors; a later action recomputes it.
+    pub(crate) fn drop_cache(&self, entry: &CacheEntry) {
+        if let Some(location) = entry.clear_location() {
+            self.remove_job_files(&location.job_id);
+        }
+    }
+
+    /// Whether the executor named in `piece` still holds its file.
+    fn holds(&self, piece: &CachedPiece) -> bool {
+        self.cluster
+            .scheduler()
+            .executors()
+            .iter()
+            .any(|e| e.id() == piece.executor_id && e.holds(&piece.path))
+    }
+}
+
+/// A job that ran, with the shape of its final stage.
+struct FinishedJob {
+    outcome: JobOutcome,
+    final_stage: usize,
+    final_partitions: usize,
+}
+
+/// A new job id, unique in this process: `PREFIX-PID-N`.
+fn new_job_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT_JOB.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Locks a mutex, taking over a poisoned one (the data are plain counters).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

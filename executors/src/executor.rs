@@ -11,7 +11,7 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::common::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ember_planner::{ShuffleRuntimeHandle, decode_plan};
+use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
@@ -37,6 +37,8 @@ pub struct Executor {
     /// Holds the function registry (built-ins plus registered user functions) and the
     /// runtime environment (object stores, memory pool) that tasks run with.
     functions: SessionContext,
+    /// The broadcast variables shipped to this executor, readable by user functions.
+    broadcasts: Arc<BroadcastStore>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -64,6 +66,7 @@ impl Executor {
         Ok(Self {
             config,
             functions: SessionContext::new(),
+            broadcasts: Arc::default(),
         })
     }
 
@@ -117,7 +120,10 @@ impl Executor {
                     message: e.to_string(),
                 })?;
         }
-        let config = config.with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))));
+        let env = Arc::new(TaskEnv::new(task.name(), Arc::clone(&self.broadcasts)));
+        let config = config
+            .with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))))
+            .with_extension(Arc::clone(&env));
         let context = TaskContext::from(&self.functions.state())
             .with_session_config(config)
             .with_task_id(task.name());
@@ -156,7 +162,28 @@ impl Executor {
             executor_id: self.config.id.clone(),
             locations,
             elapsed: started.elapsed(),
+            accumulators: env.accumulators(),
         })
+    }
+
+    /// Stores (or replaces) a broadcast variable for the user functions of later tasks.
+    pub fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) {
+        self.broadcasts.put(name, bytes);
+    }
+
+    /// Drops a broadcast variable.
+    pub fn remove_broadcast(&self, name: &str) {
+        self.broadcasts.remove(name);
+    }
+
+    /// Whether `path` is a file this executor still holds (inside its work directory).
+    pub fn holds(&self, path: &Path) -> bool {
+        path.starts_with(&self.config.work_dir) && path.is_file()
+    }
+
+    /// Deletes the files one stage of a job wrote (the job's other stages stay).
+    pub fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        remove_dir(self.job_dir(job_id).join(format!("stage-{stage_id}")))
     }
 
     /// The folder of one job's shuffle files.
@@ -166,15 +193,19 @@ impl Executor {
 
     /// Deletes a finished job's shuffle files.
     pub fn remove_job(&self, job_id: &str) -> Result<()> {
-        let dir = self.job_dir(job_id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ExecutorError::Io {
-                action: "removing job directory",
-                path: dir,
-                source,
-            }),
-        }
+        remove_dir(self.job_dir(job_id))
+    }
+}
+
+/// Removes a folder and everything in it; a folder that is not there is fine.
+fn remove_dir(dir: PathBuf) -> Result<()> {
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ExecutorError::Io {
+            action: "removing a shuffle folder",
+            path: dir,
+            source,
+        }),
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ember_planner::AccumulatorValue;
+
 /// Where one piece of shuffle output lies: what map task `map_partition` of `stage_id` wrote
 /// for reduce partition `output_partition`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,9 @@ pub struct TaskOutput {
     pub locations: Vec<ShuffleLocation>,
     /// Wall time of the task.
     pub elapsed: Duration,
+    /// What the task's user functions added to each accumulator (reported only by a
+    /// successful attempt, so a retried task counts once).
+    pub accumulators: Vec<(String, AccumulatorValue)>,
 }
 
 impl TaskOutput {

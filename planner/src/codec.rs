@@ -22,11 +22,12 @@ use datafusion_proto::protobuf;
 use prost::Message;
 
 use crate::error::{PlannerError, Result};
-use crate::functions::{MapBatchesExec, batch_fn};
+use crate::cache::{CacheScanExec, CachedPiece};
+use crate::functions::{MapPartitionsExec, user_fn};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
-pub const PLAN_WIRE_VERSION: u32 = 2;
+pub const PLAN_WIRE_VERSION: u32 = 3;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
@@ -68,8 +69,8 @@ pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
     })
 }
 
-/// The datafusion-proto extension codec for [`ShuffleWriterExec`], [`ShuffleReaderExec`] and
-/// [`MapBatchesExec`] (by function name).
+/// The datafusion-proto extension codec for [`ShuffleWriterExec`], [`ShuffleReaderExec`],
+/// [`MapPartitionsExec`] (by function name) and [`CacheScanExec`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EmberCodec;
 
@@ -83,15 +84,43 @@ struct ExtensionNode {
     #[prost(message, optional, tag = "3")]
     reader: Option<ReaderNode>,
     #[prost(message, optional, tag = "4")]
-    map_batches: Option<MapBatchesNode>,
+    map_partitions: Option<MapPartitionsNode>,
+    #[prost(message, optional, tag = "5")]
+    cache_scan: Option<CacheScanNode>,
 }
 
-/// Wire form of a [`MapBatchesExec`]: the function's name; its input travels as the
-/// extension's input.
+/// Wire form of a [`MapPartitionsExec`]: the function's name and arguments; its input
+/// travels as the extension's input.
 #[derive(Clone, PartialEq, Message)]
-struct MapBatchesNode {
+struct MapPartitionsNode {
     #[prost(string, tag = "1")]
     function: String,
+    #[prost(string, tag = "2")]
+    args: String,
+}
+
+/// Wire form of a [`CacheScanExec`].
+#[derive(Clone, PartialEq, Message)]
+struct CacheScanNode {
+    #[prost(uint64, tag = "1")]
+    cache_id: u64,
+    #[prost(message, optional, tag = "2")]
+    schema: Option<protobuf::Schema>,
+    #[prost(uint64, tag = "3")]
+    partitions: u64,
+    #[prost(message, repeated, tag = "4")]
+    pieces: Vec<CachedPieceNode>,
+}
+
+/// Wire form of a [`CachedPiece`].
+#[derive(Clone, PartialEq, Message)]
+struct CachedPieceNode {
+    #[prost(uint64, tag = "1")]
+    partition: u64,
+    #[prost(string, tag = "2")]
+    executor_id: String,
+    #[prost(string, tag = "3")]
+    path: String,
 }
 
 /// Wire form of a [`ShuffleWriterExec`]; its input travels as the extension's input.
@@ -205,17 +234,44 @@ impl PhysicalExtensionCodec for EmberCodec {
                 partitioning,
             )));
         }
-        if let Some(map) = node.map_batches {
+        if let Some(map) = node.map_partitions {
             let [input] = inputs else {
-                return Err(codec_err("MapBatchesExec needs exactly one input"));
+                return Err(codec_err("MapPartitionsExec needs exactly one input"));
             };
             // The executor's own registry: a function the driver knows but this process
             // lacks fails here, naming it.
-            let function = batch_fn(&map.function)?;
-            return Ok(Arc::new(MapBatchesExec::new(Arc::clone(input), function)));
+            let function = user_fn(&map.function)?;
+            return Ok(Arc::new(MapPartitionsExec::new(
+                Arc::clone(input),
+                function,
+                map.args,
+            )));
+        }
+        if let Some(scan) = node.cache_scan {
+            let schema = scan
+                .schema
+                .as_ref()
+                .ok_or_else(|| codec_err("CacheScanExec without schema"))?;
+            let pieces = scan
+                .pieces
+                .into_iter()
+                .map(|p| {
+                    Ok(CachedPiece {
+                        partition: to_usize(p.partition, "cache partition")?,
+                        executor_id: p.executor_id,
+                        path: p.path.into(),
+                    })
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            return Ok(Arc::new(CacheScanExec::new(
+                scan.cache_id,
+                Arc::new(Schema::try_from(schema)?),
+                to_usize(scan.partitions, "cache partitions")?,
+                Arc::new(pieces),
+            )));
         }
         Err(codec_err(
-            "extension node is neither a writer, a reader nor a batch function",
+            "extension node is neither a writer, a reader, a function nor a cache scan",
         ))
     }
 
@@ -249,13 +305,11 @@ impl PhysicalExtensionCodec for EmberCodec {
                         proto_converter,
                     )?),
                 }),
-                reader: None,
-                map_batches: None,
+                ..ExtensionNode::default()
             }
         } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
             ExtensionNode {
                 version: PLAN_WIRE_VERSION,
-                writer: None,
                 reader: Some(ReaderNode {
                     stage_id: to_u64(reader.stage_id()),
                     schema: Some(reader.schema().as_ref().try_into()?),
@@ -265,16 +319,35 @@ impl PhysicalExtensionCodec for EmberCodec {
                         proto_converter,
                     )?),
                 }),
-                map_batches: None,
+                ..ExtensionNode::default()
             }
-        } else if let Some(map) = node.downcast_ref::<MapBatchesExec>() {
+        } else if let Some(map) = node.downcast_ref::<MapPartitionsExec>() {
             ExtensionNode {
                 version: PLAN_WIRE_VERSION,
-                writer: None,
-                reader: None,
-                map_batches: Some(MapBatchesNode {
+                map_partitions: Some(MapPartitionsNode {
                     function: map.function().name().to_string(),
+                    args: map.args().to_string(),
                 }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(scan) = node.downcast_ref::<CacheScanExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                cache_scan: Some(CacheScanNode {
+                    cache_id: scan.cache_id(),
+                    schema: Some(scan.schema().as_ref().try_into()?),
+                    partitions: to_u64(scan.properties().partitioning.partition_count()),
+                    pieces: scan
+                        .pieces()
+                        .iter()
+                        .map(|p| CachedPieceNode {
+                            partition: to_u64(p.partition),
+                            executor_id: p.executor_id.clone(),
+                            path: p.path.to_string_lossy().into_owned(),
+                        })
+                        .collect(),
+                }),
+                ..ExtensionNode::default()
             }
         } else {
             return Err(DataFusionError::NotImplemented(format!(

@@ -242,7 +242,8 @@ impl ExecutionPlan for ExchangeExec {
 }
 
 /// DataFusion's physical planner with Ember's extension planners ([`ExchangePlanner`] and
-/// [`MapBatchesPlanner`](crate::MapBatchesPlanner)).
+/// [`MapPartitionsPlanner`](crate::MapPartitionsPlanner) and
+/// [`CachePlanner`](crate::CachePlanner)).
 #[derive(Debug, Default)]
 pub struct EmberQueryPlanner;
 
@@ -255,7 +256,8 @@ impl datafusion::execution::context::QueryPlanner for EmberQueryPlanner {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         DefaultPhysicalPlanner::with_extension_planners(vec![
             Arc::new(ExchangePlanner),
-            Arc::new(crate::functions::MapBatchesPlanner),
+            Arc::new(crate::functions::MapPartitionsPlanner),
+            Arc::new(crate::cache::CachePlanner),
         ])
         .create_physical_plan(logical_plan, session)
         .await

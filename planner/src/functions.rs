@@ -2,12 +2,18 @@
 //! plan nodes that call them.
 //!
 //! A closure cannot travel to another process, so a plan refers to a user function by a
-//! stable name ([`register_batch_fn`]). The registry is per process: the embedded cluster's
-//! executors share the driver's, and a remote executor built from the user's own binary
-//! registers the same functions when it starts. A plan naming an unregistered function
-//! fails when it is planned ([`MapBatches::new`]) and, on an executor that lacks it, when
-//! the task plan is decoded.
+//! stable name. The registry is per process: the embedded cluster's executors share the
+//! driver's, and a remote executor built from the user's own binary registers the same
+//! functions when it starts. A plan naming an unregistered function fails when it is
+//! planned ([`MapPartitions::new`]) and, on an executor that lacks it, when the task plan is
+//! decoded.
+//!
+//! Every function runs partition by partition ([`PartitionFn`]): it sees the batches of its
+//! task's partition in order and may return a batch after each one and at the end. A batch
+//! function ([`register_batch_fn`]) is the stateless case; a map-side combine keeps a hash
+//! table across the partition and returns it at the end.
 
+use std::any::TypeId;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
@@ -17,7 +23,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, DFSchemaRef, internal_err, plan_err};
+use datafusion::common::{DFSchemaRef, internal_err, plan_err};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
@@ -30,91 +36,206 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::env::{TaskEnv, with_task_env};
+
+/// What a user function does with one partition.
+pub trait PartitionFn: Send {
+    /// Takes the partition's next batch; may return a batch of output.
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+
+    /// Called after the last batch; may return a last batch of output.
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+}
+
+/// Where a call starts: the partition it runs on and the arguments the plan carries.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionCall<'a> {
+    /// The partition (task) the function runs on.
+    pub partition: usize,
+    /// The arguments written into the plan ([`MapPartitions::with_args`]); empty for most
+    /// functions.
+    pub args: &'a str,
+}
+
+/// Starts a [`PartitionFn`] for one partition.
+pub type PartitionFactory = dyn Fn(FunctionCall<'_>) -> Result<Box<dyn PartitionFn>> + Send + Sync;
+
 /// The body of a batch function.
 pub type BatchFn = dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync;
 
-/// A user function from one record batch to another, with the schema of what it returns.
-pub struct BatchFunction {
-    name: String,
-    output_schema: SchemaRef,
-    apply: Box<BatchFn>,
+/// The schema of what a function returns.
+#[derive(Debug, Clone)]
+pub enum FunctionOutput {
+    /// Always this schema.
+    Fixed(SchemaRef),
+    /// The schema of its input (filters, samples).
+    SameAsInput,
 }
 
-impl BatchFunction {
+/// The Rust types of the rows a typed function reads and returns, for checks at planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowTypes {
+    /// The type of the rows read.
+    pub input: TypeId,
+    /// Its name, for messages.
+    pub input_name: &'static str,
+    /// The type of the rows returned.
+    pub output: TypeId,
+    /// Its name, for messages.
+    pub output_name: &'static str,
+}
+
+impl RowTypes {
+    /// The types `I` in, `O` out.
+    pub fn of<I: 'static, O: 'static>() -> Self {
+        Self {
+            input: TypeId::of::<I>(),
+            input_name: std::any::type_name::<I>(),
+            output: TypeId::of::<O>(),
+            output_name: std::any::type_name::<O>(),
+        }
+    }
+}
+
+/// A registered user function.
+pub struct UserFunction {
+    name: String,
+    output: FunctionOutput,
+    row_types: Option<RowTypes>,
+    factory: Box<PartitionFactory>,
+}
+
+impl UserFunction {
+    /// A function named `name` whose partitions run through what `factory` starts.
+    pub fn new(
+        name: impl Into<String>,
+        output: FunctionOutput,
+        row_types: Option<RowTypes>,
+        factory: impl Fn(FunctionCall<'_>) -> Result<Box<dyn PartitionFn>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            output,
+            row_types,
+            factory: Box::new(factory),
+        }
+    }
+
     /// The function's registered name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The schema of every batch it returns.
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output_schema
+    /// The schema of what it returns.
+    pub fn output(&self) -> &FunctionOutput {
+        &self.output
     }
 
-    /// Calls the function, checking that it returned what it promised.
-    pub fn call(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let output = (self.apply)(batch).map_err(|e| {
-            DataFusionError::Execution(format!("batch function '{}': {e}", self.name))
-        })?;
-        if output.schema().fields() != self.output_schema.fields() {
+    /// The row types of a typed function; `None` for batch functions.
+    pub fn row_types(&self) -> Option<RowTypes> {
+        self.row_types
+    }
+
+    /// Starts the function on one partition.
+    pub fn start(&self, call: FunctionCall<'_>) -> Result<Box<dyn PartitionFn>> {
+        (self.factory)(call).map_err(|e| self.context(e))
+    }
+
+    fn context(&self, error: DataFusionError) -> DataFusionError {
+        DataFusionError::Execution(format!("function '{}': {error}", self.name))
+    }
+
+    /// The output schema for an input of schema `input`.
+    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+        match &self.output {
+            FunctionOutput::Fixed(schema) => Arc::clone(schema),
+            FunctionOutput::SameAsInput => Arc::clone(input),
+        }
+    }
+
+    /// Checks that `batch` has the columns the function promised.
+    fn check(&self, batch: RecordBatch, expected: &SchemaRef) -> Result<RecordBatch> {
+        if batch.schema().fields() != expected.fields() {
             return Err(DataFusionError::Execution(format!(
-                "batch function '{}' returned columns {:?}, but was registered with {:?}",
+                "function '{}' returned columns {:?}, but promised {:?}",
                 self.name,
-                output.schema().fields(),
-                self.output_schema.fields()
+                batch.schema().fields(),
+                expected.fields()
             )));
         }
-        Ok(output)
+        Ok(batch)
     }
 }
 
-impl fmt::Debug for BatchFunction {
+impl fmt::Debug for UserFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchFunction")
+        f.debug_struct("UserFunction")
             .field("name", &self.name)
+            .field("output", &self.output)
             .finish_non_exhaustive()
     }
 }
 
-static BATCH_FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<BatchFunction>>>> =
-    LazyLock::new(|| RwLock::new(HashMap::new()));
+/// A stateless function applied to every batch.
+struct EachBatch(Arc<BatchFn>);
 
-/// Registers `apply` in this process under `name`, returning batches of `output_schema`.
-/// A later registration of the same name replaces the earlier one.
+impl PartitionFn for EachBatch {
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        (self.0)(batch).map(Some)
+    }
+}
+
+static FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<UserFunction>>>> = LazyLock::new(|| {
+    let sample = crate::sample::sample_function();
+    RwLock::new(HashMap::from([(sample.name().to_string(), Arc::new(sample))]))
+});
+
+/// Registers `function` in this process under its name. A later registration of the same
+/// name replaces the earlier one.
+pub fn register_function(function: UserFunction) {
+    let name = function.name.clone();
+    let function = Arc::new(function);
+    match FUNCTIONS.write() {
+        Ok(mut registry) => registry.insert(name, function),
+        Err(poisoned) => poisoned.into_inner().insert(name, function),
+    };
+}
+
+/// Registers `apply` in this process under `name`, mapping every batch to a batch of
+/// `output_schema`. A later registration of the same name replaces the earlier one.
 pub fn register_batch_fn(
     name: impl Into<String>,
     output_schema: SchemaRef,
     apply: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
 ) {
-    let name = name.into();
-    let function = Arc::new(BatchFunction {
-        name: name.clone(),
-        output_schema,
-        apply: Box::new(apply),
-    });
-    match BATCH_FUNCTIONS.write() {
-        Ok(mut registry) => {
-            registry.insert(name, function);
-        }
-        Err(poisoned) => {
-            poisoned.into_inner().insert(name, function);
-        }
-    }
+    let apply: Arc<BatchFn> = Arc::new(apply);
+    register_function(UserFunction::new(
+        name,
+        FunctionOutput::Fixed(output_schema),
+        None,
+        move |_| Ok(Box::new(EachBatch(Arc::clone(&apply))) as Box<dyn PartitionFn>),
+    ));
 }
 
-/// The batch function registered under `name` in this process.
-pub fn batch_fn(name: &str) -> Result<Arc<BatchFunction>> {
-    let registry = match BATCH_FUNCTIONS.read() {
+/// The function registered under `name` in this process.
+pub fn user_fn(name: &str) -> Result<Arc<UserFunction>> {
+    let registry = match FUNCTIONS.read() {
         Ok(registry) => registry,
         Err(poisoned) => poisoned.into_inner(),
     };
     match registry.get(name) {
         Some(function) => Ok(Arc::clone(function)),
         None => {
-            let mut known: Vec<&str> = registry.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = registry
+                .keys()
+                .map(String::as_str)
+                .filter(|n| !n.starts_with("ember."))
+                .collect();
             known.sort_unstable();
             plan_err!(
-                "no batch function named '{name}' is registered (registered: {})",
+                "no function named '{name}' is registered (registered: {})",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -125,22 +246,34 @@ pub fn batch_fn(name: &str) -> Result<Arc<BatchFunction>> {
     }
 }
 
-/// The logical node that maps every batch of its input through a named function.
+/// The logical node that runs every partition of its input through a named function.
 #[derive(Debug, Clone)]
-pub struct MapBatches {
+pub struct MapPartitions {
     input: LogicalPlan,
-    function: Arc<BatchFunction>,
+    function: Arc<UserFunction>,
+    args: String,
     schema: DFSchemaRef,
 }
 
-impl MapBatches {
-    /// `input` mapped through the function registered as `name`; fails when none is.
+impl MapPartitions {
+    /// `input` run through the function registered as `name`; fails when none is.
     pub fn new(input: LogicalPlan, name: &str) -> Result<Self> {
-        let function = batch_fn(name)?;
-        let schema = Arc::new(DFSchema::try_from(Arc::clone(function.output_schema()))?);
+        Self::with_args(input, name, String::new())
+    }
+
+    /// `input` run through the function registered as `name`, which receives `args`.
+    pub fn with_args(input: LogicalPlan, name: &str, args: String) -> Result<Self> {
+        let function = user_fn(name)?;
+        let schema = match function.output() {
+            FunctionOutput::Fixed(schema) => {
+                Arc::new(datafusion::common::DFSchema::try_from(Arc::clone(schema))?)
+            }
+            FunctionOutput::SameAsInput => Arc::clone(input.schema()),
+        };
         Ok(Self {
             input,
             function,
+            args,
             schema,
         })
     }
@@ -153,38 +286,41 @@ impl MapBatches {
     }
 
     /// The function.
-    pub fn function(&self) -> &Arc<BatchFunction> {
+    pub fn function(&self) -> &Arc<UserFunction> {
         &self.function
     }
 }
 
-impl PartialEq for MapBatches {
+impl PartialEq for MapPartitions {
     fn eq(&self, other: &Self) -> bool {
-        self.function.name == other.function.name && self.input == other.input
+        self.function.name == other.function.name
+            && self.args == other.args
+            && self.input == other.input
     }
 }
 
-impl Eq for MapBatches {}
+impl Eq for MapPartitions {}
 
-impl Hash for MapBatches {
+impl Hash for MapPartitions {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.function.name.hash(state);
+        self.args.hash(state);
         self.input.hash(state);
     }
 }
 
-impl PartialOrd for MapBatches {
+impl PartialOrd for MapPartitions {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        match self.function.name.cmp(&other.function.name) {
+        match (&self.function.name, &self.args).cmp(&(&other.function.name, &other.args)) {
             Ordering::Equal => self.input.partial_cmp(&other.input),
             unequal => Some(unequal),
         }
     }
 }
 
-impl UserDefinedLogicalNodeCore for MapBatches {
+impl UserDefinedLogicalNodeCore for MapPartitions {
     fn name(&self) -> &str {
-        "MapBatches"
+        "MapPartitions"
     }
 
     fn inputs(&self) -> Vec<&LogicalPlan> {
@@ -200,7 +336,11 @@ impl UserDefinedLogicalNodeCore for MapBatches {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MapBatches: {}", self.function.name)
+        write!(f, "MapPartitions: {}", self.function.name)?;
+        if !self.args.is_empty() {
+            write!(f, "({})", self.args)?;
+        }
+        Ok(())
     }
 
     fn with_exprs_and_inputs(
@@ -209,29 +349,38 @@ impl UserDefinedLogicalNodeCore for MapBatches {
         mut inputs: Vec<LogicalPlan>,
     ) -> Result<Self> {
         let Some(input) = inputs.pop() else {
-            return internal_err!("MapBatches has one input");
+            return internal_err!("MapPartitions has one input");
         };
         Ok(Self {
             input,
             function: Arc::clone(&self.function),
+            args: self.args.clone(),
             schema: Arc::clone(&self.schema),
         })
     }
+
+    fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        // A function reads whole rows: keep every input column.
+        None
+    }
 }
 
-/// Maps every batch of its input, partition by partition, through a [`BatchFunction`].
+/// Runs every partition of its input through a [`UserFunction`].
 #[derive(Debug)]
-pub struct MapBatchesExec {
+pub struct MapPartitionsExec {
     input: Arc<dyn ExecutionPlan>,
-    function: Arc<BatchFunction>,
+    function: Arc<UserFunction>,
+    args: String,
+    schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
-impl MapBatchesExec {
-    /// `input` mapped through `function`.
-    pub fn new(input: Arc<dyn ExecutionPlan>, function: Arc<BatchFunction>) -> Self {
+impl MapPartitionsExec {
+    /// `input` run through `function` with `args`.
+    pub fn new(input: Arc<dyn ExecutionPlan>, function: Arc<UserFunction>, args: String) -> Self {
+        let schema = function.output_schema(&input.schema());
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(function.output_schema())),
+            EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -239,25 +388,59 @@ impl MapBatchesExec {
         Self {
             input,
             function,
+            args,
+            schema,
             properties: Arc::new(properties),
         }
     }
 
     /// The function.
-    pub fn function(&self) -> &Arc<BatchFunction> {
+    pub fn function(&self) -> &Arc<UserFunction> {
         &self.function
     }
-}
 
-impl DisplayAs for MapBatchesExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MapBatchesExec: function={}", self.function.name)
+    /// The arguments it is called with.
+    pub fn args(&self) -> &str {
+        &self.args
     }
 }
 
-impl ExecutionPlan for MapBatchesExec {
+impl DisplayAs for MapPartitionsExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "MapPartitionsExec: function={}", self.function.name)?;
+        if !self.args.is_empty() {
+            write!(f, ", args={}", self.args)?;
+        }
+        Ok(())
+    }
+}
+
+/// The state of one running partition.
+struct Running {
+    input: SendableRecordBatchStream,
+    state: Box<dyn PartitionFn>,
+    function: Arc<UserFunction>,
+    env: Option<Arc<TaskEnv>>,
+    schema: SchemaRef,
+}
+
+impl Running {
+    fn call(
+        &mut self,
+        step: impl FnOnce(&mut dyn PartitionFn) -> Result<Option<RecordBatch>>,
+    ) -> Result<Option<RecordBatch>> {
+        let state = self.state.as_mut();
+        match with_task_env(self.env.as_ref(), || step(state)) {
+            Ok(Some(batch)) => self.function.check(batch, &self.schema).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.function.context(e)),
+        }
+    }
+}
+
+impl ExecutionPlan for MapPartitionsExec {
     fn name(&self) -> &str {
-        "MapBatchesExec"
+        "MapPartitionsExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -266,6 +449,16 @@ impl ExecutionPlan for MapBatchesExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // Never let the optimizer put a round-robin repartition under a function: a reduce
+        // after a hash exchange must see all the rows of each key in one partition.
+        vec![false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
     }
 
     fn apply_expressions(
@@ -280,10 +473,12 @@ impl ExecutionPlan for MapBatchesExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match children.pop() {
-            Some(input) if children.is_empty() => {
-                Ok(Arc::new(Self::new(input, Arc::clone(&self.function))))
-            }
-            _ => internal_err!("MapBatchesExec has one child"),
+            Some(input) if children.is_empty() => Ok(Arc::new(Self::new(
+                input,
+                Arc::clone(&self.function),
+                self.args.clone(),
+            ))),
+            _ => internal_err!("MapPartitionsExec has one child"),
         }
     }
 
@@ -292,22 +487,53 @@ impl ExecutionPlan for MapBatchesExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let env = context.session_config().get_extension::<TaskEnv>();
         let input = self.input.execute(partition, context)?;
-        let function = Arc::clone(&self.function);
-        let mapped = input.map(move |batch| batch.and_then(|b| function.call(b)));
+        let call = FunctionCall {
+            partition,
+            args: &self.args,
+        };
+        let state = with_task_env(env.as_ref(), || self.function.start(call))?;
+        let running = Running {
+            input,
+            state,
+            function: Arc::clone(&self.function),
+            env,
+            schema: Arc::clone(&self.schema),
+        };
+        let output = futures::stream::unfold(Some(running), |running| async move {
+            let mut running = running?;
+            loop {
+                match running.input.next().await {
+                    Some(Ok(batch)) => match running.call(|s| s.push(batch)) {
+                        Ok(Some(out)) => return Some((Ok(out), Some(running))),
+                        Ok(None) => continue,
+                        Err(e) => return Some((Err(e), None)),
+                    },
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None => {
+                        return match running.call(|s| s.finish()) {
+                            Ok(Some(out)) => Some((Ok(out), None)),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(e), None)),
+                        };
+                    }
+                }
+            }
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(self.function.output_schema()),
-            mapped,
+            Arc::clone(&self.schema),
+            output,
         )))
     }
 }
 
-/// Plans [`MapBatches`] nodes into [`MapBatchesExec`]s.
+/// Plans [`MapPartitions`] nodes into [`MapPartitionsExec`]s.
 #[derive(Debug, Default)]
-pub struct MapBatchesPlanner;
+pub struct MapPartitionsPlanner;
 
 #[async_trait::async_trait]
-impl datafusion::physical_planner::ExtensionPlanner for MapBatchesPlanner {
+impl datafusion::physical_planner::ExtensionPlanner for MapPartitionsPlanner {
     async fn plan_extension(
         &self,
         _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
@@ -317,15 +543,16 @@ impl datafusion::physical_planner::ExtensionPlanner for MapBatchesPlanner {
         _session: &dyn datafusion::catalog::Session,
         _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let Some(map) = node.as_any().downcast_ref::<MapBatches>() else {
+        let Some(map) = node.as_any().downcast_ref::<MapPartitions>() else {
             return Ok(None);
         };
         let Some(input) = physical_inputs.first() else {
-            return internal_err!("MapBatches has one input");
+            return internal_err!("MapPartitions has one input");
         };
-        Ok(Some(Arc::new(MapBatchesExec::new(
+        Ok(Some(Arc::new(MapPartitionsExec::new(
             Arc::clone(input),
             Arc::clone(&map.function),
+            map.args.clone(),
         ))))
     }
 }
@@ -341,32 +568,35 @@ mod tests {
         Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]))
     }
 
-    fn plan_calling(function: Arc<BatchFunction>) -> Arc<dyn ExecutionPlan> {
-        Arc::new(MapBatchesExec::new(
+    fn plan_calling(function: Arc<UserFunction>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(MapPartitionsExec::new(
             Arc::new(EmptyExec::new(schema())),
             function,
+            "x=1".into(),
         ))
     }
 
     #[test]
     fn a_plan_names_its_function_and_the_executor_finds_it_by_that_name() {
         register_batch_fn("codec_identity", schema(), Ok);
-        let plan = plan_calling(batch_fn("codec_identity").expect("registered"));
+        let plan = plan_calling(user_fn("codec_identity").expect("registered"));
         let bytes = encode_plan(plan).expect("encodes");
         let decoded = decode_plan(&bytes, &TaskContext::default()).expect("decodes");
         let map = decoded
-            .downcast_ref::<MapBatchesExec>()
-            .expect("a MapBatchesExec");
+            .downcast_ref::<MapPartitionsExec>()
+            .expect("a MapPartitionsExec");
         assert_eq!(map.function().name(), "codec_identity");
+        assert_eq!(map.args(), "x=1");
     }
 
     #[test]
     fn an_executor_without_the_function_refuses_the_plan_naming_it() {
-        let stranger = Arc::new(BatchFunction {
-            name: "only_on_the_driver".into(),
-            output_schema: schema(),
-            apply: Box::new(Ok),
-        });
+        let stranger = Arc::new(UserFunction::new(
+            "only_on_the_driver",
+            FunctionOutput::SameAsInput,
+            None,
+            |_| Ok(Box::new(EachBatch(Arc::new(Ok))) as Box<dyn PartitionFn>),
+        ));
         let bytes = encode_plan(plan_calling(stranger)).expect("encodes");
         let err = decode_plan(&bytes, &TaskContext::default()).expect_err("unknown here");
         assert!(err.to_string().contains("only_on_the_driver"), "{err}");

@@ -18,13 +18,16 @@
 //! [`EmberCodec`]). The planner never touches files or the network: the executor that runs
 //! a task supplies the shuffle I/O through a [`ShuffleRuntime`].
 
+mod cache;
 mod codec;
 mod cut;
+mod env;
 mod error;
 mod exchange;
 mod functions;
 mod joins;
 mod rewrite;
+mod sample;
 mod scans;
 mod semi_filters;
 pub mod shuffle;
@@ -34,10 +37,14 @@ pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberQueryPlanner, Exchange, ExchangeExec, ExchangePlanner};
+pub use cache::{CacheEntry, CacheLocation, CachePlanner, CacheScanExec, CachedData, CachedPiece};
+pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use functions::{
-    BatchFn, BatchFunction, MapBatches, MapBatchesExec, MapBatchesPlanner, batch_fn,
-    register_batch_fn,
+    BatchFn, FunctionCall, FunctionOutput, MapPartitions, MapPartitionsExec, MapPartitionsPlanner,
+    PartitionFactory, PartitionFn, RowTypes, UserFunction, register_batch_fn, register_function,
+    user_fn,
 };
+pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{
     ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
 };

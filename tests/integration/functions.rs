@@ -114,5 +114,5 @@ async fn a_function_that_breaks_its_schema_fails_the_job_naming_it() {
         .expect_err("wrong schema");
     let message = err.to_string();
     assert!(message.contains("'liar'"), "{message}");
-    assert!(message.contains("registered with"), "{message}");
+    assert!(message.contains("but promised"), "{message}");
 }

@@ -7,3 +7,4 @@ mod retry;
 mod shuffle;
 mod stages;
 mod tpch;
+mod typed;

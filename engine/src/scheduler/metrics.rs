@@ -1,6 +1,8 @@
 //! [`JobMetrics`]: what ran where, how much it wrote, and what failed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use ember_planner::AccumulatorValue;
 use std::time::Duration;
 
 /// One successful task attempt.
@@ -63,6 +65,9 @@ pub struct JobMetrics {
     pub failures: Vec<FailedAttempt>,
     /// Wall time of the job's tasks, from submission to the last task.
     pub elapsed: Duration,
+    /// What user functions added to each accumulator, counting only the successful
+    /// attempt of each task.
+    pub accumulators: HashMap<String, AccumulatorValue>,
 }
 
 impl JobMetrics {

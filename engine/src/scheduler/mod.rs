@@ -207,6 +207,13 @@ impl Scheduler {
                         bytes: output.bytes(),
                         elapsed: output.elapsed,
                     });
+                    for (name, value) in output.accumulators {
+                        metrics
+                            .accumulators
+                            .entry(name)
+                            .and_modify(|v| v.merge(value))
+                            .or_insert(value);
+                    }
                     outputs[task.stage_id].extend(output.locations);
                     emit(JobEvent::TaskFinished {
                         stage_id: task.stage_id,
@@ -320,11 +327,24 @@ impl Scheduler {
         }
     }
 
+    /// Deletes the files of one stage of a job on every executor.
+    pub fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        self.on_every_executor(|executor| executor.remove_stage(job_id, stage_id))
+    }
+
     /// Deletes a job's shuffle files on every executor.
     pub fn remove_job(&self, job_id: &str) -> Result<()> {
+        self.on_every_executor(|executor| executor.remove_job(job_id))
+    }
+
+    /// Calls `action` on every executor, logging each failure; returns the first.
+    fn on_every_executor(
+        &self,
+        action: impl Fn(&dyn ExecutorClient) -> std::result::Result<(), ExecutorError>,
+    ) -> Result<()> {
         let mut first_error = None;
         for executor in &self.executors {
-            if let Err(e) = executor.remove_job(job_id) {
+            if let Err(e) = action(executor.as_ref()) {
                 tracing::warn!(executor = executor.id(), "cleanup failed: {e}");
                 first_error.get_or_insert(e);
             }

@@ -8,7 +8,8 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
-use ember_planner::{ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
+use arrow::datatypes::SchemaRef;
+use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
 use futures::StreamExt;
 
 use super::writer::MapOutputWriter;
@@ -81,6 +82,17 @@ impl ShuffleRuntime for LocalShuffle {
         // Open the files on first poll, not now: a join's probe side is executed long
         // before the build side is done, and its reader thread would sit parked meanwhile.
         let schema = reader.schema();
+        let opened = Arc::clone(&schema);
+        let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, lazy)))
+    }
+
+    fn read_pieces(
+        &self,
+        schema: SchemaRef,
+        pieces: Vec<CachedPiece>,
+    ) -> Result<SendableRecordBatchStream> {
+        let paths = pieces.into_iter().map(|p| p.path).collect();
         let opened = Arc::clone(&schema);
         let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, lazy)))

@@ -16,3 +16,4 @@ pub use output::ShuffleOutput;
 pub use reader::ShuffleReaderExec;
 pub use runtime::{ShuffleRuntime, ShuffleRuntimeHandle, write_summary_schema};
 pub use writer::ShuffleWriterExec;
+pub(crate) use writer::shuffle_runtime;

@@ -10,6 +10,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
 use super::{ShuffleReaderExec, ShuffleWriterExec};
+use crate::cache::CachedPiece;
 
 /// Does the reading and writing of shuffle data for the tasks of one executor.
 ///
@@ -34,6 +35,13 @@ pub trait ShuffleRuntime: Debug + Send + Sync {
         reader: &ShuffleReaderExec,
         partition: usize,
         context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream>;
+
+    /// Streams the kept files of a cached dataset's partition, in order.
+    fn read_pieces(
+        &self,
+        schema: SchemaRef,
+        pieces: Vec<CachedPiece>,
     ) -> Result<SendableRecordBatchStream>;
 }
 

@@ -138,7 +138,7 @@ impl ExecutionPlan for ShuffleWriterExec {
 }
 
 /// Finds the executor's shuffle runtime in a task context.
-pub(super) fn shuffle_runtime(context: &TaskContext) -> Result<Arc<ShuffleRuntimeHandle>> {
+pub(crate) fn shuffle_runtime(context: &TaskContext) -> Result<Arc<ShuffleRuntimeHandle>> {
     context
         .session_config()
         .get_extension::<ShuffleRuntimeHandle>()

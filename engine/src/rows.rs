@@ -1,0 +1,331 @@
+//! Typed user functions: rows of Rust types that implement serde's `Serialize` and
+//! `Deserialize`, converted to and from Arrow batches with serde_arrow, and registered by
+//! name in the process's function registry so that the driver and every executor find them.
+//!
+//! Each `register_*` function is the one line a job needs per function, run once per
+//! process before the function is used (in the driver, and in an executor built from the
+//! user's own binary). Rows must be structs or tuples (they become columns; a tuple's
+//! fields are the columns `0`, `1`, ...).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use ember_planner::{FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_arrow::schema::{SchemaLike, TracingOptions};
+
+use crate::error::{EmberError, Result};
+
+/// A type whose values can be rows of a typed dataset.
+pub trait Row: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Row for T {}
+
+/// The Arrow fields of rows of type `T`: strings as `Utf8` and sequences as `List`, as
+/// DataFusion's own functions make them.
+pub(crate) fn fields_of<T: Row>() -> Result<Vec<FieldRef>> {
+    let options = TracingOptions::default()
+        .strings_as_large_utf8(false)
+        .sequence_as_large_list(false)
+        .bytes_as_large_binary(false)
+        .enums_without_data_as_strings(true);
+    Vec::<FieldRef>::from_type::<T>(options).map_err(|e| EmberError::InvalidArgument {
+        operation: "typed rows",
+        message: format!(
+            "{} cannot be a row (rows are structs or tuples of serde types): {e}",
+            std::any::type_name::<T>()
+        ),
+    })
+}
+
+/// The schema of rows of type `T`.
+pub(crate) fn schema_of<T: Row>() -> Result<SchemaRef> {
+    Ok(Arc::new(Schema::new(fields_of::<T>()?)))
+}
+
+/// Rows as a batch of `fields`.
+pub(crate) fn to_batch<T: Serialize>(fields: &[FieldRef], rows: &[T]) -> DfResult<RecordBatch> {
+    serde_arrow::to_record_batch(fields, &rows).map_err(|e| {
+        DataFusionError::Execution(format!(
+            "rows of {} to Arrow: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// A batch as rows.
+pub(crate) fn from_batch<T: DeserializeOwned>(batch: &RecordBatch) -> DfResult<Vec<T>> {
+    serde_arrow::from_record_batch::<Vec<T>>(batch).map_err(|e| {
+        DataFusionError::Execution(format!(
+            "columns {:?} as rows of {}: {e}",
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>(),
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// A stateless typed function: each batch in, one batch out.
+struct EachBatch<F>(F);
+
+impl<F: FnMut(RecordBatch) -> DfResult<RecordBatch> + Send> PartitionFn for EachBatch<F> {
+    fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
+        (self.0)(batch).map(Some)
+    }
+}
+
+/// Registers a function of rows `T -> U` that maps each batch with `per_batch`.
+fn register_rows<T: Row, U: Row>(
+    name: &str,
+    per_batch: impl Fn(Vec<T>) -> Vec<U> + Send + Sync + 'static,
+) -> Result<()> {
+    let fields = fields_of::<U>()?;
+    let schema = Arc::new(Schema::new(fields.clone()));
+    let per_batch = Arc::new(per_batch);
+    register_function(UserFunction::new(
+        name,
+        FunctionOutput::Fixed(schema),
+        Some(RowTypes::of::<T, U>()),
+        move |_| {
+            let per_batch = Arc::clone(&per_batch);
+            let fields = fields.clone();
+            Ok(Box::new(EachBatch(move |batch: RecordBatch| {
+                let rows = from_batch::<T>(&batch)?;
+                to_batch(&fields, &per_batch(rows))
+            })) as Box<dyn PartitionFn>)
+        },
+    ));
+    Ok(())
+}
+
+/// Registers `f` as the row function `name` for [`TypedDataset::map`](crate::TypedDataset::map).
+pub fn register_map_fn<T: Row, U: Row>(
+    name: &str,
+    f: impl Fn(T) -> U + Send + Sync + 'static,
+) -> Result<()> {
+    register_rows::<T, U>(name, move |rows| rows.into_iter().map(&f).collect())
+}
+
+/// Registers `f` as the row function `name` for
+/// [`TypedDataset::flat_map`](crate::TypedDataset::flat_map): each row becomes any number
+/// of rows.
+pub fn register_flat_map_fn<T: Row, U: Row, I: IntoIterator<Item = U>>(
+    name: &str,
+    f: impl Fn(T) -> I + Send + Sync + 'static,
+) -> Result<()> {
+    register_rows::<T, U>(name, move |rows| rows.into_iter().flat_map(&f).collect())
+}
+
+/// Registers `f` as the key function `name` for
+/// [`TypedDataset::key_by`](crate::TypedDataset::key_by): each row `t` becomes `(f(&t), t)`.
+pub fn register_key_fn<T: Row, K: Row>(
+    name: &str,
+    f: impl Fn(&T) -> K + Send + Sync + 'static,
+) -> Result<()> {
+    register_rows::<T, (K, T)>(name, move |rows| {
+        rows.into_iter().map(|row| (f(&row), row)).collect()
+    })
+}
+
+/// Registers `f` as the predicate `name` for
+/// [`TypedDataset::filter`](crate::TypedDataset::filter). The rows kept are the input's
+/// own columns, untouched.
+pub fn register_filter_fn<T: Row>(
+    name: &str,
+    f: impl Fn(&T) -> bool + Send + Sync + 'static,
+) -> Result<()> {
+    let f = Arc::new(f);
+    register_function(UserFunction::new(
+        name,
+        FunctionOutput::SameAsInput,
+        Some(RowTypes::of::<T, T>()),
+        move |_| {
+            let f = Arc::clone(&f);
+            Ok(Box::new(EachBatch(move |batch: RecordBatch| {
+                let keep: BooleanArray = from_batch::<T>(&batch)?
+                    .iter()
+                    .map(|row| Some(f(row)))
+                    .collect();
+                Ok(filter_record_batch(&batch, &keep)?)
+            })) as Box<dyn PartitionFn>)
+        },
+    ));
+    Ok(())
+}
+
+/// A hash table of per-key states, filled batch by batch and written out at the end: the
+/// map-side combine and the reduce of `reduce_by_key` and `aggregate_by_key`.
+struct Combine<K, V, U, Z, F> {
+    states: HashMap<K, U>,
+    zero: Z,
+    fold: F,
+    fields: Vec<FieldRef>,
+    _value: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K, V, U, Z, F> PartitionFn for Combine<K, V, U, Z, F>
+where
+    K: Row + Hash + Eq,
+    V: Row,
+    U: Row,
+    Z: Fn(V) -> U + Send,
+    F: Fn(U, V) -> U + Send,
+{
+    fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
+        for (key, value) in from_batch::<(K, V)>(&batch)? {
+            match self.states.remove(&key) {
+                Some(state) => {
+                    let folded = (self.fold)(state, value);
+                    self.states.insert(key, folded);
+                }
+                None => {
+                    let first = (self.zero)(value);
+                    self.states.insert(key, first);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> DfResult<Option<RecordBatch>> {
+        let rows: Vec<(K, U)> = std::mem::take(&mut self.states).into_iter().collect();
+        to_batch(&self.fields, &rows).map(Some)
+    }
+}
+
+/// Registers a combine `(K, V) -> (K, U)` that starts each key's state with `zero` and
+/// folds the key's next values in with `fold`.
+fn register_combine<K, V, U>(
+    name: &str,
+    zero: impl Fn(V) -> U + Send + Sync + 'static,
+    fold: impl Fn(U, V) -> U + Send + Sync + 'static,
+) -> Result<()>
+where
+    K: Row + Hash + Eq,
+    V: Row,
+    U: Row,
+{
+    let fields = fields_of::<(K, U)>()?;
+    let schema = Arc::new(Schema::new(fields.clone()));
+    let zero = Arc::new(zero);
+    let fold = Arc::new(fold);
+    register_function(UserFunction::new(
+        name,
+        FunctionOutput::Fixed(schema),
+        Some(RowTypes::of::<(K, V), (K, U)>()),
+        move |_| {
+            let zero = Arc::clone(&zero);
+            let fold = Arc::clone(&fold);
+            Ok(Box::new(Combine {
+                states: HashMap::<K, U>::new(),
+                zero: move |v: V| zero(v),
+                fold: move |u: U, v: V| fold(u, v),
+                fields: fields.clone(),
+                _value: std::marker::PhantomData,
+            }) as Box<dyn PartitionFn>)
+        },
+    ));
+    Ok(())
+}
+
+/// Registers `merge` as the reducer `name` for
+/// [`TypedDataset::reduce_by_key`](crate::TypedDataset::reduce_by_key): the values of each
+/// key are merged pairwise, first within each map task, then after the shuffle.
+pub fn register_reducer<K: Row + Hash + Eq, V: Row>(
+    name: &str,
+    merge: impl Fn(V, V) -> V + Send + Sync + 'static,
+) -> Result<()> {
+    register_combine::<K, V, V>(name, |v| v, merge)
+}
+
+/// The registered name of an aggregator's merge step.
+pub(crate) fn merge_name(aggregator: &str) -> String {
+    format!("{aggregator}#merge")
+}
+
+/// Registers the aggregator `name` for
+/// [`TypedDataset::aggregate_by_key`](crate::TypedDataset::aggregate_by_key): each key's
+/// values are folded into `zero()` with `seq` within each map task, and the partial results
+/// are merged with `comb` after the shuffle.
+pub fn register_aggregator<K, V, U>(
+    name: &str,
+    zero: impl Fn() -> U + Send + Sync + 'static,
+    seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+    comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+) -> Result<()>
+where
+    K: Row + Hash + Eq,
+    V: Row,
+    U: Row,
+{
+    let seq = Arc::new(seq);
+    let first = Arc::clone(&seq);
+    register_combine::<K, V, U>(name, move |v| first(zero(), v), move |u, v| seq(u, v))?;
+    register_combine::<K, U, U>(&merge_name(name), |u| u, comb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Sale {
+        product: String,
+        price: f64,
+        tags: Vec<String>,
+        note: Option<String>,
+    }
+
+    #[test]
+    fn rows_round_trip_through_arrow_with_datafusion_types() {
+        let rows = vec![
+            Sale {
+                product: "tea".into(),
+                price: 2.5,
+                tags: vec!["hot".into()],
+                note: None,
+            },
+            Sale {
+                product: "jam".into(),
+                price: 3.0,
+                tags: vec![],
+                note: Some("sweet".into()),
+            },
+        ];
+        let fields = fields_of::<Sale>().expect("a struct is a row");
+        let batch = to_batch(&fields, &rows).expect("serializes");
+        let types: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
+        assert_eq!(types[0], "Utf8");
+        assert!(types[2].starts_with("List("), "{types:?}");
+        assert_eq!(from_batch::<Sale>(&batch).expect("deserializes"), rows);
+
+        let pairs = vec![("a".to_string(), 1_i64), ("b".to_string(), 2)];
+        let fields = fields_of::<(String, i64)>().expect("a tuple is a row");
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["0", "1"]);
+        let batch = to_batch(&fields, &pairs).expect("serializes");
+        assert_eq!(from_batch::<(String, i64)>(&batch).expect("deserializes"), pairs);
+    }
+
+    #[test]
+    fn a_scalar_is_not_a_row() {
+        let err = fields_of::<i64>().expect_err("not a record");
+        assert!(err.to_string().contains("i64"), "{err}");
+    }
+}
