@@ -3,8 +3,11 @@
 
 #[path = "../../examples/distributed_sum.rs"]
 pub mod distributed_sum;
+#[path = "../../examples/matrix_multiply.rs"]
+pub mod matrix_multiply;
 #[path = "../../examples/word_count.rs"]
 pub mod word_count;
 
 pub use distributed_sum::distributed_sum;
+pub use matrix_multiply::{MatrixProduct, matrix_multiply, register_matrix_functions};
 pub use word_count::word_count;

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dataset;

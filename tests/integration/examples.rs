@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use ember::Session;
+use ember::{EmberConfig, Session};
 use ember::examples::{distributed_sum, word_count};
 
 /// The `limit` most frequent words of `texts` as `word_count` defines words.
@@ -85,4 +85,25 @@ async fn distributed_sum_is_n_times_n_plus_one_over_two() {
     }
     let err = distributed_sum(&session, 0).await.expect_err("zero");
     assert!(err.to_string().contains("--n"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_multiply_agrees_with_the_single_threaded_product() {
+    let session = Session::new(EmberConfig {
+        executors: 3,
+        ..EmberConfig::default()
+    })
+    .expect("cluster");
+    // A block size that does not divide N: the last blocks are 12 wide.
+    let product = ember::examples::matrix_multiply(&session, 100, 22, 7)
+        .await
+        .expect("runs");
+    assert_eq!(product.blocks, 25);
+    let (norm, worst) = product.reference.expect("checked for N <= 512");
+    assert!((product.frobenius - norm).abs() < 1e-9 * norm, "{product:?}");
+    assert!(worst < 1e-9, "{product:?}");
+    let other_seed = ember::examples::matrix_multiply(&session, 100, 22, 8)
+        .await
+        .expect("runs");
+    assert!((other_seed.frobenius - product.frobenius).abs() > 1e-6);
 }

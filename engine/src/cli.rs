@@ -1,0 +1,355 @@
+//! The `ember` command line: SQL over files on the embedded cluster, stage graphs, data
+//! sets and example pipelines. Errors print as one line on stderr with a non-zero exit
+//! status.
+//!
+//! [`main`] is the whole command, so a user's own binary can be `ember` with its own
+//! functions: it registers them first, then hands over. Every executor that binary starts
+//! carries those functions, which is how a job's named functions reach executors in other
+//! processes.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     ember::register_reducer::<String, i64>("add", |a, b| a + b)
+//!         .expect("a pair of strings and integers is a row");
+//!     ember::cli::main()
+//! }
+//! ```
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use crate::datasets::{TpchOptions, generate_tpch};
+use crate::examples::{distributed_sum, matrix_multiply, word_count};
+use crate::pipelines::run_pricing;
+use crate::progress::ProgressBar;
+use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
+
+#[derive(Parser)]
+#[command(
+    name = "ember",
+    version,
+    about = "Ember: a distributed batch dataflow engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SQL and print the result.
+    Sql(QueryArgs),
+    /// Print the stage graph of a query: stages, operators, partitions and inputs.
+    Explain(QueryArgs),
+    /// Generate data sets.
+    Datasets {
+        #[command(subcommand)]
+        which: DatasetCommand,
+    },
+    /// Run a named example pipeline on the embedded cluster (`pricing`).
+    Run(RunArgs),
+    /// List the configuration keys that `--conf` accepts.
+    Config,
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Executors of the embedded cluster (default: number of cores).
+    #[arg(long, value_name = "N")]
+    executors: Option<usize>,
+    /// Task slots per executor (default 1).
+    #[arg(long, value_name = "N")]
+    slots: Option<usize>,
+    /// Any setting as KEY=VALUE (see `ember config`); repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+}
+
+impl ClusterArgs {
+    fn config(&self) -> crate::Result<EmberConfig> {
+        let mut config = EmberConfig::default();
+        for pair in &self.conf {
+            config.set_pair(pair)?;
+        }
+        if let Some(n) = self.executors {
+            config.set("ember.executors", &n.to_string())?;
+        }
+        if let Some(n) = self.slots {
+            config.set("ember.executor.slots", &n.to_string())?;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// A table over a file, folder or glob; FORMAT is parquet, csv or json (guessed from
+    /// the extension when left out). Repeatable.
+    #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
+    tables: Vec<TableSpec>,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    /// Read the SQL from this file instead of the command line.
+    #[arg(long, value_name = "F.sql", conflicts_with = "query")]
+    file: Option<PathBuf>,
+    /// The SQL text.
+    query: Option<String>,
+}
+
+impl QueryArgs {
+    fn sql(&self) -> anyhow::Result<String> {
+        match (&self.query, &self.file) {
+            (Some(query), None) => Ok(query.clone()),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read SQL file {}", file.display())),
+            _ => anyhow::bail!("give a query, or --file F.sql"),
+        }
+    }
+
+    async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+        let (session, bar) = new_session(&self.cluster)?;
+        for table in &self.tables {
+            session.register_table(table).await?;
+        }
+        Ok((session, bar))
+    }
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// TPC-H tables as Parquet, one folder per table (dbgen-identical, via tpchgen).
+    Tpch {
+        /// Scale factor (1 is about 6 million lineitem rows).
+        #[arg(long = "sf", default_value_t = 1.0)]
+        scale_factor: f64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Files per table.
+        #[arg(long, default_value_t = 1)]
+        parts: usize,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem), `word-count INPUT...`
+    /// (the 20 most frequent words), `distributed-sum --n N` (the sum of 1..=N) or
+    /// `matrix-multiply --n N --block B` (the Frobenius norm of a blocked product).
+    example: String,
+    /// Inputs of the pipeline (word-count: text files, folders or globs).
+    inputs: Vec<String>,
+    /// distributed-sum: the last number to add (default 1000000); matrix-multiply: the
+    /// matrix size (default 512).
+    #[arg(long)]
+    n: Option<u64>,
+    /// matrix-multiply: the block size.
+    #[arg(long, default_value_t = 128)]
+    block: u64,
+    /// matrix-multiply: the seed of the random matrices.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Scale factor of the data it makes when missing.
+    #[arg(long = "sf", default_value_t = 0.1)]
+    scale_factor: f64,
+    /// Where its data lives (default: `data/tpch-sf<SF>`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Runs the `ember` command with this process's arguments and returns its exit status.
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // clap's usage errors, on one line like every other error.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("error: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The message on one line: DataFusion's multi-line texts joined with spaces.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    match cli.command {
+        Command::Sql(args) => {
+            let sql = args.sql()?;
+            let (session, bar) = args.session().await?;
+            let result = session.sql(&sql).await;
+            finish_progress(bar.as_deref());
+            print_result(&result?, args.format)?;
+        }
+        Command::Explain(args) => {
+            let sql = args.sql()?;
+            let (session, _bar) = args.session().await?;
+            let graph = session.explain(&sql).await?;
+            write!(stdout.lock(), "{graph}")?;
+        }
+        Command::Datasets {
+            which:
+                DatasetCommand::Tpch {
+                    scale_factor,
+                    out,
+                    parts,
+                },
+        } => {
+            let summary = generate_tpch(&TpchOptions::new(scale_factor, &out).with_parts(parts))?;
+            eprintln!(
+                "wrote TPC-H sf {scale_factor} to {}: {} rows",
+                out.display(),
+                summary.total_rows()
+            );
+        }
+        Command::Run(args) => match args.example.as_str() {
+            "pricing" => {
+                let dir = args
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
+                let (session, bar) = new_session(&args.cluster)?;
+                let started = std::time::Instant::now();
+                let result = run_pricing(&session, &dir, args.scale_factor).await;
+                finish_progress(bar.as_deref());
+                let result = result?;
+                print_result(&result, args.format)?;
+                if let Some(metrics) = &result.metrics {
+                    eprintln!(
+                        "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",
+                        dir.display(),
+                        session.config().executors,
+                        metrics.stages.len(),
+                        metrics.tasks.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            "word-count" => {
+                let (session, bar) = new_session(&args.cluster)?;
+                let top = word_count(&session, &args.inputs, 20).await;
+                finish_progress(bar.as_deref());
+                let mut out = stdout.lock();
+                for (word, count) in top? {
+                    writeln!(out, "{word}\t{count}")?;
+                }
+            }
+            "distributed-sum" => {
+                let (session, bar) = new_session(&args.cluster)?;
+                let total = distributed_sum(&session, args.n.unwrap_or(1_000_000)).await;
+                finish_progress(bar.as_deref());
+                writeln!(stdout.lock(), "{}", total?)?;
+            }
+            "matrix-multiply" => {
+                let n = args.n.unwrap_or(512);
+                let (session, bar) = new_session(&args.cluster)?;
+                let product = matrix_multiply(&session, n, args.block, args.seed).await;
+                finish_progress(bar.as_deref());
+                let product = product?;
+                let mut out = stdout.lock();
+                writeln!(
+                    out,
+                    "Frobenius norm of A·B ({n}×{n}, blocks of {}): {:.9}",
+                    args.block, product.frobenius
+                )?;
+                if let Some((norm, worst)) = product.reference {
+                    let relative = (product.frobenius - norm).abs() / norm.max(f64::MIN_POSITIVE);
+                    writeln!(
+                        out,
+                        "single-threaded product: {norm:.9}, largest element difference \
+                         {worst:.1e}"
+                    )?;
+                    if relative > 1e-9 || worst > 1e-9 {
+                        anyhow::bail!(
+                            "the blocked product differs from the single-threaded one \
+                             (relative norm difference {relative:.1e}, largest element \
+                             difference {worst:.1e})"
+                        );
+                    }
+                }
+            }
+            other => anyhow::bail!(
+                "unknown example '{other}' (known: pricing, word-count, distributed-sum, \
+                 matrix-multiply)"
+            ),
+        },
+        Command::Config => {
+            write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
+        }
+    }
+    Ok(())
+}
+
+/// A session on the embedded cluster, with a progress bar when stderr is a terminal.
+fn new_session(cluster: &ClusterArgs) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+    let mut session = Session::new(cluster.config()?)?;
+    let bar = ProgressBar::for_terminal().map(Arc::new);
+    if let Some(bar) = &bar {
+        session.set_listener(Arc::clone(bar) as Arc<dyn crate::scheduler::JobListener>);
+    }
+    Ok((session, bar))
+}
+
+/// Writes a query's rows to stdout.
+fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()> {
+    write_result(
+        &mut std::io::stdout().lock(),
+        &result.schema,
+        &result.batches,
+        format,
+    )
+}
+
+/// Clears the progress bar, if one is drawn, before results or errors print.
+fn finish_progress(bar: Option<&ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+}
