@@ -4,6 +4,11 @@
 //! `ember-bench tpch --sf 1 --executors 2` runs the 22 TPC-H queries on Ember's embedded
 //! cluster (N executors, one slot each) and on DataFusion's `SessionContext` with N target
 //! partitions, over the same Parquet files, and prints a markdown table.
+//!
+//! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
+//! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
+
+mod dsl;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,11 +53,50 @@ enum Command {
         #[arg(long = "conf", value_name = "KEY=VALUE")]
         conf: Vec<String>,
     },
+    /// Word count and a sum per key: DSL user functions against the same jobs in SQL.
+    Dsl {
+        /// Folder for the generated inputs.
+        #[arg(long, default_value = "data/bench-dsl")]
+        data: PathBuf,
+        /// Megabytes of text for word count.
+        #[arg(long, default_value_t = 200)]
+        text_mb: usize,
+        /// (key, value) rows for the sum per key.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: usize,
+        /// Distinct keys among them.
+        #[arg(long, default_value_t = 100_000)]
+        keys: usize,
+        /// Ember executors, and DataFusion target partitions.
+        #[arg(long, default_value_t = 2)]
+        executors: usize,
+        /// Runs per form; the fastest counts.
+        #[arg(long, default_value_t = 3)]
+        iterations: usize,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Dsl {
+            data,
+            text_mb,
+            rows,
+            keys,
+            executors,
+            iterations,
+        } => {
+            dsl::run(&dsl::DslBench {
+                data,
+                text_mb,
+                rows,
+                keys,
+                executors,
+                iterations,
+            })
+            .await
+        }
         Command::Tpch {
             scale_factor,
             data,

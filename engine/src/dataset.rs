@@ -188,6 +188,12 @@ impl<'s> Dataset<'s> {
         Self::new(self.session, frame)
     }
 
+    /// A dataset of `plan`, planned in the same session state.
+    pub(crate) fn with_plan(&self, plan: LogicalPlan) -> Self {
+        let (state, _) = self.frame.clone().into_parts();
+        self.with(DataFrame::new(state, plan))
+    }
+
     /// The logical schema.
     pub fn schema(&self) -> &DFSchema {
         self.frame.schema()

@@ -8,6 +8,7 @@
 //! fields are the columns `0`, `1`, ...).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -84,6 +85,10 @@ impl<F: FnMut(RecordBatch) -> DfResult<RecordBatch> + Send> PartitionFn for Each
     }
 }
 
+/// Rows of type `U` computed from a batch (a typed function minus its conversion to
+/// Arrow): what a following reducer fuses with.
+type RowsOf<U> = Arc<dyn Fn(&RecordBatch) -> DfResult<Vec<U>> + Send + Sync>;
+
 /// Registers a function of rows `T -> U` that maps each batch with `per_batch`.
 fn register_rows<T: Row, U: Row>(
     name: &str,
@@ -91,20 +96,22 @@ fn register_rows<T: Row, U: Row>(
 ) -> Result<()> {
     let fields = fields_of::<U>()?;
     let schema = Arc::new(Schema::new(fields.clone()));
-    let per_batch = Arc::new(per_batch);
-    register_function(UserFunction::new(
+    let rows: RowsOf<U> = Arc::new(move |batch: &RecordBatch| Ok(per_batch(from_batch::<T>(batch)?)));
+    let each = Arc::clone(&rows);
+    let function = UserFunction::new(
         name,
         FunctionOutput::Fixed(schema),
         Some(RowTypes::of::<T, U>()),
         move |_| {
-            let per_batch = Arc::clone(&per_batch);
+            let rows = Arc::clone(&each);
             let fields = fields.clone();
             Ok(Box::new(EachBatch(move |batch: RecordBatch| {
-                let rows = from_batch::<T>(&batch)?;
-                to_batch(&fields, &per_batch(rows))
+                to_batch(&fields, &rows(&batch)?)
             })) as Box<dyn PartitionFn>)
         },
-    ));
+    )
+    .with_rows(Arc::new(rows));
+    register_function(function);
     Ok(())
 }
 
@@ -165,32 +172,27 @@ pub fn register_filter_fn<T: Row>(
 
 /// A hash table of per-key states, filled batch by batch and written out at the end: the
 /// map-side combine and the reduce of `reduce_by_key` and `aggregate_by_key`.
-struct Combine<K, V, U, Z, F> {
-    states: HashMap<K, U>,
-    zero: Z,
-    fold: F,
+struct Combine<K, V, U> {
+    rows: RowsOf<(K, V)>,
+    states: HashMap<K, Option<U>, foldhash::fast::RandomState>,
+    zero: Arc<dyn Fn(V) -> U + Send + Sync>,
+    fold: Arc<dyn Fn(U, V) -> U + Send + Sync>,
     fields: Vec<FieldRef>,
-    _value: std::marker::PhantomData<fn(V)>,
 }
 
-impl<K, V, U, Z, F> PartitionFn for Combine<K, V, U, Z, F>
-where
-    K: Row + Hash + Eq,
-    V: Row,
-    U: Row,
-    Z: Fn(V) -> U + Send,
-    F: Fn(U, V) -> U + Send,
-{
+impl<K: Row + Hash + Eq, V: Row, U: Row> PartitionFn for Combine<K, V, U> {
     fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
-        for (key, value) in from_batch::<(K, V)>(&batch)? {
-            match self.states.remove(&key) {
-                Some(state) => {
-                    let folded = (self.fold)(state, value);
-                    self.states.insert(key, folded);
+        for (key, value) in (self.rows)(&batch)? {
+            match self.states.entry(key) {
+                Entry::Occupied(mut slot) => {
+                    let slot = slot.get_mut();
+                    *slot = Some(match slot.take() {
+                        Some(state) => (self.fold)(state, value),
+                        None => (self.zero)(value),
+                    });
                 }
-                None => {
-                    let first = (self.zero)(value);
-                    self.states.insert(key, first);
+                Entry::Vacant(slot) => {
+                    slot.insert(Some((self.zero)(value)));
                 }
             }
         }
@@ -198,13 +200,59 @@ where
     }
 
     fn finish(&mut self) -> DfResult<Option<RecordBatch>> {
-        let rows: Vec<(K, U)> = std::mem::take(&mut self.states).into_iter().collect();
+        let rows: Vec<(K, U)> = std::mem::take(&mut self.states)
+            .into_iter()
+            .filter_map(|(k, u)| u.map(|u| (k, u)))
+            .collect();
         to_batch(&self.fields, &rows).map(Some)
     }
 }
 
+/// The steps of a combine `(K, V) -> (K, U)`: each key's state starts with `zero` of its
+/// first value and folds in the next ones with `fold`.
+struct CombineSteps<K, V, U> {
+    zero: Arc<dyn Fn(V) -> U + Send + Sync>,
+    fold: Arc<dyn Fn(U, V) -> U + Send + Sync>,
+    fields: Vec<FieldRef>,
+    _key: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K, V, U> Clone for CombineSteps<K, V, U> {
+    fn clone(&self) -> Self {
+        Self {
+            zero: Arc::clone(&self.zero),
+            fold: Arc::clone(&self.fold),
+            fields: self.fields.clone(),
+            _key: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Row + Hash + Eq, V: Row, U: Row> CombineSteps<K, V, U> {
+    /// The combine as a function named `name` that reads its pairs with `rows`.
+    fn function(&self, name: &str, rows: RowsOf<(K, V)>, types: RowTypes) -> UserFunction {
+        let steps = self.clone();
+        UserFunction::new(
+            name,
+            FunctionOutput::Fixed(Arc::new(Schema::new(self.fields.clone()))),
+            Some(types),
+            move |_| {
+                Ok(Box::new(Combine {
+                    rows: Arc::clone(&rows),
+                    states: HashMap::default(),
+                    zero: Arc::clone(&steps.zero),
+                    fold: Arc::clone(&steps.fold),
+                    fields: steps.fields.clone(),
+                }) as Box<dyn PartitionFn>)
+            },
+        )
+    }
+}
+
 /// Registers a combine `(K, V) -> (K, U)` that starts each key's state with `zero` and
-/// folds the key's next values in with `fold`.
+/// folds the key's next values in with `fold`. It fuses with a typed function that returns
+/// `(K, V)` right before it (`map`, `flat_map`, `key_by`): the pairs then go straight into
+/// the hash table instead of through Arrow.
 fn register_combine<K, V, U>(
     name: &str,
     zero: impl Fn(V) -> U + Send + Sync + 'static,
@@ -215,26 +263,27 @@ where
     V: Row,
     U: Row,
 {
-    let fields = fields_of::<(K, U)>()?;
-    let schema = Arc::new(Schema::new(fields.clone()));
-    let zero = Arc::new(zero);
-    let fold = Arc::new(fold);
-    register_function(UserFunction::new(
-        name,
-        FunctionOutput::Fixed(schema),
-        Some(RowTypes::of::<(K, V), (K, U)>()),
-        move |_| {
-            let zero = Arc::clone(&zero);
-            let fold = Arc::clone(&fold);
-            Ok(Box::new(Combine {
-                states: HashMap::<K, U>::new(),
-                zero: move |v: V| zero(v),
-                fold: move |u: U, v: V| fold(u, v),
-                fields: fields.clone(),
-                _value: std::marker::PhantomData,
-            }) as Box<dyn PartitionFn>)
-        },
-    ));
+    let steps = CombineSteps::<K, V, U> {
+        zero: Arc::new(zero),
+        fold: Arc::new(fold),
+        fields: fields_of::<(K, U)>()?,
+        _key: std::marker::PhantomData,
+    };
+    let from_arrow: RowsOf<(K, V)> = Arc::new(|batch: &RecordBatch| from_batch::<(K, V)>(batch));
+    let fusing = steps.clone();
+    let function = steps
+        .function(name, from_arrow, RowTypes::of::<(K, V), (K, U)>())
+        .with_fusion(move |before| {
+            let rows = before.rows()?.downcast_ref::<RowsOf<(K, V)>>()?;
+            let input = before.row_types()?;
+            let types = RowTypes {
+                output: std::any::TypeId::of::<(K, U)>(),
+                output_name: std::any::type_name::<(K, U)>(),
+                ..input
+            };
+            Some(fusing.function(before.name(), Arc::clone(rows), types))
+        });
+    register_function(function);
     Ok(())
 }
 

@@ -40,9 +40,9 @@ use arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::functions::core::expr_fn::{coalesce, named_struct};
 use datafusion::functions_aggregate::expr_fn::{array_agg, count};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::lit;
-use ember_planner::user_fn;
+use ember_planner::{MapPartitions, fused_name, user_fn};
 
 use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
@@ -134,6 +134,28 @@ impl<'s, T: Row> TypedDataset<'s, T> {
             }
         }
         Ok(TypedDataset::new(self.rows.map_batches(name)?))
+    }
+
+    /// Like [`Self::apply`], but when this dataset ends in a typed function that can fuse
+    /// with `name` (a reducer after `map`, `flat_map` or `key_by`), the two run as one
+    /// function and the rows between them never become Arrow.
+    fn apply_fused<U: Row>(
+        &self,
+        operation: &'static str,
+        name: &str,
+    ) -> Result<TypedDataset<'s, U>> {
+        let unfused = self.apply::<U>(operation, name)?;
+        if let LogicalPlan::Extension(extension) = self.rows.frame().logical_plan()
+            && let Some(before) = extension.node.as_any().downcast_ref::<MapPartitions>()
+            && before.args().is_empty()
+        {
+            let fused = fused_name(before.function().name(), name);
+            if user_fn(&fused).is_ok() {
+                let plan = MapPartitions::new(before.input().clone(), &fused)?.into_plan();
+                return Ok(TypedDataset::new(self.rows.with_plan(plan)));
+            }
+        }
+        Ok(unfused)
     }
 
     /// Each row mapped through the row function `name`
@@ -246,7 +268,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     /// ([`register_reducer`](crate::register_reducer)): merged within each map task
     /// (map-side combine), shuffled by key, and merged again.
     pub fn reduce_by_key(&self, name: &str) -> Result<Self> {
-        let combined: Self = self.apply("reduce_by_key", name)?;
+        let combined: Self = self.apply_fused("reduce_by_key", name)?;
         combined.shuffle_by_key("reduce_by_key")?.apply("reduce_by_key", name)
     }
 
@@ -254,7 +276,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     /// ([`register_aggregator`](crate::register_aggregator)): folded within each map task,
     /// shuffled by key, and the partial results merged.
     pub fn aggregate_by_key<U: Row>(&self, name: &str) -> Result<TypedDataset<'s, (K, U)>> {
-        let partial: TypedDataset<'s, (K, U)> = self.apply("aggregate_by_key", name)?;
+        let partial: TypedDataset<'s, (K, U)> = self.apply_fused("aggregate_by_key", name)?;
         partial
             .shuffle_by_key("aggregate_by_key")?
             .apply("aggregate_by_key", &merge_name(name))

@@ -13,7 +13,7 @@
 //! function ([`register_batch_fn`]) is the stateless case; a map-side combine keeps a hash
 //! table across the partition and returns it at the end.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
@@ -99,12 +99,20 @@ impl RowTypes {
     }
 }
 
+/// Builds the function that runs `before` and then this one, in one pass, when the two
+/// can be fused (see [`UserFunction::with_fusion`]).
+pub type FuseFn = dyn Fn(&UserFunction) -> Option<UserFunction> + Send + Sync;
+
 /// A registered user function.
 pub struct UserFunction {
     name: String,
     output: FunctionOutput,
     row_types: Option<RowTypes>,
     factory: Box<PartitionFactory>,
+    /// A typed function's rows-from-a-batch closure, for fusion (opaque to the planner).
+    rows: Option<Arc<dyn Any + Send + Sync>>,
+    /// How to fuse a function that runs right before this one.
+    fuse: Option<Arc<FuseFn>>,
 }
 
 impl UserFunction {
@@ -120,7 +128,33 @@ impl UserFunction {
             output,
             row_types,
             factory: Box::new(factory),
+            rows: None,
+            fuse: None,
         }
+    }
+
+    /// Attaches the typed closure that computes this function's output rows from an input
+    /// batch without converting them to Arrow, so a following function can fuse with it.
+    pub fn with_rows(mut self, rows: Arc<dyn Any + Send + Sync>) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// The typed closure of [`Self::with_rows`].
+    pub fn rows(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.rows.as_ref()
+    }
+
+    /// Lets this function fuse with one that runs right before it: `fuse(before)` returns
+    /// the single function that does both, or `None` when they do not fit together. A plan
+    /// names the fused function `before>this`, and each executor fuses again from its own
+    /// registry.
+    pub fn with_fusion(
+        mut self,
+        fuse: impl Fn(&UserFunction) -> Option<UserFunction> + Send + Sync + 'static,
+    ) -> Self {
+        self.fuse = Some(Arc::new(fuse));
+        self
     }
 
     /// The function's registered name.
@@ -219,8 +253,47 @@ pub fn register_batch_fn(
     ));
 }
 
-/// The function registered under `name` in this process.
+/// The name of the function that runs `before`, then `after`, in one pass.
+pub fn fused_name(before: &str, after: &str) -> String {
+    format!("{before}{FUSE_SEPARATOR}{after}")
+}
+
+const FUSE_SEPARATOR: char = '>';
+
+/// The fusion of two registered functions whose names join to `name`, registered under
+/// `name` once built.
+fn fuse_by_name(name: &str) -> Option<Arc<UserFunction>> {
+    let lookup = |n: &str| match FUNCTIONS.read() {
+        Ok(registry) => registry.get(n).cloned(),
+        Err(poisoned) => poisoned.into_inner().get(n).cloned(),
+    };
+    for (at, _) in name.match_indices(FUSE_SEPARATOR) {
+        let (before, after) = (&name[..at], &name[at + 1..]);
+        let Some(first) = lookup(before).or_else(|| fuse_by_name(before)) else {
+            continue;
+        };
+        let Some(second) = lookup(after) else {
+            continue;
+        };
+        let fused = second.fuse.as_ref().and_then(|fuse| fuse(&first))?;
+        let mut fused = fused;
+        fused.name = name.to_string();
+        register_function(fused);
+        return lookup(name);
+    }
+    None
+}
+
+/// The function registered under `name` in this process (or the fusion of two registered
+/// functions, for a name made by [`fused_name`]).
 pub fn user_fn(name: &str) -> Result<Arc<UserFunction>> {
+    let found = match FUNCTIONS.read() {
+        Ok(registry) => registry.get(name).cloned(),
+        Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+    };
+    if let Some(function) = found.or_else(|| fuse_by_name(name)) {
+        return Ok(function);
+    }
     let registry = match FUNCTIONS.read() {
         Ok(registry) => registry,
         Err(poisoned) => poisoned.into_inner(),
@@ -288,6 +361,16 @@ impl MapPartitions {
     /// The function.
     pub fn function(&self) -> &Arc<UserFunction> {
         &self.function
+    }
+
+    /// The arguments the function is called with.
+    pub fn args(&self) -> &str {
+        &self.args
+    }
+
+    /// The input plan.
+    pub fn input(&self) -> &LogicalPlan {
+        &self.input
     }
 }
 

@@ -40,9 +40,9 @@ pub use exchange::{EmberQueryPlanner, Exchange, ExchangeExec, ExchangePlanner};
 pub use cache::{CacheEntry, CacheLocation, CachePlanner, CacheScanExec, CachedData, CachedPiece};
 pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use functions::{
-    BatchFn, FunctionCall, FunctionOutput, MapPartitions, MapPartitionsExec, MapPartitionsPlanner,
+    BatchFn, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec, MapPartitionsPlanner,
     PartitionFactory, PartitionFn, RowTypes, UserFunction, register_batch_fn, register_function,
-    user_fn,
+    fused_name, user_fn,
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{

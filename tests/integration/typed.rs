@@ -96,6 +96,9 @@ async fn row_functions_and_reducers_match_plain_rust() {
         .expect("flat_map")
         .reduce_by_key("add_i64")
         .expect("reduce_by_key");
+    // The combine fused with flat_map: the pairs go straight into its hash table.
+    let plan = units.dataset().frame().logical_plan().display_indent().to_string();
+    assert!(plan.contains("MapPartitions: units>add_i64"), "{plan}");
     let result = units.dataset().collect().await.expect("runs");
     let metrics = result.metrics.as_ref().expect("metrics");
     let map_tasks = metrics.tasks.iter().filter(|t| t.stage_id == 0).count();
