@@ -44,6 +44,9 @@ struct Block {
     values: Vec<f64>,
 }
 
+/// A pair of blocks that meet in the join: `(k, ((i, A(i,k)), (j, B(k,j))))`.
+type BlockPair = (i64, ((i64, Block), (i64, Block)));
+
 /// The result of [`matrix_multiply`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixProduct {
@@ -116,10 +119,9 @@ pub fn register_matrix_functions() -> Result<()> {
     register_map_fn("matrix.b_block", |spec: BlockSpec| {
         (spec.row, (spec.col, generate(&spec)))
     })?;
-    register_map_fn(
-        "matrix.multiply",
-        |(_k, ((i, a), (j, b))): (i64, ((i64, Block), (i64, Block)))| ((i, j), multiply(&a, &b)),
-    )?;
+    register_map_fn("matrix.multiply", |(_k, ((i, a), (j, b))): BlockPair| {
+        ((i, j), multiply(&a, &b))
+    })?;
     register_reducer::<(i64, i64), Block>("matrix.add", |mut x, y| {
         for (a, b) in x.values.iter_mut().zip(&y.values) {
             *a += b;
@@ -193,8 +195,12 @@ pub async fn matrix_multiply(
 /// The single-threaded product's norm, and the largest element difference to `blocks`.
 fn check(blocks: &[((i64, i64), Block)], n: i64, block: i64, seed: u64) -> (f64, f64) {
     let size = n as usize;
-    let a: Vec<f64> = (0..n * n).map(|p| element(seed, 0, n, p / n, p % n)).collect();
-    let b: Vec<f64> = (0..n * n).map(|p| element(seed, 1, n, p / n, p % n)).collect();
+    let a: Vec<f64> = (0..n * n)
+        .map(|p| element(seed, 0, n, p / n, p % n))
+        .collect();
+    let b: Vec<f64> = (0..n * n)
+        .map(|p| element(seed, 1, n, p / n, p % n))
+        .collect();
     let full = |values: Vec<f64>| Block {
         rows: n,
         cols: n,

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use datafusion::arrow::array::{
-    Array, AsArray, Int64Array, RecordBatch, StringBuilder,
-};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -109,41 +107,64 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
     row("word count", "DataFusion SQL", df_time, df_time);
     let text_glob = text_path.clone();
     let forms: Vec<(&str, Form<'_>)> = vec![
-        ("Ember SQL", Box::new(|| Box::pin(async {
-            let result = ember.sql(WORD_COUNT_SQL).await?;
-            Ok(top_of(&result.batches))
-        }))),
-        ("Ember columnar DSL", Box::new(|| Box::pin(async {
-            let top = word_count(&ember, std::slice::from_ref(&text_glob), 20).await?;
-            Ok(top.into_iter().map(|(w, n)| (w, n as i64)).collect())
-        }))),
-        ("Ember batch function", Box::new(|| Box::pin(async {
-            let result = ember
-                .read_text(&text_glob)
-                .await?
-                .map_batches("bench.split_words")?
-                .group_by(vec![col("word")])
-                .agg(vec![count(lit(1)).alias("n")])?
-                .sort(vec![col("n").sort(false, true), col("word").sort(true, true)])?
-                .limit(0, Some(20))?
-                .collect()
-                .await?;
-            Ok(top_of(&result.batches))
-        }))),
-        ("Ember typed rows", Box::new(|| Box::pin(async {
-            let counts = ember
-                .read_text(&text_glob)
-                .await?
-                .typed::<(Option<String>,)>()
-                .flat_map::<(String, i64)>("bench.words")?
-                .reduce_by_key("bench.add")?
-                .collect_rows()
-                .await?;
-            let mut counts = counts;
-            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            counts.truncate(20);
-            Ok(counts)
-        }))),
+        (
+            "Ember SQL",
+            Box::new(|| {
+                Box::pin(async {
+                    let result = ember.sql(WORD_COUNT_SQL).await?;
+                    Ok(top_of(&result.batches))
+                })
+            }),
+        ),
+        (
+            "Ember columnar DSL",
+            Box::new(|| {
+                Box::pin(async {
+                    let top = word_count(&ember, std::slice::from_ref(&text_glob), 20).await?;
+                    Ok(top.into_iter().map(|(w, n)| (w, n as i64)).collect())
+                })
+            }),
+        ),
+        (
+            "Ember batch function",
+            Box::new(|| {
+                Box::pin(async {
+                    let result = ember
+                        .read_text(&text_glob)
+                        .await?
+                        .map_batches("bench.split_words")?
+                        .group_by(vec![col("word")])
+                        .agg(vec![count(lit(1)).alias("n")])?
+                        .sort(vec![
+                            col("n").sort(false, true),
+                            col("word").sort(true, true),
+                        ])?
+                        .limit(0, Some(20))?
+                        .collect()
+                        .await?;
+                    Ok(top_of(&result.batches))
+                })
+            }),
+        ),
+        (
+            "Ember typed rows",
+            Box::new(|| {
+                Box::pin(async {
+                    let counts = ember
+                        .read_text(&text_glob)
+                        .await?
+                        .typed::<(Option<String>,)>()
+                        .flat_map::<(String, i64)>("bench.words")?
+                        .reduce_by_key("bench.add")?
+                        .collect_rows()
+                        .await?;
+                    let mut counts = counts;
+                    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    counts.truncate(20);
+                    Ok(counts)
+                })
+            }),
+        ),
     ];
     for (name, form) in forms {
         let (time, top) = best(bench.iterations, form).await?;
@@ -183,8 +204,7 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
 }
 
 type Form<'a> = Box<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Top>> + 'a>>
-        + 'a,
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Top>> + 'a>> + 'a,
 >;
 
 /// Text read as `Session::read_text` reads it: whole lines as one column.
@@ -223,9 +243,7 @@ where
         fastest = fastest.min(started.elapsed());
         answer = Some(value);
     }
-    answer
-        .map(|a| (fastest, a))
-        .context("no iteration ran")
+    answer.map(|a| (fastest, a)).context("no iteration ran")
 }
 
 fn top_of(batches: &[RecordBatch]) -> Top {

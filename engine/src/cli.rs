@@ -20,13 +20,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
 use crate::datasets::{TpchOptions, generate_tpch};
 use crate::examples::{distributed_sum, matrix_multiply, word_count};
 use crate::pipelines::run_pricing;
 use crate::progress::ProgressBar;
 use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

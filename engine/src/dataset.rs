@@ -272,6 +272,27 @@ impl<'s> Dataset<'s> {
     /// The same rows, kept on the executors once the first action computes them, so that
     /// later actions in the session read them instead of recomputing (Spark's `cache`).
     /// Partitions that an executor no longer holds are recomputed from the lineage.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// use ember::Session;
+    ///
+    /// let session = Session::local(2)?;
+    /// let numbers = session.parallelize((0..1000_i64).map(|i| (i, i % 7)).collect())?;
+    /// let sample = numbers.sample(0.1, false, 42)?.cache(); // same seed, same rows
+    /// let first = sample.count().await?; // computes and keeps the partitions
+    /// assert_eq!(sample.count().await?, first); // reads them back
+    /// assert_eq!(sample.dataset().cache_entry().unwrap().materializations(), 1);
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("sample");
+    /// let saved = sample.checkpoint(path.to_str().unwrap()).await?; // Parquet, new lineage
+    /// assert_eq!(saved.count().await?, first);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # })
+    /// # }
+    /// ```
     pub fn cache(&self) -> Self {
         let entry = self
             .session
@@ -413,7 +434,9 @@ impl<'s> Dataset<'s> {
 
     /// Runs the plan on the cluster and returns every row with the job's metrics.
     pub async fn collect(&self) -> Result<QueryResult> {
-        self.session.prepare_caches(self.frame.logical_plan()).await?;
+        self.session
+            .prepare_caches(self.frame.logical_plan())
+            .await?;
         let plan = self.frame.clone().create_physical_plan().await?;
         self.session.run_physical(plan).await
     }

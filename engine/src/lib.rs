@@ -48,16 +48,16 @@ pub use cluster::LocalCluster;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
 pub use ember_planner::{AccumulatorValue, register_batch_fn};
+pub use error::{EmberError, Result};
+pub use output::{OutputFormat, write_result};
 pub use rows::{
     Row, register_aggregator, register_filter_fn, register_flat_map_fn, register_key_fn,
     register_map_fn, register_reducer,
 };
-pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
-pub use typed::TypedDataset;
-pub use error::{EmberError, Result};
-pub use output::{OutputFormat, write_result};
 pub use session::{QueryResult, Session};
+pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
 pub use tables::{FileFormat, TableSpec};
+pub use typed::TypedDataset;
 
 pub use datafusion;
 pub use ember_datasets as datasets;

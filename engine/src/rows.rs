@@ -96,7 +96,8 @@ fn register_rows<T: Row, U: Row>(
 ) -> Result<()> {
     let fields = fields_of::<U>()?;
     let schema = Arc::new(Schema::new(fields.clone()));
-    let rows: RowsOf<U> = Arc::new(move |batch: &RecordBatch| Ok(per_batch(from_batch::<T>(batch)?)));
+    let rows: RowsOf<U> =
+        Arc::new(move |batch: &RecordBatch| Ok(per_batch(from_batch::<T>(batch)?)));
     let each = Arc::clone(&rows);
     let function = UserFunction::new(
         name,
@@ -369,7 +370,10 @@ mod tests {
         let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["0", "1"]);
         let batch = to_batch(&fields, &pairs).expect("serializes");
-        assert_eq!(from_batch::<(String, i64)>(&batch).expect("deserializes"), pairs);
+        assert_eq!(
+            from_batch::<(String, i64)>(&batch).expect("deserializes"),
+            pairs
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! runs them on its cluster and returns the result.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::ArrowPrimitiveType;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
@@ -15,7 +16,6 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use ember_executors::read_locations;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use ember_planner::{
     AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
     StageGraph, cut_stages,

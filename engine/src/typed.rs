@@ -33,9 +33,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::marker::PhantomData;
 use arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::functions::core::expr_fn::{coalesce, named_struct};
@@ -43,11 +40,21 @@ use datafusion::functions_aggregate::expr_fn::{array_agg, count};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::lit;
 use ember_planner::{MapPartitions, fused_name, user_fn};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::marker::PhantomData;
 
 use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
 use crate::rows::{Row, from_batch, merge_name, schema_of, to_batch};
 use crate::session::Session;
+
+/// The rows of [`TypedDataset::left_outer_join`]: each key, its value here, and the other
+/// side's value when there is one.
+pub type LeftJoined<K, V, W> = (K, (V, Option<W>));
+
+/// The rows of [`TypedDataset::cogroup`]: each key with its values on both sides.
+pub type Cogrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
 
 /// A distributed collection of rows of type `T`, computed lazily on a [`Session`]'s
 /// cluster.
@@ -71,7 +78,10 @@ impl Session {
     /// small data.
     pub fn parallelize<T: Row>(&self, rows: Vec<T>) -> Result<TypedDataset<'_, T>> {
         let schema = schema_of::<T>()?;
-        let parts = self.config().target_partitions().clamp(1, rows.len().max(1));
+        let parts = self
+            .config()
+            .target_partitions()
+            .clamp(1, rows.len().max(1));
         let per_part = rows.len().div_ceil(parts).max(1);
         let mut batches = Vec::with_capacity(parts);
         for chunk in rows.chunks(per_part) {
@@ -194,7 +204,11 @@ impl<'s, T: Row> TypedDataset<'s, T> {
 
     /// A seeded random sample ([`Dataset::sample`]).
     pub fn sample(&self, fraction: f64, with_replacement: bool, seed: u64) -> Result<Self> {
-        Ok(Self::new(self.rows.sample(fraction, with_replacement, seed)?))
+        Ok(Self::new(self.rows.sample(
+            fraction,
+            with_replacement,
+            seed,
+        )?))
     }
 
     /// Keeps the rows on the executors after the first action ([`Dataset::cache`]).
@@ -269,7 +283,9 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     /// (map-side combine), shuffled by key, and merged again.
     pub fn reduce_by_key(&self, name: &str) -> Result<Self> {
         let combined: Self = self.apply_fused("reduce_by_key", name)?;
-        combined.shuffle_by_key("reduce_by_key")?.apply("reduce_by_key", name)
+        combined
+            .shuffle_by_key("reduce_by_key")?
+            .apply("reduce_by_key", name)
     }
 
     /// One pair per key, its values folded by the aggregator `name`
@@ -286,14 +302,39 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     /// Spark). Prefer [`Self::reduce_by_key`] when the values can be merged.
     pub fn group_by_key(&self) -> Result<TypedDataset<'s, (K, Vec<V>)>> {
         let (key, value) = self.key_value("group_by_key")?;
-        let grouped = self.rows.group_by(vec![plain(&key).alias("0")]).agg(vec![
-            array_agg(plain(&value)).alias("1"),
-        ])?;
+        let grouped = self
+            .rows
+            .group_by(vec![plain(&key).alias("0")])
+            .agg(vec![array_agg(plain(&value)).alias("1")])?;
         Ok(TypedDataset::new(grouped))
     }
 
     /// Pairs `(k, (v, w))` for every `(k, v)` here and `(k, w)` in `other` with equal keys
     /// (an inner join, shuffled or broadcast as the planner decides).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// use ember::Session;
+    ///
+    /// let session = Session::local(2)?;
+    /// let orders = session.parallelize(vec![(1_i64, 9.5_f64), (1, 3.0), (2, 4.0), (7, 1.0)])?;
+    /// let names = session.parallelize(vec![(1_i64, "ann".to_string()), (2, "bo".to_string())])?;
+    ///
+    /// let mut joined = orders.join(&names)?.collect_rows().await?;
+    /// joined.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    /// assert_eq!(joined[0], (1, (3.0, "ann".to_string())));
+    /// assert_eq!(joined.len(), 3); // key 7 has no name
+    ///
+    /// let grouped = orders.group_by_key()?.sort_by_key(true)?.collect_rows().await?;
+    /// assert_eq!(grouped.len(), 3);
+    /// let both = orders.cogroup(&names)?.sort_by_key(false)?.collect_rows().await?;
+    /// assert_eq!(both[0], (7, (vec![1.0], vec![])));
+    /// assert_eq!(orders.count_by_key().await?[&1], 2);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # })
+    /// # }
+    /// ```
     pub fn join<W: Row>(
         &self,
         other: &TypedDataset<'_, (K, W)>,
@@ -305,7 +346,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     pub fn left_outer_join<W: Row>(
         &self,
         other: &TypedDataset<'_, (K, W)>,
-    ) -> Result<TypedDataset<'s, (K, (V, Option<W>))>> {
+    ) -> Result<TypedDataset<'s, LeftJoined<K, V, W>>> {
         self.join_pairs(other, JoinType::Left)
     }
 
@@ -341,7 +382,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     pub fn cogroup<W: Row>(
         &self,
         other: &TypedDataset<'_, (K, W)>,
-    ) -> Result<TypedDataset<'s, (K, (Vec<V>, Vec<W>))>> {
+    ) -> Result<TypedDataset<'s, Cogrouped<K, V, W>>> {
         let left = self.group_by_key()?.rows.alias("l")?;
         let right = other.group_by_key()?.rows.alias("r")?;
         let joined = left.join_on(
@@ -383,7 +424,9 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     /// The keys alone.
     pub fn keys(&self) -> Result<TypedDataset<'s, (K,)>> {
         let (key, _) = self.key_value("keys")?;
-        Ok(TypedDataset::new(self.rows.select(vec![plain(&key).alias("0")])?))
+        Ok(TypedDataset::new(
+            self.rows.select(vec![plain(&key).alias("0")])?,
+        ))
     }
 
     /// Number of pairs per key, counted on the cluster and returned to the driver.
@@ -396,7 +439,9 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
             .rows
             .group_by(vec![plain(&key).alias("0")])
             .agg(vec![count(lit(1)).alias("1")])?;
-        let pairs = TypedDataset::<'s, (K, i64)>::new(counted).collect_rows().await?;
+        let pairs = TypedDataset::<'s, (K, i64)>::new(counted)
+            .collect_rows()
+            .await?;
         Ok(pairs
             .into_iter()
             .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))

@@ -21,8 +21,8 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf;
 use prost::Message;
 
-use crate::error::{PlannerError, Result};
 use crate::cache::{CacheScanExec, CachedPiece};
+use crate::error::{PlannerError, Result};
 use crate::functions::{MapPartitionsExec, user_fn};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 

@@ -185,10 +185,7 @@ impl TaskEnv {
             Ok(accumulators) => accumulators,
             Err(poisoned) => poisoned.into_inner(),
         };
-        accumulators
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
+        accumulators.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 
@@ -242,16 +239,17 @@ mod tests {
         let store = BroadcastStore::default();
         store.put("v", Arc::from(b"41".as_slice()));
         let decode = |bytes: &[u8]| -> Result<i64> {
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                DataFusionError::Execution(e.to_string())
-            })?;
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| DataFusionError::Execution(e.to_string()))?;
             text.parse::<i64>()
                 .map(|v| v + 1)
                 .map_err(|e| DataFusionError::Execution(e.to_string()))
         };
         assert_eq!(*store.value("v", decode).expect("decodes"), 42);
         let again = store
-            .value::<i64>("v", |_| Err(DataFusionError::Execution("decoded twice".into())))
+            .value::<i64>("v", |_| {
+                Err(DataFusionError::Execution("decoded twice".into()))
+            })
             .expect("kept decoded");
         assert_eq!(*again, 42);
         let missing = store.value::<i64>("w", decode).expect_err("not there");

@@ -223,7 +223,10 @@ impl PartitionFn for EachBatch {
 
 static FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<UserFunction>>>> = LazyLock::new(|| {
     let sample = crate::sample::sample_function();
-    RwLock::new(HashMap::from([(sample.name().to_string(), Arc::new(sample))]))
+    RwLock::new(HashMap::from([(
+        sample.name().to_string(),
+        Arc::new(sample),
+    )]))
 });
 
 /// Registers `function` in this process under its name. A later registration of the same

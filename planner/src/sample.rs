@@ -147,8 +147,11 @@ mod tests {
 
     fn batch(rows: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..rows))])
-            .expect("valid batch")
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(0..rows))],
+        )
+        .expect("valid batch")
     }
 
     fn sample(spec: SampleSpec, partition: usize) -> RecordBatch {
@@ -174,7 +177,11 @@ mod tests {
             seed: 7,
         };
         let first = sample(spec, 0);
-        assert!((9_000..11_000).contains(&first.num_rows()), "{}", first.num_rows());
+        assert!(
+            (9_000..11_000).contains(&first.num_rows()),
+            "{}",
+            first.num_rows()
+        );
         assert_eq!(first, sample(spec, 0));
         assert_ne!(first, sample(spec, 1));
 
@@ -184,7 +191,11 @@ mod tests {
             seed: 7,
         };
         let drawn = sample(with, 0);
-        assert!((190_000..210_000).contains(&drawn.num_rows()), "{}", drawn.num_rows());
+        assert!(
+            (190_000..210_000).contains(&drawn.num_rows()),
+            "{}",
+            drawn.num_rows()
+        );
         assert!(drawn.column(0).len() == drawn.num_rows());
     }
 

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use ember::{EmberConfig, Session};
 use ember::examples::{distributed_sum, word_count};
+use ember::{EmberConfig, Session};
 
 /// The `limit` most frequent words of `texts` as `word_count` defines words.
 fn plain_word_count(texts: &[String], limit: usize) -> Vec<(String, u64)> {
@@ -100,7 +100,10 @@ async fn matrix_multiply_agrees_with_the_single_threaded_product() {
         .expect("runs");
     assert_eq!(product.blocks, 25);
     let (norm, worst) = product.reference.expect("checked for N <= 512");
-    assert!((product.frobenius - norm).abs() < 1e-9 * norm, "{product:?}");
+    assert!(
+        (product.frobenius - norm).abs() < 1e-9 * norm,
+        "{product:?}"
+    );
     assert!(worst < 1e-9, "{product:?}");
     let other_seed = ember::examples::matrix_multiply(&session, 100, 22, 8)
         .await

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow::datatypes::{DataType, Field, Schema};
 use ember::{
     EmberConfig, LongAccumulator, Session, register_aggregator, register_batch_fn,
-    register_filter_fn, register_flat_map_fn, register_key_fn, register_map_fn,
-    register_reducer,
+    register_filter_fn, register_flat_map_fn, register_key_fn, register_map_fn, register_reducer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +40,10 @@ fn session(executors: usize) -> Session {
 
 fn register_functions() {
     register_filter_fn("bulk", |s: &Sale| s.quantity >= 3).expect("register");
-    register_map_fn("revenue", |s: Sale| (s.product, s.price * s.quantity as f64))
-        .expect("register");
+    register_map_fn("revenue", |s: Sale| {
+        (s.product, s.price * s.quantity as f64)
+    })
+    .expect("register");
     register_flat_map_fn("units", |s: Sale| {
         (0..s.quantity).map(move |_| (s.product.clone(), 1_i64))
     })
@@ -83,10 +84,19 @@ async fn row_functions_and_reducers_match_plain_rust() {
     for s in sales().into_iter().filter(|s| s.quantity >= 3) {
         *expected.entry(s.product).or_default() += s.price * s.quantity as f64;
     }
-    let ours: BTreeMap<String, f64> = revenue.collect_rows().await.expect("runs").into_iter().collect();
+    let ours: BTreeMap<String, f64> = revenue
+        .collect_rows()
+        .await
+        .expect("runs")
+        .into_iter()
+        .collect();
     assert_eq!(ours.len(), expected.len());
     for (product, total) in &expected {
-        assert!((ours[product] - total).abs() < 1e-6, "{product}: {} vs {total}", ours[product]);
+        assert!(
+            (ours[product] - total).abs() < 1e-6,
+            "{product}: {} vs {total}",
+            ours[product]
+        );
     }
 
     // flat_map + reduce_by_key: units per product; the map-side combine shuffles at most
@@ -97,18 +107,36 @@ async fn row_functions_and_reducers_match_plain_rust() {
         .reduce_by_key("add_i64")
         .expect("reduce_by_key");
     // The combine fused with flat_map: the pairs go straight into its hash table.
-    let plan = units.dataset().frame().logical_plan().display_indent().to_string();
+    let plan = units
+        .dataset()
+        .frame()
+        .logical_plan()
+        .display_indent()
+        .to_string();
     assert!(plan.contains("MapPartitions: units>add_i64"), "{plan}");
     let result = units.dataset().collect().await.expect("runs");
     let metrics = result.metrics.as_ref().expect("metrics");
     let map_tasks = metrics.tasks.iter().filter(|t| t.stage_id == 0).count();
-    let shuffled: u64 = metrics.tasks.iter().filter(|t| t.stage_id == 0).map(|t| t.rows).sum();
-    assert!(shuffled <= 37 * map_tasks as u64, "{shuffled} rows shuffled by {map_tasks} tasks");
+    let shuffled: u64 = metrics
+        .tasks
+        .iter()
+        .filter(|t| t.stage_id == 0)
+        .map(|t| t.rows)
+        .sum();
+    assert!(
+        shuffled <= 37 * map_tasks as u64,
+        "{shuffled} rows shuffled by {map_tasks} tasks"
+    );
     let mut plain: HashMap<String, i64> = HashMap::new();
     for s in sales() {
         *plain.entry(s.product).or_default() += s.quantity;
     }
-    let ours: HashMap<String, i64> = units.collect_rows().await.expect("runs").into_iter().collect();
+    let ours: HashMap<String, i64> = units
+        .collect_rows()
+        .await
+        .expect("runs")
+        .into_iter()
+        .collect();
     assert_eq!(ours, plain);
 
     // key_by + aggregate_by_key.
@@ -122,7 +150,12 @@ async fn row_functions_and_reducers_match_plain_rust() {
         let e = plain.entry(s.product).or_insert((0, f64::MIN));
         *e = (e.0 + 1, e.1.max(s.price));
     }
-    let ours: HashMap<String, (i64, f64)> = stats.collect_rows().await.expect("runs").into_iter().collect();
+    let ours: HashMap<String, (i64, f64)> = stats
+        .collect_rows()
+        .await
+        .expect("runs")
+        .into_iter()
+        .collect();
     assert_eq!(ours, plain);
 }
 
@@ -135,17 +168,28 @@ async fn key_value_operations_match_plain_rust() {
     let left = session.parallelize(orders.clone()).expect("parallelize");
     let right = session.parallelize(customers.clone()).expect("parallelize");
 
-    let grouped = left.group_by_key().expect("group_by_key").collect_rows().await.expect("runs");
+    let grouped = left
+        .group_by_key()
+        .expect("group_by_key")
+        .collect_rows()
+        .await
+        .expect("runs");
     let grouped: BTreeMap<i64, Vec<String>> =
         grouped.into_iter().map(|(k, v)| (k, sorted(v))).collect();
     let mut plain: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for (k, v) in &orders {
         plain.entry(*k).or_default().push(v.clone());
     }
-    let plain: BTreeMap<i64, Vec<String>> = plain.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+    let plain: BTreeMap<i64, Vec<String>> =
+        plain.into_iter().map(|(k, v)| (k, sorted(v))).collect();
     assert_eq!(grouped, plain);
 
-    let joined = left.join(&right).expect("join").collect_rows().await.expect("runs");
+    let joined = left
+        .join(&right)
+        .expect("join")
+        .collect_rows()
+        .await
+        .expect("runs");
     let mut plain_join = Vec::new();
     for (k, o) in &orders {
         for (c_key, c) in &customers {
@@ -156,18 +200,39 @@ async fn key_value_operations_match_plain_rust() {
     }
     assert_eq!(sorted(joined), sorted(plain_join));
 
-    let outer = left.left_outer_join(&right).expect("left join").collect_rows().await.expect("runs");
+    let outer = left
+        .left_outer_join(&right)
+        .expect("left join")
+        .collect_rows()
+        .await
+        .expect("runs");
     assert_eq!(outer.len(), orders.len());
-    assert_eq!(outer.iter().filter(|(k, (_, c))| c.is_none() && *k < 20).count(), 100);
+    assert_eq!(
+        outer
+            .iter()
+            .filter(|(k, (_, c))| c.is_none() && *k < 20)
+            .count(),
+        100
+    );
 
-    let cogrouped = left.cogroup(&right).expect("cogroup").collect_rows().await.expect("runs");
+    let cogrouped = left
+        .cogroup(&right)
+        .expect("cogroup")
+        .collect_rows()
+        .await
+        .expect("runs");
     assert_eq!(cogrouped.len(), 60, "keys 0..60 appear on one side or both");
     for (k, (os, cs)) in &cogrouped {
         assert_eq!(os.len(), if *k < 40 { 5 } else { 0 }, "orders of {k}");
         assert_eq!(cs.len(), usize::from(*k >= 20), "customers of {k}");
     }
 
-    let by_key = left.sort_by_key(false).expect("sort").collect_rows().await.expect("runs");
+    let by_key = left
+        .sort_by_key(false)
+        .expect("sort")
+        .collect_rows()
+        .await
+        .expect("runs");
     assert!(by_key.windows(2).all(|w| w[0].0 >= w[1].0));
     assert_eq!(by_key.len(), orders.len());
 
@@ -181,10 +246,19 @@ async fn missing_and_mistyped_functions_fail_at_planning_with_their_names() {
     register_functions();
     let session = session(1);
     let data = session.parallelize(sales()).expect("parallelize");
-    let err = data.map::<(String, f64)>("no_such_function").err().expect("unknown name");
+    let err = data
+        .map::<(String, f64)>("no_such_function")
+        .err()
+        .expect("unknown name");
     assert!(err.to_string().contains("no_such_function"), "{err}");
-    let err = data.map::<(String, i64)>("revenue").err().expect("wrong output type");
-    assert!(err.to_string().contains("'revenue'") && err.to_string().contains("f64"), "{err}");
+    let err = data
+        .map::<(String, i64)>("revenue")
+        .err()
+        .expect("wrong output type");
+    assert!(
+        err.to_string().contains("'revenue'") && err.to_string().contains("f64"),
+        "{err}"
+    );
     let err = data.sample(1.5, false, 1).err().expect("bad fraction");
     assert!(err.to_string().contains("at most 1"), "{err}");
 }
@@ -200,8 +274,13 @@ async fn broadcast_values_reach_functions_in_every_executor() {
     })
     .expect("register");
     let session = session(3);
-    let discounts: HashMap<String, f64> = (0..37).step_by(2).map(|i| (format!("p{i}"), 0.25)).collect();
-    session.broadcast("discounts", &discounts).expect("broadcast");
+    let discounts: HashMap<String, f64> = (0..37)
+        .step_by(2)
+        .map(|i| (format!("p{i}"), 0.25))
+        .collect();
+    session
+        .broadcast("discounts", &discounts)
+        .expect("broadcast");
     let rows = session
         .parallelize(sales())
         .expect("parallelize")
@@ -253,7 +332,11 @@ async fn a_retried_task_adds_to_an_accumulator_once() {
     assert_eq!(metrics.failures.len(), 1, "{:?}", metrics.failures);
     assert!(metrics.failures[0].error.contains("injected failure"));
     assert_eq!(result.num_rows(), 3_000);
-    assert_eq!(seen.value(&session), 3_000, "the failed attempt's additions are dropped");
+    assert_eq!(
+        seen.value(&session),
+        3_000,
+        "the failed attempt's additions are dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,9 +357,18 @@ async fn a_cached_dataset_is_computed_once_and_recomputed_when_lost() {
         .cache();
     assert_eq!(cached.count().await.expect("first action"), 3_000);
     assert_eq!(calls.value(&session), 3_000);
-    let totals = cached.reduce_by_key("sum_revenue").expect("reduce").collect_rows().await.expect("second action");
+    let totals = cached
+        .reduce_by_key("sum_revenue")
+        .expect("reduce")
+        .collect_rows()
+        .await
+        .expect("second action");
     assert_eq!(totals.len(), 37);
-    assert_eq!(calls.value(&session), 3_000, "the second action read the cache");
+    assert_eq!(
+        calls.value(&session),
+        3_000,
+        "the second action read the cache"
+    );
     let entry = cached.dataset().cache_entry().expect("a cached dataset");
     assert_eq!(entry.materializations(), 1);
 
@@ -298,19 +390,50 @@ async fn a_cached_dataset_is_computed_once_and_recomputed_when_lost() {
 async fn samples_repeat_with_their_seed_and_checkpoints_cut_the_lineage() {
     let session = session(2);
     let data = session.parallelize(sales()).expect("parallelize");
-    let first = data.sample(0.2, false, 42).expect("sample").collect_rows().await.expect("runs");
-    let again = data.sample(0.2, false, 42).expect("sample").collect_rows().await.expect("runs");
+    let first = data
+        .sample(0.2, false, 42)
+        .expect("sample")
+        .collect_rows()
+        .await
+        .expect("runs");
+    let again = data
+        .sample(0.2, false, 42)
+        .expect("sample")
+        .collect_rows()
+        .await
+        .expect("runs");
     assert_eq!(first, again);
     assert!((450..750).contains(&first.len()), "{}", first.len());
     let all = sales();
     assert!(first.iter().all(|s| all.contains(s)));
-    let doubled = data.sample(2.0, true, 7).expect("sample").count().await.expect("runs");
+    let doubled = data
+        .sample(2.0, true, 7)
+        .expect("sample")
+        .count()
+        .await
+        .expect("runs");
     assert!((5_400..6_600).contains(&doubled), "{doubled}");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("checkpoint");
     let path = path.to_str().expect("utf-8 path");
-    let checkpointed = data.sample(0.2, false, 42).expect("sample").checkpoint(path).await.expect("checkpoint");
-    assert!(checkpointed.dataset().frame().logical_plan().display_indent().to_string().contains("TableScan"));
-    assert_eq!(sorted(checkpointed.collect_rows().await.expect("runs")), sorted(first));
+    let checkpointed = data
+        .sample(0.2, false, 42)
+        .expect("sample")
+        .checkpoint(path)
+        .await
+        .expect("checkpoint");
+    assert!(
+        checkpointed
+            .dataset()
+            .frame()
+            .logical_plan()
+            .display_indent()
+            .to_string()
+            .contains("TableScan")
+    );
+    assert_eq!(
+        sorted(checkpointed.collect_rows().await.expect("runs")),
+        sorted(first)
+    );
 }

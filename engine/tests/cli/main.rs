@@ -228,11 +228,19 @@ fn run_matrix_multiply_checks_the_blocked_product() {
     assert_eq!(lines.len(), 2, "{out}");
     let norm = |line: &str, after: &str| -> f64 {
         let rest = line.split_once(after).expect("a norm").1;
-        rest.split(',').next().expect("a number").trim().parse().expect("a number")
+        rest.split(',')
+            .next()
+            .expect("a number")
+            .trim()
+            .parse()
+            .expect("a number")
     };
     let distributed = norm(lines[0], "blocks of 128): ");
     let single = norm(lines[1], "single-threaded product: ");
-    assert!(distributed > 0.0 && (distributed - single).abs() < 1e-6, "{out}");
+    assert!(
+        distributed > 0.0 && (distributed - single).abs() < 1e-6,
+        "{out}"
+    );
     assert_fails_naming(
         &ember(&["run", "matrix-multiply", "--n", "64", "--block", "65"]),
         &["--block", "65"],

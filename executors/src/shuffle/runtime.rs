@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
-use arrow::datatypes::SchemaRef;
 use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
 use futures::StreamExt;
 
