@@ -45,7 +45,8 @@ async fn word_count_over_several_files_agrees_with_a_plain_count() {
     for file in 0..3u64 {
         let mut text = String::new();
         let mut state = 12345 + file;
-        for line in 0..4000u64 {
+        // About 1 MB per file, 3 MB in all.
+        for line in 0..40_000u64 {
             let words = (line * 7 + file) % 9;
             for _ in 0..words {
                 state = state
@@ -62,6 +63,8 @@ async fn word_count_over_several_files_agrees_with_a_plain_count() {
         texts.push(text);
         inputs.push(path.display().to_string());
     }
+    let total: usize = texts.iter().map(String::len).sum();
+    assert!(total > 2_500_000, "{total} bytes of text");
     let session = Session::local(2).expect("cluster");
     let expected = plain_word_count(&texts, 20);
     // Files one by one, and the folder as a whole.
