@@ -7,14 +7,17 @@
 //! user's own binary). Rows must be structs or tuples (they become columns; a tuple's
 //! fields are the columns `0`, `1`, ...).
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{
+    DataType, FieldRef, Float64Type, Int32Type, Int64Type, Schema, SchemaRef, UInt64Type,
+};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use ember_planner::{FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function};
 use serde::Serialize;
@@ -270,7 +273,11 @@ where
         fields: fields_of::<(K, U)>()?,
         _key: std::marker::PhantomData,
     };
-    let from_arrow: RowsOf<(K, V)> = Arc::new(|batch: &RecordBatch| from_batch::<(K, V)>(batch));
+    let from_arrow: RowsOf<(K, V)> =
+        Arc::new(|batch: &RecordBatch| match pairs_of_columns(batch) {
+            Some(pairs) => Ok(pairs),
+            None => from_batch::<(K, V)>(batch),
+        });
     let fusing = steps.clone();
     let function = steps
         .function(name, from_arrow, RowTypes::of::<(K, V), (K, U)>())
@@ -286,6 +293,62 @@ where
         });
     register_function(function);
     Ok(())
+}
+
+/// The values of a column without nulls as a `Vec<X>`, when `X` is one of the plain types
+/// (integers, floats, strings) and the column holds it; `None` otherwise.
+fn column_values<X: 'static>(column: &dyn Array) -> Option<Vec<X>> {
+    fn boxed<X: 'static, Y: 'static>(values: Vec<Y>) -> Option<Vec<X>> {
+        (Box::new(values) as Box<dyn Any>)
+            .downcast::<Vec<X>>()
+            .ok()
+            .map(|values| *values)
+    }
+    if column.null_count() > 0 {
+        return None;
+    }
+    let wanted = TypeId::of::<X>();
+    match column.data_type() {
+        DataType::Int64 if wanted == TypeId::of::<i64>() => {
+            boxed(column.as_primitive_opt::<Int64Type>()?.values().to_vec())
+        }
+        DataType::Int32 if wanted == TypeId::of::<i32>() => {
+            boxed(column.as_primitive_opt::<Int32Type>()?.values().to_vec())
+        }
+        DataType::UInt64 if wanted == TypeId::of::<u64>() => {
+            boxed(column.as_primitive_opt::<UInt64Type>()?.values().to_vec())
+        }
+        DataType::Float64 if wanted == TypeId::of::<f64>() => {
+            boxed(column.as_primitive_opt::<Float64Type>()?.values().to_vec())
+        }
+        DataType::Utf8 if wanted == TypeId::of::<String>() => boxed(
+            column
+                .as_string_opt::<i32>()?
+                .iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect::<Vec<String>>(),
+        ),
+        DataType::Utf8View if wanted == TypeId::of::<String>() => boxed(
+            column
+                .as_string_view_opt()?
+                .iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect::<Vec<String>>(),
+        ),
+        _ => None,
+    }
+}
+
+/// The pairs of a two-column batch of plain types read column by column, skipping serde:
+/// the common shape of a reducer's input (`(String, i64)`, `(i64, f64)`, ...). `None` when
+/// the batch has another shape; serde_arrow then reads it.
+fn pairs_of_columns<K: 'static, V: 'static>(batch: &RecordBatch) -> Option<Vec<(K, V)>> {
+    if batch.num_columns() != 2 {
+        return None;
+    }
+    let keys = column_values::<K>(batch.column(0).as_ref())?;
+    let values = column_values::<V>(batch.column(1).as_ref())?;
+    Some(keys.into_iter().zip(values).collect())
 }
 
 /// Registers `merge` as the reducer `name` for
@@ -374,6 +437,20 @@ mod tests {
             from_batch::<(String, i64)>(&batch).expect("deserializes"),
             pairs
         );
+    }
+
+    #[test]
+    fn plain_pairs_are_read_by_column_and_others_fall_back_to_serde() {
+        let pairs = vec![("a".to_string(), 1.5_f64), ("b".to_string(), -2.0)];
+        let fields = fields_of::<(String, f64)>().expect("a row");
+        let batch = to_batch(&fields, &pairs).expect("serializes");
+        assert_eq!(pairs_of_columns::<String, f64>(&batch), Some(pairs.clone()));
+        // A type the column does not hold, or nulls: no fast path.
+        assert_eq!(pairs_of_columns::<String, i64>(&batch), None);
+        let optional = vec![(1_i64, Some(2_i64)), (3, None)];
+        let fields = fields_of::<(i64, Option<i64>)>().expect("a row");
+        let batch = to_batch(&fields, &optional).expect("serializes");
+        assert_eq!(pairs_of_columns::<i64, i64>(&batch), None);
     }
 
     #[test]
