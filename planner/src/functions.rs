@@ -234,10 +234,15 @@ static FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<UserFunction>>>> = LazyLoc
 pub fn register_function(function: UserFunction) {
     let name = function.name.clone();
     let function = Arc::new(function);
-    match FUNCTIONS.write() {
-        Ok(mut registry) => registry.insert(name, function),
-        Err(poisoned) => poisoned.into_inner().insert(name, function),
+    let mut registry = match FUNCTIONS.write() {
+        Ok(registry) => registry,
+        Err(poisoned) => poisoned.into_inner(),
     };
+    if !name.contains(FUSE_SEPARATOR) {
+        // Fusions are rebuilt on demand: drop those that may include an older version.
+        registry.retain(|existing, _| !existing.contains(FUSE_SEPARATOR));
+    }
+    registry.insert(name, function);
 }
 
 /// Registers `apply` in this process under `name`, mapping every batch to a batch of
