@@ -12,6 +12,9 @@ use datafusion::prelude::{col, lit};
 use crate::error::{EmberError, Result};
 use crate::session::Session;
 
+/// What separates words: every run of characters that are not letters or digits.
+pub const WORD_SEPARATORS: &str = r"[^\p{L}\p{N}]+";
+
 /// The `limit` most frequent words of the text files `inputs` and their counts.
 pub async fn word_count(
     session: &Session,
@@ -30,7 +33,7 @@ pub async fn word_count(
     }
     let separators = regexp_replace(
         lower(col("value")),
-        lit(r"[^\p{L}\p{N}]+"),
+        lit(WORD_SEPARATORS),
         lit(" "),
         Some(lit("g")),
     );

@@ -24,30 +24,41 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext, col, lit};
-use ember::examples::word_count;
+use ember::examples::{WORD_SEPARATORS, word_count};
 use ember::{EmberConfig, Session, register_batch_fn, register_flat_map_fn, register_reducer};
 
 /// The word-count SQL, with words defined as the example defines them.
-const WORD_COUNT_SQL: &str = r"SELECT word, count(*) AS n FROM (
-    SELECT unnest(string_to_array(regexp_replace(lower(value), '[^\p{L}\p{N}]+', ' ', 'g'), ' ', '')) AS word
-    FROM text) AS words
-WHERE word IS NOT NULL GROUP BY word ORDER BY n DESC, word LIMIT 20";
+fn word_count_sql() -> String {
+    format!(
+        "SELECT word, count(*) AS n FROM (
+            SELECT unnest(string_to_array(regexp_replace(lower(value), '{WORD_SEPARATORS}', ' ', 'g'), ' ', '')) AS word
+            FROM text) AS words
+        WHERE word IS NOT NULL GROUP BY word ORDER BY n DESC, word LIMIT 20"
+    )
+}
 
 const SUM_SQL: &str = "SELECT key, sum(value) AS total FROM pairs GROUP BY key";
 
 /// What to run.
+#[derive(clap::Args)]
 pub struct DslBench {
     /// Folder for the generated inputs.
+    #[arg(long, default_value = "data/bench-dsl")]
     pub data: PathBuf,
-    /// Megabytes of text.
+    /// Megabytes of text for word count.
+    #[arg(long, default_value_t = 200)]
     pub text_mb: usize,
-    /// Rows of (key, value) pairs.
+    /// (key, value) rows for the sum per key.
+    #[arg(long, default_value_t = 10_000_000)]
     pub rows: usize,
     /// Distinct keys among them.
+    #[arg(long, default_value_t = 100_000)]
     pub keys: usize,
-    /// Ember executors and DataFusion target partitions.
+    /// Ember executors, and DataFusion target partitions.
+    #[arg(long, default_value_t = 2)]
     pub executors: usize,
     /// Runs per form; the fastest counts.
+    #[arg(long, default_value_t = 3)]
     pub iterations: usize,
 }
 
@@ -99,8 +110,10 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
     println!("|---|---|---:|---:|");
 
     // Word count.
+    let word_count_sql = word_count_sql();
+    let word_count_sql = word_count_sql.as_str();
     let (df_time, expected) = best(bench.iterations, || async {
-        let batches = datafusion.sql(WORD_COUNT_SQL).await?.collect().await?;
+        let batches = datafusion.sql(word_count_sql).await?.collect().await?;
         Ok(top_of(&batches))
     })
     .await?;
@@ -111,7 +124,7 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
             "Ember SQL",
             Box::new(|| {
                 Box::pin(async {
-                    let result = ember.sql(WORD_COUNT_SQL).await?;
+                    let result = ember.sql(word_count_sql).await?;
                     Ok(top_of(&result.batches))
                 })
             }),

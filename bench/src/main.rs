@@ -54,49 +54,13 @@ enum Command {
         conf: Vec<String>,
     },
     /// Word count and a sum per key: DSL user functions against the same jobs in SQL.
-    Dsl {
-        /// Folder for the generated inputs.
-        #[arg(long, default_value = "data/bench-dsl")]
-        data: PathBuf,
-        /// Megabytes of text for word count.
-        #[arg(long, default_value_t = 200)]
-        text_mb: usize,
-        /// (key, value) rows for the sum per key.
-        #[arg(long, default_value_t = 10_000_000)]
-        rows: usize,
-        /// Distinct keys among them.
-        #[arg(long, default_value_t = 100_000)]
-        keys: usize,
-        /// Ember executors, and DataFusion target partitions.
-        #[arg(long, default_value_t = 2)]
-        executors: usize,
-        /// Runs per form; the fastest counts.
-        #[arg(long, default_value_t = 3)]
-        iterations: usize,
-    },
+    Dsl(dsl::DslBench),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Dsl {
-            data,
-            text_mb,
-            rows,
-            keys,
-            executors,
-            iterations,
-        } => {
-            dsl::run(&dsl::DslBench {
-                data,
-                text_mb,
-                rows,
-                keys,
-                executors,
-                iterations,
-            })
-            .await
-        }
+        Command::Dsl(bench) => dsl::run(&bench).await,
         Command::Tpch {
             scale_factor,
             data,

@@ -10,4 +10,4 @@ pub mod word_count;
 
 pub use distributed_sum::distributed_sum;
 pub use matrix_multiply::{MatrixProduct, matrix_multiply, register_matrix_functions};
-pub use word_count::word_count;
+pub use word_count::{WORD_SEPARATORS, word_count};

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{
-    DataType, FieldRef, Float64Type, Int32Type, Int64Type, Schema, SchemaRef, UInt64Type,
+    ArrowPrimitiveType, DataType, FieldRef, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
+    UInt64Type,
 };
 use datafusion::error::{DataFusionError, Result as DfResult};
 use ember_planner::{FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function};
@@ -304,23 +305,23 @@ fn column_values<X: 'static>(column: &dyn Array) -> Option<Vec<X>> {
             .ok()
             .map(|values| *values)
     }
+    /// The values of a primitive column of Arrow type `P` as `X`, when `X` is its native
+    /// type.
+    fn primitives<P: ArrowPrimitiveType, X: 'static>(column: &dyn Array) -> Option<Vec<X>> {
+        if TypeId::of::<X>() != TypeId::of::<P::Native>() {
+            return None;
+        }
+        boxed(column.as_primitive_opt::<P>()?.values().to_vec())
+    }
     if column.null_count() > 0 {
         return None;
     }
     let wanted = TypeId::of::<X>();
     match column.data_type() {
-        DataType::Int64 if wanted == TypeId::of::<i64>() => {
-            boxed(column.as_primitive_opt::<Int64Type>()?.values().to_vec())
-        }
-        DataType::Int32 if wanted == TypeId::of::<i32>() => {
-            boxed(column.as_primitive_opt::<Int32Type>()?.values().to_vec())
-        }
-        DataType::UInt64 if wanted == TypeId::of::<u64>() => {
-            boxed(column.as_primitive_opt::<UInt64Type>()?.values().to_vec())
-        }
-        DataType::Float64 if wanted == TypeId::of::<f64>() => {
-            boxed(column.as_primitive_opt::<Float64Type>()?.values().to_vec())
-        }
+        DataType::Int64 => primitives::<Int64Type, X>(column),
+        DataType::Int32 => primitives::<Int32Type, X>(column),
+        DataType::UInt64 => primitives::<UInt64Type, X>(column),
+        DataType::Float64 => primitives::<Float64Type, X>(column),
         DataType::Utf8 if wanted == TypeId::of::<String>() => boxed(
             column
                 .as_string_opt::<i32>()?

@@ -144,6 +144,22 @@ impl CachedData {
     pub fn entry(&self) -> &Arc<CacheEntry> {
         &self.entry
     }
+
+    /// The scan of the kept files; fails when the cache was not materialized first.
+    pub(crate) fn to_exec(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(location) = self.entry.location() else {
+            return Err(DataFusionError::Internal(format!(
+                "cache {} is planned before it was materialized",
+                self.entry.id
+            )));
+        };
+        Ok(Arc::new(CacheScanExec::new(
+            self.entry.id,
+            Arc::clone(self.schema.inner()),
+            location.partitions,
+            location.pieces,
+        )))
+    }
 }
 
 impl PartialEq for CachedData {
@@ -289,38 +305,5 @@ impl ExecutionPlan for CacheScanExec {
             .cloned()
             .collect();
         runtime.0.read_pieces(Arc::clone(&self.schema), pieces)
-    }
-}
-
-/// Plans [`CachedData`] leaves of materialized caches into [`CacheScanExec`]s.
-#[derive(Debug, Default)]
-pub struct CachePlanner;
-
-#[async_trait::async_trait]
-impl datafusion::physical_planner::ExtensionPlanner for CachePlanner {
-    async fn plan_extension(
-        &self,
-        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
-        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
-        _logical_inputs: &[&LogicalPlan],
-        _physical_inputs: &[Arc<dyn ExecutionPlan>],
-        _session: &dyn datafusion::catalog::Session,
-        _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let Some(cached) = node.as_any().downcast_ref::<CachedData>() else {
-            return Ok(None);
-        };
-        let Some(location) = cached.entry.location() else {
-            return Err(DataFusionError::Internal(format!(
-                "cache {} is planned before it was materialized",
-                cached.entry.id
-            )));
-        };
-        Ok(Some(Arc::new(CacheScanExec::new(
-            cached.entry.id,
-            Arc::clone(cached.schema.inner()),
-            location.partitions,
-            location.pieces,
-        ))))
     }
 }

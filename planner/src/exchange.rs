@@ -4,7 +4,7 @@
 //! removes every repartition the plan does not need and adds the ones it does. A
 //! repartition the user asked for (to spread skewed data, or to co-locate keys before a
 //! custom step) must survive that, so the DSL plans it as an [`Exchange`] logical node,
-//! planned by [`ExchangePlanner`] into an [`ExchangeExec`] that the optimizer leaves alone.
+//! planned by [`EmberExtensionPlanner`] into an [`ExchangeExec`] that the optimizer leaves alone.
 //! The stage cutter treats an `ExchangeExec` exactly like a repartition: a hash or
 //! round-robin shuffle. It never runs as an operator.
 
@@ -13,6 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use crate::cache::CachedData;
+use crate::functions::MapPartitions;
 use datafusion::common::tree_node::{TreeNodeIterator, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, internal_err};
 use datafusion::error::Result;
@@ -109,12 +112,14 @@ impl UserDefinedLogicalNodeCore for Exchange {
     }
 }
 
-/// Plans [`Exchange`] nodes into [`ExchangeExec`]s.
+/// Plans Ember's logical extension nodes: [`Exchange`] into [`ExchangeExec`],
+/// [`MapPartitions`] into [`MapPartitionsExec`](crate::MapPartitionsExec) and
+/// [`CachedData`] into [`CacheScanExec`](crate::CacheScanExec).
 #[derive(Debug, Default)]
-pub struct ExchangePlanner;
+pub struct EmberExtensionPlanner;
 
 #[async_trait]
-impl ExtensionPlanner for ExchangePlanner {
+impl ExtensionPlanner for EmberExtensionPlanner {
     async fn plan_extension(
         &self,
         planner: &dyn PhysicalPlanner,
@@ -124,6 +129,15 @@ impl ExtensionPlanner for ExchangePlanner {
         session: &dyn datafusion::catalog::Session,
         planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if let Some(map) = node.as_any().downcast_ref::<MapPartitions>() {
+            let [input] = physical_inputs else {
+                return internal_err!("MapPartitions has one input");
+            };
+            return Ok(Some(map.to_exec(Arc::clone(input))));
+        }
+        if let Some(cached) = node.as_any().downcast_ref::<CachedData>() {
+            return cached.to_exec().map(Some);
+        }
         let Some(exchange) = node.as_any().downcast_ref::<Exchange>() else {
             return Ok(None);
         };
@@ -241,9 +255,7 @@ impl ExecutionPlan for ExchangeExec {
     }
 }
 
-/// DataFusion's physical planner with Ember's extension planners ([`ExchangePlanner`] and
-/// [`MapPartitionsPlanner`](crate::MapPartitionsPlanner) and
-/// [`CachePlanner`](crate::CachePlanner)).
+/// DataFusion's physical planner with Ember's [`EmberExtensionPlanner`].
 #[derive(Debug, Default)]
 pub struct EmberQueryPlanner;
 
@@ -254,12 +266,8 @@ impl datafusion::execution::context::QueryPlanner for EmberQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn datafusion::catalog::Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![
-            Arc::new(ExchangePlanner),
-            Arc::new(crate::functions::MapPartitionsPlanner),
-            Arc::new(crate::cache::CachePlanner),
-        ])
-        .create_physical_plan(logical_plan, session)
-        .await
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(EmberExtensionPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
     }
 }

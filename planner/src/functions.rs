@@ -380,6 +380,15 @@ impl MapPartitions {
     pub fn input(&self) -> &LogicalPlan {
         &self.input
     }
+
+    /// The physical node, over the planned `input`.
+    pub(crate) fn to_exec(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(MapPartitionsExec::new(
+            input,
+            Arc::clone(&self.function),
+            self.args.clone(),
+        ))
+    }
 }
 
 impl PartialEq for MapPartitions {
@@ -616,35 +625,6 @@ impl ExecutionPlan for MapPartitionsExec {
             Arc::clone(&self.schema),
             output,
         )))
-    }
-}
-
-/// Plans [`MapPartitions`] nodes into [`MapPartitionsExec`]s.
-#[derive(Debug, Default)]
-pub struct MapPartitionsPlanner;
-
-#[async_trait::async_trait]
-impl datafusion::physical_planner::ExtensionPlanner for MapPartitionsPlanner {
-    async fn plan_extension(
-        &self,
-        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
-        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
-        _logical_inputs: &[&LogicalPlan],
-        physical_inputs: &[Arc<dyn ExecutionPlan>],
-        _session: &dyn datafusion::catalog::Session,
-        _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let Some(map) = node.as_any().downcast_ref::<MapPartitions>() else {
-            return Ok(None);
-        };
-        let Some(input) = physical_inputs.first() else {
-            return internal_err!("MapPartitions has one input");
-        };
-        Ok(Some(Arc::new(MapPartitionsExec::new(
-            Arc::clone(input),
-            Arc::clone(&map.function),
-            map.args.clone(),
-        ))))
     }
 }
 

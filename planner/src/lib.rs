@@ -33,16 +33,16 @@ mod semi_filters;
 pub mod shuffle;
 mod stage;
 
-pub use cache::{CacheEntry, CacheLocation, CachePlanner, CacheScanExec, CachedData, CachedPiece};
+pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
 pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use error::{PlannerError, Result};
-pub use exchange::{EmberQueryPlanner, Exchange, ExchangeExec, ExchangePlanner};
+pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};
 pub use functions::{
     BatchFn, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec,
-    MapPartitionsPlanner, PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name,
-    register_batch_fn, register_function, user_fn,
+    PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name, register_batch_fn,
+    register_function, user_fn,
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{

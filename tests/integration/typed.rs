@@ -236,6 +236,17 @@ async fn key_value_operations_match_plain_rust() {
     assert!(by_key.windows(2).all(|w| w[0].0 >= w[1].0));
     assert_eq!(by_key.len(), orders.len());
 
+    let keys = left
+        .keys()
+        .expect("keys")
+        .collect_rows()
+        .await
+        .expect("runs");
+    assert_eq!(
+        sorted(keys),
+        sorted(orders.iter().map(|(k, _)| (*k,)).collect())
+    );
+
     let counts = left.count_by_key().await.expect("count_by_key");
     assert_eq!(counts.len(), 40);
     assert!(counts.values().all(|n| *n == 5));
