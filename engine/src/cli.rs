@@ -1,5 +1,6 @@
-//! The `ember` command line: SQL over files on the embedded cluster, stage graphs, data
-//! sets and example pipelines. Errors print as one line on stderr with a non-zero exit
+//! The `ember` command line: SQL over files on the embedded cluster or a process cluster
+//! (`--scheduler URL`), stage graphs, data sets, example pipelines, and the cluster's
+//! processes (`ember scheduler`, `ember executor`). Errors print as one line on stderr with a non-zero exit
 //! status.
 //!
 //! [`main`] is the whole command, so a user's own binary can be `ember` with its own
@@ -16,14 +17,20 @@
 //! ```
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::datasets::{TpchOptions, generate_tpch};
 use crate::examples::{distributed_sum, matrix_multiply, word_count};
 use crate::pipelines::run_pricing;
+use crate::executors::ShuffleCompression;
+use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
+use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
 use crate::progress::ProgressBar;
+use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
 use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +61,101 @@ enum Command {
     Run(RunArgs),
     /// List the configuration keys that `--conf` accepts.
     Config,
+    /// Run a scheduler process: executors register with it, clients run jobs on it.
+    Scheduler(SchedulerArgs),
+    /// Run an executor process that registers with a scheduler and runs its tasks.
+    Executor(ExecutorArgs),
+}
+
+/// Authentication and TLS options shared by every process and client.
+#[derive(Args, Clone)]
+struct SecurityArgs {
+    /// Shared-secret token that every gRPC and Flight call must carry.
+    #[arg(long, env = "EMBER_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// PEM file of the CA that signed the cluster's certificates (for https:// URLs).
+    #[arg(long, env = "EMBER_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    fn client(&self) -> ClientSecurity {
+        ClientSecurity {
+            token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            ca: self.tls_ca.clone(),
+        }
+    }
+
+    fn server(&self, tls: &ServerTlsArgs) -> ServerSecurity {
+        ServerSecurity {
+            token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            tls: tls.tls_cert.clone().zip(tls.tls_key.clone()),
+        }
+    }
+}
+
+/// The certificate a server presents.
+#[derive(Args, Clone)]
+struct ServerTlsArgs {
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    /// Address to listen on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, default_value = "0.0.0.0:50050")]
+    bind: SocketAddr,
+    /// How concurrent jobs share task slots: fifo or fair.
+    #[arg(long, default_value = "fifo")]
+    policy: Policy,
+    /// Attempts of a task before its job fails.
+    #[arg(long, default_value_t = 4)]
+    max_attempts: usize,
+    /// Seconds without a heartbeat after which an executor is declared lost.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    heartbeat_timeout: f64,
+    /// Seconds a job waits for an executor when none is left, before it fails.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    grace_period: f64,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
+}
+
+#[derive(Args)]
+struct ExecutorArgs {
+    /// The scheduler's URL.
+    #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
+    scheduler: String,
+    /// Address to listen on, for tasks and for shuffle data (port 0 picks a free one).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    bind: SocketAddr,
+    /// The URL others reach this executor at (default: the bound address, with 127.0.0.1
+    /// for 0.0.0.0).
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// Tasks it runs at once (default: number of cores).
+    #[arg(long, value_name = "N")]
+    slots: Option<usize>,
+    /// Root of its shuffle files (default: a new folder in the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    heartbeat_interval: f64,
+    /// Codec of its shuffle files: lz4, zstd or none.
+    #[arg(long, default_value = "lz4")]
+    compression: ShuffleCompression,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 #[derive(Args)]
@@ -67,6 +169,11 @@ struct ClusterArgs {
     /// Any setting as KEY=VALUE (see `ember config`); repeatable.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     conf: Vec<String>,
+    /// Run on the process cluster of this scheduler instead of an embedded one.
+    #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
+    scheduler: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 impl ClusterArgs {
@@ -114,7 +221,7 @@ impl QueryArgs {
     }
 
     async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
-        let (session, bar) = new_session(&self.cluster)?;
+        let (session, bar) = new_session(&self.cluster).await?;
         for table in &self.tables {
             session.register_table(table).await?;
         }
@@ -171,13 +278,6 @@ struct RunArgs {
 
 /// Runs the `ember` command with this process's arguments and returns its exit status.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -189,6 +289,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Cluster processes log what they do (lost executors, recomputed tasks); one-shot
+    // commands only their errors.
+    let default_level = match cli.command {
+        Command::Scheduler(_) | Command::Executor(_) => "info",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -255,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .data
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
-                let (session, bar) = new_session(&args.cluster)?;
+                let (session, bar) = new_session(&args.cluster).await?;
                 let started = std::time::Instant::now();
                 let result = run_pricing(&session, &dir, args.scale_factor).await;
                 finish_progress(bar.as_deref());
@@ -273,7 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             "word-count" => {
-                let (session, bar) = new_session(&args.cluster)?;
+                let (session, bar) = new_session(&args.cluster).await?;
                 let top = word_count(&session, &args.inputs, 20).await;
                 finish_progress(bar.as_deref());
                 let mut out = stdout.lock();
@@ -282,14 +395,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             "distributed-sum" => {
-                let (session, bar) = new_session(&args.cluster)?;
+                let (session, bar) = new_session(&args.cluster).await?;
                 let total = distributed_sum(&session, args.n.unwrap_or(1_000_000)).await;
                 finish_progress(bar.as_deref());
                 writeln!(stdout.lock(), "{}", total?)?;
             }
             "matrix-multiply" => {
                 let n = args.n.unwrap_or(512);
-                let (session, bar) = new_session(&args.cluster)?;
+                let (session, bar) = new_session(&args.cluster).await?;
                 let product = matrix_multiply(&session, n, args.block, args.seed).await;
                 finish_progress(bar.as_deref());
                 let product = product?;
@@ -323,18 +436,116 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
         }
+        Command::Scheduler(args) => run_scheduler(args).await?,
+        Command::Executor(args) => run_executor(args).await?,
     }
     Ok(())
 }
 
-/// A session on the embedded cluster, with a progress bar when stderr is a terminal.
-fn new_session(cluster: &ClusterArgs) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
-    let mut session = Session::new(cluster.config()?)?;
+/// A session on the embedded cluster, or on the process cluster of `--scheduler`, with a
+/// progress bar when stderr is a terminal.
+async fn new_session(
+    cluster: &ClusterArgs,
+) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+    let config = cluster.config()?;
+    let mut session = match &cluster.scheduler {
+        Some(url) => Session::connect_with(url, cluster.security.client(), config).await?,
+        None => Session::new(config)?,
+    };
     let bar = ProgressBar::for_terminal().map(Arc::new);
     if let Some(bar) = &bar {
         session.set_listener(Arc::clone(bar) as Arc<dyn crate::scheduler::JobListener>);
     }
     Ok((session, bar))
+}
+
+fn seconds(value: f64, option: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("invalid setting {option}: expected a positive number of seconds, got {value}"))
+}
+
+async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let config = SchedulerProcessConfig {
+        bind: args.bind,
+        policy: args.policy,
+        scheduler: SchedulerConfig {
+            max_attempts: args.max_attempts.max(1),
+            grace_period: seconds(args.grace_period, "--grace-period")?,
+        },
+        heartbeat_timeout: seconds(args.heartbeat_timeout, "--heartbeat-timeout")?,
+        server: args.security.server(&args.tls),
+        client: args.security.client(),
+    };
+    run_scheduler_process(
+        config,
+        |address| {
+            println!("ember scheduler listening on {address}");
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    let slots = match args.slots {
+        Some(0) => anyhow::bail!("invalid setting --slots: must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+    };
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ember-executor-{}", std::process::id()))
+    });
+    let config = ExecutorProcessConfig {
+        scheduler: args.scheduler.clone(),
+        bind: args.bind,
+        advertise: args.advertise.clone(),
+        slots,
+        work_dir,
+        heartbeat_interval: seconds(args.heartbeat_interval, "--heartbeat-interval")?,
+        connect_timeout: Duration::from_secs(30),
+        compression: args.compression,
+        server: args.security.server(&args.tls),
+        client: args.security.client(),
+        setup: None,
+    };
+    run_executor_process(
+        config,
+        |id, address| {
+            println!("ember executor {id} listening on {address}");
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }
 
 /// Writes a query's rows to stdout.

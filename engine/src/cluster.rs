@@ -1,22 +1,41 @@
-//! [`LocalCluster`]: the embedded cluster, a scheduler and N executors in this process.
+//! The clusters a session runs on: [`LocalCluster`], a scheduler and N executors in this
+//! process (the default), and [`RemoteCluster`], a scheduler process reached over gRPC
+//! whose executors are processes too. [`Cluster`] is either.
 //!
-//! Tasks still travel as serialized plans and shuffle data still goes through files in each
-//! executor's own work directory, exactly as on a cluster of machines.
+//! On the embedded cluster tasks still travel as serialized plans and shuffle data still
+//! goes through files in each executor's own work directory, exactly as on a cluster of
+//! machines; only the calls are in-process.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ember_executors::{Executor, ExecutorConfig};
+use arrow::datatypes::SchemaRef;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use ember_executors::rpc::flight::PeerClients;
+use ember_executors::rpc::proto::scheduler_service_client::SchedulerServiceClient;
+use ember_executors::rpc::proto::{self, Empty};
+use ember_executors::rpc::security::{AddToken, ClientSecurity};
+use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
+use ember_executors::{Executor, ExecutorConfig, ShuffleLocation, read_job_output};
+use futures::StreamExt;
 use tempfile::TempDir;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use crate::config::EmberConfig;
 use crate::error::{EmberError, Result};
-use crate::scheduler::{ExecutorClient, Scheduler};
+use crate::scheduler::{
+    ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome, JobSpec,
+    Scheduler, SchedulerConfig,
+};
 
 /// A scheduler and its executors, all in this process.
 pub struct LocalCluster {
     executors: Vec<Arc<Executor>>,
     scheduler: Scheduler,
+    /// Reads final output (all local here).
+    peers: Arc<PeerClients>,
     /// The temporary root of the work directories, removed with the cluster.
     _temp_root: Option<TempDir>,
 }
@@ -48,18 +67,26 @@ impl LocalCluster {
                     work_dir: executor_dir(&root, i),
                     slots: config.slots,
                     compression: config.compression,
+                    security: ClientSecurity::default(),
                 })
                 .map(Arc::new)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let clients = executors
-            .iter()
-            .map(|e| Arc::new(Arc::clone(e)) as Arc<dyn ExecutorClient>)
-            .collect();
-        let scheduler = Scheduler::new(clients, config.max_attempts)?;
+        let pool = Arc::new(ExecutorPool::new(config.policy));
+        for executor in &executors {
+            pool.add(Arc::new(Arc::clone(executor)) as Arc<dyn ExecutorClient>);
+        }
+        let scheduler = Scheduler::new(
+            pool,
+            SchedulerConfig {
+                max_attempts: config.max_attempts,
+                ..SchedulerConfig::default()
+            },
+        );
         Ok(Self {
             executors,
             scheduler,
+            peers: Arc::new(PeerClients::new(ClientSecurity::default())),
             _temp_root: temp_root,
         })
     }
@@ -75,6 +102,229 @@ impl LocalCluster {
     }
 }
 
-fn executor_dir(root: &std::path::Path, index: usize) -> PathBuf {
+fn executor_dir(root: &Path, index: usize) -> PathBuf {
     root.join(format!("executor-{index}"))
+}
+
+type SchedulerClient = SchedulerServiceClient<InterceptedService<Channel, AddToken>>;
+
+/// A scheduler process and its executors, reached over the network.
+pub struct RemoteCluster {
+    url: String,
+    client: SchedulerClient,
+    /// Connections to executors, to fetch final results over Flight.
+    peers: Arc<PeerClients>,
+}
+
+impl RemoteCluster {
+    /// Connects to the scheduler at `url` and checks that it accepts this client.
+    pub async fn connect(url: &str, security: ClientSecurity) -> Result<Self> {
+        let unreachable = |message: String| EmberError::Cluster {
+            message: format!("cannot reach the scheduler at {url}: {message}"),
+        };
+        let channel = security
+            .connect(url)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let client = SchedulerServiceClient::with_interceptor(channel, security.interceptor()?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let cluster = Self {
+            url: url.to_string(),
+            client,
+            peers: Arc::new(PeerClients::new(security)),
+        };
+        cluster.executors().await?;
+        Ok(cluster)
+    }
+
+    fn status(&self, status: tonic::Status) -> EmberError {
+        EmberError::Cluster {
+            message: format!(
+                "the scheduler at {} answered: {} ({:?})",
+                self.url,
+                status.message(),
+                status.code()
+            ),
+        }
+    }
+
+    /// The executors registered now.
+    pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
+        let state = self
+            .client
+            .clone()
+            .cluster_state(Empty {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        Ok(state
+            .executors
+            .into_iter()
+            .map(|e| ExecutorStatus {
+                id: e.executor_id,
+                address: Some(e.address),
+                slots: e.slots as usize,
+                free: e.free_slots as usize,
+            })
+            .collect())
+    }
+
+    /// Map tasks the scheduler recomputed after executor losses (`job/stage.partition`).
+    pub async fn recomputed(&self) -> Result<Vec<String>> {
+        Ok(self
+            .client
+            .clone()
+            .cluster_state(Empty {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner()
+            .recomputed)
+    }
+
+    async fn run_job(&self, job: &JobSpec, listener: Option<&dyn JobListener>) -> Result<JobOutcome> {
+        let mut updates = self
+            .client
+            .clone()
+            .run_job(proto::JobSpec::from(job))
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        while let Some(update) = updates.next().await {
+            let update = update.map_err(|s| self.status(s))?;
+            match update.update {
+                Some(proto::job_update::Update::EventJson(json)) => {
+                    if let (Some(listener), Ok(event)) =
+                        (listener, serde_json::from_str::<JobEvent>(&json))
+                    {
+                        listener.on_event(&event);
+                    }
+                }
+                Some(proto::job_update::Update::Result(result)) => {
+                    return JobOutcome::try_from(result);
+                }
+                Some(proto::job_update::Update::Error(message)) => {
+                    return Err(EmberError::Cluster { message });
+                }
+                None => {}
+            }
+        }
+        Err(EmberError::Cluster {
+            message: format!(
+                "the scheduler at {} ended job {} without a result",
+                self.url, job.job_id
+            ),
+        })
+    }
+}
+
+/// The cluster a session runs its jobs on.
+pub enum Cluster {
+    /// Scheduler and executors in this process.
+    Local(LocalCluster),
+    /// A scheduler process and executor processes.
+    Remote(RemoteCluster),
+}
+
+impl Cluster {
+    /// The executors in this process (none for a remote cluster).
+    pub fn local_executors(&self) -> &[Arc<Executor>] {
+        match self {
+            Cluster::Local(local) => local.executors(),
+            Cluster::Remote(_) => &[],
+        }
+    }
+
+    /// Runs `job` to its end.
+    pub async fn run_job(
+        &self,
+        job: &JobSpec,
+        listener: Option<&dyn JobListener>,
+    ) -> Result<JobOutcome> {
+        match self {
+            Cluster::Local(local) => local.scheduler.run_job(job, listener).await,
+            Cluster::Remote(remote) => remote.run_job(job, listener).await,
+        }
+    }
+
+    /// Deletes a job's files on every executor.
+    pub async fn remove_job(&self, job_id: &str) -> Result<()> {
+        match self {
+            Cluster::Local(local) => local.scheduler.remove_job(job_id).await,
+            Cluster::Remote(remote) => remote
+                .client
+                .clone()
+                .remove_job(proto::RemoveJobRequest {
+                    job_id: job_id.to_string(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| remote.status(s)),
+        }
+    }
+
+    /// Deletes the files of one stage of a job on every executor.
+    pub async fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        match self {
+            Cluster::Local(local) => local.scheduler.remove_stage(job_id, stage_id).await,
+            Cluster::Remote(remote) => remote
+                .client
+                .clone()
+                .remove_stage(proto::RemoveStageRequest {
+                    job_id: job_id.to_string(),
+                    stage_id: stage_id as u64,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| remote.status(s)),
+        }
+    }
+
+    /// Ships a broadcast variable to every executor.
+    pub async fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<()> {
+        match self {
+            Cluster::Local(local) => local.scheduler.put_broadcast(name, bytes).await,
+            Cluster::Remote(remote) => remote
+                .client
+                .clone()
+                .put_broadcast(proto::Broadcast {
+                    name: name.to_string(),
+                    value: bytes.to_vec(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| remote.status(s)),
+        }
+    }
+
+    /// Whether executor `executor_id` is alive and holds `path`.
+    pub async fn holds(&self, executor_id: &str, path: &Path) -> bool {
+        match self {
+            Cluster::Local(local) => local.scheduler.holds(executor_id, path).await,
+            Cluster::Remote(remote) => remote
+                .client
+                .clone()
+                .holds(proto::HoldsRequest {
+                    executor_id: executor_id.to_string(),
+                    path: path.to_string_lossy().into_owned(),
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().holds),
+        }
+    }
+
+    /// Streams a finished job's final output, in the order of `locations`.
+    pub fn read_output(
+        &self,
+        schema: SchemaRef,
+        job_id: &str,
+        locations: &[ShuffleLocation],
+        addresses: HashMap<String, String>,
+    ) -> SendableRecordBatchStream {
+        let peers = match self {
+            Cluster::Local(local) => Arc::clone(&local.peers),
+            Cluster::Remote(remote) => Arc::clone(&remote.peers),
+        };
+        read_job_output(schema, job_id, locations, addresses, peers)
+    }
 }

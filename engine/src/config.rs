@@ -10,6 +10,7 @@ use ember_executors::ShuffleCompression;
 
 use crate::config_err;
 use crate::error::Result;
+use crate::scheduler::Policy;
 
 /// One documented setting.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         kind: "integer >= 1",
         default: "4",
         description: "Attempts of a task before its job fails with the task's error.",
+    },
+    ConfigEntry {
+        key: "ember.scheduler.policy",
+        kind: "fifo | fair",
+        default: "fifo",
+        description: "How concurrent jobs share task slots: the first submitted first, or the job with the fewest running tasks.",
     },
     ConfigEntry {
         key: "ember.shuffle.compression",
@@ -112,6 +119,8 @@ pub struct EmberConfig {
     pub slots: usize,
     /// `ember.task.max_attempts`.
     pub max_attempts: usize,
+    /// `ember.scheduler.policy`.
+    pub policy: Policy,
     /// `ember.shuffle.compression`.
     pub compression: ShuffleCompression,
     /// `ember.work_dir`; `None` for a fresh temporary folder.
@@ -128,6 +137,7 @@ impl Default for EmberConfig {
                 .unwrap_or(1),
             slots: 1,
             max_attempts: 4,
+            policy: Policy::default(),
             compression: ShuffleCompression::default(),
             work_dir: None,
             datafusion: Vec::new(),
@@ -142,6 +152,12 @@ impl EmberConfig {
             "ember.executors" => self.executors = parse_positive(key, value)?,
             "ember.executor.slots" => self.slots = parse_positive(key, value)?,
             "ember.task.max_attempts" => self.max_attempts = parse_positive(key, value)?,
+            "ember.scheduler.policy" => {
+                self.policy = match value.parse() {
+                    Ok(p) => p,
+                    Err(message) => config_err!(key, "{message}"),
+                }
+            }
             "ember.shuffle.compression" => {
                 self.compression = match value.parse() {
                     Ok(c) => c,

@@ -314,9 +314,9 @@ impl<'s> Dataset<'s> {
     }
 
     /// Drops the kept partitions of a cached dataset from the executors.
-    pub fn unpersist(&self) {
+    pub async fn unpersist(&self) {
         if let Some(entry) = self.cache_entry() {
-            self.session.drop_cache(&entry);
+            self.session.drop_cache(&entry).await;
         }
     }
 

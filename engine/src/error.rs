@@ -58,6 +58,23 @@ pub enum EmberError {
         /// What went wrong.
         message: String,
     },
+    /// Every executor was lost and none registered within the grace period.
+    #[error(
+        "job {job_id} failed: no executors left; it waited {}s (the grace period) and none registered",
+        waited.as_secs_f64()
+    )]
+    NoExecutorsLeft {
+        /// The job.
+        job_id: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// The scheduler of a process cluster reported an error, or could not be reached.
+    #[error("{message}")]
+    Cluster {
+        /// What went wrong, as the scheduler (or the connection) said.
+        message: String,
+    },
     /// The cluster has no executor to run tasks on.
     #[error("the cluster has no executors")]
     NoExecutors,

@@ -44,7 +44,7 @@ mod shared;
 pub mod tables;
 pub mod typed;
 
-pub use cluster::LocalCluster;
+pub use cluster::{Cluster, LocalCluster, RemoteCluster};
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
 pub use ember_planner::{AccumulatorValue, register_batch_fn};

@@ -15,14 +15,14 @@ use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
-use ember_executors::read_locations;
+use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
 use ember_planner::{
     AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
     StageGraph, cut_stages,
 };
 use futures::future::BoxFuture;
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{Cluster, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
@@ -57,11 +57,13 @@ impl QueryResult {
 /// A connection to an Ember cluster: tables, functions, settings, and the cluster itself.
 pub struct Session {
     ctx: SessionContext,
-    cluster: LocalCluster,
+    cluster: Cluster,
     config: EmberConfig,
     listener: Option<Arc<dyn JobListener>>,
     /// What user functions added to each accumulator, over the session's jobs.
     accumulators: Mutex<HashMap<String, AccumulatorValue>>,
+    /// Broadcast variables not yet shipped to the executors (sent before the next job).
+    pending_broadcasts: Mutex<Vec<(String, Arc<[u8]>)>>,
 }
 
 static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
@@ -79,6 +81,38 @@ impl Session {
 
     /// A session on a new embedded cluster set up by `config`.
     pub fn new(config: EmberConfig) -> Result<Self> {
+        let cluster = Cluster::Local(LocalCluster::start(&config)?);
+        Self::on_cluster(cluster, config)
+    }
+
+    /// A session on the process cluster whose scheduler listens at `url`
+    /// (`http://host:50050`, or `https://` with TLS). The token comes from
+    /// `EMBER_AUTH_TOKEN` and the CA that signed the cluster's certificates from
+    /// `EMBER_TLS_CA`, when set. Plans are cut into as many partitions as the cluster has
+    /// task slots now.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let security = ClientSecurity {
+            token: std::env::var(AUTH_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+            ca: std::env::var_os("EMBER_TLS_CA").map(std::path::PathBuf::from),
+        };
+        Self::connect_with(url, security, EmberConfig::default()).await
+    }
+
+    /// [`Session::connect`] with an explicit token and CA, and settings.
+    pub async fn connect_with(
+        url: &str,
+        security: ClientSecurity,
+        mut config: EmberConfig,
+    ) -> Result<Self> {
+        let remote = RemoteCluster::connect(url, security).await?;
+        let executors = remote.executors().await?;
+        let slots: usize = executors.iter().map(|e| e.slots).sum();
+        config.executors = executors.len().max(1);
+        config.slots = slots.div_ceil(config.executors).max(1);
+        Self::on_cluster(Cluster::Remote(remote), config)
+    }
+
+    fn on_cluster(cluster: Cluster, config: EmberConfig) -> Result<Self> {
         let mut df_config = SessionConfig::new();
         for (key, value) in config.datafusion_settings() {
             df_config
@@ -89,7 +123,6 @@ impl Session {
                     message: e.to_string(),
                 })?;
         }
-        let cluster = LocalCluster::start(&config)?;
         let state = SessionStateBuilder::new()
             .with_config(df_config)
             .with_default_features()
@@ -101,6 +134,7 @@ impl Session {
             config,
             listener: None,
             accumulators: Mutex::new(HashMap::new()),
+            pending_broadcasts: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,8 +149,15 @@ impl Session {
     }
 
     /// The cluster.
-    pub fn cluster(&self) -> &LocalCluster {
+    pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Queues a broadcast variable for the executors; it is shipped before the next job.
+    pub(crate) fn queue_broadcast(&self, name: &str, bytes: Arc<[u8]>) {
+        let mut pending = lock(&self.pending_broadcasts);
+        pending.retain(|(n, _)| n != name);
+        pending.push((name.to_string(), bytes));
     }
 
     /// Sends the events of every later job to `listener`.
@@ -131,7 +172,7 @@ impl Session {
 
     /// Registers a scalar function for planning and on every executor.
     pub fn register_udf(&self, udf: ScalarUDF) {
-        for executor in self.cluster.executors() {
+        for executor in self.cluster.local_executors() {
             executor.register_udf(udf.clone());
         }
         self.ctx.register_udf(udf);
@@ -139,7 +180,7 @@ impl Session {
 
     /// Registers an aggregate function for planning and on every executor.
     pub fn register_udaf(&self, udaf: AggregateUDF) {
-        for executor in self.cluster.executors() {
+        for executor in self.cluster.local_executors() {
             executor.register_udaf(udaf.clone());
         }
         self.ctx.register_udaf(udaf);
@@ -147,7 +188,7 @@ impl Session {
 
     /// Registers a window function for planning and on every executor.
     pub fn register_udwf(&self, udwf: WindowUDF) {
-        for executor in self.cluster.executors() {
+        for executor in self.cluster.local_executors() {
             executor.register_udwf(udwf.clone());
         }
         self.ctx.register_udwf(udwf);
@@ -279,8 +320,12 @@ impl Session {
             Ok(finished) => {
                 let mut pieces = finished.outcome.final_output;
                 pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
-                let paths = pieces.into_iter().map(|l| l.path).collect();
-                let stream = read_locations(Arc::clone(&schema), paths);
+                let stream = self.cluster.read_output(
+                    Arc::clone(&schema),
+                    &job_id,
+                    &pieces,
+                    finished.outcome.addresses,
+                );
                 datafusion::physical_plan::common::collect(stream)
                     .await
                     .map(|batches| QueryResult {
@@ -292,7 +337,7 @@ impl Session {
             }
             Err(e) => Err(e),
         };
-        self.remove_job_files(&job_id);
+        self.remove_job_files(&job_id).await;
         result
     }
 
@@ -302,14 +347,13 @@ impl Session {
         let graph = cut_stages(plan)?;
         let final_stage = graph.final_stage().id();
         let final_partitions = graph.final_stage().output().partition_count();
-        let job = JobSpec {
-            job_id: job_id.to_string(),
-            graph,
-            settings: self.task_settings(),
-        };
+        let job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
+        let pending = std::mem::take(&mut *lock(&self.pending_broadcasts));
+        for (name, bytes) in pending {
+            self.cluster.put_broadcast(&name, bytes).await?;
+        }
         let outcome = self
             .cluster
-            .scheduler()
             .run_job(&job, self.listener.as_deref())
             .await?;
         let mut totals = lock(&self.accumulators);
@@ -326,8 +370,8 @@ impl Session {
         })
     }
 
-    fn remove_job_files(&self, job_id: &str) {
-        if let Err(e) = self.cluster.scheduler().remove_job(job_id) {
+    async fn remove_job_files(&self, job_id: &str) {
+        if let Err(e) = self.cluster.remove_job(job_id).await {
             // The result stands; the leftover files are the cluster's to reclaim.
             tracing::warn!(job = %job_id, "removing the job's shuffle files failed: {e}");
         }
@@ -374,7 +418,11 @@ impl Session {
     fn materialize(&self, entry: Arc<CacheEntry>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if let Some(location) = entry.location() {
-                if location.pieces.iter().all(|piece| self.holds(piece)) {
+                let mut all_held = true;
+                for piece in location.pieces.iter() {
+                    all_held &= self.cluster.holds(&piece.executor_id, &piece.path).await;
+                }
+                if all_held {
                     return Ok(());
                 }
                 tracing::warn!(
@@ -383,7 +431,7 @@ impl Session {
                      the dataset's lineage"
                 );
                 entry.clear_location();
-                self.remove_job_files(&location.job_id);
+                self.remove_job_files(&location.job_id).await;
             }
             self.prepare_caches(entry.lineage()).await?;
             let physical = self.physical_plan(entry.lineage().clone()).await?;
@@ -391,12 +439,12 @@ impl Session {
             let finished = match self.run_job(physical, &job_id).await {
                 Ok(finished) => finished,
                 Err(e) => {
-                    self.remove_job_files(&job_id);
+                    self.remove_job_files(&job_id).await;
                     return Err(e);
                 }
             };
             for stage in 0..finished.final_stage {
-                if let Err(e) = self.cluster.scheduler().remove_stage(&job_id, stage) {
+                if let Err(e) = self.cluster.remove_stage(&job_id, stage).await {
                     tracing::warn!(job = %job_id, stage, "removing a cache's shuffle files failed: {e}");
                 }
             }
@@ -421,19 +469,10 @@ impl Session {
     }
 
     /// Drops a cache's files from the executors; a later action recomputes it.
-    pub(crate) fn drop_cache(&self, entry: &CacheEntry) {
+    pub(crate) async fn drop_cache(&self, entry: &CacheEntry) {
         if let Some(location) = entry.clear_location() {
-            self.remove_job_files(&location.job_id);
+            self.remove_job_files(&location.job_id).await;
         }
-    }
-
-    /// Whether the executor named in `piece` still holds its file.
-    fn holds(&self, piece: &CachedPiece) -> bool {
-        self.cluster
-            .scheduler()
-            .executors()
-            .iter()
-            .any(|e| e.id() == piece.executor_id && e.holds(&piece.path))
     }
 }
 

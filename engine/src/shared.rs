@@ -113,7 +113,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Broadcast<T> {
 }
 
 impl Session {
-    /// Ships `value` to every executor as the broadcast variable `name` (replacing an
+    /// Ships `value` to every executor (before the next job runs) as the broadcast variable `name` (replacing an
     /// earlier one of that name); user functions read it with [`Broadcast::value`]. A small
     /// dataset is broadcast as the `Vec` of its rows (`typed.collect_rows()`).
     pub fn broadcast<T: Serialize>(&self, name: &str, value: &T) -> Result<Broadcast<T>> {
@@ -123,9 +123,7 @@ impl Session {
                 message: format!("'{name}' cannot be serialized: {e}"),
             })?
             .into();
-        for executor in self.cluster().scheduler().executors() {
-            executor.put_broadcast(name, Arc::clone(&bytes))?;
-        }
+        self.queue_broadcast(name, bytes);
         Ok(Broadcast::named(name))
     }
 

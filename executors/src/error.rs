@@ -44,15 +44,58 @@ pub enum ExecutorError {
     /// The task's plan failed while running.
     #[error("{0}")]
     Execution(#[from] DataFusionError),
+    /// The task could not fetch shuffle data that another executor holds.
+    #[error("fetching shuffle data from executor {executor_id} failed: {message}")]
+    FetchFailed {
+        /// The executor that should have served the data.
+        executor_id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A server could not be reached.
+    #[error("cannot reach {address}: {message}")]
+    Unreachable {
+        /// Its URL.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The executor that ran the task stopped answering (it was killed or cut off).
+    #[error("executor {executor_id} was lost: {message}")]
+    Lost {
+        /// The executor.
+        executor_id: String,
+        /// What the scheduler saw.
+        message: String,
+    },
+    /// A task failed on a remote executor in a way that has no closer variant here.
+    #[error("{message}")]
+    Remote {
+        /// The error, as the executor reported it.
+        message: String,
+        /// Whether trying again may help.
+        retryable: bool,
+    },
+    /// A gRPC call was refused or failed.
+    #[error("{}", rpc_message(.0))]
+    Rpc(#[from] tonic::Status),
+}
+
+/// A gRPC status as one line: "wrong auth token (unauthenticated)".
+fn rpc_message(status: &tonic::Status) -> String {
+    format!("{} ({:?})", status.message(), status.code())
 }
 
 impl ExecutorError {
     /// Whether running the task again may succeed. Malformed input, an undecodable plan
     /// and a bad setting fail the same way every time.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            ExecutorError::Input { .. } | ExecutorError::Plan(_) | ExecutorError::Config { .. }
-        )
+        match self {
+            ExecutorError::Input { .. } | ExecutorError::Plan(_) | ExecutorError::Config { .. } => {
+                false
+            }
+            ExecutorError::Remote { retryable, .. } => *retryable,
+            _ => true,
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! [`Executor`]: runs tasks. It decodes a task's stage plan, runs the task's partition with a
 //! [`LocalShuffle`] installed, and reports where the output went.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
@@ -15,7 +16,10 @@ use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
-use crate::shuffle::{LocalShuffle, ShuffleCompression};
+use crate::rpc::flight::PeerClients;
+use crate::rpc::proto::ShuffleTicket;
+use crate::rpc::security::ClientSecurity;
+use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure};
 use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
 /// How an executor is set up.
@@ -29,6 +33,8 @@ pub struct ExecutorConfig {
     pub slots: usize,
     /// Codec of the shuffle files it writes.
     pub compression: ShuffleCompression,
+    /// How it authenticates to other executors when it fetches their shuffle data.
+    pub security: ClientSecurity,
 }
 
 /// A worker that runs tasks and keeps their shuffle output until the job ends.
@@ -39,6 +45,10 @@ pub struct Executor {
     functions: SessionContext,
     /// The broadcast variables shipped to this executor, readable by user functions.
     broadcasts: Arc<BroadcastStore>,
+    /// Connections to the executors whose shuffle data its tasks fetch.
+    peers: Arc<PeerClients>,
+    /// The jobs it ran tasks of: the only jobs whose files a Flight ticket may name.
+    jobs: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -64,9 +74,11 @@ impl Executor {
             });
         }
         Ok(Self {
+            peers: Arc::new(PeerClients::new(config.security.clone())),
             config,
             functions: SessionContext::new(),
             broadcasts: Arc::default(),
+            jobs: Mutex::new(HashSet::new()),
         })
     }
 
@@ -78,6 +90,11 @@ impl Executor {
     /// Tasks it runs at once.
     pub fn slots(&self) -> usize {
         self.config.slots
+    }
+
+    /// The codec of the shuffle files it writes.
+    pub fn compression(&self) -> ShuffleCompression {
+        self.config.compression
     }
 
     /// The root of its work directory.
@@ -107,8 +124,19 @@ impl Executor {
             .job_dir(&task.job_id)
             .join(format!("stage-{}", task.stage_id))
             .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
-        let shuffle =
-            LocalShuffle::new(task_dir, Arc::clone(&task.inputs), self.config.compression);
+        lock(&self.jobs).insert(task.job_id.clone());
+        let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
+            own_id: self.config.id.clone(),
+            job_id: task.job_id.clone(),
+            peers: Arc::clone(&task.peers),
+            clients: Arc::clone(&self.peers),
+        });
+        let shuffle = LocalShuffle::new(
+            task_dir,
+            Arc::clone(&task.inputs),
+            self.config.compression,
+            remote,
+        );
 
         let mut config = SessionConfig::new();
         for (key, value) in task.settings.iter() {
@@ -133,9 +161,13 @@ impl Executor {
             let stream = plan.execute(task.partition, Arc::new(context))?;
             collect(stream).await
         };
-        let summary = run
-            .await
-            .map_err(|e| explain_task_failure(e, &plan, task.partition))?;
+        let summary = run.await.map_err(|e| match fetch_failure(&e) {
+            Some((executor_id, message)) => ExecutorError::FetchFailed {
+                executor_id,
+                message,
+            },
+            None => explain_task_failure(e, &plan, task.partition),
+        })?;
 
         let mut locations = Vec::new();
         for batch in &summary {
@@ -150,6 +182,7 @@ impl Executor {
                 locations.push(ShuffleLocation {
                     stage_id: task.stage_id,
                     map_partition: task.partition,
+                    attempt: task.attempt,
                     output_partition: partitions.value(i) as usize,
                     executor_id: self.config.id.clone(),
                     path: PathBuf::from(paths.value(i)),
@@ -193,7 +226,37 @@ impl Executor {
 
     /// Deletes a finished job's shuffle files.
     pub fn remove_job(&self, job_id: &str) -> Result<()> {
+        lock(&self.jobs).remove(job_id);
         remove_dir(self.job_dir(job_id))
+    }
+
+    /// The file a Flight ticket names, if the ticket is one this executor may serve: a job
+    /// it ran, named by a plain id, so that the path stays inside the work directory.
+    pub fn shuffle_file(&self, ticket: &ShuffleTicket) -> std::result::Result<PathBuf, String> {
+        let job = ticket.job_id.as_str();
+        let plain = !job.is_empty()
+            && !job.starts_with('.')
+            && job
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return Err(format!("the ticket's job id {job:?} is not a plain name"));
+        }
+        if !lock(&self.jobs).contains(job) {
+            return Err(format!("executor {} ran no job {job:?}", self.config.id));
+        }
+        let path = self
+            .job_dir(job)
+            .join(format!("stage-{}", ticket.stage_id))
+            .join(format!(
+                "map-{}-attempt-{}",
+                ticket.map_partition, ticket.attempt
+            ))
+            .join(format!("part-{}.arrow", ticket.output_partition));
+        if !path.starts_with(&self.config.work_dir) {
+            return Err("the ticket names a path outside the work directory".into());
+        }
+        Ok(path)
     }
 }
 
@@ -207,5 +270,13 @@ fn remove_dir(dir: PathBuf) -> Result<()> {
             path: dir,
             source,
         }),
+    }
+}
+
+/// Locks a mutex, taking over a poisoned one (the data stay consistent: plain sets).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

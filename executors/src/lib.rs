@@ -11,10 +11,11 @@
 mod error;
 mod executor;
 mod input_errors;
+pub mod rpc;
 pub mod shuffle;
 mod task;
 
 pub use error::{ExecutorError, Result};
 pub use executor::{Executor, ExecutorConfig};
-pub use shuffle::{LocalShuffle, ShuffleCompression, read_locations};
+pub use shuffle::{LocalShuffle, ShuffleCompression, read_job_output, read_locations};
 pub use task::{ShuffleLocation, TaskDefinition, TaskOutput};

@@ -1,6 +1,7 @@
 //! What travels between the scheduler and an executor: [`TaskDefinition`] in,
 //! [`TaskOutput`] out, and the [`ShuffleLocation`]s that connect one stage to the next.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub struct ShuffleLocation {
     pub stage_id: usize,
     /// The map task (partition of that stage) that wrote it.
     pub map_partition: usize,
+    /// The attempt of that map task that wrote it.
+    pub attempt: usize,
     /// The partition of the readers that it belongs to.
     pub output_partition: usize,
     /// The executor that holds the file.
@@ -45,6 +48,10 @@ pub struct TaskDefinition {
     pub inputs: Arc<Vec<ShuffleLocation>>,
     /// DataFusion settings (`datafusion.execution.batch_size`, ...) to run the plan with.
     pub settings: Arc<Vec<(String, String)>>,
+    /// The address (URL) of every other executor holding an input, by executor id. An
+    /// input held by an executor not named here is read from its path directly (the
+    /// embedded cluster, where all executors share one file system).
+    pub peers: Arc<HashMap<String, String>>,
 }
 
 impl TaskDefinition {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use datafusion::error::{DataFusionError, Result};
 
 /// The value of an accumulator: a 64-bit integer counter or a floating-point sum.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AccumulatorValue {
     /// An integer count or sum.
     Long(i64),

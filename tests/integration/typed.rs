@@ -393,7 +393,7 @@ async fn a_cached_dataset_is_computed_once_and_recomputed_when_lost() {
     assert_eq!(entry.materializations(), 2);
     assert_eq!(calls.value(&session), 6_000);
 
-    cached.dataset().unpersist();
+    cached.dataset().unpersist().await;
     assert!(entry.location().is_none());
 }
 

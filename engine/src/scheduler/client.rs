@@ -1,8 +1,9 @@
 //! [`ExecutorClient`]: how the scheduler reaches an executor. The embedded cluster calls
-//! its executors directly; the task still travels as a [`TaskDefinition`] with a serialized
-//! plan.
+//! its executors directly; a process cluster calls them over gRPC
+//! ([`RemoteExecutor`](super::remote::RemoteExecutor)). Either way the task travels as a
+//! [`TaskDefinition`] with a serialized plan.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ember_executors::{Executor, ExecutorError, TaskDefinition, TaskOutput};
@@ -14,17 +15,30 @@ pub trait ExecutorClient: Send + Sync {
     fn id(&self) -> &str;
     /// Tasks it runs at once.
     fn slots(&self) -> usize;
-    /// Runs `task` and reports its output.
+    /// Where other processes reach it (`None` for an executor in this process).
+    fn address(&self) -> Option<&str> {
+        None
+    }
+    /// Runs `task` and reports its output. [`ExecutorError::Lost`] means the executor could
+    /// not be reached.
     fn launch(&self, task: TaskDefinition)
     -> BoxFuture<'static, Result<TaskOutput, ExecutorError>>;
     /// Drops the shuffle files of a finished job.
-    fn remove_job(&self, job_id: &str) -> Result<(), ExecutorError>;
+    fn remove_job(&self, job_id: &str) -> BoxFuture<'static, Result<(), ExecutorError>>;
     /// Drops the files of one stage of a job.
-    fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<(), ExecutorError>;
+    fn remove_stage(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>>;
     /// Stores a broadcast variable for the user functions of later tasks.
-    fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<(), ExecutorError>;
+    fn put_broadcast(
+        &self,
+        name: &str,
+        bytes: Arc<[u8]>,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>>;
     /// Whether the executor still holds the file `path` (a cached partition).
-    fn holds(&self, path: &Path) -> bool;
+    fn holds(&self, path: &Path) -> BoxFuture<'static, bool>;
 }
 
 impl ExecutorClient for Arc<Executor> {
@@ -44,20 +58,92 @@ impl ExecutorClient for Arc<Executor> {
         Box::pin(async move { executor.run_task(task).await })
     }
 
-    fn remove_job(&self, job_id: &str) -> Result<(), ExecutorError> {
-        Executor::remove_job(self, job_id)
+    fn remove_job(&self, job_id: &str) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let result = Executor::remove_job(self, job_id);
+        Box::pin(async move { result })
     }
 
-    fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<(), ExecutorError> {
-        Executor::remove_stage(self, job_id, stage_id)
+    fn remove_stage(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let result = Executor::remove_stage(self, job_id, stage_id);
+        Box::pin(async move { result })
     }
 
-    fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<(), ExecutorError> {
+    fn put_broadcast(
+        &self,
+        name: &str,
+        bytes: Arc<[u8]>,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
         Executor::put_broadcast(self, name, bytes);
-        Ok(())
+        Box::pin(async { Ok(()) })
     }
 
-    fn holds(&self, path: &Path) -> bool {
-        Executor::holds(self, path)
+    fn holds(&self, path: &Path) -> BoxFuture<'static, bool> {
+        let path: PathBuf = path.to_path_buf();
+        let executor = Arc::clone(self);
+        Box::pin(async move { Executor::holds(&executor, &path) })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An executor that runs nothing, for the pool's tests.
+    pub(crate) struct FakeExecutor {
+        id: String,
+        slots: usize,
+    }
+
+    impl FakeExecutor {
+        pub(crate) fn new(id: &str, slots: usize) -> Self {
+            Self {
+                id: id.to_string(),
+                slots,
+            }
+        }
+    }
+
+    impl ExecutorClient for FakeExecutor {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn slots(&self) -> usize {
+            self.slots
+        }
+        fn launch(
+            &self,
+            _task: TaskDefinition,
+        ) -> BoxFuture<'static, Result<TaskOutput, ExecutorError>> {
+            Box::pin(async {
+                Err(ExecutorError::Remote {
+                    message: "a fake executor runs nothing".into(),
+                    retryable: false,
+                })
+            })
+        }
+        fn remove_job(&self, _job_id: &str) -> BoxFuture<'static, Result<(), ExecutorError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn remove_stage(
+            &self,
+            _job_id: &str,
+            _stage_id: usize,
+        ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn put_broadcast(
+            &self,
+            _name: &str,
+            _bytes: Arc<[u8]>,
+        ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn holds(&self, _path: &Path) -> BoxFuture<'static, bool> {
+            Box::pin(async { false })
+        }
     }
 }

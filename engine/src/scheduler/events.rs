@@ -2,7 +2,7 @@
 //! receives them (the command line's progress bar is one).
 
 /// Something that happened in a running job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum JobEvent {
     /// The job was submitted.
     JobStarted {

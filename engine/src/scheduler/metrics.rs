@@ -6,7 +6,7 @@ use ember_planner::AccumulatorValue;
 use std::time::Duration;
 
 /// One successful task attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
     /// The task's stage.
     pub stage_id: usize,
@@ -25,7 +25,7 @@ pub struct TaskRecord {
 }
 
 /// One failed task attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FailedAttempt {
     /// The task's stage.
     pub stage_id: usize,
@@ -39,8 +39,19 @@ pub struct FailedAttempt {
     pub error: String,
 }
 
+/// A finished map task that ran again because its output was lost with its executor.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RecomputedTask {
+    /// The task's stage.
+    pub stage_id: usize,
+    /// The task's partition.
+    pub partition: usize,
+    /// The executor that was lost.
+    pub lost_executor: String,
+}
+
 /// The shape of one stage, as run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageSummary {
     /// The stage.
     pub stage_id: usize,
@@ -49,11 +60,11 @@ pub struct StageSummary {
     /// The stages it read.
     pub inputs: Vec<usize>,
     /// How it spread its output (`hash`, `round-robin`, `single`, `preserve`).
-    pub output: &'static str,
+    pub output: String,
 }
 
 /// Everything recorded about one job.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct JobMetrics {
     /// The job's id.
     pub job_id: String,
@@ -65,6 +76,8 @@ pub struct JobMetrics {
     pub failures: Vec<FailedAttempt>,
     /// Wall time of the job's tasks, from submission to the last task.
     pub elapsed: Duration,
+    /// Map tasks run again because the executor holding their output was lost.
+    pub recomputed: Vec<RecomputedTask>,
     /// What user functions added to each accumulator, counting only the successful
     /// attempt of each task.
     pub accumulators: HashMap<String, AccumulatorValue>,

@@ -1,37 +1,106 @@
-//! The scheduler: runs a [`StageGraph`] on a set of executors.
+//! The scheduler: runs jobs (a [`JobSpec`]: encoded stage plans and how they connect) on
+//! the executors of an [`ExecutorPool`].
 //!
 //! A stage is submitted when every stage it reads is complete; its tasks (one per
-//! partition) go to the executor with the most free slots. A failed task is tried again,
-//! on another executor when there is one, up to `ember.task.max_attempts` times; then the
-//! job fails with the task's error and its running tasks are cancelled.
+//! partition) go where the pool finds a free slot, preferring the executor that holds most
+//! of the task's input. A failed task is tried again, on another executor when there is
+//! one, up to `max_attempts` times; then the job fails. When an executor is lost, its
+//! running tasks run again elsewhere and the map outputs it held are recomputed (only
+//! those, and only where a later stage still needs them) before the stages that read them
+//! go on. With no executor left, a job waits `grace_period` for one to register, then
+//! fails. Several jobs may run at once; the pool's [`Policy`] shares slots between them.
+//! The same scheduler drives the embedded cluster and a cluster of processes.
 
 mod client;
 mod events;
+mod job;
 mod metrics;
+mod pool;
+pub(crate) mod remote;
+pub(crate) mod service;
+pub(crate) mod wire;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use datafusion::error::DataFusionError;
-use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
+use ember_executors::ShuffleLocation;
 use ember_planner::{StageGraph, encode_plan};
-use tokio::task::JoinSet;
 
 pub use client::ExecutorClient;
 pub use events::{JobEvent, JobListener};
-pub use metrics::{FailedAttempt, JobMetrics, StageSummary, TaskRecord};
+pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
+pub use pool::{ExecutorPool, ExecutorStatus, Policy};
+pub use service::{SchedulerProcessConfig, run_scheduler_process};
 
 use crate::error::{EmberError, Result};
+use crate::session::lock;
+
+/// One stage of a job as the scheduler needs it: the plan its tasks run, already encoded.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// The stage's id, its index in the job.
+    pub id: usize,
+    /// The stage plan, encoded with `ember_planner::encode_plan`.
+    pub plan: Arc<Vec<u8>>,
+    /// The stages whose output it reads.
+    pub inputs: Vec<usize>,
+    /// Its number of tasks.
+    pub partitions: usize,
+    /// How it spreads its output (`hash`, `round-robin`, `single`, `preserve`).
+    pub output_kind: String,
+    /// The number of partitions of its output.
+    pub output_partitions: usize,
+}
 
 /// A job to run: its stages and the settings its tasks run with.
+#[derive(Debug, Clone)]
 pub struct JobSpec {
     /// Unique id; names the job's folder on every executor.
     pub job_id: String,
-    /// The stages.
-    pub graph: StageGraph,
+    /// The stages, in id order (a stage reads only stages with smaller ids).
+    pub stages: Vec<StageSpec>,
     /// DataFusion settings for the tasks.
     pub settings: Vec<(String, String)>,
+    /// The stage whose output is the job's result.
+    pub final_stage: usize,
+}
+
+impl JobSpec {
+    /// The job that runs `graph`, with every stage plan encoded.
+    pub fn from_graph(
+        job_id: &str,
+        graph: &StageGraph,
+        settings: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let mut stages = Vec::with_capacity(graph.stages().len());
+        for (index, stage) in graph.stages().iter().enumerate() {
+            if stage.id() != index || stage.inputs().iter().any(|i| *i >= index) {
+                return Err(EmberError::Internal {
+                    message: format!("stage {} is out of order in its graph", stage.id()),
+                });
+            }
+            stages.push(StageSpec {
+                id: stage.id(),
+                plan: Arc::new(encode_plan(Arc::clone(stage.plan()))?),
+                inputs: stage.inputs().to_vec(),
+                partitions: stage.partitions(),
+                output_kind: stage.output().kind().to_string(),
+                output_partitions: stage.output().partition_count(),
+            });
+        }
+        Ok(Self {
+            job_id: job_id.to_string(),
+            stages,
+            settings,
+            final_stage: graph.final_stage().id(),
+        })
+    }
+
+    /// Tasks over all stages, without retries.
+    pub fn total_tasks(&self) -> usize {
+        self.stages.iter().map(|s| s.partitions).sum()
+    }
 }
 
 /// The result of a finished job: where the final stage's output lies, and metrics.
@@ -39,49 +108,75 @@ pub struct JobSpec {
 pub struct JobOutcome {
     /// Output of the final stage, one location per non-empty partition.
     pub final_output: Vec<ShuffleLocation>,
+    /// The address of every executor in another process that holds final output.
+    pub addresses: HashMap<String, String>,
     /// What ran where.
     pub metrics: JobMetrics,
 }
 
-/// Assigns tasks to executors and tracks the stages of running jobs.
+/// How a scheduler retries and waits.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Tries per task.
+    pub max_attempts: usize,
+    /// How long a job waits for an executor when none is left.
+    pub grace_period: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs jobs on the executors of its pool.
 pub struct Scheduler {
-    executors: Vec<Arc<dyn ExecutorClient>>,
-    max_attempts: usize,
-}
-
-/// A task waiting for a slot.
-#[derive(Debug, Clone, Copy)]
-struct PendingTask {
-    stage_id: usize,
-    partition: usize,
-    attempt: usize,
-    /// The executor of the last failed attempt, avoided when another is free.
-    avoid: Option<usize>,
-}
-
-/// Per-stage progress of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum StageState {
-    Waiting,
-    Running { remaining: usize },
-    Done,
+    pool: Arc<ExecutorPool>,
+    config: SchedulerConfig,
+    /// Broadcast variables, re-sent to executors that join later.
+    broadcasts: Mutex<HashMap<String, Arc<[u8]>>>,
+    /// Map tasks recomputed after executor losses, over all jobs: `job/stage.partition`.
+    recomputed: Mutex<Vec<String>>,
 }
 
 impl Scheduler {
-    /// A scheduler over `executors`.
-    pub fn new(executors: Vec<Arc<dyn ExecutorClient>>, max_attempts: usize) -> Result<Self> {
-        if executors.is_empty() {
-            return Err(EmberError::NoExecutors);
+    /// A scheduler over `pool`.
+    pub fn new(pool: Arc<ExecutorPool>, config: SchedulerConfig) -> Self {
+        Self {
+            pool,
+            config: SchedulerConfig {
+                max_attempts: config.max_attempts.max(1),
+                ..config
+            },
+            broadcasts: Mutex::new(HashMap::new()),
+            recomputed: Mutex::new(Vec::new()),
         }
-        Ok(Self {
-            executors,
-            max_attempts: max_attempts.max(1),
-        })
     }
 
     /// The executors.
-    pub fn executors(&self) -> &[Arc<dyn ExecutorClient>] {
-        &self.executors
+    pub fn pool(&self) -> &Arc<ExecutorPool> {
+        &self.pool
+    }
+
+    /// Map tasks recomputed after executor losses so far, as `job/stage.partition`.
+    pub fn recomputed(&self) -> Vec<String> {
+        lock(&self.recomputed).clone()
+    }
+
+    /// Adds an executor, sending it the broadcast variables it has missed.
+    pub async fn add_executor(&self, client: Arc<dyn ExecutorClient>) -> Result<()> {
+        let broadcasts: Vec<(String, Arc<[u8]>)> = lock(&self.broadcasts)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        for (name, bytes) in broadcasts {
+            client.put_broadcast(&name, bytes).await?;
+        }
+        self.pool.add(client);
+        Ok(())
     }
 
     /// Runs every stage of `job`; returns where the final output lies.
@@ -92,292 +187,82 @@ impl Scheduler {
         job: &JobSpec,
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
-        let started = Instant::now();
-        let graph = &job.graph;
-        let emit = |event: JobEvent| {
-            if let Some(listener) = listener {
-                listener.on_event(&event);
-            }
-        };
-        let plans = graph
-            .stages()
-            .iter()
-            .map(|stage| encode_plan(Arc::clone(stage.plan())).map(Arc::new))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let settings = Arc::new(job.settings.clone());
-        let mut metrics = JobMetrics {
-            job_id: job.job_id.clone(),
-            stages: graph
-                .stages()
-                .iter()
-                .map(|s| StageSummary {
-                    stage_id: s.id(),
-                    partitions: s.partitions(),
-                    inputs: s.inputs().to_vec(),
-                    output: s.output().kind(),
-                })
-                .collect(),
-            ..Default::default()
-        };
-        emit(JobEvent::JobStarted {
-            job_id: job.job_id.clone(),
-            stages: graph.stages().len(),
-            tasks: graph.total_tasks(),
-        });
-
-        let mut states = vec![StageState::Waiting; graph.stages().len()];
-        let mut outputs: Vec<Vec<ShuffleLocation>> = vec![Vec::new(); graph.stages().len()];
-        let mut pending: VecDeque<PendingTask> = VecDeque::new();
-        let mut free: Vec<usize> = self.executors.iter().map(|e| e.slots()).collect();
-        let mut running: JoinSet<Result<TaskOutput, ExecutorError>> = JoinSet::new();
-        // Which task and executor each spawned attempt is, so a panic is still attributed.
-        let mut launched_tasks: HashMap<tokio::task::Id, (PendingTask, usize)> = HashMap::new();
-
-        self.submit_ready(graph, &mut states, &mut pending, &emit);
-        loop {
-            while let Some(index) = pending.front().and_then(|t| pick_executor(&free, t.avoid)) {
-                let Some(task) = pending.pop_front() else {
-                    break;
-                };
-                free[index] -= 1;
-                let inputs: Vec<ShuffleLocation> = graph.stages()[task.stage_id]
-                    .inputs()
+        let seq = self.pool.join_job();
+        let result = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
+            .run()
+            .await;
+        self.pool.leave_job(seq);
+        let outcome = result?;
+        if !outcome.metrics.recomputed.is_empty() {
+            lock(&self.recomputed).extend(
+                outcome
+                    .metrics
+                    .recomputed
                     .iter()
-                    .flat_map(|input| outputs[*input].iter().cloned())
-                    .collect();
-                let definition = TaskDefinition {
-                    job_id: job.job_id.clone(),
-                    stage_id: task.stage_id,
-                    partition: task.partition,
-                    attempt: task.attempt,
-                    plan: Arc::clone(&plans[task.stage_id]),
-                    inputs: Arc::new(inputs),
-                    settings: Arc::clone(&settings),
-                };
-                let handle = running.spawn(self.executors[index].launch(definition));
-                launched_tasks.insert(handle.id(), (task, index));
-            }
-
-            let Some(joined) = running.join_next_with_id().await else {
-                break;
-            };
-            let (id, result) = match joined {
-                Ok((id, result)) => (id, result),
-                Err(e) => {
-                    let message = if e.is_panic() {
-                        "the task panicked".to_string()
-                    } else {
-                        format!("the task was cancelled: {e}")
-                    };
-                    (
-                        e.id(),
-                        Err(ExecutorError::Execution(DataFusionError::Execution(
-                            message,
-                        ))),
-                    )
-                }
-            };
-            let Some((task, index)) = launched_tasks.remove(&id) else {
-                running.shutdown().await;
-                return Err(EmberError::Internal {
-                    message: format!("a finished task {id} was never launched"),
-                });
-            };
-            free[index] += 1;
-            let executor_id = self.executors[index].id().to_string();
-            match result {
-                Ok(output) => {
-                    tracing::debug!(
-                        job = %job.job_id,
-                        stage = task.stage_id,
-                        partition = task.partition,
-                        attempt = task.attempt,
-                        executor = %executor_id,
-                        rows = output.rows(),
-                        bytes = output.bytes(),
-                        elapsed_ms = output.elapsed.as_secs_f64() * 1e3,
-                        "task finished"
-                    );
-                    metrics.tasks.push(TaskRecord {
-                        stage_id: task.stage_id,
-                        partition: task.partition,
-                        attempt: task.attempt,
-                        executor_id: executor_id.clone(),
-                        rows: output.rows(),
-                        bytes: output.bytes(),
-                        elapsed: output.elapsed,
-                    });
-                    for (name, value) in output.accumulators {
-                        metrics
-                            .accumulators
-                            .entry(name)
-                            .and_modify(|v| v.merge(value))
-                            .or_insert(value);
-                    }
-                    outputs[task.stage_id].extend(output.locations);
-                    emit(JobEvent::TaskFinished {
-                        stage_id: task.stage_id,
-                        partition: task.partition,
-                        executor_id,
-                    });
-                    if let StageState::Running { remaining } = &mut states[task.stage_id] {
-                        *remaining -= 1;
-                        if *remaining == 0 {
-                            states[task.stage_id] = StageState::Done;
-                            emit(JobEvent::StageFinished {
-                                stage_id: task.stage_id,
-                            });
-                            self.submit_ready(graph, &mut states, &mut pending, &emit);
-                        }
-                    }
-                }
-                Err(error) => {
-                    let will_retry = error.is_retryable() && task.attempt + 1 < self.max_attempts;
-                    tracing::warn!(
-                        stage = task.stage_id,
-                        partition = task.partition,
-                        attempt = task.attempt,
-                        executor = %executor_id,
-                        "task failed: {error}"
-                    );
-                    metrics.failures.push(FailedAttempt {
-                        stage_id: task.stage_id,
-                        partition: task.partition,
-                        attempt: task.attempt,
-                        executor_id,
-                        error: error.to_string(),
-                    });
-                    emit(JobEvent::TaskFailed {
-                        stage_id: task.stage_id,
-                        partition: task.partition,
-                        attempt: task.attempt,
-                        error: error.to_string(),
-                        will_retry,
-                    });
-                    if !will_retry {
-                        // Wait for the cancelled tasks, so none writes after cleanup.
-                        running.shutdown().await;
-                        return Err(EmberError::TaskFailed {
-                            stage_id: task.stage_id,
-                            partition: task.partition,
-                            attempts: task.attempt + 1,
-                            source: error,
-                        });
-                    }
-                    pending.push_front(PendingTask {
-                        attempt: task.attempt + 1,
-                        avoid: Some(index),
-                        ..task
-                    });
-                }
-            }
+                    .map(|r| format!("{}/{}.{}", job.job_id, r.stage_id, r.partition)),
+            );
         }
-
-        metrics.elapsed = started.elapsed();
-        let final_stage = graph.final_stage().id();
-        if states[final_stage] != StageState::Done {
-            return Err(EmberError::Internal {
-                message: format!("job {} stopped before its final stage ran", job.job_id),
-            });
-        }
-        Ok(JobOutcome {
-            final_output: std::mem::take(&mut outputs[final_stage]),
-            metrics,
-        })
-    }
-
-    /// Queues the tasks of every waiting stage whose inputs are all done. One pass in id
-    /// order suffices: a stage's inputs have smaller ids, so a stage with no tasks that
-    /// completes here is seen done by the stages after it.
-    fn submit_ready(
-        &self,
-        graph: &StageGraph,
-        states: &mut [StageState],
-        pending: &mut VecDeque<PendingTask>,
-        emit: &dyn Fn(JobEvent),
-    ) {
-        for stage in graph.stages() {
-            let ready = states[stage.id()] == StageState::Waiting
-                && stage
-                    .inputs()
-                    .iter()
-                    .all(|input| states[*input] == StageState::Done);
-            if !ready {
-                continue;
-            }
-            let tasks = stage.partitions();
-            emit(JobEvent::StageStarted {
-                stage_id: stage.id(),
-                tasks,
-            });
-            if tasks == 0 {
-                states[stage.id()] = StageState::Done;
-                emit(JobEvent::StageFinished {
-                    stage_id: stage.id(),
-                });
-                continue;
-            }
-            states[stage.id()] = StageState::Running { remaining: tasks };
-            pending.extend((0..tasks).map(|partition| PendingTask {
-                stage_id: stage.id(),
-                partition,
-                attempt: 0,
-                avoid: None,
-            }));
-        }
+        Ok(outcome)
     }
 
     /// Deletes the files of one stage of a job on every executor.
-    pub fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
-        self.on_every_executor(|executor| executor.remove_stage(job_id, stage_id))
+    pub async fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        let calls = self
+            .pool
+            .clients()
+            .into_iter()
+            .map(|c| (c.id().to_string(), c.remove_stage(job_id, stage_id)));
+        first_error(calls).await
     }
 
     /// Deletes a job's shuffle files on every executor.
-    pub fn remove_job(&self, job_id: &str) -> Result<()> {
-        self.on_every_executor(|executor| executor.remove_job(job_id))
+    pub async fn remove_job(&self, job_id: &str) -> Result<()> {
+        let calls = self
+            .pool
+            .clients()
+            .into_iter()
+            .map(|c| (c.id().to_string(), c.remove_job(job_id)));
+        first_error(calls).await
     }
 
-    /// Calls `action` on every executor, logging each failure; returns the first.
-    fn on_every_executor(
-        &self,
-        action: impl Fn(&dyn ExecutorClient) -> std::result::Result<(), ExecutorError>,
-    ) -> Result<()> {
-        let mut first_error = None;
-        for executor in &self.executors {
-            if let Err(e) = action(executor.as_ref()) {
-                tracing::warn!(executor = executor.id(), "cleanup failed: {e}");
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+    /// Sends a broadcast variable to every executor (and to those that join later).
+    pub async fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<()> {
+        lock(&self.broadcasts).insert(name.to_string(), Arc::clone(&bytes));
+        let calls = self
+            .pool
+            .clients()
+            .into_iter()
+            .map(|c| (c.id().to_string(), c.put_broadcast(name, Arc::clone(&bytes))));
+        first_error(calls).await
+    }
+
+    /// Whether executor `executor_id` is alive and still holds `path`.
+    pub async fn holds(&self, executor_id: &str, path: &std::path::Path) -> bool {
+        match self.pool.client(executor_id) {
+            Some(client) => client.holds(path).await,
+            None => false,
         }
     }
 }
 
-/// The executor with the most free slots, avoiding `avoid` when another has room.
-fn pick_executor(free: &[usize], avoid: Option<usize>) -> Option<usize> {
-    let best = |skip: Option<usize>| {
-        free.iter()
-            .enumerate()
-            .filter(|(i, n)| **n > 0 && Some(*i) != skip)
-            .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
-    };
-    best(avoid).or_else(|| best(None))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_executor;
-
-    #[test]
-    fn picks_the_most_free_executor_and_avoids_the_failed_one() {
-        assert_eq!(pick_executor(&[1, 2, 0], None), Some(1));
-        assert_eq!(pick_executor(&[1, 1], None), Some(0));
-        assert_eq!(pick_executor(&[1, 1], Some(0)), Some(1));
-        assert_eq!(pick_executor(&[1, 0], Some(0)), Some(0));
-        assert_eq!(pick_executor(&[0, 0], None), None);
+/// Awaits every call, logging each failure; returns the first.
+async fn first_error(
+    calls: impl Iterator<
+        Item = (
+            String,
+            futures::future::BoxFuture<'static, std::result::Result<(), ember_executors::ExecutorError>>,
+        ),
+    >,
+) -> Result<()> {
+    let mut first = None;
+    for (id, call) in calls {
+        if let Err(e) = call.await {
+            tracing::warn!(executor = %id, "cleanup failed: {e}");
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }

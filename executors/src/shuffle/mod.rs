@@ -10,10 +10,13 @@
 
 mod compact;
 mod compression;
+mod fetch;
 mod reader;
 mod runtime;
 mod writer;
 
 pub use compression::ShuffleCompression;
+pub use fetch::{RemoteInputs, read_job_output};
+pub(crate) use fetch::fetch_failure;
 pub use reader::read_locations;
 pub use runtime::LocalShuffle;

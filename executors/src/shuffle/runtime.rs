@@ -10,10 +10,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
 use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
-use futures::StreamExt;
 
 use super::writer::MapOutputWriter;
-use super::{ShuffleCompression, read_locations};
+use super::ShuffleCompression;
+use super::fetch::{Piece, RemoteInputs, read_pieces};
+use crate::rpc::flight::PeerClients;
 use crate::task::ShuffleLocation;
 
 /// Shuffle I/O for one task: writes under the task attempt's folder, reads the map outputs
@@ -26,6 +27,8 @@ pub struct LocalShuffle {
     inputs: Arc<Vec<ShuffleLocation>>,
     /// Codec for written files.
     compression: ShuffleCompression,
+    /// How to reach inputs held by other executors (none on the embedded cluster).
+    remote: Option<RemoteInputs>,
 }
 
 impl LocalShuffle {
@@ -34,12 +37,26 @@ impl LocalShuffle {
         task_dir: PathBuf,
         inputs: Arc<Vec<ShuffleLocation>>,
         compression: ShuffleCompression,
+        remote: Option<RemoteInputs>,
     ) -> Self {
         Self {
             task_dir,
             inputs,
             compression,
+            remote,
         }
+    }
+
+    /// How to read `location`.
+    fn piece(&self, location: &ShuffleLocation) -> Piece {
+        match &self.remote {
+            Some(remote) => remote.piece(location),
+            None => Piece::Local(location.path.clone()),
+        }
+    }
+
+    fn clients(&self) -> Option<Arc<PeerClients>> {
+        self.remote.as_ref().map(|r| Arc::clone(&r.clients))
     }
 }
 
@@ -78,13 +95,8 @@ impl ShuffleRuntime for LocalShuffle {
             .filter(|l| l.stage_id == reader.stage_id() && l.output_partition == partition)
             .collect();
         pieces.sort_by_key(|l| l.map_partition);
-        let paths = pieces.into_iter().map(|l| l.path.clone()).collect();
-        // Open the files on first poll, not now: a join's probe side is executed long
-        // before the build side is done, and its reader thread would sit parked meanwhile.
-        let schema = reader.schema();
-        let opened = Arc::clone(&schema);
-        let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, lazy)))
+        let pieces = pieces.into_iter().map(|l| self.piece(l)).collect();
+        Ok(read_pieces(reader.schema(), pieces, self.clients()))
     }
 
     fn read_pieces(
@@ -92,9 +104,38 @@ impl ShuffleRuntime for LocalShuffle {
         schema: SchemaRef,
         pieces: Vec<CachedPiece>,
     ) -> Result<SendableRecordBatchStream> {
-        let paths = pieces.into_iter().map(|p| p.path).collect();
-        let opened = Arc::clone(&schema);
-        let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, lazy)))
+        let pieces = pieces
+            .into_iter()
+            .map(|p| match (&self.remote, cached_ticket(&p)) {
+                (Some(remote), Some((job_id, location))) => remote.piece_in(&location, &job_id),
+                _ => Piece::Local(p.path),
+            })
+            .collect();
+        Ok(read_pieces(schema, pieces, self.clients()))
     }
+}
+
+/// The shuffle location of a cached piece, read back from its path
+/// (`JOB/stage-S/map-M-attempt-A/part-P.arrow`); the holder checks it again.
+fn cached_ticket(piece: &CachedPiece) -> Option<(String, ShuffleLocation)> {
+    let number = |text: Option<&str>, prefix: &str| -> Option<usize> {
+        text?.strip_prefix(prefix)?.parse().ok()
+    };
+    let mut parts = piece.path.iter().rev().map(|p| p.to_str());
+    let file = parts.next().flatten()?;
+    let output_partition = number(file.strip_suffix(".arrow"), "part-")?;
+    let (map, attempt) = parts.next().flatten()?.strip_prefix("map-")?.split_once("-attempt-")?;
+    let stage_id = number(parts.next().flatten(), "stage-")?;
+    let job_id = parts.next().flatten()?.to_string();
+    let location = ShuffleLocation {
+        stage_id,
+        map_partition: map.parse().ok()?,
+        attempt: attempt.parse().ok()?,
+        output_partition,
+        executor_id: piece.executor_id.clone(),
+        path: piece.path.clone(),
+        rows: 0,
+        bytes: 0,
+    };
+    Some((job_id, location))
 }

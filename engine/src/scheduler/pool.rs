@@ -1,0 +1,401 @@
+//! [`ExecutorPool`]: the executors a scheduler can use right now, their free slots, and
+//! which running job gets the next free slot.
+//!
+//! Executors join (registration, or the embedded cluster's start) and leave (declared lost:
+//! missed heartbeats, a broken call, a failed fetch from them). Every running job draws
+//! slots from the one pool, so concurrent jobs share the cluster under a [`Policy`]. A job
+//! that has a task ready but gets no slot marks itself *waiting*; the policy decides which
+//! waiting job may take a slot that frees. Every change bumps a version on a watch channel
+//! that the jobs' loops wait on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::client::ExecutorClient;
+use crate::session::lock;
+
+/// How free slots are shared between jobs running at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The job submitted first takes every slot it can use; later jobs get the rest.
+    #[default]
+    Fifo,
+    /// A free slot goes to the waiting job with the fewest running tasks.
+    Fair,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fifo" => Ok(Policy::Fifo),
+            "fair" => Ok(Policy::Fair),
+            other => Err(format!("unknown policy '{other}' (expected fifo or fair)")),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Fifo => "fifo",
+            Policy::Fair => "fair",
+        })
+    }
+}
+
+/// One executor in the pool.
+struct Member {
+    client: Arc<dyn ExecutorClient>,
+    free: usize,
+    last_seen: Instant,
+}
+
+/// What the pool knows of a running job.
+#[derive(Debug, Default)]
+struct Demand {
+    /// It has a task ready and no slot for it.
+    waiting: bool,
+    /// Its tasks holding a slot.
+    running: usize,
+}
+
+#[derive(Default)]
+struct PoolState {
+    members: BTreeMap<String, Member>,
+    jobs: BTreeMap<u64, Demand>,
+    /// Every executor declared lost, in order.
+    lost: Vec<String>,
+    next_job: u64,
+}
+
+/// Where a task would like to run.
+#[derive(Debug, Default)]
+pub struct Placement<'a> {
+    /// Bytes of the task's input each executor holds.
+    pub local_bytes: HashMap<&'a str, u64>,
+    /// The executor of its last failed attempt, avoided while another has room.
+    pub avoid: Option<&'a str>,
+}
+
+/// An executor snapshot, for status pages and tests.
+#[derive(Debug, Clone)]
+pub struct ExecutorStatus {
+    /// Its id.
+    pub id: String,
+    /// Its address, for executors in other processes.
+    pub address: Option<String>,
+    /// Its slots.
+    pub slots: usize,
+    /// Slots not running a task.
+    pub free: usize,
+}
+
+/// The executors and the slot accounting shared by every job of a scheduler.
+pub struct ExecutorPool {
+    state: Mutex<PoolState>,
+    changed: watch::Sender<u64>,
+    policy: Policy,
+}
+
+impl ExecutorPool {
+    /// An empty pool sharing slots under `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            state: Mutex::new(PoolState::default()),
+            changed: watch::channel(0).0,
+            policy,
+        }
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that sees every later change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Adds an executor with all its slots free.
+    pub fn add(&self, client: Arc<dyn ExecutorClient>) {
+        let id = client.id().to_string();
+        tracing::info!(executor = %id, slots = client.slots(), address = client.address().unwrap_or("(in process)"), "executor joined");
+        lock(&self.state).members.insert(
+            id,
+            Member {
+                free: client.slots(),
+                client,
+                last_seen: Instant::now(),
+            },
+        );
+        self.bump();
+    }
+
+    /// Declares executor `id` lost; returns whether it was still a member.
+    pub fn mark_lost(&self, id: &str, reason: &str) -> bool {
+        let removed = {
+            let mut state = lock(&self.state);
+            let removed = state.members.remove(id).is_some();
+            if removed {
+                state.lost.push(id.to_string());
+            }
+            removed
+        };
+        if removed {
+            tracing::warn!(executor = %id, "executor lost: {reason}");
+            self.bump();
+        }
+        removed
+    }
+
+    /// Notes a heartbeat; `false` when the executor is not (or no longer) a member.
+    pub fn touch(&self, id: &str) -> bool {
+        match lock(&self.state).members.get_mut(id) {
+            Some(member) => {
+                member.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Declares lost every executor silent for longer than `timeout`.
+    pub fn expire(&self, timeout: Duration) {
+        let silent: Vec<String> = lock(&self.state)
+            .members
+            .iter()
+            .filter(|(_, m)| m.client.address().is_some() && m.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            self.mark_lost(
+                &id,
+                &format!("no heartbeat for {:.1}s", timeout.as_secs_f64()),
+            );
+        }
+    }
+
+    /// The executors lost since position `cursor` of the log, and the new position.
+    pub fn lost_since(&self, cursor: usize) -> (Vec<String>, usize) {
+        let state = lock(&self.state);
+        (state.lost.get(cursor..).unwrap_or_default().to_vec(), state.lost.len())
+    }
+
+    /// Whether no executor is left.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.state).members.is_empty()
+    }
+
+    /// The client of executor `id`.
+    pub fn client(&self, id: &str) -> Option<Arc<dyn ExecutorClient>> {
+        lock(&self.state).members.get(id).map(|m| Arc::clone(&m.client))
+    }
+
+    /// Every member's client.
+    pub fn clients(&self) -> Vec<Arc<dyn ExecutorClient>> {
+        lock(&self.state)
+            .members
+            .values()
+            .map(|m| Arc::clone(&m.client))
+            .collect()
+    }
+
+    /// The address of every member in another process, by id.
+    pub fn addresses(&self) -> HashMap<String, String> {
+        lock(&self.state)
+            .members
+            .iter()
+            .filter_map(|(id, m)| Some((id.clone(), m.client.address()?.to_string())))
+            .collect()
+    }
+
+    /// A snapshot of the members.
+    pub fn status(&self) -> Vec<ExecutorStatus> {
+        lock(&self.state)
+            .members
+            .iter()
+            .map(|(id, m)| ExecutorStatus {
+                id: id.clone(),
+                address: m.client.address().map(str::to_string),
+                slots: m.client.slots(),
+                free: m.free,
+            })
+            .collect()
+    }
+
+    /// Jobs running now.
+    pub fn running_jobs(&self) -> usize {
+        lock(&self.state).jobs.len()
+    }
+
+    /// Enters a new job; its number orders it for the FIFO policy.
+    pub fn join_job(&self) -> u64 {
+        let mut state = lock(&self.state);
+        let seq = state.next_job;
+        state.next_job += 1;
+        state.jobs.insert(seq, Demand::default());
+        seq
+    }
+
+    /// Removes a finished job.
+    pub fn leave_job(&self, seq: u64) {
+        lock(&self.state).jobs.remove(&seq);
+        self.bump();
+    }
+
+    /// Says whether job `seq` has a task ready that found no slot.
+    pub fn set_waiting(&self, seq: u64, waiting: bool) {
+        let changed = {
+            let mut state = lock(&self.state);
+            match state.jobs.get_mut(&seq) {
+                Some(demand) if demand.waiting != waiting => {
+                    demand.waiting = waiting;
+                    true
+                }
+                _ => false,
+            }
+        };
+        // Others may be holding back for this job; let them look again.
+        if changed && !waiting {
+            self.bump();
+        }
+    }
+
+    /// Takes a slot for a task of job `seq`, if the policy lets this job have one now and
+    /// an executor has room: the one holding most of the task's input, then the one with
+    /// most free slots.
+    pub fn acquire(&self, seq: u64, placement: &Placement<'_>) -> Option<Arc<dyn ExecutorClient>> {
+        let mut state = lock(&self.state);
+        let running = state.jobs.get(&seq).map_or(0, |d| d.running);
+        let held_back = state.jobs.iter().any(|(other, demand)| {
+            *other != seq
+                && demand.waiting
+                && match self.policy {
+                    Policy::Fifo => *other < seq,
+                    Policy::Fair => demand.running < running,
+                }
+        });
+        if held_back {
+            return None;
+        }
+        let best = |skip: Option<&str>| {
+            state
+                .members
+                .iter()
+                .filter(|(id, m)| m.free > 0 && Some(id.as_str()) != skip)
+                .max_by_key(|(id, m)| {
+                    let local = placement.local_bytes.get(id.as_str()).copied().unwrap_or(0);
+                    (local, m.free, std::cmp::Reverse(id.len()), std::cmp::Reverse(*id))
+                })
+                .map(|(id, _)| id.clone())
+        };
+        let chosen = best(placement.avoid).or_else(|| best(None))?;
+        let member = state.members.get_mut(&chosen)?;
+        member.free -= 1;
+        let client = Arc::clone(&member.client);
+        if let Some(demand) = state.jobs.get_mut(&seq) {
+            demand.running += 1;
+        }
+        Some(client)
+    }
+
+    /// Gives back a slot that a task of job `seq` held on executor `id`.
+    pub fn release(&self, seq: u64, id: &str) {
+        {
+            let mut state = lock(&self.state);
+            if let Some(member) = state.members.get_mut(id) {
+                member.free = (member.free + 1).min(member.client.slots());
+            }
+            if let Some(demand) = state.jobs.get_mut(&seq) {
+                demand.running = demand.running.saturating_sub(1);
+            }
+        }
+        self.bump();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::client::tests::FakeExecutor;
+
+    fn pool(policy: Policy, slots: &[usize]) -> ExecutorPool {
+        let pool = ExecutorPool::new(policy);
+        for (i, s) in slots.iter().enumerate() {
+            pool.add(Arc::new(FakeExecutor::new(&format!("e{i}"), *s)));
+        }
+        pool
+    }
+
+    fn take(pool: &ExecutorPool, seq: u64, placement: &Placement<'_>) -> Option<String> {
+        pool.acquire(seq, placement).map(|c| c.id().to_string())
+    }
+
+    #[test]
+    fn picks_the_executor_with_the_input_then_the_most_free_and_avoids_the_failed_one() {
+        let pool = pool(Policy::Fifo, &[1, 2]);
+        let job = pool.join_job();
+        let local = Placement {
+            local_bytes: HashMap::from([("e0", 10)]),
+            avoid: None,
+        };
+        assert_eq!(take(&pool, job, &local).as_deref(), Some("e0"));
+        assert_eq!(take(&pool, job, &local).as_deref(), Some("e1"));
+        let avoid = Placement {
+            local_bytes: HashMap::new(),
+            avoid: Some("e1"),
+        };
+        // e1 is the only one with room: taken even though it is avoided.
+        assert_eq!(take(&pool, job, &avoid).as_deref(), Some("e1"));
+        assert_eq!(take(&pool, job, &avoid), None);
+        pool.release(job, "e0");
+        assert_eq!(take(&pool, job, &Placement::default()).as_deref(), Some("e0"));
+    }
+
+    #[test]
+    fn fifo_holds_later_jobs_back_while_an_earlier_one_waits() {
+        let pool = pool(Policy::Fifo, &[1]);
+        let first = pool.join_job();
+        let second = pool.join_job();
+        assert!(take(&pool, first, &Placement::default()).is_some());
+        pool.set_waiting(first, true);
+        pool.release(first, "e0");
+        assert_eq!(take(&pool, second, &Placement::default()), None);
+        assert!(take(&pool, first, &Placement::default()).is_some());
+        pool.set_waiting(first, false);
+        pool.release(first, "e0");
+        assert!(take(&pool, second, &Placement::default()).is_some());
+    }
+
+    #[test]
+    fn fair_gives_the_slot_to_the_job_with_fewer_running_tasks() {
+        let pool = pool(Policy::Fair, &[3]);
+        let first = pool.join_job();
+        let second = pool.join_job();
+        assert!(take(&pool, first, &Placement::default()).is_some());
+        assert!(take(&pool, first, &Placement::default()).is_some());
+        pool.set_waiting(second, true);
+        // The first job runs 2 tasks, the second (waiting) none: the slot is the second's.
+        assert_eq!(take(&pool, first, &Placement::default()), None);
+        assert!(take(&pool, second, &Placement::default()).is_some());
+    }
+
+    #[test]
+    fn lost_executors_leave_the_pool_and_the_log_names_them() {
+        let pool = pool(Policy::Fifo, &[1, 1]);
+        assert!(pool.mark_lost("e1", "test"));
+        assert!(!pool.mark_lost("e1", "test"));
+        assert!(!pool.touch("e1"));
+        let (lost, cursor) = pool.lost_since(0);
+        assert_eq!((lost, cursor), (vec!["e1".to_string()], 1));
+        assert_eq!(pool.lost_since(1).0, Vec::<String>::new());
+        assert!(!pool.is_empty());
+    }
+}

@@ -1,0 +1,289 @@
+//! The scheduler process (`ember scheduler`): its gRPC service, through which executors
+//! register and heartbeat and clients run jobs, and the watch that declares silent
+//! executors lost.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ember_executors::rpc::proto::scheduler_service_server::{
+    SchedulerService, SchedulerServiceServer,
+};
+use ember_executors::rpc::proto::{self, Empty};
+use ember_executors::rpc::security::{ClientSecurity, ServerSecurity, error_chain};
+use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use super::events::{JobEvent, JobListener};
+use super::pool::{ExecutorPool, Policy};
+use super::remote::RemoteExecutor;
+use super::{JobSpec, Scheduler, SchedulerConfig};
+use crate::error::{EmberError, Result};
+use crate::session::lock;
+
+/// How a scheduler process is set up.
+#[derive(Debug, Clone)]
+pub struct SchedulerProcessConfig {
+    /// The address to listen on (port 0 picks one).
+    pub bind: SocketAddr,
+    /// How slots are shared between jobs.
+    pub policy: Policy,
+    /// Retries and the grace period.
+    pub scheduler: SchedulerConfig,
+    /// An executor silent this long is declared lost.
+    pub heartbeat_timeout: Duration,
+    /// What callers must present, and the TLS identity.
+    pub server: ServerSecurity,
+    /// How the scheduler calls executors.
+    pub client: ClientSecurity,
+}
+
+struct SchedulerRpc {
+    scheduler: Arc<Scheduler>,
+    client: ClientSecurity,
+    next_executor: AtomicU64,
+    running_jobs: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Sends a job's events to its client; drops them when the client reads slowly (they
+/// drive a progress bar, nothing depends on every one).
+struct ChannelListener(mpsc::Sender<std::result::Result<proto::JobUpdate, Status>>);
+
+impl JobListener for ChannelListener {
+    fn on_event(&self, event: &JobEvent) {
+        if let Ok(json) = serde_json::to_string(event) {
+            let _ = self.0.try_send(Ok(proto::JobUpdate {
+                update: Some(proto::job_update::Update::EventJson(json)),
+            }));
+        }
+    }
+}
+
+fn internal(e: EmberError) -> Status {
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl SchedulerService for SchedulerRpc {
+    type RunJobStream = ReceiverStream<std::result::Result<proto::JobUpdate, Status>>;
+
+    async fn register_executor(
+        &self,
+        request: Request<proto::RegisterExecutorRequest>,
+    ) -> std::result::Result<Response<proto::RegisterExecutorResponse>, Status> {
+        let request = request.into_inner();
+        if request.slots == 0 {
+            return Err(Status::invalid_argument("an executor needs at least 1 slot"));
+        }
+        let n = self.next_executor.fetch_add(1, Ordering::Relaxed);
+        let id = format!("executor-{n}");
+        let client = RemoteExecutor::new(
+            id.clone(),
+            request.address.clone(),
+            request.slots as usize,
+            &self.client,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.scheduler
+            .add_executor(Arc::new(client))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(proto::RegisterExecutorResponse { executor_id: id }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<proto::HeartbeatRequest>,
+    ) -> std::result::Result<Response<proto::HeartbeatResponse>, Status> {
+        let known = self.scheduler.pool().touch(&request.into_inner().executor_id);
+        Ok(Response::new(proto::HeartbeatResponse { reregister: !known }))
+    }
+
+    async fn run_job(
+        &self,
+        request: Request<proto::JobSpec>,
+    ) -> std::result::Result<Response<Self::RunJobStream>, Status> {
+        let job = JobSpec::try_from(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !lock(&self.running_jobs).insert(job.job_id.clone()) {
+            return Err(Status::already_exists(format!(
+                "job {} is already running",
+                job.job_id
+            )));
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let scheduler = Arc::clone(&self.scheduler);
+        let running_jobs = Arc::clone(&self.running_jobs);
+        tokio::spawn(async move {
+            tracing::info!(job = %job.job_id, stages = job.stages.len(), tasks = job.total_tasks(), "job submitted");
+            let listener = ChannelListener(tx.clone());
+            let outcome = tokio::select! {
+                outcome = scheduler.run_job(&job, Some(&listener)) => Some(outcome),
+                () = tx.closed() => None,
+            };
+            let update = match outcome {
+                None => {
+                    tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
+                    None
+                }
+                Some(Ok(outcome)) => {
+                    tracing::info!(job = %job.job_id, elapsed_ms = outcome.metrics.elapsed.as_millis() as u64, "job finished");
+                    Some(match proto::JobResult::try_from(&outcome) {
+                        Ok(result) => proto::job_update::Update::Result(result),
+                        Err(e) => proto::job_update::Update::Error(e.to_string()),
+                    })
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(job = %job.job_id, "job failed: {e}");
+                    Some(proto::job_update::Update::Error(e.to_string()))
+                }
+            };
+            let failed = !matches!(update, Some(proto::job_update::Update::Result(_)));
+            if failed && let Err(e) = scheduler.remove_job(&job.job_id).await {
+                tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
+            }
+            lock(&running_jobs).remove(&job.job_id);
+            if let Some(update) = update {
+                let _ = tx
+                    .send(Ok(proto::JobUpdate {
+                        update: Some(update),
+                    }))
+                    .await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn remove_job(
+        &self,
+        request: Request<proto::RemoveJobRequest>,
+    ) -> std::result::Result<Response<Empty>, Status> {
+        self.scheduler
+            .remove_job(&request.into_inner().job_id)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn remove_stage(
+        &self,
+        request: Request<proto::RemoveStageRequest>,
+    ) -> std::result::Result<Response<Empty>, Status> {
+        let request = request.into_inner();
+        let stage = usize::try_from(request.stage_id).unwrap_or(usize::MAX);
+        self.scheduler
+            .remove_stage(&request.job_id, stage)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn put_broadcast(
+        &self,
+        request: Request<proto::Broadcast>,
+    ) -> std::result::Result<Response<Empty>, Status> {
+        let broadcast = request.into_inner();
+        self.scheduler
+            .put_broadcast(&broadcast.name, Arc::from(broadcast.value))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn holds(
+        &self,
+        request: Request<proto::HoldsRequest>,
+    ) -> std::result::Result<Response<proto::HoldsResponse>, Status> {
+        let request = request.into_inner();
+        let holds = self
+            .scheduler
+            .holds(&request.executor_id, &PathBuf::from(request.path))
+            .await;
+        Ok(Response::new(proto::HoldsResponse { holds }))
+    }
+
+    async fn cluster_state(
+        &self,
+        _request: Request<Empty>,
+    ) -> std::result::Result<Response<proto::ClusterStateResponse>, Status> {
+        let pool = self.scheduler.pool();
+        Ok(Response::new(proto::ClusterStateResponse {
+            executors: pool
+                .status()
+                .into_iter()
+                .map(|e| proto::ExecutorInfo {
+                    executor_id: e.id,
+                    address: e.address.unwrap_or_default(),
+                    slots: u32::try_from(e.slots).unwrap_or(u32::MAX),
+                    free_slots: u32::try_from(e.free).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            running_jobs: pool.running_jobs() as u64,
+            recomputed: self.scheduler.recomputed(),
+        }))
+    }
+}
+
+/// Runs a scheduler process until `shutdown` resolves; `on_listening` is told the bound
+/// address once it accepts calls.
+pub async fn run_scheduler_process(
+    config: SchedulerProcessConfig,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| EmberError::Config {
+            key: "--bind".into(),
+            message: format!("cannot listen on {}: {e}", config.bind),
+        })?;
+    let bound = listener.local_addr().map_err(|e| EmberError::Config {
+        key: "--bind".into(),
+        message: e.to_string(),
+    })?;
+    let pool = Arc::new(ExecutorPool::new(config.policy));
+    let scheduler = Arc::new(Scheduler::new(Arc::clone(&pool), config.scheduler.clone()));
+    let rpc = SchedulerRpc {
+        scheduler,
+        client: config.client.clone(),
+        next_executor: AtomicU64::new(1),
+        running_jobs: Arc::default(),
+    };
+    let mut builder = Server::builder();
+    if let Some(tls) = config.server.tls_config()? {
+        builder = builder.tls_config(tls).map_err(|e| EmberError::Config {
+            key: "--tls-cert".into(),
+            message: error_chain(&e),
+        })?;
+    }
+    let router = builder.add_service(InterceptedService::new(
+        SchedulerServiceServer::new(rpc)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        config.server.interceptor("scheduler"),
+    ));
+    let timeout = config.heartbeat_timeout;
+    let watch = tokio::spawn(async move {
+        let every = (timeout / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            pool.expire(timeout);
+        }
+    });
+    tracing::info!(address = %bound, policy = %config.policy, "scheduler listening");
+    on_listening(bound);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+    watch.abort();
+    served.map_err(|e| EmberError::Cluster {
+        message: format!("the scheduler's server stopped: {}", error_chain(&e)),
+    })
+}

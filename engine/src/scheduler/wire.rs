@@ -1,0 +1,115 @@
+//! Conversions between the scheduler's job types and their gRPC messages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ember_executors::rpc::convert::{key_values, settings};
+use ember_executors::rpc::proto;
+
+use super::{JobMetrics, JobOutcome, JobSpec, StageSpec};
+use crate::error::{EmberError, Result};
+
+fn size(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+impl From<&JobSpec> for proto::JobSpec {
+    fn from(job: &JobSpec) -> Self {
+        Self {
+            job_id: job.job_id.clone(),
+            stages: job
+                .stages
+                .iter()
+                .map(|s| proto::StageSpec {
+                    id: s.id as u64,
+                    plan: s.plan.as_ref().clone(),
+                    inputs: s.inputs.iter().map(|i| *i as u64).collect(),
+                    partitions: s.partitions as u64,
+                    output_kind: s.output_kind.clone(),
+                    output_partitions: s.output_partitions as u64,
+                })
+                .collect(),
+            settings: key_values(&job.settings),
+            final_stage: job.final_stage as u64,
+        }
+    }
+}
+
+/// Whether `id` can name a folder: letters, digits, `-`, `_` and `.`, not leading.
+pub fn is_plain_name(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl TryFrom<proto::JobSpec> for JobSpec {
+    type Error = EmberError;
+
+    fn try_from(job: proto::JobSpec) -> Result<Self> {
+        let bad = |message: String| EmberError::Cluster {
+            message: format!("invalid job {}: {message}", job.job_id),
+        };
+        if !is_plain_name(&job.job_id) {
+            return Err(bad("the job id must be a plain name".into()));
+        }
+        let mut stages = Vec::with_capacity(job.stages.len());
+        for (index, s) in job.stages.iter().enumerate() {
+            let inputs: Vec<usize> = s.inputs.iter().map(|i| size(*i)).collect();
+            if size(s.id) != index || inputs.iter().any(|i| *i >= index) {
+                return Err(bad(format!("stage {} is out of order", s.id)));
+            }
+            stages.push(StageSpec {
+                id: index,
+                plan: Arc::new(s.plan.clone()),
+                inputs,
+                partitions: size(s.partitions),
+                output_kind: s.output_kind.clone(),
+                output_partitions: size(s.output_partitions),
+            });
+        }
+        let final_stage = size(job.final_stage);
+        if final_stage >= stages.len() {
+            return Err(bad(format!("it has no stage {final_stage}")));
+        }
+        Ok(Self {
+            job_id: job.job_id,
+            stages,
+            settings: settings(job.settings),
+            final_stage,
+        })
+    }
+}
+
+impl TryFrom<&JobOutcome> for proto::JobResult {
+    type Error = EmberError;
+
+    fn try_from(outcome: &JobOutcome) -> Result<Self> {
+        Ok(Self {
+            final_output: outcome.final_output.iter().map(Into::into).collect(),
+            addresses: outcome.addresses.clone(),
+            metrics_json: serde_json::to_string(&outcome.metrics).map_err(|e| {
+                EmberError::Internal {
+                    message: format!("job metrics do not serialize: {e}"),
+                }
+            })?,
+        })
+    }
+}
+
+impl TryFrom<proto::JobResult> for JobOutcome {
+    type Error = EmberError;
+
+    fn try_from(result: proto::JobResult) -> Result<Self> {
+        let metrics: JobMetrics =
+            serde_json::from_str(&result.metrics_json).map_err(|e| EmberError::Cluster {
+                message: format!("the scheduler sent metrics that do not parse: {e}"),
+            })?;
+        Ok(Self {
+            final_output: result.final_output.into_iter().map(Into::into).collect(),
+            addresses: result.addresses.into_iter().collect::<HashMap<_, _>>(),
+            metrics,
+        })
+    }
+}

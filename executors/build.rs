@@ -1,0 +1,12 @@
+//! Generates the gRPC messages and services of `proto/ember.proto` with the `protoc` that
+//! the `protoc-bin-vendored` crate ships, so build machines need no `protoc` of their own.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_with_config(config, &["proto/ember.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Shuffle data over Arrow Flight: the [`ShuffleFlightService`] that serves the pieces an
+//! executor wrote (`do_get` with a [`proto::ShuffleTicket`]), and [`PeerClients`], the
+//! connections through which tasks and clients fetch pieces held elsewhere.
+//!
+//! A ticket names a piece by job, stage, map task, attempt and reduce partition; the
+//! executor builds the path from those parts itself, after checking that the job is one it
+//! ran and that the job id is a plain name. No ticket can reach outside the work directory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightClient, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proto::ShuffleTicket;
+use super::security::{ClientSecurity, error_chain};
+use crate::error::{ExecutorError, Result};
+use crate::executor::Executor;
+
+/// Bytes of shuffle data (as written, compressed) that one executor fetches at once.
+pub const MAX_BYTES_IN_FLIGHT: usize = 256 << 20;
+
+/// The executor of this process, replaced when it registers again under a new id.
+#[derive(Debug)]
+pub struct CurrentExecutor(std::sync::RwLock<Arc<Executor>>);
+
+impl CurrentExecutor {
+    /// Holds `executor`.
+    pub fn new(executor: Arc<Executor>) -> Self {
+        Self(std::sync::RwLock::new(executor))
+    }
+
+    /// The executor now.
+    pub fn get(&self) -> Arc<Executor> {
+        match self.0.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `executor` in place of the current one.
+    pub fn replace(&self, executor: Arc<Executor>) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = executor,
+            Err(poisoned) => *poisoned.into_inner() = executor,
+        }
+    }
+}
+
+/// Serves the shuffle pieces of this process's executor over Flight (`do_get` only).
+#[derive(Debug, Clone)]
+pub struct ShuffleFlightService {
+    current: Arc<CurrentExecutor>,
+}
+
+impl ShuffleFlightService {
+    /// A service over `current`.
+    pub fn new(current: Arc<CurrentExecutor>) -> Self {
+        Self { current }
+    }
+}
+
+/// Streams the batches of the IPC file at `path` from a blocking thread.
+fn stream_file(
+    path: std::path::PathBuf,
+) -> impl futures::Stream<Item = std::result::Result<RecordBatch, FlightError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let opened = std::fs::File::open(&path)
+            .map_err(|e| FlightError::ExternalError(Box::new(e)))
+            .and_then(|file| {
+                StreamReader::try_new(std::io::BufReader::with_capacity(1 << 16, file), None)
+                    .map_err(FlightError::Arrow)
+            });
+        let reader = match opened {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for batch in reader {
+            if tx.blocking_send(batch.map_err(FlightError::Arrow)).is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+type FlightStream<T> = BoxStream<'static, std::result::Result<T, Status>>;
+
+#[tonic::async_trait]
+impl FlightService for ShuffleFlightService {
+    type HandshakeStream = FlightStream<HandshakeResponse>;
+    type ListFlightsStream = FlightStream<FlightInfo>;
+    type DoGetStream = FlightStream<FlightData>;
+    type DoPutStream = FlightStream<PutResult>;
+    type DoActionStream = FlightStream<arrow_flight::Result>;
+    type ListActionsStream = FlightStream<ActionType>;
+    type DoExchangeStream = FlightStream<FlightData>;
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "an unknown peer".to_string(), |a| a.to_string());
+        let ticket = ShuffleTicket::decode(request.into_inner().ticket).map_err(|e| {
+            tracing::warn!(%peer, "refused an undecodable Flight ticket: {e}");
+            Status::invalid_argument(format!("not a shuffle ticket: {e}"))
+        })?;
+        let executor = self.current.get();
+        let path = executor.shuffle_file(&ticket).map_err(|message| {
+            tracing::warn!(%peer, job = %ticket.job_id, "refused a Flight ticket: {message}");
+            Status::permission_denied(message)
+        })?;
+        if !path.is_file() {
+            return Err(Status::not_found(format!(
+                "executor {} holds no piece {}/{}.{}#{} for partition {}",
+                executor.id(),
+                ticket.job_id,
+                ticket.stage_id,
+                ticket.map_partition,
+                ticket.attempt,
+                ticket.output_partition
+            )));
+        }
+        let mut options = IpcWriteOptions::default();
+        if let Some(codec) = executor.compression().ipc() {
+            options = options
+                .try_with_compression(Some(codec))
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_options(options)
+            .build(stream_file(path))
+            .map_err(Status::from);
+        Ok(Response::new(encoded.boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> std::result::Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn do_put(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn do_action(
+        &self,
+        _request: Request<Action>,
+    ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
+        Err(Status::unimplemented("Ember executors serve do_get only"))
+    }
+}
+
+/// Connections to other executors' Flight services, one per address, opened on first use,
+/// and the bound on bytes fetched at once.
+#[derive(Debug)]
+pub struct PeerClients {
+    security: ClientSecurity,
+    channels: Mutex<HashMap<String, Channel>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl PeerClients {
+    /// Connections made with `security`.
+    pub fn new(security: ClientSecurity) -> Self {
+        Self {
+            security,
+            channels: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT >> 10)),
+        }
+    }
+
+    /// The semaphore of bytes in flight, in KiB permits.
+    pub(crate) fn in_flight(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.in_flight)
+    }
+
+    async fn channel(&self, address: &str) -> Result<Channel> {
+        if let Some(channel) = lock(&self.channels).get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = self.security.connect(address).await?;
+        lock(&self.channels).insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// All batches of the piece `ticket` names, from the executor at `address`.
+    pub async fn fetch(&self, address: &str, ticket: &ShuffleTicket) -> Result<Vec<RecordBatch>> {
+        let channel = self.channel(address).await?;
+        let mut client = FlightClient::new(channel);
+        if let Some(header) = self.security.header() {
+            client
+                .add_header("authorization", &header)
+                .map_err(|e| ExecutorError::Config {
+                    key: "--auth-token".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        let result = async {
+            client
+                .do_get(Ticket::new(ticket.encode_to_vec()))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        }
+        .await;
+        result.map_err(|e| {
+            // A broken connection is not reused.
+            lock(&self.channels).remove(address);
+            let message = match &e {
+                FlightError::Tonic(status) => format!("{} ({:?})", status.message(), status.code()),
+                other => error_chain(other),
+            };
+            ExecutorError::Unreachable {
+                address: address.to_string(),
+                message,
+            }
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -1,0 +1,16 @@
+//! The network side of an executor: the gRPC messages of `proto/ember.proto` and their
+//! conversions ([`proto`], [`convert`]), authentication and TLS for every call
+//! ([`security`]), the Flight service that serves shuffle data and the client that fetches
+//! it ([`flight`]), and the executor process: its gRPC service, registration and heartbeats
+//! ([`server`]).
+
+pub mod convert;
+pub mod flight;
+pub mod security;
+pub mod server;
+
+/// The generated gRPC messages, clients and servers of `proto/ember.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod proto {
+    tonic::include_proto!("ember");
+}

@@ -1,0 +1,199 @@
+//! Reading one reduce partition whose pieces lie on several executors: pieces this executor
+//! holds (or that sit on a shared file system) are read from their files, the others are
+//! fetched over Flight from the executors that wrote them, several at once, with the bytes
+//! in flight bounded per executor. Pieces come out in map order.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{StreamExt, TryStreamExt};
+
+use super::read_locations;
+use crate::error::ExecutorError;
+use crate::rpc::flight::{MAX_BYTES_IN_FLIGHT, PeerClients};
+use crate::rpc::proto::ShuffleTicket;
+use crate::task::ShuffleLocation;
+
+/// Pieces fetched at once by one reader.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// Where the inputs of a task that live on other executors are fetched from.
+#[derive(Debug, Clone)]
+pub struct RemoteInputs {
+    /// The executor running the task (its own pieces are read from disk).
+    pub own_id: String,
+    /// The job whose pieces are read.
+    pub job_id: String,
+    /// Addresses of the other executors, by id.
+    pub peers: Arc<HashMap<String, String>>,
+    /// The connections to them.
+    pub clients: Arc<PeerClients>,
+}
+
+/// One piece of a reduce partition.
+#[derive(Debug, Clone)]
+pub(crate) enum Piece {
+    /// A file this executor can open.
+    Local(PathBuf),
+    /// A piece held by another executor.
+    Remote {
+        executor_id: String,
+        address: String,
+        ticket: ShuffleTicket,
+        bytes: u64,
+    },
+}
+
+impl RemoteInputs {
+    /// How to read `location`.
+    pub(crate) fn piece(&self, location: &ShuffleLocation) -> Piece {
+        self.piece_in(location, &self.job_id)
+    }
+
+    /// How to read `location`, a piece of job `job_id`.
+    pub(crate) fn piece_in(&self, location: &ShuffleLocation, job_id: &str) -> Piece {
+        match self.peers.get(&location.executor_id) {
+            Some(address) if location.executor_id != self.own_id => Piece::Remote {
+                executor_id: location.executor_id.clone(),
+                address: address.clone(),
+                ticket: ShuffleTicket {
+                    job_id: job_id.to_string(),
+                    stage_id: location.stage_id as u64,
+                    map_partition: location.map_partition as u64,
+                    attempt: location.attempt as u64,
+                    output_partition: location.output_partition as u64,
+                },
+                bytes: location.bytes,
+            },
+            _ => Piece::Local(location.path.clone()),
+        }
+    }
+}
+
+/// Streams `pieces` in order as one stream of `schema`.
+pub(crate) fn read_pieces(
+    schema: SchemaRef,
+    pieces: Vec<Piece>,
+    clients: Option<Arc<PeerClients>>,
+) -> SendableRecordBatchStream {
+    let all_local = pieces.iter().all(|p| matches!(p, Piece::Local(_)));
+    let clients = match clients {
+        Some(clients) if !all_local => clients,
+        _ => {
+            let paths = pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Local(path) => Some(path),
+                    Piece::Remote { .. } => None,
+                })
+                .collect();
+            // Open the files on first poll, not now: a join's probe side is executed long
+            // before the build side is done, and its reader thread would sit parked.
+            let opened = Arc::clone(&schema);
+            let lazy =
+                futures::stream::once(async move { read_locations(opened, paths) }).flatten();
+            return Box::pin(RecordBatchStreamAdapter::new(schema, lazy));
+        }
+    };
+    let in_flight = clients.in_flight();
+    let reader_schema = Arc::clone(&schema);
+    let stream = futures::stream::iter(pieces)
+        .map(move |piece| {
+            let clients = Arc::clone(&clients);
+            let in_flight = Arc::clone(&in_flight);
+            let schema = Arc::clone(&reader_schema);
+            async move {
+                match piece {
+                    Piece::Local(path) => {
+                        Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
+                    }
+                    Piece::Remote {
+                        executor_id,
+                        address,
+                        ticket,
+                        bytes,
+                    } => {
+                        let kib = (bytes as usize).min(MAX_BYTES_IN_FLIGHT) >> 10;
+                        let permits = u32::try_from(kib + 1).unwrap_or(u32::MAX);
+                        let permit = in_flight.acquire_many_owned(permits).await.map_err(|e| {
+                            DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
+                        })?;
+                        let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
+                            let message = match e {
+                                ExecutorError::Unreachable { message, .. } => message,
+                                other => other.to_string(),
+                            };
+                            DataFusionError::External(Box::new(ExecutorError::FetchFailed {
+                                executor_id,
+                                message,
+                            }))
+                        })?;
+                        // The permit goes with the batches: it is given back once the
+                        // reader has consumed them.
+                        Ok(futures::stream::iter(batches.into_iter().map(move |batch| {
+                            let _held = &permit;
+                            Ok(batch)
+                        }))
+                        .boxed())
+                    }
+                }
+            }
+        })
+        .buffered(FETCH_CONCURRENCY)
+        .try_flatten();
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// The executor and message of a fetch failure somewhere in `error`.
+pub(crate) fn fetch_failure(error: &DataFusionError) -> Option<(String, String)> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        match e {
+            DataFusionError::External(inner) => {
+                if let Some(ExecutorError::FetchFailed {
+                    executor_id,
+                    message,
+                }) = inner.downcast_ref::<ExecutorError>()
+                {
+                    return Some((executor_id.clone(), message.clone()));
+                }
+                current = inner.downcast_ref::<DataFusionError>();
+            }
+            DataFusionError::Context(_, inner) => current = Some(inner),
+            DataFusionError::Shared(inner) => current = Some(inner),
+            DataFusionError::ArrowError(inner, _) => {
+                current = match inner.as_ref() {
+                    arrow::error::ArrowError::ExternalError(e) => e.downcast_ref::<DataFusionError>(),
+                    _ => None,
+                };
+            }
+            _ => current = None,
+        }
+    }
+    None
+}
+
+/// Streams the output of a finished job's final stage, in the order of `locations`:
+/// pieces held by executors named in `addresses` over Flight with `clients`, the others
+/// from their files (the embedded cluster).
+pub fn read_job_output(
+    schema: SchemaRef,
+    job_id: &str,
+    locations: &[ShuffleLocation],
+    addresses: HashMap<String, String>,
+    clients: Arc<PeerClients>,
+) -> SendableRecordBatchStream {
+    let remote = RemoteInputs {
+        own_id: String::new(),
+        job_id: job_id.to_string(),
+        peers: Arc::new(addresses),
+        clients: Arc::clone(&clients),
+    };
+    let pieces = locations.iter().map(|l| remote.piece(l)).collect();
+    read_pieces(schema, pieces, Some(clients))
+}
