@@ -110,3 +110,25 @@ pub fn rows_match(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
             .zip(b)
             .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| cells_match(p, q)))
 }
+
+/// Milliseconds the `cluster_test.slow` function sleeps per batch.
+pub const SLOW_BATCH_MILLIS: u64 = 150;
+
+/// The schema of the rows the cluster tests push through `cluster_test.slow`.
+pub fn key_value_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("value", DataType::Int64, false),
+    ]))
+}
+
+/// Registers the functions of the cluster tests: `cluster_test.slow` passes `(key, value)`
+/// batches through unchanged after [`SLOW_BATCH_MILLIS`]. The test process registers it
+/// for planning, the `ember-node` executors for running.
+pub fn register_cluster_functions() {
+    ember::register_batch_fn("cluster_test.slow", key_value_schema(), |batch| {
+        std::thread::sleep(std::time::Duration::from_millis(SLOW_BATCH_MILLIS));
+        Ok(batch)
+    });
+}

@@ -2,6 +2,7 @@
 
 mod dataset;
 mod examples;
+mod cluster;
 mod functions;
 mod retry;
 mod shuffle;

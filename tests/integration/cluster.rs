@@ -1,0 +1,478 @@
+//! The process cluster: a real `ember scheduler` and `ember executor` processes (the
+//! `ember-node` binary, which is `ember` plus the tests' functions) on 127.0.0.1 ports,
+//! driven through `Session::connect`. Executors are killed with SIGKILL for the fault tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::prelude::{col, lit};
+use ember::executors::rpc::security::ClientSecurity;
+use ember::pipelines::register_tpch;
+use ember::scheduler::{JobEvent, JobListener};
+use ember::{EmberConfig, Session};
+use ember_tests::{
+    datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match, tpch_dir,
+    tpch_query,
+};
+use tempfile::TempDir;
+
+const NODE: &str = env!("CARGO_BIN_EXE_ember-node");
+
+/// One process of a test cluster.
+struct Node {
+    /// The executor id it registered under (empty for the scheduler).
+    id: String,
+    child: Child,
+    stderr: PathBuf,
+}
+
+/// A scheduler and executors, each a process; all are killed when this is dropped.
+struct TestCluster {
+    dir: TempDir,
+    url: String,
+    token: Option<String>,
+    scheduler: Node,
+    executors: Arc<Mutex<Vec<Node>>>,
+}
+
+/// Waits for the first line a process prints on stdout.
+fn first_line(child: &mut Child, what: &str, stderr: &PathBuf) -> String {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) if !line.is_empty() => line.trim().to_string(),
+        _ => panic!(
+            "{what} did not start: {}",
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        ),
+    }
+}
+
+impl TestCluster {
+    /// A scheduler with `scheduler_args`, then `executors` executors of 2 slots each.
+    fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ember-cluster-test-")
+            .tempdir()
+            .expect("temp dir");
+        let stderr = dir.path().join("scheduler.log");
+        let mut command = Command::new(NODE);
+        command
+            .args(["scheduler", "--bind", "127.0.0.1:0"])
+            .args(scheduler_args)
+            .env("RUST_LOG", "info")
+            .env_remove("EMBER_AUTH_TOKEN");
+        if let Some(token) = token {
+            command.args(["--auth-token", token]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("the scheduler starts");
+        let line = first_line(&mut child, "the scheduler", &stderr);
+        let address = line.rsplit(' ').next().expect("an address");
+        let mut cluster = Self {
+            url: format!("http://{address}"),
+            token: token.map(str::to_string),
+            scheduler: Node {
+                id: String::new(),
+                child,
+                stderr,
+            },
+            executors: Arc::default(),
+            dir,
+        };
+        for _ in 0..executors {
+            cluster.add_executor(token).expect("the executor registers");
+        }
+        cluster
+    }
+
+    /// Starts an executor with `token`; its id, or its error output when it exits.
+    fn add_executor(&mut self, token: Option<&str>) -> Result<String, String> {
+        let n = self.executors.lock().expect("lock").len();
+        let stderr = self.dir.path().join(format!("executor-process-{n}.log"));
+        let mut command = Command::new(NODE);
+        command
+            .args(["executor", "--scheduler", &self.url, "--bind", "127.0.0.1:0"])
+            .args(["--slots", "2", "--heartbeat-interval", "0.2"])
+            .arg("--work-dir")
+            .arg(self.dir.path().join(format!("work-{n}")))
+            .env("RUST_LOG", "info")
+            .env_remove("EMBER_AUTH_TOKEN");
+        if let Some(token) = token {
+            command.args(["--auth-token", token]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("the executor starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if line.is_empty() {
+            let status = child.wait().expect("exit status");
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            return Err(format!("{status}: {log}"));
+        }
+        // "ember executor executor-3 listening on http://127.0.0.1:PORT"
+        let id = line.split_whitespace().nth(2).expect("an id").to_string();
+        self.executors.lock().expect("lock").push(Node {
+            id: id.clone(),
+            child,
+            stderr,
+        });
+        Ok(id)
+    }
+
+    fn security(&self) -> ClientSecurity {
+        ClientSecurity {
+            token: self.token.clone(),
+            ca: None,
+        }
+    }
+
+    /// A session on this cluster, with the TPC-H test tables.
+    async fn session(&self) -> Session {
+        let session = Session::connect_with(&self.url, self.security(), EmberConfig::default())
+            .await
+            .expect("the client connects");
+        register_tpch(&session, tpch_dir())
+            .await
+            .expect("the TPC-H tables register");
+        session
+    }
+
+    fn scheduler_log(&self) -> String {
+        std::fs::read_to_string(&self.scheduler.stderr).unwrap_or_default()
+    }
+
+    fn executor_log(&self, index: usize) -> String {
+        let executors = self.executors.lock().expect("lock");
+        std::fs::read_to_string(&executors[index].stderr).unwrap_or_default()
+    }
+}
+
+/// Kills `node` with SIGKILL.
+fn kill(node: &mut Node) {
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if let Ok(mut executors) = self.executors.lock() {
+            for node in executors.iter_mut() {
+                kill(node);
+            }
+        }
+        kill(&mut self.scheduler);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scheduler_and_three_executors_run_the_22_tpch_queries_like_datafusion() {
+    let cluster = TestCluster::start(3, &[], None);
+    let session = cluster.session().await;
+    assert_eq!(session.config().target_partitions(), 6, "3 executors x 2 slots");
+    let mut failures = Vec::new();
+    let mut executors_used = std::collections::BTreeSet::new();
+    for n in 1..=22 {
+        let sql = tpch_query(n);
+        let expected = datafusion_rows(&sql).await;
+        match session.sql(&sql).await {
+            Ok(result) => {
+                let got = rows(&result.batches);
+                if !rows_match(&got, &expected) {
+                    failures.push(format!(
+                        "q{n:02}: {} rows vs DataFusion's {}",
+                        got.len(),
+                        expected.len()
+                    ));
+                }
+                let metrics = result.metrics.expect("a query runs a job");
+                executors_used.extend(metrics.tasks.iter().map(|t| t.executor_id.clone()));
+            }
+            Err(e) => failures.push(format!("q{n:02}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(executors_used.len(), 3, "tasks ran on {executors_used:?}");
+}
+
+/// `rows` pairs `(i % keys, i)` in batches of 1000.
+fn key_values(rows: i64, keys: i64) -> Vec<RecordBatch> {
+    (0..rows)
+        .step_by(1000)
+        .map(|start| {
+            let end = (start + 1000).min(rows);
+            RecordBatch::try_new(
+                key_value_schema(),
+                vec![
+                    std::sync::Arc::new(Int64Array::from_iter_values(
+                        (start..end).map(|i| i % keys),
+                    )),
+                    std::sync::Arc::new(Int64Array::from_iter_values(start..end)),
+                ],
+            )
+            .expect("valid batch")
+        })
+        .collect()
+}
+
+/// Calls `on_event` for every event of the session's jobs.
+struct Hook<F: Fn(&JobEvent) + Send + Sync>(F);
+
+impl<F: Fn(&JobEvent) + Send + Sync> JobListener for Hook<F> {
+    fn on_event(&self, event: &JobEvent) {
+        (self.0)(event);
+    }
+}
+
+/// Sum of values per key through a shuffle and the slow function, then a second shuffle:
+/// `(key, sum)` sorted by key.
+async fn slow_sums(session: &Session, rows: i64, keys: i64) -> ember::Result<Vec<(i64, i64)>> {
+    let result = session
+        .from_batches(key_values(rows, keys))?
+        .repartition_by(vec![col("value") % lit(7i64)], 6)?
+        .map_batches("cluster_test.slow")?
+        .group_by(vec![col("key")])
+        .agg(vec![sum(col("value")).alias("total")])?
+        .sort(vec![col("key").sort(true, false)])?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        let k = batch.column(0).as_primitive::<Int64Type>();
+        let v = batch.column(1).as_primitive::<Int64Type>();
+        out.extend((0..batch.num_rows()).map(|i| (k.value(i), v.value(i))));
+    }
+    Ok(out)
+}
+
+fn expected_sums(rows: i64, keys: i64) -> Vec<(i64, i64)> {
+    let mut sums = vec![0i64; keys as usize];
+    for i in 0..rows {
+        sums[(i % keys) as usize] += i;
+    }
+    sums.into_iter().enumerate().map(|(k, v)| (k as i64, v)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed() {
+    register_cluster_functions();
+    let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
+    let mut session = cluster.session().await;
+    // When the first stage is done, kill an executor that ran some of its map tasks: the
+    // reducers are then reading, and that executor's map outputs are gone.
+    let map_executors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let killed = Arc::new(Mutex::new(None::<String>));
+    let executors = Arc::clone(&cluster.executors);
+    let (seen, victim) = (Arc::clone(&map_executors), Arc::clone(&killed));
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| match event {
+        JobEvent::TaskFinished {
+            stage_id: 0,
+            executor_id,
+            ..
+        } => seen.lock().expect("lock").push(executor_id.clone()),
+        JobEvent::StageFinished { stage_id: 0 } => {
+            let mut victim = victim.lock().expect("lock");
+            if victim.is_some() {
+                return;
+            }
+            let target = seen.lock().expect("lock").first().cloned();
+            let mut executors = executors.lock().expect("lock");
+            if let Some(node) = executors.iter_mut().find(|n| Some(&n.id) == target.as_ref()) {
+                kill(node);
+                *victim = Some(node.id.clone());
+            }
+        }
+        _ => {}
+    })));
+    let (rows, keys) = (60_000, 40);
+    let got = slow_sums(&session, rows, keys)
+        .await
+        .expect("the job survives the loss of an executor");
+    assert_eq!(got, expected_sums(rows, keys));
+    let victim = killed.lock().expect("lock").clone().expect("an executor was killed");
+    // The scheduler names the map tasks it ran again, and only the victim's.
+    let log = cluster.scheduler_log();
+    let recomputed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("recomputing map task"))
+        .collect();
+    assert!(!recomputed.is_empty(), "no recomputation logged:\n{log}");
+    eprintln!("killed {victim}; the scheduler logged:\n{}", recomputed.join("\n"));
+    assert!(
+        recomputed
+            .iter()
+            .all(|l| l.contains(&format!("lost executor {victim}"))),
+        "{recomputed:?}"
+    );
+    let map_tasks_on_victim = map_executors
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|e| **e == victim)
+        .count();
+    let stage_0_recomputed = recomputed.iter().filter(|l| l.contains("/0.")).count();
+    assert_eq!(
+        stage_0_recomputed, map_tasks_on_victim,
+        "exactly the victim's map tasks run again: {recomputed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_executor_killed_a_job_fails_after_the_grace_period() {
+    register_cluster_functions();
+    let cluster = TestCluster::start(2, &["--heartbeat-timeout", "1", "--grace-period", "2"], None);
+    let mut session = cluster.session().await;
+    let executors = Arc::clone(&cluster.executors);
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
+        if matches!(event, JobEvent::TaskFinished { .. }) {
+            for node in executors.lock().expect("lock").iter_mut() {
+                kill(node);
+            }
+        }
+    })));
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), slow_sums(&session, 20_000, 10))
+        .await
+        .expect("the job ends instead of hanging");
+    let err = outcome.expect_err("no executor is left to finish the job");
+    let message = err.to_string();
+    assert!(message.contains("no executors left"), "{message}");
+    assert!(message.contains("grace period"), "{message}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "failed before the grace period");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_on_every_call_and_tickets_cannot_leave_the_work_dir() {
+    use arrow_flight::{FlightClient, Ticket};
+    use ember::executors::rpc::proto::ShuffleTicket;
+    use futures::TryStreamExt;
+    use prost::Message;
+
+    let mut cluster = TestCluster::start(1, &[], Some("s3cret"));
+    // Clients without the token, or with a wrong one, are refused.
+    for token in [None, Some("guess")] {
+        let security = ClientSecurity {
+            token: token.map(str::to_string),
+            ca: None,
+        };
+        let err = Session::connect_with(&cluster.url, security, EmberConfig::default())
+            .await
+            .err()
+            .expect("refused");
+        let expected = if token.is_some() { "wrong auth token" } else { "missing auth token" };
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    // An executor with a wrong token cannot register.
+    let refused = cluster.add_executor(Some("guess")).expect_err("refused");
+    assert!(refused.contains("refused to register"), "{refused}");
+    assert!(refused.contains("wrong auth token"), "{refused}");
+    let log = cluster.scheduler_log();
+    assert!(log.contains("refused a call with a wrong auth token"), "{log}");
+    assert!(log.contains("refused a call without an auth token"), "{log}");
+
+    // With the token, everything works.
+    let session = cluster.session().await;
+    let sql = tpch_query(3);
+    let result = session.sql(&sql).await.expect("q3 runs");
+    assert!(rows_match(&rows(&result.batches), &datafusion_rows(&sql).await));
+
+    // The executor's Flight service checks the token and the ticket.
+    let address = session_executor_address(&cluster).await;
+    let channel = ClientSecurity::default()
+        .connect(&address)
+        .await
+        .expect("the executor is reachable");
+    let ticket = |job: &str| {
+        Ticket::new(
+            ShuffleTicket {
+                job_id: job.to_string(),
+                stage_id: 0,
+                map_partition: 0,
+                attempt: 0,
+                output_partition: 0,
+            }
+            .encode_to_vec(),
+        )
+    };
+    let mut anonymous = FlightClient::new(channel.clone());
+    let err = anonymous.do_get(ticket("job-1")).await.err().expect("no token");
+    assert!(err.to_string().contains("missing auth token"), "{err}");
+    let mut client = FlightClient::new(channel);
+    client
+        .add_header("authorization", "Bearer s3cret")
+        .expect("header");
+    for job in ["../../etc", "..", "job/../../x", "never-ran-here"] {
+        let outcome = match client.do_get(ticket(job)).await {
+            Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = outcome.expect_err("a ticket outside the cluster's jobs is refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("not a plain name") || text.contains("ran no job"),
+            "{job}: {text}"
+        );
+    }
+    let log = cluster.executor_log(0);
+    assert!(log.contains("refused a Flight ticket"), "{log}");
+}
+
+/// The address of the first executor, as the scheduler knows it.
+async fn session_executor_address(cluster: &TestCluster) -> String {
+    let remote = ember::RemoteCluster::connect(&cluster.url, cluster.security())
+        .await
+        .expect("connects");
+    remote
+        .executors()
+        .await
+        .expect("lists executors")
+        .into_iter()
+        .next()
+        .and_then(|e| e.address)
+        .expect("an executor")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_jobs_at_once_all_finish_with_correct_results() {
+    let cluster = TestCluster::start(2, &["--policy", "fair"], None);
+    let session = cluster.session().await;
+    let queries = [1, 3, 4, 5, 6, 10, 12, 14];
+    let runs = queries.iter().map(|n| {
+        let session = &session;
+        async move {
+            let sql = tpch_query(*n);
+            (n, session.sql(&sql).await, sql)
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut failures = Vec::new();
+    for (n, result, sql) in results {
+        match result {
+            Ok(result) => {
+                if !rows_match(&rows(&result.batches), &datafusion_rows(&sql).await) {
+                    failures.push(format!("q{n:02}: wrong rows"));
+                }
+            }
+            Err(e) => failures.push(format!("q{n:02}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
