@@ -480,10 +480,7 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     };
     run_scheduler_process(
         config,
-        |address| {
-            println!("ember scheduler listening on {address}");
-            let _ = std::io::stdout().flush();
-        },
+        |address| announce(&format!("ember scheduler listening on {address}")),
         shutdown_signal(),
     )
     .await?;
@@ -514,14 +511,19 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
     };
     run_executor_process(
         config,
-        |id, address| {
-            println!("ember executor {id} listening on {address}");
-            let _ = std::io::stdout().flush();
-        },
+        |id, address| announce(&format!("ember executor {id} listening on {address}")),
         shutdown_signal(),
     )
     .await?;
     Ok(())
+}
+
+/// Prints a line on stdout for whoever started the process; a closed stdout is no reason
+/// for a server to stop.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -30,6 +30,47 @@ struct Node {
     id: String,
     child: Child,
     stderr: PathBuf,
+    /// The lines it prints on stdout after the first.
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Spawns `command` with stdout piped; its first line (or `None` if it printed none), and
+/// a receiver of its later lines (stdout stays open for as long as the process runs).
+fn spawn(
+    command: &mut Command,
+    stderr: &PathBuf,
+) -> (Child, Option<String>, std::sync::mpsc::Receiver<String>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).expect("log file"))
+        .spawn()
+        .expect("the process starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).ok();
+    (child, first, rx)
+}
+
+/// How a test cluster's processes are set up beyond the defaults.
+#[derive(Default)]
+struct Options {
+    scheduler_args: Vec<String>,
+    executor_args: Vec<String>,
+    token: Option<String>,
+    /// The CA of the processes' certificates: TLS on, `https://` URLs.
+    tls_ca: Option<PathBuf>,
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
 }
 
 /// A scheduler and executors, each a process; all are killed when this is dropped.
@@ -37,31 +78,26 @@ struct TestCluster {
     dir: TempDir,
     url: String,
     token: Option<String>,
+    tls_ca: Option<PathBuf>,
+    executor_args: Vec<String>,
     scheduler: Node,
     executors: Arc<Mutex<Vec<Node>>>,
-}
-
-/// Waits for the first line a process prints on stdout.
-fn first_line(child: &mut Child, what: &str, stderr: &PathBuf) -> String {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) if !line.is_empty() => line.trim().to_string(),
-        _ => panic!(
-            "{what} did not start: {}",
-            std::fs::read_to_string(stderr).unwrap_or_default()
-        ),
-    }
 }
 
 impl TestCluster {
     /// A scheduler with `scheduler_args`, then `executors` executors of 2 slots each.
     fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
+        Self::start_with(
+            executors,
+            Options {
+                scheduler_args: args(scheduler_args),
+                token: token.map(str::to_string),
+                ..Options::default()
+            },
+        )
+    }
+
+    fn start_with(executors: usize, options: Options) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ember-cluster-test-")
             .tempdir()
@@ -70,32 +106,39 @@ impl TestCluster {
         let mut command = Command::new(NODE);
         command
             .args(["scheduler", "--bind", "127.0.0.1:0"])
-            .args(scheduler_args)
+            .args(&options.scheduler_args)
             .env("RUST_LOG", "info")
             .env_remove("EMBER_AUTH_TOKEN");
-        if let Some(token) = token {
+        if let Some(token) = &options.token {
             command.args(["--auth-token", token]);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("the scheduler starts");
-        let line = first_line(&mut child, "the scheduler", &stderr);
+        let (child, line, lines) = spawn(&mut command, &stderr);
+        let Some(line) = line else {
+            panic!(
+                "the scheduler did not start: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        };
         let address = line.rsplit(' ').next().expect("an address");
+        let scheme = if options.tls_ca.is_some() { "https" } else { "http" };
         let mut cluster = Self {
-            url: format!("http://{address}"),
-            token: token.map(str::to_string),
+            url: format!("{scheme}://{address}"),
+            token: options.token.clone(),
+            tls_ca: options.tls_ca.clone(),
+            executor_args: options.executor_args.clone(),
             scheduler: Node {
                 id: String::new(),
                 child,
                 stderr,
+                lines,
             },
             executors: Arc::default(),
             dir,
         };
         for _ in 0..executors {
-            cluster.add_executor(token).expect("the executor registers");
+            cluster
+                .add_executor(options.token.as_deref())
+                .expect("the executor registers");
         }
         cluster
     }
@@ -110,30 +153,25 @@ impl TestCluster {
             .args(["--slots", "2", "--heartbeat-interval", "0.2"])
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{n}")))
+            .args(&self.executor_args)
             .env("RUST_LOG", "info")
             .env_remove("EMBER_AUTH_TOKEN");
         if let Some(token) = token {
             command.args(["--auth-token", token]);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("the executor starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        if line.is_empty() {
+        let (mut child, line, lines) = spawn(&mut command, &stderr);
+        let Some(line) = line else {
             let status = child.wait().expect("exit status");
             let log = std::fs::read_to_string(&stderr).unwrap_or_default();
             return Err(format!("{status}: {log}"));
-        }
+        };
         // "ember executor executor-3 listening on http://127.0.0.1:PORT"
         let id = line.split_whitespace().nth(2).expect("an id").to_string();
         self.executors.lock().expect("lock").push(Node {
             id: id.clone(),
             child,
             stderr,
+            lines,
         });
         Ok(id)
     }
@@ -141,7 +179,7 @@ impl TestCluster {
     fn security(&self) -> ClientSecurity {
         ClientSecurity {
             token: self.token.clone(),
-            ca: None,
+            ca: self.tls_ca.clone(),
         }
     }
 
@@ -475,4 +513,139 @@ async fn eight_jobs_at_once_all_finish_with_correct_results() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(node: &Node, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
+    register_cluster_functions();
+    let cluster = TestCluster::start(3, &["--heartbeat-timeout", "1.5"], None);
+    let mut session = cluster.session().await;
+    let stopped = Arc::new(Mutex::new(None::<usize>));
+    let (executors, victim) = (Arc::clone(&cluster.executors), Arc::clone(&stopped));
+    // Freeze (SIGSTOP) one executor while the reducers run: its calls hang instead of
+    // failing, so only the missed heartbeats reveal it.
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
+        if let JobEvent::StageFinished { stage_id: 0 } = event {
+            let mut victim = victim.lock().expect("lock");
+            if victim.is_none() {
+                let executors = executors.lock().expect("lock");
+                signal(&executors[0], "STOP");
+                *victim = Some(0);
+            }
+        }
+    })));
+    let (rows, keys) = (40_000, 30);
+    let got = tokio::time::timeout(Duration::from_secs(120), slow_sums(&session, rows, keys))
+        .await
+        .expect("the job does not hang on the frozen executor")
+        .expect("the job finishes without it");
+    assert_eq!(got, expected_sums(rows, keys));
+    assert_eq!(*stopped.lock().expect("lock"), Some(0), "the executor was frozen");
+    let frozen_id = cluster.executors.lock().expect("lock")[0].id.clone();
+    let log = cluster.scheduler_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("executor lost: no heartbeat") && l.contains(&frozen_id)),
+        "{log}"
+    );
+
+    // Woken, it hears that it was declared lost and registers under a new id.
+    signal(&cluster.executors.lock().expect("lock")[0], "CONT");
+    let line = cluster.executors.lock().expect("lock")[0]
+        .lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the executor registers again");
+    let new_id = line.split_whitespace().nth(2).expect("an id").to_string();
+    assert_ne!(new_id, frozen_id);
+    let remote = ember::RemoteCluster::connect(&cluster.url, cluster.security())
+        .await
+        .expect("connects");
+    let ids: Vec<String> = remote
+        .executors()
+        .await
+        .expect("lists")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(ids.contains(&new_id) && !ids.contains(&frozen_id), "{ids:?}");
+    // And it takes tasks again.
+    let got = slow_sums(&session, 6_000, 5).await.expect("runs on 3 executors");
+    assert_eq!(got, expected_sums(6_000, 5));
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem,
+/// key.pem) in `dir`.
+fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key"))
+        .expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("certificate");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_every_call_is_encrypted_and_a_client_without_the_ca_is_refused() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(certs.path());
+    let tls: Vec<String> = vec![
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+        "--tls-ca".into(),
+        ca.display().to_string(),
+    ];
+    let cluster = TestCluster::start_with(
+        2,
+        Options {
+            scheduler_args: tls.clone(),
+            executor_args: tls,
+            token: Some("s3cret".into()),
+            tls_ca: Some(ca.clone()),
+        },
+    );
+    assert!(cluster.url.starts_with("https://"), "{}", cluster.url);
+    // Shuffles between executors and results back to the client all go over TLS.
+    let session = cluster.session().await;
+    let sql = tpch_query(5);
+    let result = session.sql(&sql).await.expect("q5 runs over TLS");
+    assert!(rows_match(&rows(&result.batches), &datafusion_rows(&sql).await));
+    let remote = ember::RemoteCluster::connect(&cluster.url, cluster.security())
+        .await
+        .expect("connects");
+    let executors = remote.executors().await.expect("lists");
+    assert!(
+        executors
+            .iter()
+            .all(|e| e.address.as_deref().is_some_and(|a| a.starts_with("https://"))),
+        "{executors:?}"
+    );
+    // A client that does not trust the CA cannot talk to the cluster, nor can a plain one.
+    let untrusting = ClientSecurity {
+        token: Some("s3cret".into()),
+        ca: None,
+    };
+    assert!(Session::connect_with(&cluster.url, untrusting, EmberConfig::default()).await.is_err());
+    let plain = cluster.url.replacen("https://", "http://", 1);
+    assert!(Session::connect_with(&plain, cluster.security(), EmberConfig::default()).await.is_err());
 }

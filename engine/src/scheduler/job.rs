@@ -61,6 +61,8 @@ struct Launched {
     partition: usize,
     attempt: usize,
     executor_id: String,
+    /// The executors holding its inputs.
+    reads_from: Vec<String>,
     abort: AbortHandle,
 }
 
@@ -336,6 +338,13 @@ impl<'a> JobRun<'a> {
             settings: Arc::clone(&self.settings),
             peers,
         };
+        let mut reads_from: Vec<String> = definition
+            .inputs
+            .iter()
+            .map(|l| l.executor_id.clone())
+            .collect();
+        reads_from.sort_unstable();
+        reads_from.dedup();
         let executor_id = client.id().to_string();
         let abort = self.running.spawn(client.launch(definition));
         self.launched.insert(
@@ -345,6 +354,7 @@ impl<'a> JobRun<'a> {
                 partition,
                 attempt,
                 executor_id,
+                reads_from,
                 abort,
             },
         );
@@ -503,7 +513,7 @@ impl<'a> JobRun<'a> {
     }
 
     /// Deals with executors lost since the last look: re-queues the tasks that ran on
-    /// them, and recomputes the finished map tasks whose output they held where a later
+    /// them or read from them (a read from a hung executor may never end), and recomputes the finished map tasks whose output they held where a later
     /// stage (or the result) still needs it.
     fn handle_lost(&mut self) {
         let (lost, cursor) = self.pool.lost_since(self.lost_cursor);
@@ -513,31 +523,38 @@ impl<'a> JobRun<'a> {
         }
         let mut gone: HashMap<(usize, usize), String> = HashMap::new();
         for executor in &lost {
-            let on_it: Vec<tokio::task::Id> = self
+            let touched: Vec<tokio::task::Id> = self
                 .launched
                 .iter()
-                .filter(|(_, l)| &l.executor_id == executor)
+                .filter(|(_, l)| &l.executor_id == executor || l.reads_from.contains(executor))
                 .map(|(id, _)| *id)
                 .collect();
-            for id in on_it {
+            for id in touched {
                 let Some(task) = self.launched.remove(&id) else {
                     continue;
                 };
                 task.abort.abort();
-                self.pool.release(self.seq, executor);
+                self.pool.release(self.seq, &task.executor_id);
+                let why = if &task.executor_id == executor {
+                    format!("it was running on lost executor {executor}")
+                } else {
+                    format!("it was reading from lost executor {executor}")
+                };
                 tracing::warn!(
                     job = %self.job.job_id,
                     stage = task.stage,
                     partition = task.partition,
-                    executor = %executor,
-                    "task was running on a lost executor; running it again elsewhere"
+                    executor = %task.executor_id,
+                    "task {}.{} runs again: {why}",
+                    task.stage,
+                    task.partition
                 );
                 self.metrics.failures.push(FailedAttempt {
                     stage_id: task.stage,
                     partition: task.partition,
                     attempt: task.attempt,
-                    executor_id: executor.clone(),
-                    error: format!("executor {executor} was lost"),
+                    executor_id: task.executor_id.clone(),
+                    error: format!("the task runs again: {why}"),
                 });
                 self.stages[task.stage].parts[task.partition] = Part::Queued;
                 self.queue.push_front((task.stage, task.partition));

@@ -21,6 +21,12 @@ pub const AUTH_TOKEN_ENV: &str = "EMBER_AUTH_TOKEN";
 /// How long a client waits to open a connection before it calls the peer unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a client pings a connection that carries no data.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a client waits for the answer to a ping before it drops the connection.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a server requires of its callers and how it presents itself.
 #[derive(Debug, Clone, Default)]
 pub struct ServerSecurity {
@@ -126,7 +132,12 @@ impl ClientSecurity {
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| bad_url(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A peer that stops answering (hung, or cut off) breaks the connection, and
+            // the calls on it fail instead of waiting forever.
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             tls = match &self.ca {
