@@ -8,6 +8,7 @@
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
 
+mod cluster;
 mod dsl;
 
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use ember::datasets::tpch_tables;
 use ember::pipelines::{ensure_tpch, register_tpch};
 use ember::{EmberConfig, Session};
+
+use crate::cluster::ProcessCluster;
 
 #[derive(Parser)]
 #[command(name = "ember-bench", about = "Ember against its peers, side by side")]
@@ -52,6 +55,13 @@ enum Command {
         /// An Ember setting as KEY=VALUE (see `ember config`); repeatable.
         #[arg(long = "conf", value_name = "KEY=VALUE")]
         conf: Vec<String>,
+        /// Also run every query on a process cluster (1 scheduler, N executor processes of
+        /// one slot each, started from `--ember-bin`), and measure its shuffle throughput.
+        #[arg(long)]
+        cluster: bool,
+        /// The `ember` binary for the process cluster (default: next to this one).
+        #[arg(long, value_name = "PATH")]
+        ember_bin: Option<PathBuf>,
     },
     /// Word count and a sum per key: DSL user functions against the same jobs in SQL.
     Dsl(dsl::DslBench),
@@ -69,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
             queries,
             only,
             conf,
+            cluster,
+            ember_bin,
         } => {
             let dir = data.unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{scale_factor}")));
             if ensure_tpch(&dir, scale_factor, 4)? {
@@ -87,6 +99,19 @@ async fn main() -> anyhow::Result<()> {
             for pair in &conf {
                 config.set_pair(pair)?;
             }
+            let processes = match cluster {
+                true => {
+                    let bin = match ember_bin {
+                        Some(bin) => bin,
+                        None => std::env::current_exe()?
+                            .parent()
+                            .context("the bench binary has a folder")?
+                            .join("ember"),
+                    };
+                    Some(ProcessCluster::start(&bin, executors)?)
+                }
+                false => None,
+            };
             tpch(
                 &dir,
                 scale_factor,
@@ -94,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 iterations.max(1),
                 &queries,
                 &numbers,
+                processes.as_ref(),
             )
             .await
         }
@@ -107,6 +133,7 @@ async fn tpch(
     iterations: usize,
     queries: &std::path::Path,
     numbers: &[usize],
+    processes: Option<&ProcessCluster>,
 ) -> anyhow::Result<()> {
     let executors = config.executors;
     let partitions = config.target_partitions();
@@ -128,55 +155,105 @@ async fn tpch(
         .map(|(k, v)| format!("{k}={v}"))
         .chain([format!("ember.shuffle.compression={}", config.compression)])
         .collect();
+    let remote = match processes {
+        Some(cluster) => {
+            let session = cluster.session(config.clone()).await?;
+            register_tpch(&session, dir).await?;
+            Some(session)
+        }
+        None => None,
+    };
     let ember = Session::new(config)?;
     register_tpch(&ember, dir).await?;
 
     println!(
-        "TPC-H sf {scale_factor}: Ember with {executors} executors ({partitions} partitions), \
-         DataFusion with {partitions} target partitions; best of {iterations}; Ember settings: {}",
+        "TPC-H sf {scale_factor}: Ember with {executors} executors ({partitions} partitions){}, \
+         DataFusion with {partitions} target partitions; best of {iterations}, engines \
+         alternating per query; Ember settings: {}",
+        if remote.is_some() {
+            " embedded and as processes (1 scheduler + executors, over gRPC and Flight)"
+        } else {
+            ""
+        },
         settings.join(", ")
     );
     println!();
-    println!("| query | DataFusion (ms) | Ember (ms) | Ember / DataFusion |");
-    println!("|---|---:|---:|---:|");
-    let (mut total_df, mut total_ember) = (Duration::ZERO, Duration::ZERO);
+    if remote.is_some() {
+        println!(
+            "| query | DataFusion (ms) | Ember embedded (ms) | Ember processes (ms) | embedded / DF | processes / DF |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+    } else {
+        println!("| query | DataFusion (ms) | Ember (ms) | Ember / DataFusion |");
+        println!("|---|---:|---:|---:|");
+    }
+    let mut totals = [Duration::ZERO; 3];
     for n in numbers {
         let path = queries.join(format!("q{n:02}.sql"));
         let sql = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let mut best_df = Duration::MAX;
-        let mut best_ember = Duration::MAX;
-        let (mut df_rows, mut ember_rows) = (0, 0);
+        let mut best = [Duration::MAX; 3];
+        let mut counts = [0usize; 3];
         for _ in 0..iterations {
             let started = Instant::now();
             let batches = datafusion.sql(&sql).await?.collect().await?;
-            best_df = best_df.min(started.elapsed());
-            df_rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            best[0] = best[0].min(started.elapsed());
+            counts[0] = batches.iter().map(|b| b.num_rows()).sum::<usize>();
 
             let started = Instant::now();
             let result = ember.sql(&sql).await?;
-            best_ember = best_ember.min(started.elapsed());
-            ember_rows = result.num_rows();
+            best[1] = best[1].min(started.elapsed());
+            counts[1] = result.num_rows();
+
+            if let Some(remote) = &remote {
+                let started = Instant::now();
+                let result = remote.sql(&sql).await?;
+                best[2] = best[2].min(started.elapsed());
+                counts[2] = result.num_rows();
+            }
         }
-        if df_rows != ember_rows {
-            bail!("q{n:02}: Ember returned {ember_rows} rows, DataFusion {df_rows}");
+        if counts[1] != counts[0] || (remote.is_some() && counts[2] != counts[0]) {
+            bail!(
+                "q{n:02}: DataFusion returned {} rows, Ember embedded {}, Ember processes {}",
+                counts[0],
+                counts[1],
+                counts[2]
+            );
         }
-        total_df += best_df;
-        total_ember += best_ember;
+        for (total, time) in totals.iter_mut().zip(best) {
+            if time != Duration::MAX {
+                *total += time;
+            }
+        }
+        print_row(&format!("q{n:02}"), &best, remote.is_some(), false);
+    }
+    print_row("total", &totals, remote.is_some(), true);
+    if let (Some(remote), Some(processes)) = (&remote, processes) {
+        println!();
+        cluster::shuffle_throughput(&ember, remote, processes.executors()).await?;
+    }
+    Ok(())
+}
+
+/// One table row: times and ratios to DataFusion.
+fn print_row(name: &str, times: &[Duration; 3], processes: bool, bold: bool) {
+    let b = if bold { "**" } else { "" };
+    let df = ms(times[0]);
+    if processes {
         println!(
-            "| q{n:02} | {:.1} | {:.1} | {:.2} |",
-            ms(best_df),
-            ms(best_ember),
-            ms(best_ember) / ms(best_df)
+            "| {b}{name}{b} | {b}{df:.1}{b} | {b}{:.1}{b} | {b}{:.1}{b} | {b}{:.2}{b} | {b}{:.2}{b} |",
+            ms(times[1]),
+            ms(times[2]),
+            ms(times[1]) / df,
+            ms(times[2]) / df
+        );
+    } else {
+        println!(
+            "| {b}{name}{b} | {b}{df:.1}{b} | {b}{:.1}{b} | {b}{:.2}{b} |",
+            ms(times[1]),
+            ms(times[1]) / df
         );
     }
-    println!(
-        "| **total** | **{:.1}** | **{:.1}** | **{:.2}** |",
-        ms(total_df),
-        ms(total_ember),
-        ms(total_ember) / ms(total_df)
-    );
-    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {

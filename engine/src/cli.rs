@@ -136,8 +136,8 @@ struct ExecutorArgs {
     /// Address to listen on, for tasks and for shuffle data (port 0 picks a free one).
     #[arg(long, default_value = "0.0.0.0:0")]
     bind: SocketAddr,
-    /// The URL others reach this executor at (default: the bound address, with 127.0.0.1
-    /// for 0.0.0.0).
+    /// The URL or HOST:PORT others reach this executor at (default: the bound address, with
+    /// 127.0.0.1 for 0.0.0.0).
     #[arg(long, value_name = "URL")]
     advertise: Option<String>,
     /// Tasks it runs at once (default: number of cores).

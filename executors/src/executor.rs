@@ -119,6 +119,7 @@ impl Executor {
 
     /// Runs one task to completion and reports the shuffle files it wrote.
     pub async fn run_task(&self, task: TaskDefinition) -> Result<TaskOutput> {
+        check_job_id(&task.job_id)?;
         let started = Instant::now();
         let task_dir = self
             .job_dir(&task.job_id)
@@ -216,6 +217,7 @@ impl Executor {
 
     /// Deletes the files one stage of a job wrote (the job's other stages stay).
     pub fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        check_job_id(job_id)?;
         remove_dir(self.job_dir(job_id).join(format!("stage-{stage_id}")))
     }
 
@@ -226,6 +228,7 @@ impl Executor {
 
     /// Deletes a finished job's shuffle files.
     pub fn remove_job(&self, job_id: &str) -> Result<()> {
+        check_job_id(job_id)?;
         lock(&self.jobs).remove(job_id);
         remove_dir(self.job_dir(job_id))
     }
@@ -234,12 +237,7 @@ impl Executor {
     /// it ran, named by a plain id, so that the path stays inside the work directory.
     pub fn shuffle_file(&self, ticket: &ShuffleTicket) -> std::result::Result<PathBuf, String> {
         let job = ticket.job_id.as_str();
-        let plain = !job.is_empty()
-            && !job.starts_with('.')
-            && job
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !plain {
+        if !is_plain_name(job) {
             return Err(format!("the ticket's job id {job:?} is not a plain name"));
         }
         if !lock(&self.jobs).contains(job) {
@@ -270,6 +268,27 @@ fn remove_dir(dir: PathBuf) -> Result<()> {
             path: dir,
             source,
         }),
+    }
+}
+
+/// Whether `id` can name a folder inside the work directory: letters, digits, `-`, `_`
+/// and `.`, not first.
+pub fn is_plain_name(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_job_id(job_id: &str) -> Result<()> {
+    if is_plain_name(job_id) {
+        Ok(())
+    } else {
+        Err(ExecutorError::Config {
+            key: "job id".into(),
+            message: format!("{job_id:?} is not a plain name"),
+        })
     }
 }
 

@@ -649,3 +649,42 @@ async fn with_tls_every_call_is_encrypted_and_a_client_without_the_ca_is_refused
     let plain = cluster.url.replacen("https://", "http://", 1);
     assert!(Session::connect_with(&plain, cluster.security(), EmberConfig::default()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_dataset_is_kept_on_the_executors_and_read_back_over_flight() {
+    register_cluster_functions();
+    let cluster = TestCluster::start(2, &[], None);
+    let session = cluster.session().await;
+    // Through the slow function and a shuffle, so the cached partitions lie on both
+    // executors and the second action's tasks read some of them from the other one.
+    let cached = session
+        .from_batches(key_values(8_000, 9))
+        .expect("dataset")
+        .repartition_by(vec![col("key")], 4)
+        .expect("repartition")
+        .map_batches("cluster_test.slow")
+        .expect("registered")
+        .cache();
+    let entry = cached.cache_entry().expect("a cache");
+    let sums = |ds: ember::Dataset<'_>| async move {
+        let result = ds
+            .repartition_by(vec![col("value") % lit(3i64)], 4)?
+            .group_by(vec![col("key")])
+            .agg(vec![sum(col("value")).alias("total")])?
+            .sort(vec![col("key").sort(true, false)])?
+            .collect()
+            .await?;
+        let mut out = Vec::new();
+        for batch in &result.batches {
+            let k = batch.column(0).as_primitive::<Int64Type>();
+            let v = batch.column(1).as_primitive::<Int64Type>();
+            out.extend((0..batch.num_rows()).map(|i| (k.value(i), v.value(i))));
+        }
+        ember::Result::Ok(out)
+    };
+    let expected = expected_sums(8_000, 9);
+    assert_eq!(sums(cached.clone()).await.expect("first action"), expected);
+    assert_eq!(sums(cached.clone()).await.expect("second action"), expected);
+    assert_eq!(cached.count().await.expect("count"), 8_000);
+    assert_eq!(entry.materializations(), 1, "the cache was computed once");
+}

@@ -49,6 +49,9 @@ struct TaskState {
     failures: usize,
     /// Attempts that failed fetching their input.
     fetch_failures: usize,
+    /// Attempts whose executor was lost while they ran (a task that kills its executor
+    /// must not go round forever).
+    losses: usize,
     /// The executor of the last failed attempt.
     avoid: Option<String>,
     /// Its accumulator updates were added (a recomputed task adds nothing more).
@@ -86,6 +89,15 @@ pub(super) struct JobRun<'a> {
     metrics: JobMetrics,
     /// How far into the pool's log of lost executors this job has looked.
     lost_cursor: usize,
+}
+
+/// A job whose future is dropped (its client went away) still gives back its slots and
+/// leaves the pool, or later jobs would wait for it forever.
+impl Drop for JobRun<'_> {
+    fn drop(&mut self) {
+        self.release_all();
+        self.pool.leave_job(self.seq);
+    }
 }
 
 impl<'a> JobRun<'a> {
@@ -198,12 +210,9 @@ impl<'a> JobRun<'a> {
                 () = tokio::time::sleep(TICK) => {}
             }
         };
-        self.pool.set_waiting(self.seq, false);
         // Nothing more is needed from tasks still in flight (on failure, or recomputations
         // that lost their purpose); wait until they are stopped so none writes later.
-        for launched in self.launched.values() {
-            self.pool.release(self.seq, &launched.executor_id);
-        }
+        self.release_all();
         self.running.shutdown().await;
         result?;
         self.metrics.elapsed = started.elapsed();
@@ -220,8 +229,17 @@ impl<'a> JobRun<'a> {
         Ok(JobOutcome {
             final_output,
             addresses,
-            metrics: self.metrics,
+            metrics: std::mem::take(&mut self.metrics),
         })
+    }
+
+    /// Gives back the slots of every attempt in flight and stops waiting for slots.
+    fn release_all(&mut self) {
+        for (_, launched) in self.launched.drain() {
+            launched.abort.abort();
+            self.pool.release(self.seq, &launched.executor_id);
+        }
+        self.pool.set_waiting(self.seq, false);
     }
 
     fn stage_done(&self, stage: usize) -> bool {
@@ -383,15 +401,24 @@ impl<'a> JobRun<'a> {
         };
         self.pool.release(self.seq, &task.executor_id);
         match result {
-            Ok(output) => {
-                self.succeeded(task, output);
-                Ok(())
-            }
+            Ok(output) => self.succeeded(task, output),
             Err(error) => self.failed(task, error),
         }
     }
 
-    fn succeeded(&mut self, task: Launched, output: TaskOutput) {
+    fn succeeded(&mut self, task: Launched, output: TaskOutput) -> Result<()> {
+        if output.executor_id != task.executor_id {
+            // The process behind that address registered again under another id: its
+            // output is not where the scheduler would look for it.
+            let error = ExecutorError::Lost {
+                executor_id: task.executor_id.clone(),
+                message: format!(
+                    "the task was answered by executor {} instead",
+                    output.executor_id
+                ),
+            };
+            return self.failed(task, error);
+        }
         tracing::debug!(
             job = %self.job.job_id,
             stage = task.stage,
@@ -438,6 +465,7 @@ impl<'a> JobRun<'a> {
             }
             self.submit_ready();
         }
+        Ok(())
     }
 
     fn failed(&mut self, task: Launched, error: ExecutorError) -> Result<()> {
@@ -447,7 +475,9 @@ impl<'a> JobRun<'a> {
                 message,
             } => {
                 self.pool.mark_lost(executor_id, message);
-                (false, true)
+                let state = &mut self.tasks[task.stage][task.partition];
+                state.losses += 1;
+                (false, state.losses <= self.config.max_attempts)
             }
             ExecutorError::FetchFailed {
                 executor_id,
@@ -500,7 +530,7 @@ impl<'a> JobRun<'a> {
             return Err(EmberError::TaskFailed {
                 stage_id: task.stage,
                 partition: task.partition,
-                attempts: state.failures + state.fetch_failures,
+                attempts: state.failures + state.fetch_failures + state.losses,
                 source: error,
             });
         }
@@ -535,6 +565,10 @@ impl<'a> JobRun<'a> {
                 };
                 task.abort.abort();
                 self.pool.release(self.seq, &task.executor_id);
+                let state = &mut self.tasks[task.stage][task.partition];
+                if &task.executor_id == executor {
+                    state.losses += 1;
+                }
                 let why = if &task.executor_id == executor {
                     format!("it was running on lost executor {executor}")
                 } else {

@@ -187,12 +187,11 @@ impl Scheduler {
         job: &JobSpec,
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
+        // The run leaves the pool when it is dropped, also when its future is.
         let seq = self.pool.join_job();
-        let result = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
+        let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
             .run()
-            .await;
-        self.pool.leave_job(seq);
-        let outcome = result?;
+            .await?;
         if !outcome.metrics.recomputed.is_empty() {
             lock(&self.recomputed).extend(
                 outcome

@@ -2,7 +2,7 @@
 //! register and heartbeat and clients run jobs, and the watch that declares silent
 //! executors lost.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,13 +13,12 @@ use ember_executors::rpc::proto::scheduler_service_server::{
     SchedulerService, SchedulerServiceServer,
 };
 use ember_executors::rpc::proto::{self, Empty};
-use ember_executors::rpc::security::{ClientSecurity, ServerSecurity, error_chain};
+use ember_executors::rpc::security::{ClientSecurity, ServerSecurity, accept, error_chain};
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use super::events::{JobEvent, JobListener};
@@ -50,6 +49,8 @@ struct SchedulerRpc {
     scheduler: Arc<Scheduler>,
     client: ClientSecurity,
     next_executor: AtomicU64,
+    /// Executors that registered and have not heartbeated yet: id -> (address, slots).
+    registered: Mutex<HashMap<String, (String, usize)>>,
     running_jobs: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -83,19 +84,14 @@ impl SchedulerService for SchedulerRpc {
         if request.slots == 0 {
             return Err(Status::invalid_argument("an executor needs at least 1 slot"));
         }
+        // Check the address now, so that a bad one is refused at registration.
+        self.client
+            .endpoint(&request.address)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let n = self.next_executor.fetch_add(1, Ordering::Relaxed);
         let id = format!("executor-{n}");
-        let client = RemoteExecutor::new(
-            id.clone(),
-            request.address.clone(),
-            request.slots as usize,
-            &self.client,
-        )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.scheduler
-            .add_executor(Arc::new(client))
-            .await
-            .map_err(internal)?;
+        // It joins the pool at its first heartbeat, once it serves calls.
+        lock(&self.registered).insert(id.clone(), (request.address, request.slots as usize));
         Ok(Response::new(proto::RegisterExecutorResponse { executor_id: id }))
     }
 
@@ -103,8 +99,20 @@ impl SchedulerService for SchedulerRpc {
         &self,
         request: Request<proto::HeartbeatRequest>,
     ) -> std::result::Result<Response<proto::HeartbeatResponse>, Status> {
-        let known = self.scheduler.pool().touch(&request.into_inner().executor_id);
-        Ok(Response::new(proto::HeartbeatResponse { reregister: !known }))
+        let id = request.into_inner().executor_id;
+        if self.scheduler.pool().touch(&id) {
+            return Ok(Response::new(proto::HeartbeatResponse { reregister: false }));
+        }
+        let Some((address, slots)) = lock(&self.registered).remove(&id) else {
+            return Ok(Response::new(proto::HeartbeatResponse { reregister: true }));
+        };
+        let client = RemoteExecutor::new(id, address, slots, &self.client)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.scheduler
+            .add_executor(Arc::new(client))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(proto::HeartbeatResponse { reregister: false }))
     }
 
     async fn run_job(
@@ -255,15 +263,10 @@ pub async fn run_scheduler_process(
         scheduler,
         client: config.client.clone(),
         next_executor: AtomicU64::new(1),
+        registered: Mutex::new(HashMap::new()),
         running_jobs: Arc::default(),
     };
-    let mut builder = Server::builder();
-    if let Some(tls) = config.server.tls_config()? {
-        builder = builder.tls_config(tls).map_err(|e| EmberError::Config {
-            key: "--tls-cert".into(),
-            message: error_chain(&e),
-        })?;
-    }
+    let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(
         SchedulerServiceServer::new(rpc)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -280,7 +283,7 @@ pub async fn run_scheduler_process(
     });
     tracing::info!(address = %bound, policy = %config.policy, "scheduler listening");
     on_listening(bound);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = accept(listener);
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     watch.abort();
     served.map_err(|e| EmberError::Cluster {

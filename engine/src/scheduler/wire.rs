@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ember_executors::rpc::convert::{key_values, settings};
+use ember_executors::is_plain_name;
 use ember_executors::rpc::proto;
 
 use super::{JobMetrics, JobOutcome, JobSpec, StageSpec};
@@ -33,15 +34,6 @@ impl From<&JobSpec> for proto::JobSpec {
             final_stage: job.final_stage as u64,
         }
     }
-}
-
-/// Whether `id` can name a folder: letters, digits, `-`, `_` and `.`, not leading.
-pub fn is_plain_name(id: &str) -> bool {
-    !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl TryFrom<proto::JobSpec> for JobSpec {

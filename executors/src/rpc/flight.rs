@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
 use arrow::array::RecordBatch;
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -74,32 +74,67 @@ impl ShuffleFlightService {
     }
 }
 
-/// Streams the batches of the IPC file at `path` from a blocking thread.
+/// Streams the file at `path` as Flight data, one encapsulated IPC message (the schema,
+/// then each record batch, still compressed as written) per `FlightData`, without decoding
+/// them: serving a piece costs file reads, not codec work. Read on a blocking thread.
 fn stream_file(
-    path: std::path::PathBuf,
-) -> impl futures::Stream<Item = std::result::Result<RecordBatch, FlightError>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    path: PathBuf,
+) -> impl futures::Stream<Item = std::result::Result<FlightData, Status>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let opened = std::fs::File::open(&path)
-            .map_err(|e| FlightError::ExternalError(Box::new(e)))
-            .and_then(|file| {
-                StreamReader::try_new(std::io::BufReader::with_capacity(1 << 16, file), None)
-                    .map_err(FlightError::Arrow)
-            });
-        let reader = match opened {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        for batch in reader {
-            if tx.blocking_send(batch.map_err(FlightError::Arrow)).is_err() {
-                return;
-            }
+        let sent = send_messages(&path, &tx);
+        if let Err(e) = sent {
+            let _ = tx.blocking_send(Err(Status::internal(format!(
+                "reading shuffle file {}: {e}",
+                path.display()
+            ))));
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Sends the messages of the IPC stream file at `path` until its end marker.
+fn send_messages(
+    path: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<std::result::Result<FlightData, Status>>,
+) -> std::io::Result<()> {
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    loop {
+        // Every shuffle file ends with the end-of-stream marker; running out of bytes
+        // before it means the file is cut short, and is an error.
+        let mut word = [0u8; 4];
+        reader.read_exact(&mut word)?;
+        let mut length = i32::from_le_bytes(word);
+        if length == -1 {
+            // The continuation marker; the length follows.
+            reader.read_exact(&mut word)?;
+            length = i32::from_le_bytes(word);
+        }
+        let Ok(length) = usize::try_from(length) else {
+            return Err(invalid(format!("a message length of {length}")));
+        };
+        if length == 0 {
+            return Ok(());
+        }
+        let mut header = vec![0u8; length];
+        reader.read_exact(&mut header)?;
+        let message = arrow::ipc::root_as_message(&header)
+            .map_err(|e| invalid(format!("an unreadable message header: {e}")))?;
+        let body_length = usize::try_from(message.bodyLength())
+            .map_err(|_| invalid(format!("a body length of {}", message.bodyLength())))?;
+        let mut body = vec![0u8; body_length];
+        reader.read_exact(&mut body)?;
+        let data = FlightData {
+            data_header: header.into(),
+            data_body: body.into(),
+            ..FlightData::default()
+        };
+        if tx.blocking_send(Ok(data)).is_err() {
+            // The reader went away.
+            return Ok(());
+        }
+    }
 }
 
 type FlightStream<T> = BoxStream<'static, std::result::Result<T, Status>>;
@@ -141,16 +176,7 @@ impl FlightService for ShuffleFlightService {
                 ticket.output_partition
             )));
         }
-        let mut options = IpcWriteOptions::default();
-        if let Some(codec) = executor.compression().ipc() {
-            options = options
-                .try_with_compression(Some(codec))
-                .map_err(|e| Status::internal(e.to_string()))?;
-        }
-        let encoded = FlightDataEncoderBuilder::new()
-            .with_options(options)
-            .build(stream_file(path))
-            .map_err(Status::from);
+        let encoded = stream_file(path);
         Ok(Response::new(encoded.boxed()))
     }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
 use tonic::{Request, Status};
 
 use crate::error::{ExecutorError, Result};
@@ -26,6 +28,26 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a client waits for the answer to a ping before it drops the connection.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 flow-control window of one stream: shuffle pieces are megabytes, and the
+/// default 64 KiB would make every fetch wait for window updates.
+const STREAM_WINDOW: u32 = 8 << 20;
+
+/// HTTP/2 flow-control window of a whole connection (several fetches share one).
+const CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// The connections a listener accepts, with Nagle's algorithm off: gRPC answers are small
+/// writes that must not wait for the peer's delayed acknowledgement.
+pub fn accept(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
 
 /// What a server requires of its callers and how it presents itself.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +66,21 @@ impl ServerSecurity {
         };
         let identity = Identity::from_pem(read_pem(cert, "--tls-cert")?, read_pem(key, "--tls-key")?);
         Ok(Some(ServerTlsConfig::new().identity(identity)))
+    }
+
+    /// A server builder with TLS (when configured) and the flow-control windows of a bulk
+    /// data server.
+    pub fn server_builder(&self) -> Result<Server> {
+        let mut builder = Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        if let Some(tls) = self.tls_config()? {
+            builder = builder.tls_config(tls).map_err(|e| ExecutorError::Config {
+                key: "--tls-cert".into(),
+                message: error_chain(&e),
+            })?;
+        }
+        Ok(builder)
     }
 
     /// The interceptor that checks the token of every incoming call.
@@ -137,7 +174,9 @@ impl ClientSecurity {
             // the calls on it fail instead of waiting forever.
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             tls = match &self.ca {

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::flight::{CurrentExecutor, ShuffleFlightService};
 use super::proto::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use super::proto::scheduler_service_client::SchedulerServiceClient;
 use super::proto::{self, Empty};
-use super::security::{AddToken, ClientSecurity, ServerSecurity, error_chain};
+use super::security::{AddToken, ClientSecurity, ServerSecurity, accept};
 use crate::error::{ExecutorError, Result};
 use crate::executor::{Executor, ExecutorConfig};
 use crate::shuffle::ShuffleCompression;
@@ -43,8 +43,8 @@ pub struct ExecutorProcessConfig {
     pub scheduler: String,
     /// The address to listen on (port 0 picks one).
     pub bind: SocketAddr,
-    /// The URL others reach this executor at; by default `http://` (or `https://`) and the
-    /// bound address, with 127.0.0.1 for an unspecified IP.
+    /// The URL (or `HOST:PORT`) others reach this executor at; by default `http://` (or
+    /// `https://`) and the bound address, with 127.0.0.1 for an unspecified IP.
     pub advertise: Option<String>,
     /// Tasks it runs at once.
     pub slots: usize,
@@ -185,10 +185,11 @@ pub async fn run_executor_process(
         key: "--bind".into(),
         message: e.to_string(),
     })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let address = match &config.advertise {
-        Some(url) => url.clone(),
+        Some(url) if url.contains("://") => url.clone(),
+        Some(host_port) => format!("{scheme}://{host_port}"),
         None => {
-            let scheme = if tls.is_some() { "https" } else { "http" };
             let ip = if bound.ip().is_unspecified() {
                 std::net::IpAddr::from([127, 0, 0, 1])
             } else {
@@ -198,10 +199,12 @@ pub async fn run_executor_process(
         }
     };
 
+    // Register (the scheduler hands out the id), start serving, and only then heartbeat:
+    // the first heartbeat is what puts this executor in the scheduler's pool, so no task
+    // or broadcast is sent before the server answers.
     let mut scheduler = connect_scheduler(&config).await?;
     let first = register(&mut scheduler, &config, &address).await?;
     let current = Arc::new(CurrentExecutor::new(Arc::clone(&first)));
-    on_registered(first.id(), &address);
 
     let running = Arc::new(AtomicUsize::new(0));
     let check = config.server.interceptor("executor");
@@ -210,13 +213,7 @@ pub async fn run_executor_process(
         running: Arc::clone(&running),
     };
     let flight = ShuffleFlightService::new(Arc::clone(&current));
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(|e| ExecutorError::Config {
-            key: "--tls-cert".into(),
-            message: error_chain(&e),
-        })?;
-    }
+    let mut builder = config.server.server_builder()?;
     let router = builder
         .add_service(InterceptedService::new(
             ExecutorServiceServer::new(rpc)
@@ -230,7 +227,7 @@ pub async fn run_executor_process(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             check,
         ));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = accept(listener);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
@@ -244,6 +241,8 @@ pub async fn run_executor_process(
         running,
         on_registered,
     );
+    // A scheduler that refuses the first heartbeat (it forgot the registration) is
+    // registered with again by the loop.
     tokio::select! {
         () = shutdown => {}
         result = heartbeats => result?,
@@ -312,6 +311,8 @@ async fn register(
 }
 
 /// Heartbeats forever; registers again when the scheduler no longer knows this executor.
+/// `on_registered` hears of each registration once the scheduler has taken it into its
+/// pool (at the first heartbeat after it).
 async fn heartbeat_loop(
     mut scheduler: SchedulerClient,
     config: ExecutorProcessConfig,
@@ -321,8 +322,8 @@ async fn heartbeat_loop(
     on_registered: impl Fn(&str, &str),
 ) -> Result<()> {
     let mut silent_since: Option<Instant> = None;
+    let mut announce = true;
     loop {
-        tokio::time::sleep(config.heartbeat_interval).await;
         let executor = current.get();
         let reply = scheduler
             .heartbeat(proto::HeartbeatRequest {
@@ -334,21 +335,31 @@ async fn heartbeat_loop(
             Ok(reply) if reply.get_ref().reregister => {
                 tracing::warn!(
                     executor = executor.id(),
-                    "the scheduler declared this executor lost; registering again"
+                    "the scheduler does not know this executor (declared lost, or restarted); \
+                     registering again"
                 );
                 match register(&mut scheduler, &config, &address).await {
                     Ok(fresh) => {
-                        current.replace(Arc::clone(&fresh));
+                        current.replace(fresh);
                         if let Err(e) = std::fs::remove_dir_all(executor.work_dir()) {
                             tracing::warn!("removing {}: {e}", executor.work_dir().display());
                         }
-                        on_registered(fresh.id(), &address);
+                        announce = true;
+                        // Heartbeat at once: that puts the new id in the pool.
+                        continue;
                     }
                     Err(e) => tracing::warn!("registering again failed: {e}"),
                 }
                 silent_since = None;
             }
-            Ok(_) => silent_since = None,
+            Ok(_) => {
+                silent_since = None;
+                if announce {
+                    announce = false;
+                    tracing::info!(executor = executor.id(), %address, "registered with {}", config.scheduler);
+                    on_registered(executor.id(), &address);
+                }
+            }
             Err(status) => {
                 let since = *silent_since.get_or_insert_with(Instant::now);
                 tracing::warn!(
@@ -359,5 +370,6 @@ async fn heartbeat_loop(
                 );
             }
         }
+        tokio::time::sleep(config.heartbeat_interval).await;
     }
 }

@@ -40,6 +40,8 @@ pub struct RemoteInputs {
 pub(crate) enum Piece {
     /// A file this executor can open.
     Local(PathBuf),
+    /// A piece of an executor the cluster no longer knows (lost since the task started).
+    Missing { executor_id: String },
     /// A piece held by another executor.
     Remote {
         executor_id: String,
@@ -57,8 +59,11 @@ impl RemoteInputs {
 
     /// How to read `location`, a piece of job `job_id`.
     pub(crate) fn piece_in(&self, location: &ShuffleLocation, job_id: &str) -> Piece {
+        if location.executor_id == self.own_id {
+            return Piece::Local(location.path.clone());
+        }
         match self.peers.get(&location.executor_id) {
-            Some(address) if location.executor_id != self.own_id => Piece::Remote {
+            Some(address) => Piece::Remote {
                 executor_id: location.executor_id.clone(),
                 address: address.clone(),
                 ticket: ShuffleTicket {
@@ -70,7 +75,11 @@ impl RemoteInputs {
                 },
                 bytes: location.bytes,
             },
-            _ => Piece::Local(location.path.clone()),
+            // On a process cluster every executor holding an input is a peer; one that is
+            // not was lost, and its files are not readable here.
+            None => Piece::Missing {
+                executor_id: location.executor_id.clone(),
+            },
         }
     }
 }
@@ -89,7 +98,7 @@ pub(crate) fn read_pieces(
                 .into_iter()
                 .filter_map(|p| match p {
                     Piece::Local(path) => Some(path),
-                    Piece::Remote { .. } => None,
+                    Piece::Remote { .. } | Piece::Missing { .. } => None,
                 })
                 .collect();
             // Open the files on first poll, not now: a join's probe side is executed long
@@ -112,14 +121,22 @@ pub(crate) fn read_pieces(
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
                     }
+                    Piece::Missing { executor_id } => {
+                        Err(DataFusionError::External(Box::new(ExecutorError::FetchFailed {
+                            executor_id,
+                            message: "the executor is no longer part of the cluster".into(),
+                        })))
+                    }
                     Piece::Remote {
                         executor_id,
                         address,
                         ticket,
                         bytes,
                     } => {
-                        let kib = (bytes as usize).min(MAX_BYTES_IN_FLIGHT) >> 10;
-                        let permits = u32::try_from(kib + 1).unwrap_or(u32::MAX);
+                        // Never more than the semaphore holds, or the fetch would wait forever.
+                        let kib = ((bytes as usize) >> 10) + 1;
+                        let permits =
+                            u32::try_from(kib.min(MAX_BYTES_IN_FLIGHT >> 10)).unwrap_or(1);
                         let permit = in_flight.acquire_many_owned(permits).await.map_err(|e| {
                             DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
                         })?;
@@ -194,6 +211,13 @@ pub fn read_job_output(
         peers: Arc::new(addresses),
         clients: Arc::clone(&clients),
     };
-    let pieces = locations.iter().map(|l| remote.piece(l)).collect();
+    let pieces = locations
+        .iter()
+        .map(|l| match remote.peers.is_empty() {
+            // The embedded cluster: every file is readable here.
+            true => Piece::Local(l.path.clone()),
+            false => remote.piece(l),
+        })
+        .collect();
     read_pieces(schema, pieces, Some(clients))
 }
