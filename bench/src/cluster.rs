@@ -23,7 +23,10 @@ pub struct ProcessCluster {
 fn start(command: &mut Command, what: &str) -> anyhow::Result<(Child, String)> {
     let mut child = command
         .stdout(Stdio::piped())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {what}"))?;

@@ -19,16 +19,16 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::datasets::{TpchOptions, generate_tpch};
 use crate::examples::{distributed_sum, matrix_multiply, word_count};
-use crate::pipelines::run_pricing;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
+use crate::pipelines::run_pricing;
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
 use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
@@ -71,7 +71,12 @@ enum Command {
 #[derive(Args, Clone)]
 struct SecurityArgs {
     /// Shared-secret token that every gRPC and Flight call must carry.
-    #[arg(long, env = "EMBER_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "EMBER_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     auth_token: Option<String>,
     /// PEM file of the CA that signed the cluster's certificates (for https:// URLs).
     #[arg(long, env = "EMBER_TLS_CA", value_name = "PEM")]
@@ -444,9 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A session on the embedded cluster, or on the process cluster of `--scheduler`, with a
 /// progress bar when stderr is a terminal.
-async fn new_session(
-    cluster: &ClusterArgs,
-) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+async fn new_session(cluster: &ClusterArgs) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
     let config = cluster.config()?;
     let mut session = match &cluster.scheduler {
         Some(url) => Session::connect_with(url, cluster.security.client(), config).await?,
@@ -463,7 +466,9 @@ fn seconds(value: f64, option: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .with_context(|| format!("invalid setting {option}: expected a positive number of seconds, got {value}"))
+        .with_context(|| {
+            format!("invalid setting {option}: expected a positive number of seconds, got {value}")
+        })
 }
 
 async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
@@ -491,7 +496,9 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
     let slots = match args.slots {
         Some(0) => anyhow::bail!("invalid setting --slots: must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        None => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1),
     };
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ember-executor-{}", std::process::id()))

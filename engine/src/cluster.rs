@@ -182,7 +182,11 @@ impl RemoteCluster {
             .recomputed)
     }
 
-    async fn run_job(&self, job: &JobSpec, listener: Option<&dyn JobListener>) -> Result<JobOutcome> {
+    async fn run_job(
+        &self,
+        job: &JobSpec,
+        listener: Option<&dyn JobListener>,
+    ) -> Result<JobOutcome> {
         let mut updates = self
             .client
             .clone()

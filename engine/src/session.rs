@@ -352,10 +352,7 @@ impl Session {
         for (name, bytes) in pending {
             self.cluster.put_broadcast(&name, bytes).await?;
         }
-        let outcome = self
-            .cluster
-            .run_job(&job, self.listener.as_deref())
-            .await?;
+        let outcome = self.cluster.run_job(&job, self.listener.as_deref()).await?;
         let mut totals = lock(&self.accumulators);
         for (name, value) in &outcome.metrics.accumulators {
             totals

@@ -1,8 +1,8 @@
 //! Ember's integration tests, one binary with a module per topic.
 
+mod cluster;
 mod dataset;
 mod examples;
-mod cluster;
 mod functions;
 mod retry;
 mod shuffle;

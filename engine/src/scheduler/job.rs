@@ -11,9 +11,7 @@ use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::events::{JobEvent, JobListener};
-use super::metrics::{
-    FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord,
-};
+use super::metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 use super::pool::{ExecutorPool, Placement};
 use super::{ExecutorClient, JobOutcome, JobSpec, SchedulerConfig};
 use crate::error::{EmberError, Result};

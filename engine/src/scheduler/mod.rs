@@ -227,11 +227,12 @@ impl Scheduler {
     /// Sends a broadcast variable to every executor (and to those that join later).
     pub async fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<()> {
         lock(&self.broadcasts).insert(name.to_string(), Arc::clone(&bytes));
-        let calls = self
-            .pool
-            .clients()
-            .into_iter()
-            .map(|c| (c.id().to_string(), c.put_broadcast(name, Arc::clone(&bytes))));
+        let calls = self.pool.clients().into_iter().map(|c| {
+            (
+                c.id().to_string(),
+                c.put_broadcast(name, Arc::clone(&bytes)),
+            )
+        });
         first_error(calls).await
     }
 
@@ -249,7 +250,10 @@ async fn first_error(
     calls: impl Iterator<
         Item = (
             String,
-            futures::future::BoxFuture<'static, std::result::Result<(), ember_executors::ExecutorError>>,
+            futures::future::BoxFuture<
+                'static,
+                std::result::Result<(), ember_executors::ExecutorError>,
+            >,
         ),
     >,
 ) -> Result<()> {

@@ -185,7 +185,10 @@ impl ExecutorPool {
     /// The executors lost since position `cursor` of the log, and the new position.
     pub fn lost_since(&self, cursor: usize) -> (Vec<String>, usize) {
         let state = lock(&self.state);
-        (state.lost.get(cursor..).unwrap_or_default().to_vec(), state.lost.len())
+        (
+            state.lost.get(cursor..).unwrap_or_default().to_vec(),
+            state.lost.len(),
+        )
     }
 
     /// Whether no executor is left.
@@ -195,7 +198,10 @@ impl ExecutorPool {
 
     /// The client of executor `id`.
     pub fn client(&self, id: &str) -> Option<Arc<dyn ExecutorClient>> {
-        lock(&self.state).members.get(id).map(|m| Arc::clone(&m.client))
+        lock(&self.state)
+            .members
+            .get(id)
+            .map(|m| Arc::clone(&m.client))
     }
 
     /// Every member's client.
@@ -292,7 +298,12 @@ impl ExecutorPool {
                 .filter(|(id, m)| m.free > 0 && Some(id.as_str()) != skip)
                 .max_by_key(|(id, m)| {
                     let local = placement.local_bytes.get(id.as_str()).copied().unwrap_or(0);
-                    (local, m.free, std::cmp::Reverse(id.len()), std::cmp::Reverse(*id))
+                    (
+                        local,
+                        m.free,
+                        std::cmp::Reverse(id.len()),
+                        std::cmp::Reverse(*id),
+                    )
                 })
                 .map(|(id, _)| id.clone())
         };
@@ -356,7 +367,10 @@ mod tests {
         assert_eq!(take(&pool, job, &avoid).as_deref(), Some("e1"));
         assert_eq!(take(&pool, job, &avoid), None);
         pool.release(job, "e0");
-        assert_eq!(take(&pool, job, &Placement::default()).as_deref(), Some("e0"));
+        assert_eq!(
+            take(&pool, job, &Placement::default()).as_deref(),
+            Some("e0")
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ impl SchedulerService for SchedulerRpc {
     ) -> std::result::Result<Response<proto::RegisterExecutorResponse>, Status> {
         let request = request.into_inner();
         if request.slots == 0 {
-            return Err(Status::invalid_argument("an executor needs at least 1 slot"));
+            return Err(Status::invalid_argument(
+                "an executor needs at least 1 slot",
+            ));
         }
         // Check the address now, so that a bad one is refused at registration.
         self.client
@@ -92,7 +94,9 @@ impl SchedulerService for SchedulerRpc {
         let id = format!("executor-{n}");
         // It joins the pool at its first heartbeat, once it serves calls.
         lock(&self.registered).insert(id.clone(), (request.address, request.slots as usize));
-        Ok(Response::new(proto::RegisterExecutorResponse { executor_id: id }))
+        Ok(Response::new(proto::RegisterExecutorResponse {
+            executor_id: id,
+        }))
     }
 
     async fn heartbeat(
@@ -101,7 +105,9 @@ impl SchedulerService for SchedulerRpc {
     ) -> std::result::Result<Response<proto::HeartbeatResponse>, Status> {
         let id = request.into_inner().executor_id;
         if self.scheduler.pool().touch(&id) {
-            return Ok(Response::new(proto::HeartbeatResponse { reregister: false }));
+            return Ok(Response::new(proto::HeartbeatResponse {
+                reregister: false,
+            }));
         }
         let Some((address, slots)) = lock(&self.registered).remove(&id) else {
             return Ok(Response::new(proto::HeartbeatResponse { reregister: true }));
@@ -112,7 +118,9 @@ impl SchedulerService for SchedulerRpc {
             .add_executor(Arc::new(client))
             .await
             .map_err(internal)?;
-        Ok(Response::new(proto::HeartbeatResponse { reregister: false }))
+        Ok(Response::new(proto::HeartbeatResponse {
+            reregister: false,
+        }))
     }
 
     async fn run_job(
@@ -284,7 +292,9 @@ pub async fn run_scheduler_process(
     tracing::info!(address = %bound, policy = %config.policy, "scheduler listening");
     on_listening(bound);
     let incoming = accept(listener);
-    let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+    let served = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
     watch.abort();
     served.map_err(|e| EmberError::Cluster {
         message: format!("the scheduler's server stopped: {}", error_chain(&e)),

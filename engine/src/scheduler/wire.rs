@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ember_executors::rpc::convert::{key_values, settings};
 use ember_executors::is_plain_name;
+use ember_executors::rpc::convert::{key_values, settings};
 use ember_executors::rpc::proto;
 
 use super::{JobMetrics, JobOutcome, JobSpec, StageSpec};

@@ -145,7 +145,9 @@ impl From<&ExecutorError> for proto::TaskError {
             ExecutorError::FetchFailed { executor_id, .. } => {
                 (Kind::FetchFailed, executor_id.clone())
             }
-            ExecutorError::Remote { retryable: false, .. } => (Kind::Plan, String::new()),
+            ExecutorError::Remote {
+                retryable: false, ..
+            } => (Kind::Plan, String::new()),
             _ => (Kind::Execution, String::new()),
         };
         let message = match error {

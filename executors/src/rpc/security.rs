@@ -64,7 +64,8 @@ impl ServerSecurity {
         let Some((cert, key)) = &self.tls else {
             return Ok(None);
         };
-        let identity = Identity::from_pem(read_pem(cert, "--tls-cert")?, read_pem(key, "--tls-key")?);
+        let identity =
+            Identity::from_pem(read_pem(cert, "--tls-cert")?, read_pem(key, "--tls-key")?);
         Ok(Some(ServerTlsConfig::new().identity(identity)))
     }
 
@@ -143,12 +144,12 @@ impl ClientSecurity {
     /// The interceptor that adds the token to every outgoing call.
     pub fn interceptor(&self) -> Result<AddToken> {
         let header = match &self.token {
-            Some(token) => Some(MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                ExecutorError::Config {
+            Some(token) => Some(MetadataValue::try_from(format!("Bearer {token}")).map_err(
+                |_| ExecutorError::Config {
                     key: "--auth-token".into(),
                     message: "the token must be printable ASCII".into(),
-                }
-            })?),
+                },
+            )?),
             None => None,
         };
         Ok(AddToken { header })
@@ -183,7 +184,9 @@ impl ClientSecurity {
                 Some(ca) => tls.ca_certificate(Certificate::from_pem(read_pem(ca, "--tls-ca")?)),
                 None => tls.with_enabled_roots(),
             };
-            endpoint = endpoint.tls_config(tls).map_err(|e| bad_url(e.to_string()))?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| bad_url(e.to_string()))?;
         } else if !url.starts_with("http://") {
             return Err(bad_url("expected an http:// or https:// URL".into()));
         }
@@ -211,7 +214,9 @@ pub struct AddToken {
 impl Interceptor for AddToken {
     fn call(&mut self, mut request: Request<()>) -> std::result::Result<Request<()>, Status> {
         if let Some(header) = &self.header {
-            request.metadata_mut().insert("authorization", header.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
         }
         Ok(request)
     }
@@ -261,7 +266,10 @@ mod tests {
         };
         let mut check = security.interceptor("test");
         assert_eq!(call(&mut check, Some("Bearer s3cret")), Ok(()));
-        assert_eq!(call(&mut check, Some("Bearer s3cre")), Err(tonic::Code::Unauthenticated));
+        assert_eq!(
+            call(&mut check, Some("Bearer s3cre")),
+            Err(tonic::Code::Unauthenticated)
+        );
         assert_eq!(call(&mut check, None), Err(tonic::Code::Unauthenticated));
         let mut open = ServerSecurity::default().interceptor("test");
         assert_eq!(call(&mut open, None), Ok(()));

@@ -121,12 +121,12 @@ pub(crate) fn read_pieces(
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
                     }
-                    Piece::Missing { executor_id } => {
-                        Err(DataFusionError::External(Box::new(ExecutorError::FetchFailed {
+                    Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
+                        ExecutorError::FetchFailed {
                             executor_id,
                             message: "the executor is no longer part of the cluster".into(),
-                        })))
-                    }
+                        },
+                    ))),
                     Piece::Remote {
                         executor_id,
                         address,
@@ -185,7 +185,9 @@ pub(crate) fn fetch_failure(error: &DataFusionError) -> Option<(String, String)>
             DataFusionError::Shared(inner) => current = Some(inner),
             DataFusionError::ArrowError(inner, _) => {
                 current = match inner.as_ref() {
-                    arrow::error::ArrowError::ExternalError(e) => e.downcast_ref::<DataFusionError>(),
+                    arrow::error::ArrowError::ExternalError(e) => {
+                        e.downcast_ref::<DataFusionError>()
+                    }
                     _ => None,
                 };
             }

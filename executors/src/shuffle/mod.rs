@@ -16,7 +16,7 @@ mod runtime;
 mod writer;
 
 pub use compression::ShuffleCompression;
-pub use fetch::{RemoteInputs, read_job_output};
 pub(crate) use fetch::fetch_failure;
+pub use fetch::{RemoteInputs, read_job_output};
 pub use reader::read_locations;
 pub use runtime::LocalShuffle;

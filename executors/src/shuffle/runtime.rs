@@ -11,9 +11,9 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
 use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
 
-use super::writer::MapOutputWriter;
 use super::ShuffleCompression;
 use super::fetch::{Piece, RemoteInputs, read_pieces};
+use super::writer::MapOutputWriter;
 use crate::rpc::flight::PeerClients;
 use crate::task::ShuffleLocation;
 
@@ -124,7 +124,11 @@ fn cached_ticket(piece: &CachedPiece) -> Option<(String, ShuffleLocation)> {
     let mut parts = piece.path.iter().rev().map(|p| p.to_str());
     let file = parts.next().flatten()?;
     let output_partition = number(file.strip_suffix(".arrow"), "part-")?;
-    let (map, attempt) = parts.next().flatten()?.strip_prefix("map-")?.split_once("-attempt-")?;
+    let (map, attempt) = parts
+        .next()
+        .flatten()?
+        .strip_prefix("map-")?
+        .split_once("-attempt-")?;
     let stage_id = number(parts.next().flatten(), "stage-")?;
     let job_id = parts.next().flatten()?.to_string();
     let location = ShuffleLocation {
