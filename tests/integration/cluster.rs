@@ -731,11 +731,11 @@ async fn a_cached_dataset_is_kept_on_the_executors_and_read_back_over_flight() {
     let entry = cached.cache_entry().expect("a cache");
     let expected = expected_sums(8_000, 9);
     assert_eq!(
-        sums_by_key(cached.clone()).await.expect("first action"),
+        sums_by_key(cached.clone(), 4).await.expect("first action"),
         expected
     );
     assert_eq!(
-        sums_by_key(cached.clone()).await.expect("second action"),
+        sums_by_key(cached.clone(), 4).await.expect("second action"),
         expected
     );
     assert_eq!(cached.count().await.expect("count"), 8_000);
