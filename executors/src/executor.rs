@@ -299,3 +299,58 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(job: &str) -> ShuffleTicket {
+        ShuffleTicket {
+            job_id: job.to_string(),
+            stage_id: 1,
+            map_partition: 2,
+            attempt: 0,
+            output_partition: 3,
+        }
+    }
+
+    #[test]
+    fn tickets_name_only_files_of_jobs_it_ran_inside_the_work_dir() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let executor = Executor::try_new(ExecutorConfig {
+            id: "e".into(),
+            work_dir: dir.path().join("e"),
+            slots: 1,
+            compression: ShuffleCompression::default(),
+            security: ClientSecurity::default(),
+        })
+        .expect("executor");
+        lock(&executor.jobs).insert("job-1".into());
+        let path = executor
+            .shuffle_file(&ticket("job-1"))
+            .expect("a job it ran");
+        assert_eq!(
+            path,
+            dir.path()
+                .join("e/job-1/stage-1/map-2-attempt-0/part-3.arrow")
+        );
+        for job in [
+            "job-2",
+            "..",
+            "../job-1",
+            "/etc",
+            "",
+            ".hidden",
+            "job-1/../x",
+        ] {
+            assert!(executor.shuffle_file(&ticket(job)).is_err(), "{job:?}");
+        }
+        assert!(executor.remove_job("../outside").is_err());
+        assert!(executor.remove_job("").is_err());
+        executor.remove_job("job-1").expect("a plain id");
+        assert!(
+            executor.shuffle_file(&ticket("job-1")).is_err(),
+            "forgotten once removed"
+        );
+    }
+}

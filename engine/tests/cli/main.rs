@@ -246,3 +246,62 @@ fn run_matrix_multiply_checks_the_blocked_product() {
         &["--block", "65"],
     );
 }
+
+#[test]
+fn bad_cluster_options_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work = dir.path().display().to_string();
+    assert_fails_naming(
+        &ember(&[
+            "executor",
+            "--scheduler",
+            "http://127.0.0.1:1",
+            "--slots",
+            "0",
+            "--work-dir",
+            &work,
+        ]),
+        &["--slots"],
+    );
+    assert_fails_naming(
+        &ember(&[
+            "executor",
+            "--scheduler",
+            "ftp://127.0.0.1:1",
+            "--work-dir",
+            &work,
+        ]),
+        &["ftp://127.0.0.1:1", "http://"],
+    );
+    assert_fails_naming(
+        &ember(&[
+            "scheduler",
+            "--bind",
+            "127.0.0.1:0",
+            "--heartbeat-timeout",
+            "0",
+        ]),
+        &["--heartbeat-timeout"],
+    );
+    assert_fails_naming(
+        &ember(&["scheduler", "--policy", "random"]),
+        &["random", "--policy"],
+    );
+    let missing = dir.path().join("missing.pem").display().to_string();
+    assert_fails_naming(
+        &ember(&[
+            "scheduler",
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &missing,
+            "--tls-key",
+            &missing,
+        ]),
+        &["--tls-cert", "missing.pem"],
+    );
+    assert_fails_naming(
+        &ember(&["sql", "--scheduler", "http://127.0.0.1:1", "SELECT 1"]),
+        &["cannot reach the scheduler at http://127.0.0.1:1"],
+    );
+}

@@ -262,7 +262,9 @@ async fn connect_scheduler(config: &ExecutorProcessConfig) -> Result<SchedulerCl
     let channel = loop {
         match config.client.connect(&config.scheduler).await {
             Ok(channel) => break channel,
-            Err(e) if started.elapsed() < config.connect_timeout => {
+            Err(e @ ExecutorError::Unreachable { .. })
+                if started.elapsed() < config.connect_timeout =>
+            {
                 tracing::info!("waiting for the scheduler: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
