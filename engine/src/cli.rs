@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::datasets::{TpchOptions, generate_tpch};
-use crate::examples::{distributed_sum, matrix_multiply, word_count};
+use crate::examples::{distributed_sum, matrix_multiply, register_matrix_functions, word_count};
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
@@ -493,6 +493,9 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    // An executor carries the functions of the example pipelines, so `ember run` works on
+    // a cluster of stock executors too.
+    register_matrix_functions()?;
     let slots = match args.slots {
         Some(0) => anyhow::bail!("invalid setting --slots: must be at least 1"),
         Some(n) => n,

@@ -759,3 +759,26 @@ async fn sums_by_key(ds: ember::Dataset<'_>, partitions: usize) -> ember::Result
     }
     Ok(out)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_pipelines_run_on_a_process_cluster() {
+    let cluster = TestCluster::start(2, &[], None);
+    let session = cluster.session().await;
+    // Typed functions, a join and a reducer, all named and found in the executors' own
+    // registry (every `ember executor` carries the examples' functions).
+    let product = ember::examples::matrix_multiply(&session, 96, 20, 7)
+        .await
+        .expect("the blocked product runs on the cluster");
+    let (norm, worst) = product.reference.expect("checked for small N");
+    assert!(worst < 1e-9, "largest element difference {worst}");
+    assert!(
+        (product.frobenius - norm).abs() <= 1e-9 * norm,
+        "{} vs {norm}",
+        product.frobenius
+    );
+    assert_eq!(product.blocks, 25);
+    let total = ember::examples::distributed_sum(&session, 100_000)
+        .await
+        .expect("runs");
+    assert_eq!(total, 5_000_050_000);
+}
