@@ -233,19 +233,49 @@ pub async fn run_executor_process(
         let _ = stop_rx.await;
     }));
 
-    let heartbeats = heartbeat_loop(
-        scheduler,
-        config.clone(),
-        address,
-        Arc::clone(&current),
-        running,
-        on_registered,
-    );
-    // A scheduler that refuses the first heartbeat (it forgot the registration) is
-    // registered with again by the loop.
+    // Heartbeats run on a thread and runtime of their own, with their own connection, so
+    // that tasks keeping every worker of the main runtime busy cannot delay them into a
+    // false "lost".
+    drop(scheduler);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let heartbeat_config = config.clone();
+    let heartbeat_current = Arc::clone(&current);
+    let work_dir = config.work_dir.clone();
+    std::thread::Builder::new()
+        .name("ember-heartbeat".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(async move {
+                    let scheduler = connect_scheduler(&heartbeat_config).await?;
+                    heartbeat_loop(
+                        scheduler,
+                        heartbeat_config,
+                        address,
+                        heartbeat_current,
+                        running,
+                        on_registered,
+                    )
+                    .await
+                }),
+                Err(source) => Err(ExecutorError::Io {
+                    action: "starting the heartbeat runtime for",
+                    path: work_dir,
+                    source,
+                }),
+            };
+            let _ = done_tx.send(result);
+        })
+        .map_err(|source| ExecutorError::Io {
+            action: "starting the heartbeat thread for",
+            path: config.work_dir.clone(),
+            source,
+        })?;
     tokio::select! {
         () = shutdown => {}
-        result = heartbeats => result?,
+        Ok(result) = done_rx => result?,
     }
     let _ = stop_tx.send(());
     let _ = server.await;
