@@ -387,6 +387,20 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
         stage_0_recomputed, map_tasks_on_victim,
         "exactly the victim's map tasks run again: {recomputed:?}"
     );
+    // The scheduler's metrics name the same tasks as its log.
+    let remote = ember::RemoteCluster::connect(&cluster.url, cluster.security())
+        .await
+        .expect("connects");
+    let reported = remote.recomputed().await.expect("cluster state");
+    assert_eq!(reported.len(), recomputed.len(), "{reported:?}");
+    for task in &reported {
+        assert!(
+            recomputed
+                .iter()
+                .any(|l| l.contains(&format!("recomputing map task {task}:"))),
+            "{task} is not in the log: {recomputed:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
