@@ -1,7 +1,7 @@
 //! Ember's data-set generators.
 //!
-//! This crate owns everything needed to put benchmark data on disk. Today
-//! that is TPC-H: [`generate_tpch`] runs the `tpchgen` row generators and
+//! This crate owns everything needed to put benchmark data on disk: a product catalog
+//! and its sales ([`generate_products`]), and TPC-H: [`generate_tpch`] runs the `tpchgen` row generators and
 //! writes every table as Parquet under one folder per table, and
 //! [`tpch_is_complete`] tells whether a folder holds a finished data set.
 //!
@@ -14,9 +14,13 @@
 //! ```
 
 mod error;
+mod products;
 mod tpch;
 
 pub use error::DatasetError;
+pub use products::{
+    ProductsOptions, ProductsSummary, generate_products, products_schema, sales_schema,
+};
 pub use tpch::{
     SUCCESS_MARKER, TableSummary, TpchOptions, TpchSummary, TpchTable, generate_tpch,
     tpch_is_complete, tpch_schema, tpch_tables,

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::datasets::{TpchOptions, generate_tpch};
+use crate::datasets::{ProductsOptions, TpchOptions, generate_products, generate_tpch};
 use crate::examples::{distributed_sum, matrix_multiply, register_matrix_functions, word_count};
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
@@ -248,6 +248,26 @@ enum DatasetCommand {
         #[arg(long, default_value_t = 1)]
         parts: usize,
     },
+    /// A product catalog and its sales as Parquet (Zipf-skewed categories and brands,
+    /// log-normal prices, two years of dates, some missing values).
+    Products {
+        /// Sales rows.
+        #[arg(long)]
+        rows: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Also write the sales as CSV with this share of rows malformed (wrong column
+        /// count, non-numeric price, bad date), their count in sales-csv/_DIRTY_ROWS.
+        #[arg(long, value_name = "F")]
+        dirty_fraction: Option<f64>,
+        /// Parquet files of the sales.
+        #[arg(long, default_value_t = 4)]
+        parts: usize,
+    },
 }
 
 #[derive(Args)]
@@ -365,6 +385,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "wrote TPC-H sf {scale_factor} to {}: {} rows",
                 out.display(),
                 summary.total_rows()
+            );
+        }
+        Command::Datasets {
+            which:
+                DatasetCommand::Products {
+                    rows,
+                    out,
+                    seed,
+                    dirty_fraction,
+                    parts,
+                },
+        } => {
+            let options = ProductsOptions {
+                rows,
+                out_dir: out.clone(),
+                seed,
+                dirty_fraction,
+                parts,
+            };
+            let summary = generate_products(&options)?;
+            eprintln!(
+                "wrote {} products and {} sales to {}{}",
+                summary.products,
+                summary.sales,
+                out.display(),
+                match dirty_fraction {
+                    Some(_) => format!(
+                        " ({} malformed rows in sales-csv/sales.csv)",
+                        summary.dirty_rows
+                    ),
+                    None => String::new(),
+                }
             );
         }
         Command::Run(args) => match args.example.as_str() {

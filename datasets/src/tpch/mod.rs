@@ -6,10 +6,10 @@
 //! [`schema`], the row-to-batch conversion in [`builders`], the parallel
 //! driver in [`run`] and the atomic file writing in [`writer`].
 
-mod builders;
+pub(crate) mod builders;
 mod run;
 mod schema;
-mod writer;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -305,3 +305,73 @@ fn bad_cluster_options_are_named() {
         &["cannot reach the scheduler at http://127.0.0.1:1"],
     );
 }
+
+#[test]
+fn the_products_dataset_is_generated_and_queryable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("products");
+    let out = out.display().to_string();
+    let generated = ember(&[
+        "datasets",
+        "products",
+        "--rows",
+        "5000",
+        "--out",
+        &out,
+        "--dirty-fraction",
+        "0.02",
+        "--parts",
+        "2",
+    ]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    assert!(
+        stderr(&generated).contains("100 products and 5000 sales"),
+        "{}",
+        stderr(&generated)
+    );
+    let sales = format!("sales={out}/sales");
+    let products = format!("products={out}/products");
+    let csv = ember_ok(&[
+        "sql",
+        "--executors",
+        "2",
+        "--table",
+        &sales,
+        "--table",
+        &products,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, count(DISTINCT s.category) AS categories, \
+         count(*) FILTER (WHERE p.product_id IS NULL) AS orphans \
+         FROM sales s LEFT JOIN products p ON s.product_id = p.product_id",
+    ]);
+    let row = csv.lines().nth(1).expect("a row");
+    let fields: Vec<&str> = row.split(',').collect();
+    assert_eq!(fields[0], "5000", "{csv}");
+    assert!(
+        fields[1]
+            .parse::<u32>()
+            .is_ok_and(|c| (8..=16).contains(&c)),
+        "{csv}"
+    );
+    assert_eq!(
+        fields[2], "0",
+        "every sale names a product of the catalog: {csv}"
+    );
+    // The dirty CSV copy does not read cleanly, and the error names the file.
+    let dirty = format!("dirty={out}/sales-csv/sales.csv");
+    assert_fails_naming(
+        &ember(&[
+            "sql",
+            "--table",
+            &dirty,
+            "SELECT sum(unit_price) FROM dirty",
+        ]),
+        &["sales.csv"],
+    );
+    let count = std::fs::read_to_string(format!("{out}/sales-csv/_DIRTY_ROWS")).expect("count");
+    assert!(
+        count.trim().parse::<u64>().is_ok_and(|n| n > 40 && n < 170),
+        "{count}"
+    );
+}
