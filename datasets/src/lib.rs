@@ -23,5 +23,5 @@ pub use products::{
 };
 pub use tpch::{
     SUCCESS_MARKER, TableSummary, TpchOptions, TpchSummary, TpchTable, generate_tpch,
-    tpch_is_complete, tpch_schema, tpch_tables,
+    generate_tpch_with_progress, tpch_is_complete, tpch_schema, tpch_tables,
 };

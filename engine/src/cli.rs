@@ -23,7 +23,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::datasets::{ProductsOptions, TpchOptions, generate_products, generate_tpch};
+use crate::datasets::{
+    ProductsOptions, TpchOptions, generate_products, generate_tpch_with_progress,
+};
 use crate::examples::{distributed_sum, matrix_multiply, register_matrix_functions, word_count};
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
@@ -244,9 +246,9 @@ enum DatasetCommand {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// Files per table.
-        #[arg(long, default_value_t = 1)]
-        parts: usize,
+        /// Files per scaled table (default: 4 per unit of scale factor, at least 1).
+        #[arg(long)]
+        parts: Option<usize>,
     },
     /// A product catalog and its sales as Parquet (Zipf-skewed categories and brands,
     /// log-normal prices, two years of dates, some missing values).
@@ -380,7 +382,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     parts,
                 },
         } => {
-            let summary = generate_tpch(&TpchOptions::new(scale_factor, &out).with_parts(parts))?;
+            let parts =
+                parts.unwrap_or_else(|| ((scale_factor * 4.0).ceil() as usize).clamp(1, 4096));
+            let bar = ProgressBar::for_files("generating TPC-H");
+            let summary = generate_tpch_with_progress(
+                &TpchOptions::new(scale_factor, &out).with_parts(parts),
+                &|done, total| {
+                    if let Some(bar) = &bar {
+                        bar.files(done, total);
+                    }
+                },
+            );
+            if let Some(bar) = &bar {
+                bar.finish();
+            }
+            let summary = summary?;
             eprintln!(
                 "wrote TPC-H sf {scale_factor} to {}: {} rows",
                 out.display(),

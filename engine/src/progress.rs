@@ -1,5 +1,5 @@
-//! [`ProgressBar`]: stages and tasks done out of total, on stderr, when stderr is a
-//! terminal.
+//! [`ProgressBar`]: stages and tasks done out of total (or files written by a data-set
+//! generator), on stderr, when stderr is a terminal.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -15,21 +15,38 @@ pub struct ProgressBar {
 }
 
 impl ProgressBar {
-    /// A progress bar on stderr, or `None` when stderr is not a terminal.
+    /// A progress bar of a job's tasks on stderr, or `None` when stderr is not a terminal.
     pub fn for_terminal() -> Option<Self> {
+        Self::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}")
+    }
+
+    /// A progress bar of files written, for data-set generators, on stderr when it is a
+    /// terminal.
+    pub fn for_files(what: &str) -> Option<Self> {
+        let bar =
+            Self::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}")?;
+        bar.bar.set_message(what.to_string());
+        Some(bar)
+    }
+
+    fn with_template(template: &str) -> Option<Self> {
         if !std::io::stderr().is_terminal() {
             return None;
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         Some(Self {
             bar,
             stages: Mutex::new((0, 0)),
         })
+    }
+
+    /// Shows `done` of `total` files written.
+    pub fn files(&self, done: usize, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
     }
 
     /// Removes the bar from the terminal.

@@ -224,11 +224,20 @@ impl TpchSummary {
 /// `_SUCCESS` marker and `part-*.parquet` files from an earlier run are
 /// removed first; `_SUCCESS` is written last, only on success.
 pub fn generate_tpch(opts: &TpchOptions) -> Result<TpchSummary, DatasetError> {
+    generate_tpch_with_progress(opts, &|_, _| {})
+}
+
+/// [`generate_tpch`], telling `progress` the files finished and the files in all after
+/// each file (from the generator threads).
+pub fn generate_tpch_with_progress(
+    opts: &TpchOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<TpchSummary, DatasetError> {
     let part_count = opts.validate()?;
     prepare_output(&opts.out_dir)?;
 
     let tasks = plan_tasks(part_count);
-    let rows = run_tasks(&tasks, opts.scale_factor, &opts.out_dir)?;
+    let rows = run_tasks(&tasks, opts.scale_factor, &opts.out_dir, progress)?;
 
     // `ALL` is in declaration order, so `table as usize` indexes `tables`.
     let mut tables: Vec<TableSummary> = TpchTable::ALL

@@ -57,8 +57,10 @@ pub(crate) fn run_tasks(
     tasks: &[Task],
     scale_factor: f64,
     out_dir: &Path,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<u64>, DatasetError> {
     let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = thread::available_parallelism()
         .map(NonZeroUsize::get)
@@ -66,11 +68,15 @@ pub(crate) fn run_tasks(
         .clamp(1, tasks.len().max(1));
 
     let outcomes: Vec<Result<Vec<(usize, u64)>, DatasetError>> = thread::scope(|scope| {
-        let (next, failed) = (&next, &failed);
+        let shared = Shared {
+            next: &next,
+            finished: &finished,
+            failed: &failed,
+            progress,
+        };
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
-            handles
-                .push(scope.spawn(move || run_worker(tasks, scale_factor, out_dir, next, failed)));
+            handles.push(scope.spawn(move || run_worker(tasks, scale_factor, out_dir, shared)));
         }
         handles
             .into_iter()
@@ -93,24 +99,37 @@ pub(crate) fn run_tasks(
     Ok(rows)
 }
 
+/// What the workers share: the next task, the count of finished ones, the failure flag,
+/// and where progress goes.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    next: &'a AtomicUsize,
+    finished: &'a AtomicUsize,
+    failed: &'a AtomicBool,
+    progress: &'a (dyn Fn(usize, usize) + Sync),
+}
+
 /// Takes tasks off the shared counter until none are left or one failed.
 fn run_worker(
     tasks: &[Task],
     scale_factor: f64,
     out_dir: &Path,
-    next: &AtomicUsize,
-    failed: &AtomicBool,
+    shared: Shared<'_>,
 ) -> Result<Vec<(usize, u64)>, DatasetError> {
     let mut done = Vec::new();
-    while !failed.load(Ordering::Relaxed) {
-        let index = next.fetch_add(1, Ordering::Relaxed);
+    while !shared.failed.load(Ordering::Relaxed) {
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
         let Some(task) = tasks.get(index) else {
             break;
         };
         match write_task(task, scale_factor, out_dir) {
-            Ok(rows) => done.push((index, rows)),
+            Ok(rows) => {
+                done.push((index, rows));
+                let finished = shared.finished.fetch_add(1, Ordering::Relaxed) + 1;
+                (shared.progress)(finished, tasks.len());
+            }
             Err(error) => {
-                failed.store(true, Ordering::Relaxed);
+                shared.failed.store(true, Ordering::Relaxed);
                 return Err(error);
             }
         }

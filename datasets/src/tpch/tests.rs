@@ -194,3 +194,22 @@ fn rejects_invalid_options() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn progress_counts_every_file_up_to_the_total() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let calls = std::sync::Mutex::new(Vec::new());
+    let summary = super::generate_tpch_with_progress(
+        &TpchOptions::new(0.001, tmp.path()).with_parts(2),
+        &|done, total| calls.lock().expect("lock").push((done, total)),
+    )?;
+    let mut calls = calls.into_inner().expect("lock");
+    calls.sort_unstable();
+    let files: usize = summary.tables.iter().map(|t| t.files).sum();
+    // Six scaled tables in 2 files each, region and nation in one.
+    assert_eq!(files, 14);
+    assert_eq!(calls.len(), files);
+    assert_eq!(calls.last(), Some(&(files, files)));
+    assert!(calls.iter().enumerate().all(|(i, c)| *c == (i + 1, files)));
+    Ok(())
+}
