@@ -111,6 +111,39 @@ pub fn rows_match(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
             .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| cells_match(p, q)))
 }
 
+/// Runs the 22 TPC-H queries on `session` and compares each with DataFusion alone: one
+/// line per query that failed or differs, and the metrics of those that ran.
+pub async fn run_tpch_against_datafusion(
+    session: &Session,
+) -> (Vec<String>, Vec<ember::scheduler::JobMetrics>) {
+    let mut failures = Vec::new();
+    let mut metrics = Vec::new();
+    for n in 1..=22 {
+        let sql = tpch_query(n);
+        let expected = datafusion_rows(&sql).await;
+        match session.sql(&sql).await {
+            Ok(result) => {
+                let got = rows(&result.batches);
+                if !rows_match(&got, &expected) {
+                    failures.push(format!(
+                        "q{n:02}: {} rows vs DataFusion's {}\n  ember: {:?}\n  df:    {:?}",
+                        got.len(),
+                        expected.len(),
+                        got.iter().take(3).collect::<Vec<_>>(),
+                        expected.iter().take(3).collect::<Vec<_>>()
+                    ));
+                }
+                match result.metrics {
+                    Some(m) => metrics.push(m),
+                    None => failures.push(format!("q{n:02}: ran no job")),
+                }
+            }
+            Err(e) => failures.push(format!("q{n:02}: {e}")),
+        }
+    }
+    (failures, metrics)
+}
+
 /// Milliseconds the `cluster_test.slow` function sleeps per batch.
 pub const SLOW_BATCH_MILLIS: u64 = 150;
 

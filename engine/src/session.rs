@@ -453,6 +453,10 @@ impl Session {
                     partition: l.output_partition,
                     executor_id: l.executor_id,
                     path: l.path,
+                    job_id: job_id.clone(),
+                    stage_id: l.stage_id,
+                    map_partition: l.map_partition,
+                    attempt: l.attempt,
                 })
                 .collect();
             pieces.sort_by(|a, b| (a.partition, &a.path).cmp(&(b.partition, &b.path)));

@@ -92,11 +92,6 @@ impl Executor {
         self.config.slots
     }
 
-    /// The codec of the shuffle files it writes.
-    pub fn compression(&self) -> ShuffleCompression {
-        self.config.compression
-    }
-
     /// The root of its work directory.
     pub fn work_dir(&self) -> &Path {
         &self.config.work_dir
@@ -293,7 +288,7 @@ fn check_job_id(job_id: &str) -> Result<()> {
 }
 
 /// Locks a mutex, taking over a poisoned one (the data stay consistent: plain sets).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),

@@ -28,7 +28,9 @@ use datafusion::physical_plan::{
 
 use crate::shuffle::shuffle_runtime;
 
-/// One kept file of a cached dataset: rows of partition `partition`, on `executor_id`.
+/// One kept file of a cached dataset: rows of partition `partition`, on `executor_id`,
+/// written by map task `map_partition` (attempt `attempt`) of stage `stage_id` of job
+/// `job_id`, the parts a Flight ticket names it by on another executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedPiece {
     /// The partition of the cached dataset.
@@ -37,6 +39,14 @@ pub struct CachedPiece {
     pub executor_id: String,
     /// The Arrow IPC file in that executor's work directory.
     pub path: PathBuf,
+    /// The job that wrote it.
+    pub job_id: String,
+    /// The stage that wrote it.
+    pub stage_id: usize,
+    /// The map task that wrote it.
+    pub map_partition: usize,
+    /// The attempt of that task.
+    pub attempt: usize,
 }
 
 /// Where a materialized cache lies.

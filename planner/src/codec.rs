@@ -27,7 +27,7 @@ use crate::functions::{MapPartitionsExec, user_fn};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
-pub const PLAN_WIRE_VERSION: u32 = 3;
+pub const PLAN_WIRE_VERSION: u32 = 4;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
@@ -121,6 +121,14 @@ struct CachedPieceNode {
     executor_id: String,
     #[prost(string, tag = "3")]
     path: String,
+    #[prost(string, tag = "4")]
+    job_id: String,
+    #[prost(uint64, tag = "5")]
+    stage_id: u64,
+    #[prost(uint64, tag = "6")]
+    map_partition: u64,
+    #[prost(uint64, tag = "7")]
+    attempt: u64,
 }
 
 /// Wire form of a [`ShuffleWriterExec`]; its input travels as the extension's input.
@@ -260,6 +268,10 @@ impl PhysicalExtensionCodec for EmberCodec {
                         partition: to_usize(p.partition, "cache partition")?,
                         executor_id: p.executor_id,
                         path: p.path.into(),
+                        job_id: p.job_id,
+                        stage_id: to_usize(p.stage_id, "cache stage")?,
+                        map_partition: to_usize(p.map_partition, "cache map partition")?,
+                        attempt: to_usize(p.attempt, "cache attempt")?,
                     })
                 })
                 .collect::<DfResult<Vec<_>>>()?;
@@ -344,6 +356,10 @@ impl PhysicalExtensionCodec for EmberCodec {
                             partition: to_u64(p.partition),
                             executor_id: p.executor_id.clone(),
                             path: p.path.to_string_lossy().into_owned(),
+                            job_id: p.job_id.clone(),
+                            stage_id: to_u64(p.stage_id),
+                            map_partition: to_u64(p.map_partition),
+                            attempt: to_u64(p.attempt),
                         })
                         .collect(),
                 }),

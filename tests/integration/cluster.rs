@@ -17,8 +17,8 @@ use ember::pipelines::register_tpch;
 use ember::scheduler::{JobEvent, JobListener};
 use ember::{EmberConfig, Session};
 use ember_tests::{
-    datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match, tpch_dir,
-    tpch_query,
+    datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match,
+    run_tpch_against_datafusion, tpch_dir, tpch_query,
 };
 use tempfile::TempDir;
 
@@ -240,28 +240,12 @@ async fn one_scheduler_and_three_executors_run_the_22_tpch_queries_like_datafusi
         6,
         "3 executors x 2 slots"
     );
-    let mut failures = Vec::new();
-    let mut executors_used = std::collections::BTreeSet::new();
-    for n in 1..=22 {
-        let sql = tpch_query(n);
-        let expected = datafusion_rows(&sql).await;
-        match session.sql(&sql).await {
-            Ok(result) => {
-                let got = rows(&result.batches);
-                if !rows_match(&got, &expected) {
-                    failures.push(format!(
-                        "q{n:02}: {} rows vs DataFusion's {}",
-                        got.len(),
-                        expected.len()
-                    ));
-                }
-                let metrics = result.metrics.expect("a query runs a job");
-                executors_used.extend(metrics.tasks.iter().map(|t| t.executor_id.clone()));
-            }
-            Err(e) => failures.push(format!("q{n:02}: {e}")),
-        }
-    }
+    let (failures, metrics) = run_tpch_against_datafusion(&session).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let executors_used: std::collections::BTreeSet<&str> = metrics
+        .iter()
+        .flat_map(|m| m.tasks.iter().map(|t| t.executor_id.as_str()))
+        .collect();
     assert_eq!(executors_used.len(), 3, "tasks ran on {executors_used:?}");
 }
 

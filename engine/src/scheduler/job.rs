@@ -509,20 +509,7 @@ impl<'a> JobRun<'a> {
             executor = %task.executor_id,
             "task failed: {error}"
         );
-        self.metrics.failures.push(FailedAttempt {
-            stage_id: task.stage,
-            partition: task.partition,
-            attempt: task.attempt,
-            executor_id: task.executor_id.clone(),
-            error: error.to_string(),
-        });
-        self.emit(JobEvent::TaskFailed {
-            stage_id: task.stage,
-            partition: task.partition,
-            attempt: task.attempt,
-            error: error.to_string(),
-            will_retry: retry,
-        });
+        self.record_failure(&task, error.to_string(), retry);
         if !retry {
             let state = &self.tasks[task.stage][task.partition];
             return Err(EmberError::TaskFailed {
@@ -538,6 +525,24 @@ impl<'a> JobRun<'a> {
         self.stages[task.stage].parts[task.partition] = Part::Queued;
         self.queue.push_front((task.stage, task.partition));
         Ok(())
+    }
+
+    /// Records a failed attempt in the metrics and tells the listener.
+    fn record_failure(&mut self, task: &Launched, error: String, will_retry: bool) {
+        self.emit(JobEvent::TaskFailed {
+            stage_id: task.stage,
+            partition: task.partition,
+            attempt: task.attempt,
+            error: error.clone(),
+            will_retry,
+        });
+        self.metrics.failures.push(FailedAttempt {
+            stage_id: task.stage,
+            partition: task.partition,
+            attempt: task.attempt,
+            executor_id: task.executor_id.clone(),
+            error,
+        });
     }
 
     /// Deals with executors lost since the last look: re-queues the tasks that ran on
@@ -581,13 +586,7 @@ impl<'a> JobRun<'a> {
                     task.stage,
                     task.partition
                 );
-                self.metrics.failures.push(FailedAttempt {
-                    stage_id: task.stage,
-                    partition: task.partition,
-                    attempt: task.attempt,
-                    executor_id: task.executor_id.clone(),
-                    error: format!("the task runs again: {why}"),
-                });
+                self.record_failure(&task, format!("the task runs again: {why}"), true);
                 self.stages[task.stage].parts[task.partition] = Part::Queued;
                 self.queue.push_front((task.stage, task.partition));
             }

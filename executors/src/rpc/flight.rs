@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::ShuffleTicket;
 use super::security::{ClientSecurity, error_chain};
 use crate::error::{ExecutorError, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, lock};
 
 /// Bytes of shuffle data (as written, compressed) that one executor fetches at once.
 pub const MAX_BYTES_IN_FLIGHT: usize = 256 << 20;
@@ -309,12 +309,5 @@ impl PeerClients {
                 message,
             }
         })
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }

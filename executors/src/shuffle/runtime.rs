@@ -106,40 +106,23 @@ impl ShuffleRuntime for LocalShuffle {
     ) -> Result<SendableRecordBatchStream> {
         let pieces = pieces
             .into_iter()
-            .map(|p| match (&self.remote, cached_ticket(&p)) {
-                (Some(remote), Some((job_id, location))) => remote.piece_in(&location, &job_id),
-                _ => Piece::Local(p.path),
+            .map(|p| match &self.remote {
+                Some(remote) => {
+                    let location = ShuffleLocation {
+                        stage_id: p.stage_id,
+                        map_partition: p.map_partition,
+                        attempt: p.attempt,
+                        output_partition: p.partition,
+                        executor_id: p.executor_id,
+                        path: p.path,
+                        rows: 0,
+                        bytes: 0,
+                    };
+                    remote.piece_in(&location, &p.job_id)
+                }
+                None => Piece::Local(p.path),
             })
             .collect();
         Ok(read_pieces(schema, pieces, self.clients()))
     }
-}
-
-/// The shuffle location of a cached piece, read back from its path
-/// (`JOB/stage-S/map-M-attempt-A/part-P.arrow`); the holder checks it again.
-fn cached_ticket(piece: &CachedPiece) -> Option<(String, ShuffleLocation)> {
-    let number = |text: Option<&str>, prefix: &str| -> Option<usize> {
-        text?.strip_prefix(prefix)?.parse().ok()
-    };
-    let mut parts = piece.path.iter().rev().map(|p| p.to_str());
-    let file = parts.next().flatten()?;
-    let output_partition = number(file.strip_suffix(".arrow"), "part-")?;
-    let (map, attempt) = parts
-        .next()
-        .flatten()?
-        .strip_prefix("map-")?
-        .split_once("-attempt-")?;
-    let stage_id = number(parts.next().flatten(), "stage-")?;
-    let job_id = parts.next().flatten()?.to_string();
-    let location = ShuffleLocation {
-        stage_id,
-        map_partition: map.parse().ok()?,
-        attempt: attempt.parse().ok()?,
-        output_partition,
-        executor_id: piece.executor_id.clone(),
-        path: piece.path.clone(),
-        rows: 0,
-        bytes: 0,
-    };
-    Some((job_id, location))
 }
