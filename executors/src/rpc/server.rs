@@ -198,6 +198,17 @@ pub async fn run_executor_process(
             format!("{scheme}://{}", SocketAddr::new(ip, bound.port()))
         }
     };
+    // Others must be able to dial it: a URL with a host and a port.
+    let dialable = config
+        .client
+        .endpoint(&address)
+        .is_ok_and(|e| e.uri().host().is_some() && e.uri().port_u16().is_some());
+    if !dialable {
+        return Err(ExecutorError::Config {
+            key: "--advertise".into(),
+            message: format!("{address} is not a URL with a host and a port"),
+        });
+    }
 
     // Register (the scheduler hands out the id), start serving, and only then heartbeat:
     // the first heartbeat is what puts this executor in the scheduler's pool, so no task
