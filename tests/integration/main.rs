@@ -4,6 +4,7 @@ mod cluster;
 mod dataset;
 mod examples;
 mod functions;
+mod prices;
 mod retry;
 mod shuffle;
 mod stages;

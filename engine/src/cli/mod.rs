@@ -26,16 +26,17 @@ use std::time::Duration;
 use crate::datasets::{
     ProductsOptions, TpchOptions, generate_products, generate_tpch_with_progress,
 };
-use crate::examples::{distributed_sum, matrix_multiply, register_matrix_functions, word_count};
+use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
-use crate::pipelines::run_pricing;
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
 use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+
+mod run;
 
 #[derive(Parser)]
 #[command(
@@ -60,7 +61,7 @@ enum Command {
         which: DatasetCommand,
     },
     /// Run a named example pipeline on the embedded cluster (`pricing`).
-    Run(RunArgs),
+    Run(run::RunArgs),
     /// List the configuration keys that `--conf` accepts.
     Config,
     /// Run a scheduler process: executors register with it, clients run jobs on it.
@@ -272,37 +273,6 @@ enum DatasetCommand {
     },
 }
 
-#[derive(Args)]
-struct RunArgs {
-    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem), `word-count INPUT...`
-    /// (the 20 most frequent words), `distributed-sum --n N` (the sum of 1..=N) or
-    /// `matrix-multiply --n N --block B` (the Frobenius norm of a blocked product).
-    example: String,
-    /// Inputs of the pipeline (word-count: text files, folders or globs).
-    inputs: Vec<String>,
-    /// distributed-sum: the last number to add (default 1000000); matrix-multiply: the
-    /// matrix size (default 512).
-    #[arg(long)]
-    n: Option<u64>,
-    /// matrix-multiply: the block size.
-    #[arg(long, default_value_t = 128)]
-    block: u64,
-    /// matrix-multiply: the seed of the random matrices.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Scale factor of the data it makes when missing.
-    #[arg(long = "sf", default_value_t = 0.1)]
-    scale_factor: f64,
-    /// Where its data lives (default: `data/tpch-sf<SF>`).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output format: table, csv or json.
-    #[arg(long, default_value = "table")]
-    format: OutputFormat,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
-
 /// Runs the `ember` command with this process's arguments and returns its exit status.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -435,77 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
         }
-        Command::Run(args) => match args.example.as_str() {
-            "pricing" => {
-                let dir = args
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
-                let (session, bar) = new_session(&args.cluster).await?;
-                let started = std::time::Instant::now();
-                let result = run_pricing(&session, &dir, args.scale_factor).await;
-                finish_progress(bar.as_deref());
-                let result = result?;
-                print_result(&result, args.format)?;
-                if let Some(metrics) = &result.metrics {
-                    eprintln!(
-                        "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",
-                        dir.display(),
-                        session.config().executors,
-                        metrics.stages.len(),
-                        metrics.tasks.len(),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-            }
-            "word-count" => {
-                let (session, bar) = new_session(&args.cluster).await?;
-                let top = word_count(&session, &args.inputs, 20).await;
-                finish_progress(bar.as_deref());
-                let mut out = stdout.lock();
-                for (word, count) in top? {
-                    writeln!(out, "{word}\t{count}")?;
-                }
-            }
-            "distributed-sum" => {
-                let (session, bar) = new_session(&args.cluster).await?;
-                let total = distributed_sum(&session, args.n.unwrap_or(1_000_000)).await;
-                finish_progress(bar.as_deref());
-                writeln!(stdout.lock(), "{}", total?)?;
-            }
-            "matrix-multiply" => {
-                let n = args.n.unwrap_or(512);
-                let (session, bar) = new_session(&args.cluster).await?;
-                let product = matrix_multiply(&session, n, args.block, args.seed).await;
-                finish_progress(bar.as_deref());
-                let product = product?;
-                let mut out = stdout.lock();
-                writeln!(
-                    out,
-                    "Frobenius norm of A·B ({n}×{n}, blocks of {}): {:.9}",
-                    args.block, product.frobenius
-                )?;
-                if let Some((norm, worst)) = product.reference {
-                    let relative = (product.frobenius - norm).abs() / norm.max(f64::MIN_POSITIVE);
-                    writeln!(
-                        out,
-                        "single-threaded product: {norm:.9}, largest element difference \
-                         {worst:.1e}"
-                    )?;
-                    if relative > 1e-9 || worst > 1e-9 {
-                        anyhow::bail!(
-                            "the blocked product differs from the single-threaded one \
-                             (relative norm difference {relative:.1e}, largest element \
-                             difference {worst:.1e})"
-                        );
-                    }
-                }
-            }
-            other => anyhow::bail!(
-                "unknown example '{other}' (known: pricing, word-count, distributed-sum, \
-                 matrix-multiply)"
-            ),
-        },
+        Command::Run(args) => run::run_example(args).await?,
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
         }

@@ -1,0 +1,248 @@
+//! `ember run NAME`: the example pipelines, each on the embedded cluster or, with
+//! `--scheduler URL`, on a process cluster.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use super::{ClusterArgs, finish_progress, new_session, print_result};
+use crate::OutputFormat;
+use crate::examples::product_prices::{
+    PriceSource, ReportForm, ensure_products, run_product_prices,
+};
+use crate::examples::{distributed_sum, matrix_multiply, word_count};
+use crate::pipelines::run_pricing;
+
+/// The example names `ember run` knows.
+const EXAMPLES: &str = "pricing, product-prices, word-count, distributed-sum, matrix-multiply";
+
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// The pipeline: `pricing` (pricing summary over TPC-H lineitem), `product-prices`
+    /// (price statistics, bands, top products and monthly revenue), `word-count INPUT...`
+    /// (the 20 most frequent words), `distributed-sum --n N` (the sum of 1..=N) or
+    /// `matrix-multiply --n N --block B` (the Frobenius norm of a blocked product).
+    example: String,
+    /// Inputs of the pipeline (word-count: text files, folders or globs).
+    inputs: Vec<String>,
+    /// product-prices: the products dataset (default `data/products`, made with --rows
+    /// sales when missing); with --diamonds, the diamonds CSV.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where the pipeline writes its tables as Parquet (a folder that must be empty).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// product-prices: read TPC-H `part` and `lineitem` from this folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "diamonds")]
+    tpch: Option<PathBuf>,
+    /// product-prices: read the diamonds (default `datasets/diamonds.csv`).
+    #[arg(long)]
+    diamonds: bool,
+    /// product-prices: sales to generate when the products dataset is missing.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// product-prices: the form of the report, the Dataset API or SQL (same results).
+    #[arg(long, value_enum, default_value_t = Form::Dsl)]
+    form: Form,
+    /// distributed-sum: the last number to add (default 1000000); matrix-multiply: the
+    /// matrix size (default 512).
+    #[arg(long)]
+    n: Option<u64>,
+    /// matrix-multiply: the block size.
+    #[arg(long, default_value_t = 128)]
+    block: u64,
+    /// The seed of every random choice (matrix-multiply: of the matrices).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// pricing: scale factor of the data it makes when missing.
+    #[arg(long = "sf", default_value_t = 0.1)]
+    scale_factor: f64,
+    /// pricing: where its data lives (default: `data/tpch-sf<SF>`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// The two forms of the product-price report.
+#[derive(Clone, Copy, ValueEnum)]
+enum Form {
+    /// The Dataset API.
+    Dsl,
+    /// SQL.
+    Sql,
+}
+
+/// Runs the example `args` names.
+pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    match args.example.as_str() {
+        "pricing" => {
+            let dir = args
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
+            let (session, bar) = new_session(&args.cluster).await?;
+            let started = std::time::Instant::now();
+            let result = run_pricing(&session, &dir, args.scale_factor).await;
+            finish_progress(bar.as_deref());
+            let result = result?;
+            print_result(&result, args.format)?;
+            if let Some(metrics) = &result.metrics {
+                eprintln!(
+                    "pricing summary over {} on {} executors: {} stages, {} tasks, {:.2} s",
+                    dir.display(),
+                    session.config().executors,
+                    metrics.stages.len(),
+                    metrics.tasks.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        "product-prices" => product_prices(&args).await?,
+        "word-count" => {
+            let (session, bar) = new_session(&args.cluster).await?;
+            let top = word_count(&session, &args.inputs, 20).await;
+            finish_progress(bar.as_deref());
+            let mut out = stdout.lock();
+            for (word, count) in top? {
+                writeln!(out, "{word}\t{count}")?;
+            }
+        }
+        "distributed-sum" => {
+            let (session, bar) = new_session(&args.cluster).await?;
+            let total = distributed_sum(&session, args.n.unwrap_or(1_000_000)).await;
+            finish_progress(bar.as_deref());
+            writeln!(stdout.lock(), "{}", total?)?;
+        }
+        "matrix-multiply" => {
+            let n = args.n.unwrap_or(512);
+            let (session, bar) = new_session(&args.cluster).await?;
+            let product = matrix_multiply(&session, n, args.block, args.seed).await;
+            finish_progress(bar.as_deref());
+            let product = product?;
+            let mut out = stdout.lock();
+            writeln!(
+                out,
+                "Frobenius norm of A·B ({n}×{n}, blocks of {}): {:.9}",
+                args.block, product.frobenius
+            )?;
+            if let Some((norm, worst)) = product.reference {
+                let relative = (product.frobenius - norm).abs() / norm.max(f64::MIN_POSITIVE);
+                writeln!(
+                    out,
+                    "single-threaded product: {norm:.9}, largest element difference \
+                     {worst:.1e}"
+                )?;
+                if relative > 1e-9 || worst > 1e-9 {
+                    anyhow::bail!(
+                        "the blocked product differs from the single-threaded one \
+                         (relative norm difference {relative:.1e}, largest element \
+                         difference {worst:.1e})"
+                    );
+                }
+            }
+        }
+        other => anyhow::bail!("unknown example '{other}' (known: {EXAMPLES})"),
+    }
+    Ok(())
+}
+
+/// The products dataset, TPC-H or diamonds, as the options choose.
+fn price_source(args: &RunArgs) -> anyhow::Result<PriceSource> {
+    if let Some(dir) = &args.tpch {
+        if !dir.join("lineitem").is_dir() || !dir.join("part").is_dir() {
+            anyhow::bail!(
+                "invalid setting --tpch: {} has no lineitem/ and part/ folders (make them with \
+                 `ember datasets tpch --sf 1 --out {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        return Ok(PriceSource::Tpch(dir.clone()));
+    }
+    if args.diamonds {
+        let file = args
+            .input
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("datasets/diamonds.csv"));
+        if !file.is_file() {
+            anyhow::bail!(
+                "invalid setting --input: the diamonds file {} does not exist",
+                file.display()
+            );
+        }
+        return Ok(PriceSource::Diamonds(file));
+    }
+    let dir = args
+        .input
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/products"));
+    Ok(PriceSource::Products(dir))
+}
+
+async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
+    let source = price_source(args)?;
+    if let PriceSource::Products(dir) = &source {
+        let has_sales = dir.join("sales").is_dir();
+        if args.input.is_some() && !has_sales {
+            anyhow::bail!(
+                "invalid setting --input: {} has no sales/ folder (make one with `ember \
+                 datasets products --rows N --out {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        if !has_sales && ensure_products(dir, args.rows, 4)? {
+            eprintln!("made {} sales in {}", args.rows, dir.display());
+        }
+    }
+    let form = match args.form {
+        Form::Dsl => ReportForm::Dsl,
+        Form::Sql => ReportForm::Sql,
+    };
+    let (session, bar) = new_session(&args.cluster).await?;
+    let started = std::time::Instant::now();
+    let run = run_product_prices(&session, &source, form, args.out.as_deref()).await;
+    finish_progress(bar.as_deref());
+    let run = run?;
+    let elapsed = started.elapsed().as_secs_f64();
+    for (name, rows) in &run.tables {
+        if *name == "summary" || args.out.is_none() {
+            println!("{name}:");
+            print_result(rows, args.format)?;
+        }
+    }
+    for (name, count) in &run.written {
+        eprintln!(
+            "wrote {count} rows of {name} to {}",
+            out_folder(args, name).display()
+        );
+    }
+    eprintln!(
+        "product prices over {} on {} executors: {:.2} s",
+        source_name(&source),
+        session.config().executors,
+        elapsed
+    );
+    Ok(())
+}
+
+fn out_folder(args: &RunArgs, table: &str) -> PathBuf {
+    args.out
+        .as_deref()
+        .unwrap_or_else(|| Path::new("."))
+        .join(table)
+}
+
+fn source_name(source: &PriceSource) -> String {
+    match source {
+        PriceSource::Products(dir) => format!("the products in {}", dir.display()),
+        PriceSource::Tpch(dir) => format!("TPC-H in {}", dir.display()),
+        PriceSource::Diamonds(file) => format!("the diamonds in {}", file.display()),
+    }
+}

@@ -1,0 +1,671 @@
+//! `ember run product-prices`: what products sell for, per category and per brand (per cut,
+//! colour and clarity on diamonds), in a DSL form and a SQL form that give identical
+//! results.
+//!
+//! Every source is first brought to one shape, the view `price_sales`:
+//!
+//! ```text
+//! product, <dimensions...>, quantity, unit_price, revenue, sale_date
+//! ```
+//!
+//! - the products dataset (`ember datasets products`): sales joined with the catalog for the
+//!   product name; dimensions `category`, `brand`;
+//! - TPC-H: `lineitem` joined with `part`; the manufacturer is the category and `p_brand`
+//!   the brand; the unit price is the extended price over the quantity, the revenue is
+//!   after discount; the ship date is the sale date;
+//! - diamonds: each stone sold once at its price; the product is its carat, colour and
+//!   clarity; dimensions `cut`, `color`, `clarity`; no dates.
+//!
+//! The report is four tables, each ordered on a unique key so that two runs compare row
+//! by row:
+//!
+//! - `summary`: per dimension and key, the number of sales, revenue, and the minimum,
+//!   maximum, mean, standard deviation, approximate median, p90 and p99 of the unit price;
+//! - `bands`: sales and revenue per category in price bands, with fixed edges and with
+//!   edges at the 20/40/60/80 % quantiles of the unit price;
+//! - `top_products`: the 10 best-selling products of each category by revenue
+//!   (`row_number()` over the category);
+//! - `monthly`: revenue per category and month with the change from the month before
+//!   (`lag()`); absent for data without dates.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{JoinType, ScalarValue};
+use datafusion::functions::expr_fn::{concat, date_trunc};
+use datafusion::functions_aggregate::expr_fn::{
+    approx_percentile_cont, avg, count, max, min, stddev, sum,
+};
+use datafusion::functions_window::expr_fn::{lag, row_number};
+use datafusion::logical_expr::ExprFunctionExt;
+use datafusion::prelude::{Expr, cast, col, lit, when};
+
+use ember_datasets::{ProductsOptions, generate_products};
+
+use crate::dataset::Dataset;
+use crate::error::{EmberError, Result};
+use crate::pipelines::register_tpch;
+use crate::session::{QueryResult, Session};
+
+/// The view every form reads.
+pub const PRICE_SALES: &str = "price_sales";
+
+/// Fixed price-band edges: band 0 is below the first edge, band i is [edge i-1, edge i),
+/// the last band is at or above the last edge.
+pub const FIXED_EDGES: &[f64] = &[
+    10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// The quantiles whose values are the edges of the quantile-based bands.
+pub const BAND_QUANTILES: &[f64] = &[0.2, 0.4, 0.6, 0.8];
+
+/// The products ranked per category.
+pub const TOP_PRODUCTS: usize = 10;
+
+/// Where the sales come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PriceSource {
+    /// A folder written by `ember datasets products` (`products/` and `sales/`).
+    Products(PathBuf),
+    /// A folder of TPC-H tables (`part` and `lineitem` are read).
+    Tpch(PathBuf),
+    /// The diamonds CSV file.
+    Diamonds(PathBuf),
+}
+
+impl PriceSource {
+    /// The columns the summary groups by, the first being the category of the other tables.
+    pub fn dimensions(&self) -> &'static [&'static str] {
+        match self {
+            Self::Products(_) | Self::Tpch(_) => &["category", "brand"],
+            Self::Diamonds(_) => &["cut", "color", "clarity"],
+        }
+    }
+
+    /// Whether the sales have dates (the monthly table needs them).
+    pub fn has_dates(&self) -> bool {
+        !matches!(self, Self::Diamonds(_))
+    }
+}
+
+/// The two forms of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportForm {
+    /// Built with the Dataset API.
+    Dsl,
+    /// Written in SQL.
+    Sql,
+}
+
+/// The report's tables, not yet run: each is written or collected by the caller.
+pub struct PriceReport<'s> {
+    /// `(name, rows)` in the order above; `monthly` only for data with dates.
+    pub tables: Vec<(&'static str, Dataset<'s>)>,
+}
+
+/// Makes the products dataset at `dir` with `rows` sales unless it is there already.
+pub fn ensure_products(dir: &Path, rows: u64, parts: usize) -> Result<bool> {
+    if dir.join("_SUCCESS").is_file() {
+        return Ok(false);
+    }
+    generate_products(&ProductsOptions {
+        rows,
+        out_dir: dir.to_path_buf(),
+        seed: 42,
+        dirty_fraction: None,
+        parts,
+    })?;
+    Ok(true)
+}
+
+/// Registers the view `price_sales` over `source` (built with the Dataset API; both forms
+/// read it).
+pub async fn register_price_sales(session: &Session, source: &PriceSource) -> Result<()> {
+    let f64_of = |name: &str| cast(col(name), DataType::Float64);
+    let sales = match source {
+        PriceSource::Products(dir) => {
+            let sales = session
+                .read_parquet(&path_text(&dir.join("sales"))?)
+                .await?;
+            let catalog = session
+                .read_parquet(&path_text(&dir.join("products"))?)
+                .await?
+                .select(vec![col("product_id").alias("catalog_id"), col("name")])?;
+            sales
+                .join_on(
+                    &catalog,
+                    JoinType::Inner,
+                    vec![col("product_id").eq(col("catalog_id"))],
+                )?
+                .select(vec![
+                    col("name").alias("product"),
+                    col("category"),
+                    col("brand"),
+                    f64_of("quantity").alias("quantity"),
+                    col("unit_price"),
+                    (col("unit_price") * f64_of("quantity")).alias("revenue"),
+                    col("sale_date"),
+                ])?
+        }
+        PriceSource::Tpch(dir) => {
+            register_tpch(session, dir).await?;
+            let lineitem = session.table("lineitem").await?;
+            let part = session.table("part").await?;
+            lineitem
+                .join_on(
+                    &part,
+                    JoinType::Inner,
+                    vec![col("l_partkey").eq(col("p_partkey"))],
+                )?
+                .select(vec![
+                    col("p_name").alias("product"),
+                    col("p_mfgr").alias("category"),
+                    col("p_brand").alias("brand"),
+                    f64_of("l_quantity").alias("quantity"),
+                    (f64_of("l_extendedprice") / f64_of("l_quantity")).alias("unit_price"),
+                    (f64_of("l_extendedprice") * (lit(1.0) - f64_of("l_discount")))
+                        .alias("revenue"),
+                    col("l_shipdate").alias("sale_date"),
+                ])?
+        }
+        PriceSource::Diamonds(file) => {
+            let stones = session.read_csv(&path_text(file)?).await?;
+            let schema = stones.schema();
+            for needed in ["carat", "cut", "color", "clarity", "price"] {
+                if schema.field_with_unqualified_name(needed).is_err() {
+                    return Err(EmberError::InvalidArgument {
+                        operation: "product-prices",
+                        message: format!(
+                            "{} has no column '{needed}' (is it the diamonds CSV?)",
+                            file.display()
+                        ),
+                    });
+                }
+            }
+            stones.select(vec![
+                concat(vec![
+                    cast(col("carat"), DataType::Utf8),
+                    lit(" ct "),
+                    col("color"),
+                    lit(" "),
+                    col("clarity"),
+                ])
+                .alias("product"),
+                col("cut"),
+                col("color"),
+                col("clarity"),
+                lit(1.0).alias("quantity"),
+                f64_of("price").alias("unit_price"),
+                f64_of("price").alias("revenue"),
+                lit(ScalarValue::Date32(None)).alias("sale_date"),
+            ])?
+        }
+    };
+    session
+        .context()
+        .register_table(PRICE_SALES, sales.frame().clone().into_view())?;
+    Ok(())
+}
+
+/// The report over the registered `price_sales`, in the given form.
+pub async fn price_report<'s>(
+    session: &'s Session,
+    source: &PriceSource,
+    form: ReportForm,
+) -> Result<PriceReport<'s>> {
+    let dims = source.dimensions();
+    let quantile_edges = quantile_edges(session, form).await?;
+    let mut tables = Vec::new();
+    match form {
+        ReportForm::Sql => {
+            tables.push(("summary", session.sql_dataset(&summary_sql(dims)).await?));
+            let bands = bands_sql(dims[0], &quantile_edges);
+            tables.push(("bands", session.sql_dataset(&bands).await?));
+            let top = top_products_sql(dims[0]);
+            tables.push(("top_products", session.sql_dataset(&top).await?));
+            if source.has_dates() {
+                let monthly = monthly_sql(dims[0]);
+                tables.push(("monthly", session.sql_dataset(&monthly).await?));
+            }
+        }
+        ReportForm::Dsl => {
+            let sales = session.table(PRICE_SALES).await?;
+            tables.push(("summary", summary_dsl(&sales, dims)?));
+            tables.push(("bands", bands_dsl(&sales, dims[0], &quantile_edges)?));
+            tables.push(("top_products", top_products_dsl(&sales, dims[0])?));
+            if source.has_dates() {
+                tables.push(("monthly", monthly_dsl(&sales, dims[0])?));
+            }
+        }
+    }
+    Ok(PriceReport { tables })
+}
+
+fn path_text(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| EmberError::InvalidArgument {
+            operation: "product-prices",
+            message: format!("{} is not a UTF-8 path", path.display()),
+        })
+}
+
+// ---- the SQL form ----
+
+fn summary_sql(dims: &[&str]) -> String {
+    let per_dim: Vec<String> = dims
+        .iter()
+        .map(|d| {
+            format!(
+                "SELECT '{d}' AS dimension, CAST({d} AS VARCHAR) AS key, count(*) AS sales, \
+                 sum(revenue) AS revenue, min(unit_price) AS min_price, \
+                 max(unit_price) AS max_price, avg(unit_price) AS mean_price, \
+                 stddev(unit_price) AS stddev_price, \
+                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY unit_price) AS median_price, \
+                 approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY unit_price) AS p90_price, \
+                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY unit_price) AS p99_price \
+                 FROM {PRICE_SALES} GROUP BY {d}"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT * FROM ({}) ORDER BY dimension, key NULLS LAST",
+        per_dim.join(" UNION ALL ")
+    )
+}
+
+/// `CASE` over the unit price giving the band index for `edges`.
+fn band_case_sql(edges: &[f64]) -> String {
+    let arms: String = edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!(" WHEN unit_price < {e:?} THEN {i}"))
+        .collect();
+    format!("CASE{arms} ELSE {} END", edges.len())
+}
+
+/// `CASE` over the band index giving its lower (`upper == false`) or upper edge.
+fn band_edge_sql(edges: &[f64], upper: bool) -> String {
+    let arms: String = (0..=edges.len())
+        .filter_map(|band| band_edge(edges, band, upper).map(|e| (band, e)))
+        .map(|(band, e)| format!(" WHEN {band} THEN {e:?}"))
+        .collect();
+    format!("CASE band{arms} END")
+}
+
+fn bands_sql(category: &str, quantile_edges: &[f64]) -> String {
+    let scheme = |name: &str, edges: &[f64]| {
+        format!(
+            "SELECT '{name}' AS scheme, category, band, {low} AS low, {high} AS high, sales, \
+             revenue FROM (SELECT {category} AS category, {case} AS band, count(*) AS sales, \
+             sum(revenue) AS revenue FROM {PRICE_SALES} WHERE unit_price IS NOT NULL \
+             GROUP BY 1, 2)",
+            low = band_edge_sql(edges, false),
+            high = band_edge_sql(edges, true),
+            case = band_case_sql(edges),
+        )
+    };
+    format!(
+        "SELECT * FROM ({} UNION ALL {}) ORDER BY scheme, category, band",
+        scheme("fixed", FIXED_EDGES),
+        scheme("quantile", quantile_edges)
+    )
+}
+
+fn top_products_sql(category: &str) -> String {
+    format!(
+        "SELECT category, rank, product, revenue, units FROM (\
+           SELECT category, product, revenue, units, row_number() OVER (PARTITION BY category \
+             ORDER BY revenue DESC NULLS LAST, product) AS rank \
+           FROM (SELECT {category} AS category, product, sum(revenue) AS revenue, \
+                 sum(quantity) AS units FROM {PRICE_SALES} GROUP BY 1, 2)) \
+         WHERE rank <= {TOP_PRODUCTS} ORDER BY category, rank"
+    )
+}
+
+fn monthly_sql(category: &str) -> String {
+    format!(
+        "SELECT category, month, revenue, previous_revenue, \
+           (revenue - previous_revenue) / previous_revenue AS change FROM (\
+           SELECT category, month, revenue, lag(revenue) OVER (PARTITION BY category \
+             ORDER BY month) AS previous_revenue \
+           FROM (SELECT {category} AS category, \
+                 CAST(date_trunc('month', sale_date) AS DATE) AS month, \
+                 sum(revenue) AS revenue FROM {PRICE_SALES} WHERE sale_date IS NOT NULL \
+                 GROUP BY 1, 2)) \
+         ORDER BY category, month"
+    )
+}
+
+// ---- the DSL form ----
+
+fn percentile(q: f64) -> Expr {
+    approx_percentile_cont(col("unit_price").sort(true, false), lit(q), None)
+}
+
+fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
+    let mut summary: Option<Dataset<'s>> = None;
+    for d in dims {
+        let per_dim = sales
+            .group_by(vec![col(*d)])
+            .agg(vec![
+                count(lit(1)).alias("sales"),
+                sum(col("revenue")).alias("revenue"),
+                min(col("unit_price")).alias("min_price"),
+                max(col("unit_price")).alias("max_price"),
+                avg(col("unit_price")).alias("mean_price"),
+                stddev(col("unit_price")).alias("stddev_price"),
+                percentile(0.5).alias("median_price"),
+                percentile(0.9).alias("p90_price"),
+                percentile(0.99).alias("p99_price"),
+            ])?
+            .select(vec![
+                lit(*d).alias("dimension"),
+                cast(col(*d), DataType::Utf8).alias("key"),
+                col("sales"),
+                col("revenue"),
+                col("min_price"),
+                col("max_price"),
+                col("mean_price"),
+                col("stddev_price"),
+                col("median_price"),
+                col("p90_price"),
+                col("p99_price"),
+            ])?;
+        summary = Some(match summary {
+            None => per_dim,
+            Some(before) => before.union(&per_dim)?,
+        });
+    }
+    let summary = summary.ok_or_else(|| EmberError::Internal {
+        message: "a price source without dimensions".into(),
+    })?;
+    summary.sort(vec![
+        col("dimension").sort(true, false),
+        col("key").sort(true, false),
+    ])
+}
+
+/// The band index of the unit price for `edges`.
+fn band_case_dsl(edges: &[f64]) -> Result<Expr> {
+    let mut arms = edges.iter().enumerate();
+    let Some((_, first)) = arms.next() else {
+        return Ok(lit(0_i64));
+    };
+    let mut case = when(col("unit_price").lt(lit(*first)), lit(0_i64));
+    for (i, e) in arms {
+        case = case.when(col("unit_price").lt(lit(*e)), lit(i as i64));
+    }
+    Ok(case.otherwise(lit(edges.len() as i64))?)
+}
+
+/// The lower or upper edge of the band in column `band`.
+fn band_edge_dsl(edges: &[f64], upper: bool) -> Result<Expr> {
+    let mut arms =
+        (0..=edges.len()).filter_map(|band| band_edge(edges, band, upper).map(|e| (band, e)));
+    let Some((band, e)) = arms.next() else {
+        return Ok(lit(ScalarValue::Float64(None)));
+    };
+    let mut case = datafusion::logical_expr::case(col("band")).when(lit(band as i64), lit(e));
+    for (band, e) in arms {
+        case = case.when(lit(band as i64), lit(e));
+    }
+    Ok(case.end()?)
+}
+
+fn bands_dsl<'s>(
+    sales: &Dataset<'s>,
+    category: &str,
+    quantile_edges: &[f64],
+) -> Result<Dataset<'s>> {
+    let scheme = |name: &str, edges: &[f64]| -> Result<Dataset<'s>> {
+        sales
+            .filter(col("unit_price").is_not_null())?
+            .select(vec![
+                col(category).alias("category"),
+                band_case_dsl(edges)?.alias("band"),
+                col("revenue"),
+            ])?
+            .group_by(vec![col("category"), col("band")])
+            .agg(vec![
+                count(lit(1)).alias("sales"),
+                sum(col("revenue")).alias("revenue"),
+            ])?
+            .select(vec![
+                lit(name.to_string()).alias("scheme"),
+                col("category"),
+                col("band"),
+                band_edge_dsl(edges, false)?.alias("low"),
+                band_edge_dsl(edges, true)?.alias("high"),
+                col("sales"),
+                col("revenue"),
+            ])
+    };
+    scheme("fixed", FIXED_EDGES)?
+        .union(&scheme("quantile", quantile_edges)?)?
+        .sort(vec![
+            col("scheme").sort(true, false),
+            col("category").sort(true, false),
+            col("band").sort(true, false),
+        ])
+}
+
+fn top_products_dsl<'s>(sales: &Dataset<'s>, category: &str) -> Result<Dataset<'s>> {
+    let rank = row_number()
+        .partition_by(vec![col("category")])
+        .order_by(vec![
+            col("revenue").sort(false, false),
+            col("product").sort(true, false),
+        ])
+        .build()?;
+    sales
+        .select(vec![
+            col(category).alias("category"),
+            col("product"),
+            col("revenue"),
+            col("quantity"),
+        ])?
+        .group_by(vec![col("category"), col("product")])
+        .agg(vec![
+            sum(col("revenue")).alias("revenue"),
+            sum(col("quantity")).alias("units"),
+        ])?
+        .select(vec![
+            col("category"),
+            col("product"),
+            col("revenue"),
+            col("units"),
+            rank.alias("rank"),
+        ])?
+        .filter(col("rank").lt_eq(lit(TOP_PRODUCTS as u64)))?
+        .select(vec![
+            col("category"),
+            col("rank"),
+            col("product"),
+            col("revenue"),
+            col("units"),
+        ])?
+        .sort(vec![
+            col("category").sort(true, false),
+            col("rank").sort(true, false),
+        ])
+}
+
+fn monthly_dsl<'s>(sales: &Dataset<'s>, category: &str) -> Result<Dataset<'s>> {
+    let previous = lag(col("revenue"), Some(1), None)
+        .partition_by(vec![col("category")])
+        .order_by(vec![col("month").sort(true, false)])
+        .build()?;
+    sales
+        .filter(col("sale_date").is_not_null())?
+        .select(vec![
+            col(category).alias("category"),
+            cast(date_trunc(lit("month"), col("sale_date")), DataType::Date32).alias("month"),
+            col("revenue"),
+        ])?
+        .group_by(vec![col("category"), col("month")])
+        .agg(vec![sum(col("revenue")).alias("revenue")])?
+        .select(vec![
+            col("category"),
+            col("month"),
+            col("revenue"),
+            previous.alias("previous_revenue"),
+        ])?
+        .select(vec![
+            col("category"),
+            col("month"),
+            col("revenue"),
+            col("previous_revenue"),
+            ((col("revenue") - col("previous_revenue")) / col("previous_revenue")).alias("change"),
+        ])?
+        .sort(vec![
+            col("category").sort(true, false),
+            col("month").sort(true, false),
+        ])
+}
+
+// ---- shared ----
+
+/// The lower (or upper) edge of `band` for `edges`; none below the first band or above the
+/// last.
+fn band_edge(edges: &[f64], band: usize, upper: bool) -> Option<f64> {
+    if upper {
+        edges.get(band).copied()
+    } else {
+        band.checked_sub(1).and_then(|i| edges.get(i)).copied()
+    }
+}
+
+/// The unit prices at [`BAND_QUANTILES`] over all sales, computed in the given form; equal
+/// edges (few distinct prices) are kept once.
+async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<f64>> {
+    let result = match form {
+        ReportForm::Sql => {
+            let columns: Vec<String> = BAND_QUANTILES
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    format!(
+                        "approx_percentile_cont({q:?}) WITHIN GROUP (ORDER BY unit_price) AS q{i}"
+                    )
+                })
+                .collect();
+            session
+                .sql(&format!("SELECT {} FROM {PRICE_SALES}", columns.join(", ")))
+                .await?
+        }
+        ReportForm::Dsl => {
+            let columns = BAND_QUANTILES
+                .iter()
+                .enumerate()
+                .map(|(i, q)| percentile(*q).alias(format!("q{i}")))
+                .collect();
+            session
+                .table(PRICE_SALES)
+                .await?
+                .group_by(vec![])
+                .agg(columns)?
+                .collect()
+                .await?
+        }
+    };
+    let mut edges = Vec::new();
+    for batch in &result.batches {
+        for column in batch.columns() {
+            let values =
+                column
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| EmberError::Internal {
+                        message: format!("a price quantile of type {}", column.data_type()),
+                    })?;
+            for i in 0..values.len() {
+                if values.is_valid(i) {
+                    edges.push(values.value(i));
+                }
+            }
+        }
+    }
+    edges.dedup();
+    Ok(edges)
+}
+
+/// What [`run_product_prices`] did: the tables' rows (read back from the output when it
+/// was written), in the report's order.
+pub struct PriceRun {
+    /// `(name, rows)` of every table.
+    pub tables: Vec<(&'static str, QueryResult)>,
+    /// Rows written per table, when the report went to an output folder.
+    pub written: Vec<(&'static str, u64)>,
+}
+
+/// Runs the report over `source` in `form`; with `out`, writes each table as Parquet under
+/// `out/<table>/` (through the engine's Parquet sink) and returns the tables read back.
+/// `out` must not hold files already.
+pub async fn run_product_prices(
+    session: &Session,
+    source: &PriceSource,
+    form: ReportForm,
+    out: Option<&Path>,
+) -> Result<PriceRun> {
+    if let Some(out) = out {
+        check_empty_output(out)?;
+    }
+    register_price_sales(session, source).await?;
+    let report = price_report(session, source, form).await?;
+    let mut run = PriceRun {
+        tables: Vec::new(),
+        written: Vec::new(),
+    };
+    for (name, rows) in &report.tables {
+        let rows = match out {
+            None => rows.collect().await?,
+            Some(out) => {
+                let folder = path_text(&out.join(name))?;
+                let written = rows.write_parquet(&folder).await?;
+                let count = written
+                    .first_value::<datafusion::arrow::datatypes::UInt64Type>()
+                    .unwrap_or(0);
+                run.written.push((name, count));
+                let key: Vec<_> = rows
+                    .arrow_schema()
+                    .fields()
+                    .iter()
+                    .take(3)
+                    .map(|f| col(f.name()).sort(true, false))
+                    .collect();
+                session
+                    .read_parquet(&folder)
+                    .await?
+                    .sort(key)?
+                    .collect()
+                    .await?
+            }
+        };
+        run.tables.push((name, rows));
+    }
+    Ok(run)
+}
+
+/// Refuses an output folder that holds files (an earlier report would mix with this one).
+fn check_empty_output(out: &Path) -> Result<()> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(EmberError::InvalidArgument {
+                    operation: "--out",
+                    message: format!(
+                        "{} is not empty; remove it or choose another folder",
+                        out.display()
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EmberError::InvalidArgument {
+            operation: "--out",
+            message: format!("{}: {e}", out.display()),
+        }),
+    }
+}
