@@ -45,7 +45,7 @@ use ember_datasets::{ProductsOptions, generate_products};
 
 use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
-use crate::pipelines::register_tpch;
+use crate::pipelines::{check_empty_output, register_tpch};
 use crate::session::{QueryResult, Session};
 
 /// The view every form reads.
@@ -645,27 +645,4 @@ pub async fn run_product_prices(
         run.tables.push((name, rows));
     }
     Ok(run)
-}
-
-/// Refuses an output folder that holds files (an earlier report would mix with this one).
-fn check_empty_output(out: &Path) -> Result<()> {
-    match std::fs::read_dir(out) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(EmberError::InvalidArgument {
-                    operation: "--out",
-                    message: format!(
-                        "{} is not empty; remove it or choose another folder",
-                        out.display()
-                    ),
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(EmberError::InvalidArgument {
-            operation: "--out",
-            message: format!("{}: {e}", out.display()),
-        }),
-    }
 }

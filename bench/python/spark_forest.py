@@ -1,10 +1,11 @@
-"""Benchmark driver: Apache Spark MLlib feature prep and random-forest regression.
+"""Benchmark driver: Spark MLlib feature prep and random-forest regression.
 
 Called by the Rust benchmark harness, which parses the LAST line of stdout as
 JSON. Spark's own logging goes to stderr (level ERROR). One mode per call:
 
   prep:  python spark_forest.py --mode prep --input diamonds.csv --out DIR
-         [--label price --categorical cut,color,clarity --max-bins 64 --seed 42]
+         [--label price --categorical cut,color,clarity --max-bins 64
+          --seed 42]
     Times ("prep_s") reading the CSV with an explicit schema, a Pipeline of
     StringIndexer -> OneHotEncoder -> Imputer(mean) -> QuantileDiscretizer ->
     VectorAssembler -> StandardScaler -> VectorAssembler("features") fitted on
@@ -30,7 +31,10 @@ import re
 import sys
 import time
 
-SUBSETS = re.compile(r"^(auto|all|onethird|sqrt|log2|[1-9]\d*|0?\.\d*[1-9]\d*|1\.0*)$")
+# Values Spark accepts for featureSubsetStrategy: a name, a count n >= 1 or
+# a fraction in (0, 1].
+SUBSETS = re.compile(
+    r"^(auto|all|onethird|sqrt|log2|[1-9]\d*|0?\.\d*[1-9]\d*|1\.0*)$")
 
 
 def positive_int(text):
@@ -84,10 +88,11 @@ def columns(args, names):
 
 def prep(spark, args, out):
     from pyspark.ml import Pipeline
-    from pyspark.ml.feature import (Imputer, OneHotEncoder, QuantileDiscretizer,
-                                    StandardScaler, StringIndexer,
-                                    VectorAssembler)
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+    from pyspark.ml.feature import (Imputer, OneHotEncoder,
+                                    QuantileDiscretizer, StandardScaler,
+                                    StringIndexer, VectorAssembler)
+    from pyspark.sql.types import (DoubleType, StringType, StructField,
+                                   StructType)
 
     with open(args.input, newline="") as f:
         names = next(csv.reader(f))
@@ -108,7 +113,8 @@ def prep(spark, args, out):
                       stringOrderType="frequencyDesc", handleInvalid="keep"),
         OneHotEncoder(inputCols=idx, outputCols=ohe),
         Imputer(inputCols=nums, outputCols=imp, strategy="mean"),
-        QuantileDiscretizer(inputCols=imp, outputCols=[c + "_bin" for c in nums],
+        QuantileDiscretizer(inputCols=imp,
+                            outputCols=[c + "_bin" for c in nums],
                             numBuckets=args.max_bins, relativeError=0.001),
         VectorAssembler(inputCols=imp, outputCol="numeric"),
         StandardScaler(inputCol="numeric", outputCol="scaled",

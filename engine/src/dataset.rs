@@ -245,6 +245,12 @@ impl<'s> Dataset<'s> {
         self.call_function(name, String::new())
     }
 
+    /// Every partition run through the function registered as `name`, which receives
+    /// `args` (text the plan carries to the executors, such as a fitted model's JSON).
+    pub fn map_partitions(&self, name: &str, args: &str) -> Result<Self> {
+        self.call_function(name, args.to_string())
+    }
+
     fn call_function(&self, name: &str, args: String) -> Result<Self> {
         let (state, plan) = self.frame.clone().into_parts();
         let plan = MapPartitions::with_args(plan, name, args)?.into_plan();

@@ -11,5 +11,7 @@ pub mod word_count;
 pub use distributed_sum::distributed_sum;
 pub use matrix_multiply::{MatrixProduct, matrix_multiply, register_matrix_functions};
 pub use word_count::{WORD_SEPARATORS, word_count};
+#[path = "../../examples/forest/mod.rs"]
+pub mod forest;
 #[path = "../../examples/product_prices.rs"]
 pub mod product_prices;

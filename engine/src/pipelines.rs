@@ -52,3 +52,25 @@ pub async fn run_pricing(session: &Session, dir: &Path, scale_factor: f64) -> Re
     register_tpch(session, dir).await?;
     session.sql(PRICING_SQL).await
 }
+
+/// Refuses an output folder that holds files: the outputs of an earlier run would mix
+/// with this one's.
+pub fn check_empty_output(out: &Path) -> Result<()> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => Err(crate::EmberError::Config {
+                key: "--out".into(),
+                message: format!(
+                    "{} is not empty; remove it or choose another folder",
+                    out.display()
+                ),
+            }),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::EmberError::Config {
+            key: "--out".into(),
+            message: format!("{}: {e}", out.display()),
+        }),
+    }
+}

@@ -253,7 +253,7 @@ impl PhysicalExtensionCodec for EmberCodec {
                 Arc::clone(input),
                 function,
                 map.args,
-            )));
+            )?));
         }
         if let Some(scan) = node.cache_scan {
             let schema = scan

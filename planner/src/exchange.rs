@@ -133,7 +133,7 @@ impl ExtensionPlanner for EmberExtensionPlanner {
             let [input] = physical_inputs else {
                 return internal_err!("MapPartitions has one input");
             };
-            return Ok(Some(map.to_exec(Arc::clone(input))));
+            return map.to_exec(Arc::clone(input)).map(Some);
         }
         if let Some(cached) = node.as_any().downcast_ref::<CachedData>() {
             return cached.to_exec().map(Some);

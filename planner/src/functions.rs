@@ -66,12 +66,28 @@ pub type PartitionFactory = dyn Fn(FunctionCall<'_>) -> Result<Box<dyn Partition
 pub type BatchFn = dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync;
 
 /// The schema of what a function returns.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum FunctionOutput {
     /// Always this schema.
     Fixed(SchemaRef),
     /// The schema of its input (filters, samples).
     SameAsInput,
+    /// A schema that depends on the call's arguments and the input's schema (a fitted
+    /// transformer carried in the arguments adds the columns it makes).
+    FromArgs(Arc<OutputFromArgs>),
+}
+
+/// Computes a function's output schema from its arguments and its input's schema.
+pub type OutputFromArgs = dyn Fn(&str, &SchemaRef) -> Result<SchemaRef> + Send + Sync;
+
+impl fmt::Debug for FunctionOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(schema) => f.debug_tuple("Fixed").field(schema).finish(),
+            Self::SameAsInput => f.write_str("SameAsInput"),
+            Self::FromArgs(_) => f.write_str("FromArgs"),
+        }
+    }
 }
 
 /// The Rust types of the rows a typed function reads and returns, for checks at planning.
@@ -181,11 +197,12 @@ impl UserFunction {
         DataFusionError::Execution(format!("function '{}': {error}", self.name))
     }
 
-    /// The output schema for an input of schema `input`.
-    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+    /// The output schema for an input of schema `input` and the call's `args`.
+    fn output_schema(&self, input: &SchemaRef, args: &str) -> Result<SchemaRef> {
         match &self.output {
-            FunctionOutput::Fixed(schema) => Arc::clone(schema),
-            FunctionOutput::SameAsInput => Arc::clone(input),
+            FunctionOutput::Fixed(schema) => Ok(Arc::clone(schema)),
+            FunctionOutput::SameAsInput => Ok(Arc::clone(input)),
+            FunctionOutput::FromArgs(output) => output(args, input).map_err(|e| self.context(e)),
         }
     }
 
@@ -346,10 +363,12 @@ impl MapPartitions {
     pub fn with_args(input: LogicalPlan, name: &str, args: String) -> Result<Self> {
         let function = user_fn(name)?;
         let schema = match function.output() {
-            FunctionOutput::Fixed(schema) => {
-                Arc::new(datafusion::common::DFSchema::try_from(Arc::clone(schema))?)
-            }
             FunctionOutput::SameAsInput => Arc::clone(input.schema()),
+            _ => {
+                let input_schema = Arc::clone(input.schema().inner());
+                let output = function.output_schema(&input_schema, &args)?;
+                Arc::new(datafusion::common::DFSchema::try_from(output)?)
+            }
         };
         Ok(Self {
             input,
@@ -382,12 +401,12 @@ impl MapPartitions {
     }
 
     /// The physical node, over the planned `input`.
-    pub(crate) fn to_exec(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-        Arc::new(MapPartitionsExec::new(
+    pub(crate) fn to_exec(&self, input: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(MapPartitionsExec::new(
             input,
             Arc::clone(&self.function),
             self.args.clone(),
-        ))
+        )?))
     }
 }
 
@@ -476,22 +495,27 @@ pub struct MapPartitionsExec {
 }
 
 impl MapPartitionsExec {
-    /// `input` run through `function` with `args`.
-    pub fn new(input: Arc<dyn ExecutionPlan>, function: Arc<UserFunction>, args: String) -> Self {
-        let schema = function.output_schema(&input.schema());
+    /// `input` run through `function` with `args`; fails when the function's output
+    /// schema cannot be made from `args`.
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        function: Arc<UserFunction>,
+        args: String,
+    ) -> Result<Self> {
+        let schema = function.output_schema(&input.schema(), &args)?;
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        Self {
+        Ok(Self {
             input,
             function,
             args,
             schema,
             properties: Arc::new(properties),
-        }
+        })
     }
 
     /// The function.
@@ -577,7 +601,7 @@ impl ExecutionPlan for MapPartitionsExec {
                 input,
                 Arc::clone(&self.function),
                 self.args.clone(),
-            ))),
+            )?)),
             _ => internal_err!("MapPartitionsExec has one child"),
         }
     }
@@ -640,11 +664,10 @@ mod tests {
     }
 
     fn plan_calling(function: Arc<UserFunction>) -> Arc<dyn ExecutionPlan> {
-        Arc::new(MapPartitionsExec::new(
-            Arc::new(EmptyExec::new(schema())),
-            function,
-            "x=1".into(),
-        ))
+        Arc::new(
+            MapPartitionsExec::new(Arc::new(EmptyExec::new(schema())), function, "x=1".into())
+                .expect("a fixed schema"),
+        )
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};
 pub use functions::{
     BatchFn, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec,
-    PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name, register_batch_fn,
-    register_function, user_fn,
+    OutputFromArgs, PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name,
+    register_batch_fn, register_function, user_fn,
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{

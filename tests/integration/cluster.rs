@@ -779,4 +779,38 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
         .await
         .expect("runs");
     assert_eq!(total, 5_000_050_000);
+
+    // The showcase pipelines: the product-price report equals the embedded cluster's, and
+    // a forest (level statistics shuffled between executor processes) fits as well.
+    use ember::examples::product_prices::{PriceSource, ReportForm, run_product_prices};
+    let diamonds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/diamonds.csv");
+    let source = PriceSource::Diamonds(diamonds.clone());
+    let remote = run_product_prices(&session, &source, ReportForm::Sql, None)
+        .await
+        .expect("the report runs on the process cluster");
+    // The same partitions as the process cluster's 2 × 2 slots, so the same plan.
+    let local_session = Session::new(EmberConfig {
+        executors: 2,
+        slots: 2,
+        ..EmberConfig::default()
+    })
+    .expect("an embedded cluster");
+    let local = run_product_prices(&local_session, &source, ReportForm::Dsl, None)
+        .await
+        .expect("the report runs embedded");
+    assert_eq!(remote.tables.len(), 3);
+    for ((name, a), (_, b)) in remote.tables.iter().zip(&local.tables) {
+        let (a, b) = (rows(&a.batches), rows(&b.batches));
+        assert!(rows_match(&a, &b), "{name}: {a:?} vs {b:?}");
+    }
+    let mut options = ember::examples::forest::TrainOptions::new(diamonds, "price");
+    options.trees = 4;
+    options.max_depth = 6;
+    let outcome = ember::examples::forest::forest_train(&session, &options)
+        .await
+        .expect("a forest grows on the process cluster");
+    let r2 = outcome.evaluation.and_then(|e| e.r2).expect("R²");
+    assert!(r2 > 0.93, "R² {r2}");
+    assert!(outcome.report.passes >= 6, "{:?}", outcome.report);
 }

@@ -3,6 +3,7 @@
 mod cluster;
 mod dataset;
 mod examples;
+mod forest;
 mod functions;
 mod prices;
 mod retry;

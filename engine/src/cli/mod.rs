@@ -464,6 +464,7 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
     // An executor carries the functions of the example pipelines, so `ember run` works on
     // a cluster of stock executors too.
     register_matrix_functions()?;
+    crate::examples::forest::register_forest_functions();
     let slots = match args.slots {
         Some(0) => anyhow::bail!("invalid setting --slots: must be at least 1"),
         Some(n) => n,

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 
 use super::{ClusterArgs, finish_progress, new_session, print_result};
+
+mod forest;
 use crate::OutputFormat;
 use crate::examples::product_prices::{
     PriceSource, ReportForm, ensure_products, run_product_prices,
@@ -15,21 +17,58 @@ use crate::examples::{distributed_sum, matrix_multiply, word_count};
 use crate::pipelines::run_pricing;
 
 /// The example names `ember run` knows.
-const EXAMPLES: &str = "pricing, product-prices, word-count, distributed-sum, matrix-multiply";
+const EXAMPLES: &str = "pricing, product-prices, forest-prep, forest-train, forest-predict, \
+                        word-count, distributed-sum, matrix-multiply";
 
 #[derive(Args)]
-pub(super) struct RunArgs {
+pub(crate) struct RunArgs {
     /// The pipeline: `pricing` (pricing summary over TPC-H lineitem), `product-prices`
-    /// (price statistics, bands, top products and monthly revenue), `word-count INPUT...`
+    /// (price statistics, bands, top products and monthly revenue), `forest-prep` (fitted
+    /// feature transformers, split, bin statistics), `forest-train` (a random forest,
+    /// evaluated on held-out rows), `forest-predict` (a saved forest on new rows),
+    /// `word-count INPUT...`
     /// (the 20 most frequent words), `distributed-sum --n N` (the sum of 1..=N) or
     /// `matrix-multiply --n N --block B` (the Frobenius norm of a blocked product).
     example: String,
     /// Inputs of the pipeline (word-count: text files, folders or globs).
     inputs: Vec<String>,
     /// product-prices: the products dataset (default `data/products`, made with --rows
-    /// sales when missing); with --diamonds, the diamonds CSV.
+    /// sales when missing); with --diamonds, the diamonds CSV. forest-*: a CSV or Parquet
+    /// file, or a folder of them.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// forest-prep, forest-train: the column to predict (numbers: regression; strings:
+    /// classification).
+    #[arg(long)]
+    label: Option<String>,
+    /// forest-train: trees to grow (default 20); forest-prep: bootstrap weights drawn per
+    /// training row (default 20).
+    #[arg(long)]
+    trees: Option<usize>,
+    /// forest-train: the deepest level (the root is 0).
+    #[arg(long, default_value_t = 5)]
+    max_depth: usize,
+    /// forest-*: quantile buckets per numeric feature (and, in training, most labels plus
+    /// one per string feature).
+    #[arg(long, default_value_t = 32)]
+    max_bins: usize,
+    /// forest-*: share of rows held out for testing (a seeded hash of each row decides).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// forest-train: features each node may split on: auto (regression all,
+    /// classification sqrt), all, sqrt, log2, onethird, a fraction or a count.
+    #[arg(long, default_value = "auto")]
+    feature_subset: String,
+    /// forest-train: where to save the model (JSON); forest-predict: the model to load.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// forest-prep: what string indexers do with unseen labels and nulls: error, skip or
+    /// keep.
+    #[arg(long, default_value = "keep")]
+    handle_invalid: String,
+    /// forest-prep: how imputers fill missing numbers: mean or median.
+    #[arg(long, default_value = "mean")]
+    impute: String,
     /// Where the pipeline writes its tables as Parquet (a folder that must be empty).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -104,6 +143,9 @@ pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         "product-prices" => product_prices(&args).await?,
+        "forest-prep" => forest::prep(&args).await?,
+        "forest-train" => forest::train(&args).await?,
+        "forest-predict" => forest::predict(&args).await?,
         "word-count" => {
             let (session, bar) = new_session(&args.cluster).await?;
             let top = word_count(&session, &args.inputs, 20).await;
