@@ -282,6 +282,9 @@ fn band_case_sql(edges: &[f64]) -> String {
         .enumerate()
         .map(|(i, e)| format!(" WHEN unit_price < {e:?} THEN {i}"))
         .collect();
+    if arms.is_empty() {
+        return "0".to_string();
+    }
     format!("CASE{arms} ELSE {} END", edges.len())
 }
 
@@ -291,6 +294,9 @@ fn band_edge_sql(edges: &[f64], upper: bool) -> String {
         .filter_map(|band| band_edge(edges, band, upper).map(|e| (band, e)))
         .map(|(band, e)| format!(" WHEN {band} THEN {e:?}"))
         .collect();
+    if arms.is_empty() {
+        return "CAST(NULL AS DOUBLE)".to_string();
+    }
     format!("CASE band{arms} END")
 }
 

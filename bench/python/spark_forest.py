@@ -53,6 +53,9 @@ def parse_args():
     p.add_argument("--test", help="train: Parquet folder of test rows")
     p.add_argument("--label", default="price")
     p.add_argument("--categorical", default="cut,color,clarity")
+    p.add_argument("--numeric", default="",
+                   help="numeric feature columns (default: every column that "
+                        "is neither categorical nor the label)")
     p.add_argument("--trees", type=positive_int, default=50)
     p.add_argument("--max-depth", type=positive_int, default=10)
     p.add_argument("--max-bins", type=positive_int, default=64)
@@ -75,14 +78,18 @@ def parse_args():
     if args.max_bins < 2:
         p.error("--max-bins must be at least 2")
     args.cats = [c for c in args.categorical.split(",") if c]
+    args.nums = [c for c in args.numeric.split(",") if c]
     return args
 
 
 def columns(args, names):
     """Split `names` into categorical and numeric feature columns."""
-    absent = [c for c in [args.label] + args.cats if c not in names]
+    absent = [c for c in [args.label] + args.cats + args.nums
+              if c not in names]
     if absent:
         sys.exit(f"error: column(s) not in the data: {', '.join(absent)}")
+    if args.nums:
+        return args.nums
     return [c for c in names if c not in args.cats and c != args.label]
 
 

@@ -5,11 +5,15 @@
 //! cluster (N executors, one slot each) and on DataFusion's `SessionContext` with N target
 //! partitions, over the same Parquet files, and prints a markdown table.
 //!
+//! `ember-bench forest --executors 2` runs random-forest feature preparation and training
+//! against Spark MLlib ([`forest`]).
+//!
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
 
 mod cluster;
 mod dsl;
+mod forest;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -65,12 +69,15 @@ enum Command {
     },
     /// Word count and a sum per key: DSL user functions against the same jobs in SQL.
     Dsl(dsl::DslBench),
+    /// Random-forest feature preparation and training against Spark MLlib.
+    Forest(forest::ForestBench),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dsl(bench) => dsl::run(&bench).await,
+        Command::Forest(bench) => forest::run(&bench).await,
         Command::Tpch {
             scale_factor,
             data,

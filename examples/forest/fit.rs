@@ -98,7 +98,7 @@ impl Moments {
 /// What one numeric column looks like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NumericProfile {
-    /// Nulls and NaN.
+    /// Nulls, NaN and infinities.
     pub missing: u64,
     /// Moments of the other values.
     pub moments: Moments,
@@ -165,7 +165,7 @@ impl Profile {
         for (name, profile) in spec.numeric.iter().zip(&mut self.numeric) {
             let numbers = float_column(batch, name)?;
             for value in numbers.iter() {
-                match value.filter(|x| !x.is_nan()) {
+                match value.filter(|x| x.is_finite()) {
                     Some(x) => {
                         profile.moments.add(x);
                         profile.sketch.insert(x);

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::ident;
 use datafusion::prelude::{cast, col};
 
 use self::fit::{
@@ -37,6 +38,9 @@ use crate::error::{EmberError, Result};
 use crate::session::Session;
 
 pub use self::model::PREDICT_FN;
+
+/// The most classes a classifier takes.
+pub const MAX_CLASSES: usize = 1000;
 
 /// Registers every forest function in this process (the driver's, and each executor's).
 pub fn register_forest_functions() {
@@ -281,6 +285,17 @@ pub async fn forest_train(session: &Session, options: &TrainOptions) -> Result<T
     });
     let (task, classes, label_column) = if classification {
         let classes = by_frequency(&profile.categorical[categorical.len()].counts);
+        if classes.len() > MAX_CLASSES {
+            return Err(EmberError::Config {
+                key: "--label".into(),
+                message: format!(
+                    "column '{}' is text with {} distinct values, more than the {MAX_CLASSES} \
+                     classes a classifier takes (is it a number with a stray text value?)",
+                    options.label,
+                    classes.len()
+                ),
+            });
+        }
         let index = format!("{}_index", options.label);
         training_steps.push(Transformer::string_indexer(
             &options.label,
@@ -303,7 +318,7 @@ pub async fn forest_train(session: &Session, options: &TrainOptions) -> Result<T
         .map_partitions(TRANSFORM_FN, &training.to_json().map_err(EmberError::from)?)?
         .select(vec![
             col("bins"),
-            cast(col(label_column.as_str()), DataType::Float64).alias("label"),
+            cast(ident(label_column.as_str()), DataType::Float64).alias("label"),
             col("row_hash"),
         ])?
         .cache();
@@ -321,11 +336,24 @@ pub async fn forest_train(session: &Session, options: &TrainOptions) -> Result<T
         min_gain: 0.0,
         bootstrap: options.trees > 1,
     };
+    let train_rows = binned.count().await?;
+    if train_rows == 0 {
+        binned.unpersist().await;
+        return Err(EmberError::Config {
+            key: "--input".into(),
+            message: format!(
+                "{} has no training rows with a '{}' (of {} rows, --test-fraction {} are \
+                 held out)",
+                options.input.display(),
+                options.label,
+                profile.rows,
+                options.test_fraction
+            ),
+        });
+    }
     let grown = grow_forest(session, &binned, &bins, task, &grow).await;
-    let train_rows = binned.count().await;
     binned.unpersist().await;
     let (grown, report) = grown?;
-    let train_rows = train_rows?;
     let model = ForestModel::from_grown(
         &grown,
         task,
@@ -401,7 +429,7 @@ pub async fn forest_predict(
         None => predicted.count().await?,
     };
     let evaluation = if has_label {
-        let labelled = predicted.filter(col(model.label.as_str()).is_not_null())?;
+        let labelled = predicted.filter(ident(model.label.as_str()).is_not_null())?;
         Some(evaluate(&labelled, &model).await?)
     } else {
         None

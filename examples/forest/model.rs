@@ -429,8 +429,9 @@ pub struct Evaluation {
 /// Evaluates `predicted` (rows with the label and `prediction`) on the cluster.
 pub async fn evaluate(predicted: &Dataset<'_>, model: &ForestModel) -> Result<Evaluation> {
     use datafusion::functions_aggregate::expr_fn::{avg, count, sum, var_pop};
+    use datafusion::logical_expr::ident;
     use datafusion::prelude::{cast, col, lit, when};
-    let label = col(model.label.as_str());
+    let label = ident(model.label.as_str());
     let aggregates = match model.task {
         Task::Regression => {
             let y = cast(label, DataType::Float64);
@@ -479,7 +480,10 @@ pub async fn evaluate(predicted: &Dataset<'_>, model: &ForestModel) -> Result<Ev
             Evaluation {
                 rows,
                 rmse: sse.map(|s| (s / n).sqrt()),
-                r2: sse.zip(variance).map(|(s, v)| 1.0 - s / (v * n)),
+                // Constant labels leave R² undefined.
+                r2: sse
+                    .zip(variance.filter(|v| *v > 0.0))
+                    .map(|(s, v)| 1.0 - s / (v * n)),
                 accuracy: None,
             }
         }

@@ -20,7 +20,9 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringAr
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::functions_aggregate::expr_fn::sum;
-use datafusion::prelude::col;
+use datafusion::functions::expr_fn::{abs, isnan};
+use datafusion::logical_expr::ident;
+use datafusion::prelude::{cast, col, lit};
 use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
 use serde::{Deserialize, Serialize};
 
@@ -189,7 +191,60 @@ pub async fn labelled_input<'s>(
             ),
         });
     }
-    data.filter(col(label).is_not_null())
+    check_names(&data.arrow_schema(), label)?;
+    let labelled = ident(label).is_not_null();
+    let numeric = data
+        .arrow_schema()
+        .field_with_name(label)
+        .is_ok_and(|f| f.data_type().is_numeric());
+    if numeric {
+        // NaN and infinite labels count as missing, like nulls.
+        let y = cast(ident(label), DataType::Float64);
+        data.filter(
+            labelled
+                .and(isnan(y.clone()).is_false())
+                .and(abs(y).lt(lit(f64::INFINITY))),
+        )
+    } else {
+        data.filter(labelled)
+    }
+}
+
+/// Columns the pipelines make; an input column of one of these names would be overwritten.
+pub const MADE_COLUMNS: &[&str] = &[
+    "test",
+    "row_hash",
+    "bootstrap",
+    "features",
+    "tree_features",
+    "bins",
+    "prediction",
+    "predicted_label",
+];
+
+/// The suffixes of the columns the transformers make from an input column.
+pub const MADE_SUFFIXES: &[&str] = &["_index", "_vec", "_imputed", "_scaled", "_bucket"];
+
+/// Refuses inputs with a column the pipelines would overwrite.
+fn check_names(schema: &Schema, label: &str) -> Result<()> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for name in &names {
+        let made = MADE_COLUMNS.contains(name)
+            || MADE_SUFFIXES.iter().any(|suffix| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|base| names.contains(&base) || base == label)
+            });
+        if made {
+            return Err(EmberError::Config {
+                key: "--input".into(),
+                message: format!(
+                    "the input has a column '{name}', a name the pipeline makes itself; \
+                     rename it"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String> {
@@ -330,13 +385,13 @@ pub async fn forest_prep(session: &Session, options: &PrepOptions) -> Result<Pre
     }
 
     let keep = |test: bool| -> Result<Dataset<'_>> {
-        let mut selected: Vec<_> = columns.iter().map(|c| col(c.as_str())).collect();
+        let mut selected: Vec<_> = columns.iter().map(|c| ident(c.as_str())).collect();
         selected.push(col("features"));
         for (name, _, _) in &binned {
-            selected.push(col(name.as_str()));
+            selected.push(ident(name.as_str()));
         }
         if label_is_text {
-            selected.push(col(stats_label.as_str()));
+            selected.push(ident(stats_label.as_str()));
         }
         selected.push(col("row_hash"));
         if !test && options.trees > 0 {

@@ -5,10 +5,11 @@
 //! buffered, and every full buffer is sorted and thinned to one sample per
 //! `ε/4 · buffer` values; at the end of a partition the samples are thinned once more to
 //! one per `ε/4 · n`. Each thinning moves a value's rank estimate by less than its step,
-//! so a partition's sketch is off by less than `ε/2 · n` ranks. Merging sketches of
+//! so a partition's sketch is off by less than `ε/4 · n` ranks from its buffers plus
+//! `ε/4 · n` from the last thinning (and a sample's own weight). Merging sketches of
 //! several partitions is a merge of their sorted samples, which adds the errors without
-//! thinning again: the merged sketch of `n` values is off by less than `ε/2 · n` ranks,
-//! inside the promised `ε · n` (Spark's `approxQuantile` contract: the value returned for
+//! thinning again: the merged sketch of `n` values stays inside the promised `ε · n`
+//! (Spark's `approxQuantile` contract: the value returned for
 //! quantile `q` has a rank between `(q - ε) · n` and `(q + ε) · n`).
 
 use serde::{Deserialize, Serialize};

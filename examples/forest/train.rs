@@ -277,9 +277,30 @@ impl PartitionFn for LevelStats {
         let label = float_column(&batch, "label")?;
         let hashes = column(&batch, "row_hash")?.as_primitive::<UInt64Type>();
         let stat_width = plan.task.width();
+        if width != plan.features.len() {
+            return Err(DataFusionError::Execution(format!(
+                "rows of {width} binned features, but the forest has {}",
+                plan.features.len()
+            )));
+        }
         for row in 0..batch.num_rows() {
             let row_bins = &bins[row * width..(row + 1) * width];
+            for (f, bin) in row_bins.iter().enumerate() {
+                if !(0.0..plan.features[f].0 as f64).contains(bin) {
+                    return Err(DataFusionError::Execution(format!(
+                        "feature {f} has bin {bin}, outside 0..{}",
+                        plan.features[f].0
+                    )));
+                }
+            }
             let y = label.value(row);
+            if let Task::Classification { classes } = plan.task
+                && !(0.0..classes as f64).contains(&y)
+            {
+                return Err(DataFusionError::Execution(format!(
+                    "a label of class {y}, outside 0..{classes}"
+                )));
+            }
             for (t, tree) in plan.trees.iter().enumerate() {
                 let weight = if plan.bootstrap {
                     f64::from(poisson_weight(plan.seed, t as u64, hashes.value(row)))
@@ -745,6 +766,7 @@ pub async fn grow_forest(
                 .map_partitions(BEST_SPLITS_FN, &tag)?
                 .collect()
                 .await?;
+            let mut parsed = Vec::with_capacity(slots.len());
             for batch in &choices.batches {
                 let texts = batch.column(1).as_string::<i32>();
                 for text in texts.iter().flatten() {
@@ -752,18 +774,17 @@ pub async fn grow_forest(
                         serde_json::from_str(text).map_err(|e| EmberError::Internal {
                             message: format!("a split choice: {e}"),
                         })?;
-                    let slot = &slots[choice.slot as usize];
-                    let (tree, node) = (slot.tree, slot.node);
-                    grow(
-                        tree,
-                        &mut trees[tree as usize],
-                        node,
-                        choice,
-                        options,
-                        task,
-                        &mut next,
-                    );
+                    parsed.push(choice);
                 }
+            }
+            // In slot order, whatever partition each came from: node numbers, and so the
+            // features sampled for them, do not depend on the cluster's size.
+            parsed.sort_by_key(|c| c.slot);
+            for choice in parsed {
+                let slot = &slots[choice.slot as usize];
+                let (tree, node) = (slot.tree, slot.node);
+                let nodes = &mut trees[tree as usize];
+                grow(tree, nodes, node, choice, options, task, &mut next);
             }
         }
         frontier = next;

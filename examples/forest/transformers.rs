@@ -113,7 +113,7 @@ pub enum Transformer {
         /// Length of the vector (every index, the extra one of `keep` included).
         size: usize,
     },
-    /// Missing values (null, NaN) replaced by `value`.
+    /// Missing values (null, NaN, infinities) replaced by `value`.
     Imputer {
         /// Column read.
         input: String,
@@ -399,7 +399,7 @@ impl Transformer {
                 let filled: Float64Array = (0..numbers.len())
                     .map(|row| {
                         let x = numbers.is_valid(row).then(|| numbers.value(row));
-                        Some(x.filter(|x| !x.is_nan()).unwrap_or(*value))
+                        Some(x.filter(|x| x.is_finite()).unwrap_or(*value))
                     })
                     .collect();
                 with_column(batch, output, Arc::new(filled))
@@ -425,7 +425,7 @@ impl Transformer {
                 let buckets: Float64Array = (0..numbers.len())
                     .map(|row| {
                         let x = numbers.is_valid(row).then(|| numbers.value(row));
-                        Some(match x.filter(|x| !x.is_nan()) {
+                        Some(match x.filter(|x| x.is_finite()) {
                             Some(x) => edges.partition_point(|e| *e <= x) as f64,
                             None => missing,
                         })

@@ -345,3 +345,39 @@ fn first_difference(a: &str, b: &str) -> String {
             .collect::<String>()
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_names_keep_their_case_and_dots_and_made_names_are_refused() {
+    let session = session();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("Sepal.Length,Kind,Survived\n");
+    for i in 0..400 {
+        let length = f64::from(i % 37) / 4.0;
+        let kind = ["a", "b", "c"][i as usize % 3];
+        let bonus = if kind == "a" { 3.0 } else { 0.0 };
+        text.push_str(&format!("{length},{kind},{}\n", 2.0 * length + bonus));
+    }
+    let data = dir.path().join("flowers.csv");
+    std::fs::write(&data, text).expect("fixture");
+    let mut options = TrainOptions::new(&data, "Survived");
+    options.trees = 3;
+    options.max_depth = 4;
+    let outcome = forest_train(&session, &options).await.expect("trains");
+    let r2 = outcome.evaluation.and_then(|e| e.r2).expect("R²");
+    assert!(r2 > 0.8, "R² {r2}");
+    let names: Vec<&str> = outcome
+        .model
+        .features
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["Sepal.Length", "Kind"]);
+
+    let clash = dir.path().join("clash.csv");
+    std::fs::write(&clash, "x,test,y\n1,2,3\n4,5,6\n").expect("fixture");
+    let err = forest_train(&session, &TrainOptions::new(&clash, "y"))
+        .await
+        .err()
+        .expect("a column the pipeline makes");
+    assert!(err.to_string().contains("column 'test'"), "{err}");
+}

@@ -375,3 +375,117 @@ fn the_products_dataset_is_generated_and_queryable() {
         "{count}"
     );
 }
+
+fn diamonds() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/diamonds.csv")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_showcase_pipelines_run_and_print_their_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report");
+    let out = ember_ok(&[
+        "run",
+        "product-prices",
+        "--diamonds",
+        "--input",
+        &diamonds(),
+        "--form",
+        "sql",
+        "--out",
+        &report.display().to_string(),
+        "--executors",
+        "2",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.starts_with("summary:\n"), "{out}");
+    assert!(out.contains("cut,Ideal,21551,74513487.0,326.0,18806.0"), "{out}");
+    for table in ["summary", "bands", "top_products"] {
+        assert!(report.join(table).is_dir(), "{table} written");
+    }
+
+    let model = dir.path().join("model.json");
+    let words = |line: String| -> Vec<String> { line.split(' ').map(str::to_string).collect() };
+    let run = |line: String| {
+        let args = words(line);
+        ember_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run(format!(
+        "run forest-train --input {} --label price --trees 3 --max-depth 4 --model {} \
+         --executors 2",
+        diamonds(),
+        model.display()
+    ));
+    assert!(out.contains("trained 3 trees"), "{out}");
+    assert!(out.contains("test rows: RMSE"), "{out}");
+    let predictions = dir.path().join("predictions");
+    let out = run(format!(
+        "run forest-predict --model {} --input {} --out {} --executors 2",
+        model.display(),
+        diamonds(),
+        predictions.display()
+    ));
+    assert!(out.contains("wrote 53940 rows with predictions"), "{out}");
+    assert!(out.contains("53940 labelled rows: RMSE"), "{out}");
+}
+
+#[test]
+fn bad_pipeline_options_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nothing");
+    let missing = missing.display().to_string();
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--tpch", &missing]),
+        &["--tpch", "lineitem"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--input", &missing]),
+        &["--input", "sales/"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--form", "python"]),
+        &["--form", "python"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "forest-train", "--input", &diamonds()]),
+        &["forest-train needs --label"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "forest-prep", "--input", &missing, "--label", "price"]),
+        &["--input", "does not exist"],
+    );
+    assert_fails_naming(
+        &ember(&[
+            "run",
+            "forest-prep",
+            "--input",
+            &diamonds(),
+            "--label",
+            "price",
+            "--handle-invalid",
+            "ignore",
+        ]),
+        &["--handle-invalid", "ignore"],
+    );
+    assert_fails_naming(
+        &ember(&[
+            "run",
+            "forest-train",
+            "--input",
+            &diamonds(),
+            "--label",
+            "price",
+            "--test-fraction",
+            "1.5",
+        ]),
+        &["--test-fraction", "1.5"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "forest-predict", "--model", &missing, "--input", &diamonds()]),
+        &["reading the model", "nothing"],
+    );
+}

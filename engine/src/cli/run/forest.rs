@@ -177,7 +177,10 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
     println!("times: features {fit:.2} s, trees {grow:.2} s, evaluation {evaluate:.2} s");
     match &outcome.evaluation {
         Some(evaluation) => println!("{}", evaluation_line("test", evaluation)),
-        None => println!("no test rows (--test-fraction 0)"),
+        None => println!(
+            "no test rows to evaluate on (--test-fraction {})",
+            options.test_fraction
+        ),
     }
     if let Some(path) = &args.model {
         model.save(path)?;
