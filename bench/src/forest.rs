@@ -70,8 +70,8 @@ fn enlarge(source: &Path, target: &Path, copies: usize) -> anyhow::Result<()> {
     if target.is_file() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(source)
-        .with_context(|| format!("reading {}", source.display()))?;
+    let text =
+        std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
     let (header, rows) = text.split_once('\n').context("a CSV with a header")?;
     let partial = target.with_extension("csv.partial");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
@@ -110,7 +110,10 @@ fn spark(bench: &ForestBench, args: &[String]) -> anyhow::Result<serde_json::Val
                 .join("\n")
         );
     }
-    let last = stdout.lines().last().context("the Spark driver printed nothing")?;
+    let last = stdout
+        .lines()
+        .last()
+        .context("the Spark driver printed nothing")?;
     serde_json::from_str(last).with_context(|| format!("the Spark driver's last line: {last}"))
 }
 

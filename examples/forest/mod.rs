@@ -120,7 +120,7 @@ impl TrainOptions {
                 format!("expected 0 <= F < 1, not {}", self.test_fraction),
             );
         }
-        if !(self.min_instances >= 1.0) {
+        if self.min_instances.is_nan() || self.min_instances < 1.0 {
             return bad(
                 "--min-instances",
                 format!("expected at least 1, not {}", self.min_instances),

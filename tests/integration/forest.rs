@@ -300,8 +300,7 @@ async fn bad_forest_input_is_named() {
         .expect("planned")
         .collect()
         .await
-        .err()
-        .expect("unseen labels fail");
+        .expect_err("unseen labels fail");
     let text = err.to_string();
     assert!(
         text.contains("'cut'") && text.contains("unseen label"),

@@ -61,7 +61,7 @@ enum Command {
         which: DatasetCommand,
     },
     /// Run a named example pipeline on the embedded cluster (`pricing`).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List the configuration keys that `--conf` accepts.
     Config,
     /// Run a scheduler process: executors register with it, clients run jobs on it.
@@ -405,7 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
         }
-        Command::Run(args) => run::run_example(args).await?,
+        Command::Run(args) => run::run_example(*args).await?,
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
         }

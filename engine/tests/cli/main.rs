@@ -403,7 +403,10 @@ fn the_showcase_pipelines_run_and_print_their_figures() {
         "csv",
     ]);
     assert!(out.starts_with("summary:\n"), "{out}");
-    assert!(out.contains("cut,Ideal,21551,74513487.0,326.0,18806.0"), "{out}");
+    assert!(
+        out.contains("cut,Ideal,21551,74513487.0,326.0,18806.0"),
+        "{out}"
+    );
     for table in ["summary", "bands", "top_products"] {
         assert!(report.join(table).is_dir(), "{table} written");
     }
@@ -455,7 +458,14 @@ fn bad_pipeline_options_are_named() {
         &["forest-train needs --label"],
     );
     assert_fails_naming(
-        &ember(&["run", "forest-prep", "--input", &missing, "--label", "price"]),
+        &ember(&[
+            "run",
+            "forest-prep",
+            "--input",
+            &missing,
+            "--label",
+            "price",
+        ]),
         &["--input", "does not exist"],
     );
     assert_fails_naming(
@@ -485,7 +495,14 @@ fn bad_pipeline_options_are_named() {
         &["--test-fraction", "1.5"],
     );
     assert_fails_naming(
-        &ember(&["run", "forest-predict", "--model", &missing, "--input", &diamonds()]),
+        &ember(&[
+            "run",
+            "forest-predict",
+            "--model",
+            &missing,
+            "--input",
+            &diamonds(),
+        ]),
         &["reading the model", "nothing"],
     );
 }
