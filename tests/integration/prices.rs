@@ -25,6 +25,20 @@ fn session() -> Session {
     .expect("the cluster starts")
 }
 
+/// A products dataset of `rows` sales in a temporary folder.
+fn products(rows: u64, seed: u64, parts: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate_products(&ProductsOptions {
+        rows,
+        out_dir: dir.path().to_path_buf(),
+        seed,
+        dirty_fraction: None,
+        parts,
+    })
+    .expect("products");
+    dir
+}
+
 /// Every table of the report in `form`, as text rows by table name.
 async fn report(source: &PriceSource, form: ReportForm) -> HashMap<String, Vec<Vec<String>>> {
     let session = session();
@@ -39,15 +53,7 @@ async fn report(source: &PriceSource, form: ReportForm) -> HashMap<String, Vec<V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsl_and_sql_forms_give_identical_reports_on_diamonds_and_products() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    generate_products(&ProductsOptions {
-        rows: 20_000,
-        out_dir: dir.path().to_path_buf(),
-        seed: 7,
-        dirty_fraction: None,
-        parts: 3,
-    })
-    .expect("products");
+    let dir = products(20_000, 7, 3);
     for source in [
         PriceSource::Diamonds(diamonds()),
         PriceSource::Products(dir.path().to_path_buf()),
@@ -62,6 +68,18 @@ async fn dsl_and_sql_forms_give_identical_reports_on_diamonds_and_products() {
             assert_eq!(Some(rows), sql.get(name), "{source:?}: {name} differs");
         }
     }
+}
+
+/// The rows of `sql` run by DataFusion alone on `ctx`.
+async fn df_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    rows(&batches)
 }
 
 /// Rank of `value` among `sorted` as a fraction: the share of values below it, and the
@@ -89,17 +107,15 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
     .expect("register");
     let mut prices: HashMap<(String, String), Vec<f64>> = HashMap::new();
     for dim in ["cut", "color", "clarity"] {
-        let batches = ctx
-            .sql(&format!(
+        let batches = df_rows(
+            &ctx,
+            &format!(
                 "SELECT {dim}, count(*), sum(price), min(price), max(price), avg(price), \
                  stddev(price) FROM diamonds GROUP BY {dim} ORDER BY {dim}"
-            ))
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        let expected = rows(&batches);
+            ),
+        )
+        .await;
+        let expected = batches;
         let got: Vec<&Vec<String>> = summary.iter().filter(|r| r[0] == dim).collect();
         assert_eq!(got.len(), expected.len(), "{dim}");
         for (g, e) in got.iter().zip(&expected) {
@@ -112,16 +128,12 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
                 );
             }
         }
-        let values = ctx
-            .sql(&format!(
-                "SELECT {dim}, CAST(price AS DOUBLE) FROM diamonds"
-            ))
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        for row in rows(&values) {
+        let values = df_rows(
+            &ctx,
+            &format!("SELECT {dim}, CAST(price AS DOUBLE) FROM diamonds"),
+        )
+        .await;
+        for row in values {
             let price: f64 = row[1].parse().expect("a price");
             prices
                 .entry((dim.to_string(), row[0].clone()))
@@ -146,20 +158,18 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
         }
     }
     // The top diamonds per cut: the same as DataFusion ranks them.
-    let batches = ctx
-        .sql(&format!(
+    let batches = df_rows(
+        &ctx,
+        &format!(
             "SELECT cut, rank, product, revenue FROM (SELECT cut, product, revenue, \
              row_number() OVER (PARTITION BY cut ORDER BY revenue DESC, product) AS rank FROM \
              (SELECT cut, concat(CAST(carat AS VARCHAR), ' ct ', color, ' ', clarity) AS product, \
               sum(CAST(price AS DOUBLE)) AS revenue FROM diamonds GROUP BY 1, 2)) \
              WHERE rank <= {TOP_PRODUCTS} ORDER BY cut, rank"
-        ))
-        .await
-        .expect("plans")
-        .collect()
-        .await
-        .expect("runs");
-    let expected = rows(&batches);
+        ),
+    )
+    .await;
+    let expected = batches;
     let got: Vec<Vec<String>> = ours["top_products"]
         .iter()
         .map(|r| r[..4].to_vec())
@@ -169,15 +179,7 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_report_is_written_as_parquet_and_keeps_its_promises() {
-    let data = tempfile::tempdir().expect("tempdir");
-    generate_products(&ProductsOptions {
-        rows: 30_000,
-        out_dir: data.path().to_path_buf(),
-        seed: 11,
-        dirty_fraction: None,
-        parts: 2,
-    })
-    .expect("products");
+    let data = products(30_000, 11, 2);
     let out = tempfile::tempdir().expect("tempdir");
     let out_dir = out.path().join("report");
     let session = session();
