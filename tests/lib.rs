@@ -18,16 +18,20 @@ pub const TEST_SCALE_FACTOR: f64 = 0.01;
 /// in the system temp dir across runs.
 pub fn tpch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir()
-            .join("ember-test-data")
-            .join("tpch-sf0.01");
-        if !tpch_is_complete(&dir) {
-            generate_tpch(&TpchOptions::new(TEST_SCALE_FACTOR, &dir).with_parts(2))
-                .expect("TPC-H test data can be generated");
-        }
-        dir
-    })
+    DIR.get_or_init(|| tpch_data(TEST_SCALE_FACTOR))
+}
+
+/// TPC-H data at `scale_factor` in two files per table, made on first use and kept in the
+/// system temp dir across runs.
+pub fn tpch_data(scale_factor: f64) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join("ember-test-data")
+        .join(format!("tpch-sf{scale_factor}"));
+    if !tpch_is_complete(&dir) {
+        generate_tpch(&TpchOptions::new(scale_factor, &dir).with_parts(2))
+            .expect("TPC-H test data can be generated");
+    }
+    dir
 }
 
 /// A session on an embedded cluster set up by `config`, with the TPC-H test tables.
@@ -49,9 +53,14 @@ pub fn tpch_query(n: usize) -> String {
 
 /// Rows of `sql` run by DataFusion alone (2 target partitions) on the test tables.
 pub async fn datafusion_rows(sql: &str) -> Vec<Vec<String>> {
+    datafusion_rows_in(tpch_dir(), sql).await
+}
+
+/// Rows of `sql` run by DataFusion alone (2 target partitions) on the TPC-H tables of `dir`.
+pub async fn datafusion_rows_in(dir: &Path, sql: &str) -> Vec<Vec<String>> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     for table in tpch_tables() {
-        let path = tpch_dir().join(table);
+        let path = dir.join(table);
         ctx.register_parquet(
             *table,
             path.to_string_lossy().as_ref(),

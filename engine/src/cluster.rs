@@ -68,6 +68,7 @@ impl LocalCluster {
                     slots: config.slots,
                     compression: config.compression,
                     security: ClientSecurity::default(),
+                    memory_limit: config.memory_limit,
                 })
                 .map(Arc::new)
             })

@@ -40,6 +40,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Tasks each executor runs at once. Plans use executors x slots partitions.",
     },
     ConfigEntry {
+        key: "ember.executor.memory_limit",
+        kind: "size (512M, 4G, ...)",
+        default: "none",
+        description: "Memory the tasks of each executor may hold together; sorts, aggregations, sort-merge joins and the shuffle writer spill to the work dir beyond it, and plans prefer sort-merge joins (hash joins cannot spill).",
+    },
+    ConfigEntry {
         key: "ember.task.max_attempts",
         kind: "integer >= 1",
         default: "4",
@@ -125,6 +131,8 @@ pub struct EmberConfig {
     pub compression: ShuffleCompression,
     /// `ember.work_dir`; `None` for a fresh temporary folder.
     pub work_dir: Option<PathBuf>,
+    /// `ember.executor.memory_limit` in bytes; `None` for no limit.
+    pub memory_limit: Option<usize>,
     /// `datafusion.*` settings, applied in order on top of Ember's defaults.
     pub datafusion: Vec<(String, String)>,
 }
@@ -140,6 +148,7 @@ impl Default for EmberConfig {
             policy: Policy::default(),
             compression: ShuffleCompression::default(),
             work_dir: None,
+            memory_limit: None,
             datafusion: Vec::new(),
         }
     }
@@ -165,6 +174,12 @@ impl EmberConfig {
                 }
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            "ember.executor.memory_limit" => {
+                self.memory_limit = match ember_executors::memory::parse_size(value) {
+                    Ok(bytes) => Some(bytes),
+                    Err(message) => config_err!(key, "{message}"),
+                }
+            }
             k if REQUIRED_DATAFUSION_SETTINGS.iter().any(|(r, _)| *r == k) => {
                 let required = REQUIRED_DATAFUSION_SETTINGS
                     .iter()
@@ -223,6 +238,30 @@ impl EmberConfig {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        if let Some(limit) = self.memory_limit {
+            // Under a memory limit, joins that can spill: a hash join keeps its whole build
+            // side in memory, a sort-merge join spills through its sorts. Broadcast joins
+            // of small sides stay (the threshold above).
+            settings.push((
+                "datafusion.optimizer.prefer_hash_join".to_string(),
+                "false".to_string(),
+            ));
+            // Broadcast (collected, unspillable) join sides of at most an eighth of it.
+            settings.push((
+                "datafusion.optimizer.hash_join_single_partition_threshold".to_string(),
+                (limit / 8).min(32 << 20).to_string(),
+            ));
+            settings.push((
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows".to_string(),
+                (limit / 8 / 64).min(128 << 10).to_string(),
+            ));
+            // What a sort sets aside to merge its spill files: DataFusion's 10 MiB, or a
+            // sixteenth of a smaller limit (a stage may hold several sorts).
+            settings.push((
+                "datafusion.execution.sort_spill_reservation_bytes".to_string(),
+                (limit / 16).min(10 << 20).to_string(),
+            ));
+        }
         settings.extend(self.datafusion.iter().cloned());
         settings.extend(
             REQUIRED_DATAFUSION_SETTINGS

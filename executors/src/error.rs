@@ -44,6 +44,18 @@ pub enum ExecutorError {
     /// The task's plan failed while running.
     #[error("{0}")]
     Execution(#[from] DataFusionError),
+    /// A task needed more memory than the executor's limit, even after spilling.
+    #[error(
+        "out of memory under the executor's limit of {limit} (--memory-limit, \
+         ember.executor.memory_limit): {message}"
+    )]
+    OutOfMemory {
+        /// The limit, for people.
+        limit: String,
+        /// DataFusion's message, naming the operator.
+        message: String,
+    },
+
     /// The task could not fetch shuffle data that another executor holds.
     #[error("fetching shuffle data from executor {executor_id} failed: {message}")]
     FetchFailed {

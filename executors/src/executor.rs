@@ -35,6 +35,9 @@ pub struct ExecutorConfig {
     pub compression: ShuffleCompression,
     /// How it authenticates to other executors when it fetches their shuffle data.
     pub security: ClientSecurity,
+    /// Bytes its tasks' operators may hold together before they spill to disk (`None`:
+    /// no limit).
+    pub memory_limit: Option<usize>,
 }
 
 /// A worker that runs tasks and keeps their shuffle output until the job ends.
@@ -73,10 +76,11 @@ impl Executor {
                 message: "must be at least 1".into(),
             });
         }
+        let runtime = crate::memory::runtime_env(&config.work_dir, config.memory_limit)?;
         Ok(Self {
             peers: Arc::new(PeerClients::new(config.security.clone())),
             config,
-            functions: SessionContext::new(),
+            functions: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
             broadcasts: Arc::default(),
             jobs: Mutex::new(HashSet::new()),
         })
@@ -162,8 +166,17 @@ impl Executor {
                 executor_id,
                 message,
             },
-            None => explain_task_failure(e, &plan, task.partition),
+            None => match (&e.find_root(), self.config.memory_limit) {
+                (datafusion::error::DataFusionError::ResourcesExhausted(message), Some(limit)) => {
+                    ExecutorError::OutOfMemory {
+                        limit: crate::memory::format_size(limit),
+                        message: message.clone(),
+                    }
+                }
+                _ => explain_task_failure(e, &plan, task.partition),
+            },
         })?;
+        let (spilled_bytes, spills) = crate::memory::spilled(&plan);
 
         let mut locations = Vec::new();
         for batch in &summary {
@@ -192,6 +205,8 @@ impl Executor {
             locations,
             elapsed: started.elapsed(),
             accumulators: env.accumulators(),
+            spilled_bytes,
+            spills,
         })
     }
 
@@ -318,8 +333,13 @@ mod tests {
             slots: 1,
             compression: ShuffleCompression::default(),
             security: ClientSecurity::default(),
+            memory_limit: Some(1 << 20),
         })
         .expect("executor");
+        assert!(
+            dir.path().join("e").join("spill").is_dir(),
+            "spills go to its work dir"
+        );
         lock(&executor.jobs).insert("job-1".into());
         let path = executor
             .shuffle_file(&ticket("job-1"))

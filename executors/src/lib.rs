@@ -11,6 +11,7 @@
 mod error;
 mod executor;
 mod input_errors;
+pub mod memory;
 pub mod rpc;
 pub mod shuffle;
 mod task;

@@ -76,6 +76,10 @@ pub struct TaskOutput {
     /// What the task's user functions added to each accumulator (reported only by a
     /// successful attempt, so a retried task counts once).
     pub accumulators: Vec<(String, AccumulatorValue)>,
+    /// Bytes its operators spilled to disk under the memory limit.
+    pub spilled_bytes: u64,
+    /// Spill files they wrote.
+    pub spills: u64,
 }
 
 impl TaskOutput {

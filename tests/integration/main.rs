@@ -8,6 +8,7 @@ mod functions;
 mod prices;
 mod retry;
 mod shuffle;
+mod spill;
 mod stages;
 mod tpch;
 mod typed;

@@ -160,6 +160,10 @@ struct ExecutorArgs {
     /// Codec of its shuffle files: lz4, zstd or none.
     #[arg(long, default_value = "lz4")]
     compression: ShuffleCompression,
+    /// Memory its tasks may hold together (such as 512M or 4G) before their sorts,
+    /// aggregations and joins spill to its work directory; no limit by default.
+    #[arg(long, value_name = "SIZE", value_parser = crate::executors::memory::parse_size)]
+    memory_limit: Option<usize>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -177,6 +181,11 @@ struct ClusterArgs {
     /// Any setting as KEY=VALUE (see `ember config`); repeatable.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     conf: Vec<String>,
+    /// Memory each executor of the embedded cluster may hold (such as 512M) before it
+    /// spills; on a process cluster, plans for executors started with this limit (joins
+    /// become sort-merge joins, which spill).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     scheduler: Option<String>,
@@ -195,6 +204,9 @@ impl ClusterArgs {
         }
         if let Some(n) = self.slots {
             config.set("ember.executor.slots", &n.to_string())?;
+        }
+        if let Some(size) = &self.memory_limit {
+            config.set("ember.executor.memory_limit", size)?;
         }
         Ok(config)
     }
@@ -484,6 +496,7 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
         heartbeat_interval: seconds(args.heartbeat_interval, "--heartbeat-interval")?,
         connect_timeout: Duration::from_secs(30),
         compression: args.compression,
+        memory_limit: args.memory_limit,
         server: args.security.server(&args.tls),
         client: args.security.client(),
         setup: None,

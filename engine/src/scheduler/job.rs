@@ -436,6 +436,8 @@ impl<'a> JobRun<'a> {
             rows: output.rows(),
             bytes: output.bytes(),
             elapsed: output.elapsed,
+            spilled_bytes: output.spilled_bytes,
+            spills: output.spills,
         });
         let state = &mut self.tasks[task.stage][task.partition];
         if !state.counted {

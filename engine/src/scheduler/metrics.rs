@@ -22,6 +22,12 @@ pub struct TaskRecord {
     pub bytes: u64,
     /// Its wall time.
     pub elapsed: Duration,
+    /// Bytes its operators spilled to disk under the executor's memory limit.
+    #[serde(default)]
+    pub spilled_bytes: u64,
+    /// Spill files they wrote.
+    #[serde(default)]
+    pub spills: u64,
 }
 
 /// One failed task attempt.
@@ -91,6 +97,11 @@ impl JobMetrics {
             .filter(|t| t.stage_id == stage_id)
             .map(|t| t.executor_id.clone())
             .collect()
+    }
+
+    /// Bytes all tasks spilled to disk under their executors' memory limits.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.tasks.iter().map(|t| t.spilled_bytes).sum()
     }
 
     /// Bytes written as shuffle output by all stages but the last.

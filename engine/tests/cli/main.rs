@@ -495,6 +495,20 @@ fn bad_pipeline_options_are_named() {
         &["--test-fraction", "1.5"],
     );
     assert_fails_naming(
+        &ember(&["sql", "--memory-limit", "12Q", "SELECT 1"]),
+        &["ember.executor.memory_limit", "12Q"],
+    );
+    assert_fails_naming(
+        &ember(&[
+            "executor",
+            "--scheduler",
+            "http://127.0.0.1:1",
+            "--memory-limit",
+            "0",
+        ]),
+        &["--memory-limit", "'0'"],
+    );
+    assert_fails_naming(
         &ember(&[
             "run",
             "forest-predict",

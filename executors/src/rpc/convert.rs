@@ -98,6 +98,8 @@ impl From<&TaskOutput> for proto::TaskOutput {
             executor_id: o.executor_id.clone(),
             locations: o.locations.iter().map(Into::into).collect(),
             elapsed_micros: u64::try_from(o.elapsed.as_micros()).unwrap_or(u64::MAX),
+            spilled_bytes: o.spilled_bytes,
+            spills: o.spills,
             accumulators: o
                 .accumulators
                 .iter()
@@ -119,6 +121,8 @@ impl From<proto::TaskOutput> for TaskOutput {
             executor_id: o.executor_id,
             locations: o.locations.into_iter().map(Into::into).collect(),
             elapsed: Duration::from_micros(o.elapsed_micros),
+            spilled_bytes: o.spilled_bytes,
+            spills: o.spills,
             accumulators: o
                 .accumulators
                 .into_iter()

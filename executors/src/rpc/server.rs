@@ -56,6 +56,8 @@ pub struct ExecutorProcessConfig {
     pub connect_timeout: Duration,
     /// Codec of its shuffle files.
     pub compression: ShuffleCompression,
+    /// Bytes its tasks may hold before they spill (`None`: no limit).
+    pub memory_limit: Option<usize>,
     /// What its servers require of callers, and their TLS identity.
     pub server: ServerSecurity,
     /// How it calls the scheduler and other executors.
@@ -346,6 +348,7 @@ async fn register(
         slots: config.slots,
         compression: config.compression,
         security: config.client.clone(),
+        memory_limit: config.memory_limit,
     })?;
     if let Some(setup) = &config.setup {
         setup(&executor);

@@ -1,0 +1,75 @@
+//! Memory limits: queries whose working set is several times an executor's limit spill
+//! to disk and still give DataFusion's answers; a task that cannot fit says so.
+
+use ember::pipelines::register_tpch;
+use ember::{EmberConfig, Session};
+use ember_tests::{datafusion_rows_in, rows, rows_match, tpch_data, tpch_query};
+
+/// The limit of each executor in the spill tests.
+const LIMIT: usize = 4 << 20;
+
+/// The scale factor of the spill tests' data.
+const SCALE_FACTOR: f64 = 0.1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_9_18_and_21_spill_under_a_memory_limit_and_match_datafusion() {
+    let dir = tpch_data(SCALE_FACTOR);
+    let session = Session::new(EmberConfig {
+        executors: 2,
+        memory_limit: Some(LIMIT),
+        // Small batches, so that a few of them fit in the small limit of small test data.
+        datafusion: vec![(
+            "datafusion.execution.batch_size".to_string(),
+            "1024".to_string(),
+        )],
+        ..EmberConfig::default()
+    })
+    .expect("the cluster starts");
+    register_tpch(&session, &dir).await.expect("tables");
+    for q in [9, 18, 21] {
+        let sql = tpch_query(q);
+        let result = session
+            .sql(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("q{q}: {e}"));
+        let expected = datafusion_rows_in(&dir, &sql).await;
+        let got = rows(&result.batches);
+        assert!(rows_match(&got, &expected), "q{q}: {got:?} vs {expected:?}");
+        let metrics = result.metrics.expect("a job ran");
+        let spilled = metrics.spilled_bytes();
+        let spills: u64 = metrics.tasks.iter().map(|t| t.spills).sum();
+        eprintln!(
+            "q{q}: spilled {spilled} bytes in {spills} files under {LIMIT} bytes per executor"
+        );
+        // What an executor held never passed the limit, so the data it spilled is the rest
+        // of a working set at least 4 times the limit.
+        assert!(
+            spilled >= 3 * LIMIT as u64,
+            "q{q}: spilled only {spilled} bytes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_cannot_fit_names_the_operator_and_the_limit() {
+    let session = Session::new(EmberConfig {
+        executors: 2,
+        memory_limit: Some(16 << 10),
+        max_attempts: 1,
+        ..EmberConfig::default()
+    })
+    .expect("the cluster starts");
+    register_tpch(&session, ember_tests::tpch_dir())
+        .await
+        .expect("tables");
+    let err = session
+        .sql("SELECT l_orderkey, l_comment FROM lineitem ORDER BY l_comment")
+        .await
+        .expect_err("16 KiB cannot hold a sort's batches");
+    let text = err.to_string();
+    assert!(
+        text.contains("out of memory under the executor's limit of 16.0 KiB"),
+        "{text}"
+    );
+    assert!(text.contains("Sort"), "names the operator: {text}");
+}
