@@ -75,6 +75,7 @@ impl ShuffleRuntime for LocalShuffle {
             map_partitions: writer.map_partitions(),
             compression: self.compression,
             batch_size: context.session_config().batch_size(),
+            pool: Arc::clone(context.memory_pool()),
         };
         let summary = futures::stream::once(task.write(input));
         Ok(Box::pin(RecordBatchStreamAdapter::new(

@@ -1,6 +1,10 @@
 //! Writing one map task's output: partition each batch (DataFusion's [`BatchPartitioner`]),
 //! coalesce the small pieces back to full batches, and append them to one compressed Arrow
 //! IPC stream file per output partition.
+//!
+//! The rows waiting in the coalescers (and the file buffers) are reserved in the task's
+//! memory pool, like any operator's state. When the pool cannot grant more, the writer
+//! writes what it holds as smaller batches and goes on: its way of spilling.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -12,6 +16,7 @@ use arrow::compute::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::metrics::Time;
 use datafusion::physical_plan::repartition::BatchPartitioner;
@@ -36,7 +41,12 @@ pub(crate) struct MapOutputWriter {
     pub compression: ShuffleCompression,
     /// Rows per batch written.
     pub batch_size: usize,
+    /// The pool its buffers are reserved in (the executor's, under a memory limit).
+    pub pool: Arc<dyn MemoryPool>,
 }
+
+/// Bytes of a file's write buffer.
+const FILE_BUFFER: usize = 1 << 16;
 
 impl MapOutputWriter {
     /// Drains `input` into the partition files; returns one summary row per file.
@@ -69,6 +79,8 @@ impl MapOutputWriter {
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, e))?;
         let mut files: Vec<Option<PartitionFile>> = (0..count).map(|_| None).collect();
+        let reservation = MemoryConsumer::new(format!("ShuffleWriter[{}]", self.map_partition))
+            .register(&self.pool);
 
         while let Some(batch) = input.next().await {
             let batch = batch?;
@@ -94,6 +106,15 @@ impl MapOutputWriter {
             match partitioner.as_mut() {
                 Some(partitioner) => partitioner.partition(batch, &mut route)?,
                 None => route(fixed_target, batch)?,
+            }
+            let held: usize = files.iter().flatten().map(PartitionFile::held_bytes).sum();
+            if reservation.try_resize(held).is_err() {
+                // Under memory pressure: write out what the coalescers hold.
+                for file in files.iter_mut().flatten() {
+                    file.flush_buffered()?;
+                }
+                let held = files.iter().flatten().map(PartitionFile::held_bytes).sum();
+                reservation.resize(held);
             }
         }
 
@@ -128,7 +149,7 @@ impl PartitionFile {
         let file = File::create(&path).map_err(|e| io_error("creating", &path, e))?;
         let options = IpcWriteOptions::default().try_with_compression(compression.ipc())?;
         let writer = StreamWriter::try_new_with_options(
-            BufWriter::with_capacity(1 << 16, file),
+            BufWriter::with_capacity(FILE_BUFFER, file),
             schema,
             options,
         )?;
@@ -149,6 +170,17 @@ impl PartitionFile {
         self.drain()
     }
 
+    /// Bytes it holds in memory: the coalescer's rows and the file buffer.
+    fn held_bytes(&self) -> usize {
+        self.coalescer.size() + FILE_BUFFER
+    }
+
+    /// Writes the rows the coalescer holds, as a smaller batch.
+    fn flush_buffered(&mut self) -> Result<()> {
+        self.coalescer.finish_buffered_batch()?;
+        self.drain()
+    }
+
     fn drain(&mut self) -> Result<()> {
         while let Some(batch) = self.coalescer.next_completed_batch() {
             self.writer.write(&compact_views(batch)?)?;
@@ -158,8 +190,7 @@ impl PartitionFile {
 
     /// Flushes and closes the file; returns its path, rows and size.
     fn finish(mut self) -> Result<(PathBuf, u64, u64)> {
-        self.coalescer.finish_buffered_batch()?;
-        self.drain()?;
+        self.flush_buffered()?;
         self.writer.finish()?;
         let mut inner = self.writer.into_inner()?;
         std::io::Write::flush(&mut inner).map_err(|e| io_error("writing", &self.path, e))?;
@@ -206,4 +237,67 @@ fn io_error(action: &str, path: &Path, source: std::io::Error) -> DataFusionErro
         "shuffle write failed {action} {}: {source}",
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+    /// Writes 40 batches of 1000 rows round robin into 4 partitions under `pool`; returns
+    /// the rows and the batches in the files.
+    async fn write_under(pool: Arc<dyn MemoryPool>) -> (usize, usize) {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batches: Vec<Result<RecordBatch>> = (0..40)
+            .map(|b| {
+                let values = Int64Array::from_iter_values((0..1000).map(|i| b * 1000 + i));
+                Ok(RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(values)],
+                )?)
+            })
+            .collect();
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter(batches),
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = MapOutputWriter {
+            dir: dir.path().join("map"),
+            output: ShuffleOutput::RoundRobin { count: 4 },
+            map_partition: 0,
+            map_partitions: 1,
+            compression: ShuffleCompression::default(),
+            batch_size: 8192,
+            pool,
+        };
+        let summary = writer.write(input).await.expect("writes");
+        let paths = summary
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>();
+        let (mut rows, mut written) = (0, 0);
+        for path in paths.expect("paths").iter().flatten() {
+            let file = File::open(path).expect("a file");
+            for batch in arrow::ipc::reader::StreamReader::try_new(file, None).expect("ipc") {
+                rows += batch.expect("a batch").num_rows();
+                written += 1;
+            }
+        }
+        (rows, written)
+    }
+
+    #[tokio::test]
+    async fn under_memory_pressure_the_writer_writes_what_it_holds_sooner() {
+        let (rows, unbounded) = write_under(Arc::new(UnboundedMemoryPool::default())).await;
+        assert_eq!(rows, 40_000);
+        // 4 files' buffers fit, their coalescers' rows do not: smaller batches, same rows.
+        let (rows, pressed) =
+            write_under(Arc::new(GreedyMemoryPool::new(4 * FILE_BUFFER + 20_000))).await;
+        assert_eq!(rows, 40_000);
+        assert!(pressed > 2 * unbounded, "{pressed} batches vs {unbounded}");
+    }
 }
