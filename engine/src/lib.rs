@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod bad_rows;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -44,6 +45,7 @@ mod shared;
 pub mod tables;
 pub mod typed;
 
+pub use bad_rows::BadRows;
 pub use cluster::{Cluster, LocalCluster, RemoteCluster};
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};

@@ -220,6 +220,11 @@ struct QueryArgs {
     /// the extension when left out). Repeatable.
     #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
     tables: Vec<TableSpec>,
+    /// CSV rows that do not parse: fail (naming file and line), skip (counted), or
+    /// quarantine=PATH (written there with file, line and reason, counted). With this
+    /// option CSV tables are read record by record.
+    #[arg(long, value_name = "POLICY")]
+    bad_rows: Option<crate::BadRows>,
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -243,7 +248,15 @@ impl QueryArgs {
     async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
         let (session, bar) = new_session(&self.cluster).await?;
         for table in &self.tables {
-            session.register_table(table).await?;
+            match &self.bad_rows {
+                Some(policy) if table.resolve_format()? == crate::FileFormat::Csv => {
+                    let rows = session.read_csv_checked(&table.path, policy).await?;
+                    session
+                        .context()
+                        .register_table(table.name.as_str(), rows.frame().clone().into_view())?;
+                }
+                _ => session.register_table(table).await?,
+            }
         }
         Ok((session, bar))
     }
@@ -349,6 +362,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = session.sql(&sql).await;
             finish_progress(bar.as_deref());
             print_result(&result?, args.format)?;
+            match &args.bad_rows {
+                Some(crate::BadRows::Skip) => {
+                    eprintln!("skipped {} bad rows", session.bad_rows())
+                }
+                Some(crate::BadRows::Quarantine(dir)) => eprintln!(
+                    "quarantined {} bad rows in {}",
+                    session.bad_rows(),
+                    dir.display()
+                ),
+                _ => {}
+            }
         }
         Command::Explain(args) => {
             let sql = args.sql()?;

@@ -495,6 +495,10 @@ fn bad_pipeline_options_are_named() {
         &["--test-fraction", "1.5"],
     );
     assert_fails_naming(
+        &ember(&["sql", "--bad-rows", "ignore", "SELECT 1"]),
+        &["--bad-rows", "quarantine=PATH", "ignore"],
+    );
+    assert_fails_naming(
         &ember(&["sql", "--memory-limit", "12Q", "SELECT 1"]),
         &["ember.executor.memory_limit", "12Q"],
     );
@@ -518,5 +522,40 @@ fn bad_pipeline_options_are_named() {
             &diamonds(),
         ]),
         &["reading the model", "nothing"],
+    );
+}
+
+#[test]
+fn bad_csv_rows_fail_by_default_and_are_counted_when_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Line 3 has a price that is not a number, line 4 a missing field; 20 good rows.
+    let mut text = String::from("item,price\ntea,2.5\njam,3.x\nbread\n");
+    for i in 0..19 {
+        text.push_str(&format!("item{i},{i}.25\n"));
+    }
+    let csv = write(dir.path(), "prices.csv", &text);
+    let table = format!("p={csv}");
+    let query = "SELECT count(*) AS n, sum(price) AS total FROM p";
+    assert_fails_naming(
+        &ember(&["sql", "--bad-rows", "fail", "--table", &table, query]),
+        &["prices.csv:3:", "column price: '3.x' is not a Float64"],
+    );
+    let out = ember(&[
+        "sql",
+        "--bad-rows",
+        "skip",
+        "--format",
+        "csv",
+        "--table",
+        &table,
+        query,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 2.5 + (0.25 + 1.25 + ... + 18.25) = 2.5 + 171 + 4.75.
+    assert_eq!(stdout(&out), "n,total\n20,178.25\n");
+    assert!(
+        stderr(&out).contains("skipped 2 bad rows"),
+        "{}",
+        stderr(&out)
     );
 }

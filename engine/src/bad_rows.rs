@@ -1,0 +1,490 @@
+//! What to do with CSV rows that do not parse: fail naming `file:line` (the default),
+//! skip and count them, or write them with their file, line and reason to a quarantine
+//! folder and count them.
+//!
+//! [`Session::read_csv_checked`] reads each file in one task, record by record (the `csv`
+//! crate, which knows each record's line), and checks every record against the schema:
+//! its number of fields, and each non-empty field against its column's type. The schema
+//! is, per column, the most specific type that 90 % of the first 1000 records' values
+//! parse as, so a few bad values do not turn a numeric column into text. Counts go through the accumulator
+//! [`BAD_ROWS_ACCUMULATOR`] (a retried task counts once).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
+    StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::error::{EmberError, Result};
+use crate::session::Session;
+use crate::shared::LongAccumulator;
+
+/// The function that reads CSV files record by record.
+pub const CHECKED_CSV_FN: &str = "ember.csv_checked";
+/// The accumulator counting bad rows skipped or quarantined.
+pub const BAD_ROWS_ACCUMULATOR: &str = "ember.bad_rows";
+/// Records whose values decide the column types.
+const INFER_RECORDS: usize = 1000;
+
+/// What to do with a row that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRows {
+    /// Fail the job with `file:line: reason`.
+    #[default]
+    Fail,
+    /// Drop the row and count it.
+    Skip,
+    /// Write it, with its file, line and reason, under this folder, and count it.
+    Quarantine(PathBuf),
+}
+
+impl std::str::FromStr for BadRows {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "skip" => Ok(Self::Skip),
+            other => match other.strip_prefix("quarantine=") {
+                Some(path) if !path.is_empty() => Ok(Self::Quarantine(PathBuf::from(path))),
+                _ => Err(format!(
+                    "expected fail, skip or quarantine=PATH, not '{other}'"
+                )),
+            },
+        }
+    }
+}
+
+/// Arguments of [`CHECKED_CSV_FN`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckedCsv {
+    /// Column names and types (`Int64`, `Float64`, `Date32`, `Boolean`, `Utf8`).
+    columns: Vec<(String, String)>,
+    policy: BadRows,
+}
+
+impl CheckedCsv {
+    fn schema(&self) -> DfResult<SchemaRef> {
+        let fields: DfResult<Vec<Field>> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| Ok(Field::new(name, data_type(kind)?, true)))
+            .collect();
+        Ok(Arc::new(Schema::new(fields?)))
+    }
+}
+
+fn data_type(kind: &str) -> DfResult<DataType> {
+    Ok(match kind {
+        "Int64" => DataType::Int64,
+        "Float64" => DataType::Float64,
+        "Date32" => DataType::Date32,
+        "Boolean" => DataType::Boolean,
+        "Utf8" => DataType::Utf8,
+        other => {
+            return Err(DataFusionError::Execution(format!(
+                "no CSV column type {other}"
+            )));
+        }
+    })
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn parse_date(text: &str) -> Option<i32> {
+    let mut parts = text.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let date = chrono_like_days(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    Some(date)
+}
+
+/// Days since the epoch of a valid calendar date (proleptic Gregorian).
+fn chrono_like_days(year: i32, month: u32, day: u32) -> Option<i32> {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day == 0 || day > days_in[month as usize - 1] {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = month as i32;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i32 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The type `text` parses as, most specific first.
+fn kind_of(text: &str) -> &'static str {
+    if text.parse::<i64>().is_ok() {
+        "Int64"
+    } else if text.parse::<f64>().is_ok() {
+        "Float64"
+    } else if parse_date(text).is_some() {
+        "Date32"
+    } else if text == "true" || text == "false" {
+        "Boolean"
+    } else {
+        "Utf8"
+    }
+}
+
+/// Whether a value of kind `seen` fits a column of kind `column`.
+fn fits(seen: &str, column: &str) -> bool {
+    seen == column || (seen == "Int64" && column == "Float64") || column == "Utf8"
+}
+
+/// The header and column types of a CSV file: per column, the most specific type that
+/// 90 % of the first [`INFER_RECORDS`] records' non-empty values parse as (integers count
+/// for floats; text fits everything).
+pub fn infer_csv_schema(path: &Path) -> Result<Vec<(String, String)>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| csv_error(path, e))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let kinds = ["Int64", "Float64", "Date32", "Boolean", "Utf8"];
+    let mut votes = vec![[0_usize; 5]; header.len()];
+    for record in reader.records().take(INFER_RECORDS) {
+        let Ok(record) = record else { continue };
+        if record.len() != header.len() {
+            continue;
+        }
+        for (column, value) in record.iter().enumerate() {
+            if value.is_empty() {
+                continue;
+            }
+            let seen = kind_of(value);
+            for (k, kind) in kinds.iter().enumerate() {
+                if fits(seen, kind) {
+                    votes[column][k] += 1;
+                }
+            }
+        }
+    }
+    Ok(header
+        .into_iter()
+        .zip(votes)
+        .map(|(name, votes)| {
+            // Text fits every value: its votes are the non-empty values sampled. The
+            // column's type is the most specific one that 90 % of them fit, so a few bad
+            // values (the rows this module is about) do not make a number column text.
+            let values = votes[4];
+            let kind = kinds
+                .iter()
+                .zip(votes)
+                .find(|(_, v)| values > 0 && *v * 10 >= values * 9)
+                .map_or("Utf8", |(k, _)| *k);
+            (name, kind.to_string())
+        })
+        .collect())
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> EmberError {
+    EmberError::InvalidArgument {
+        operation: "reading CSV",
+        message: format!("{}: {e}", path.display()),
+    }
+}
+
+/// A column being built.
+enum Column {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Date(Date32Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+}
+
+impl Column {
+    fn new(kind: &DataType) -> Self {
+        match kind {
+            DataType::Int64 => Self::Int(Int64Builder::new()),
+            DataType::Float64 => Self::Float(Float64Builder::new()),
+            DataType::Date32 => Self::Date(Date32Builder::new()),
+            DataType::Boolean => Self::Bool(BooleanBuilder::new()),
+            _ => Self::Text(StringBuilder::new()),
+        }
+    }
+
+    /// Checks `value` without appending it.
+    fn check(&self, value: &str) -> bool {
+        value.is_empty()
+            || match self {
+                Self::Int(_) => value.parse::<i64>().is_ok(),
+                Self::Float(_) => value.parse::<f64>().is_ok(),
+                Self::Date(_) => parse_date(value).is_some(),
+                Self::Bool(_) => value == "true" || value == "false",
+                Self::Text(_) => true,
+            }
+    }
+
+    /// Appends a value [`Self::check`] accepted.
+    fn append(&mut self, value: &str) {
+        let empty = value.is_empty();
+        match self {
+            Self::Int(b) => b.append_option((!empty).then(|| value.parse().unwrap_or_default())),
+            Self::Float(b) => b.append_option((!empty).then(|| value.parse().unwrap_or_default())),
+            Self::Date(b) => b.append_option(parse_date(value)),
+            Self::Bool(b) => b.append_option((!empty).then_some(value == "true")),
+            Self::Text(b) => b.append_option((!empty).then_some(value)),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Int(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Reads the files named in its input, one path per row.
+struct CheckedPartition {
+    spec: CheckedCsv,
+    schema: SchemaRef,
+    partition: usize,
+    bad: u64,
+    quarantine: Option<csv::Writer<std::fs::File>>,
+}
+
+impl CheckedPartition {
+    fn read_file(&mut self, path: &str) -> DfResult<RecordBatch> {
+        let failed = |e: csv::Error| DataFusionError::Execution(format!("{path}: {e}"));
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .map_err(failed)?;
+        let fields = self.schema.fields().len();
+        let mut columns: Vec<Column> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Column::new(f.data_type()))
+            .collect();
+        let mut record = csv::StringRecord::new();
+        loop {
+            // The line the next record starts on (1 is the header).
+            let line = reader.position().line();
+            let problem = match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) if record.len() != fields => {
+                    Some(format!("expected {fields} fields, found {}", record.len()))
+                }
+                Ok(true) => record
+                    .iter()
+                    .zip(&columns)
+                    .zip(self.schema.fields())
+                    .find(|((value, column), _)| !column.check(value))
+                    .map(|((value, _), field)| {
+                        format!(
+                            "column {}: '{value}' is not a {}",
+                            field.name(),
+                            field.data_type()
+                        )
+                    }),
+                Err(e) => Some(e.to_string()),
+            };
+            match problem {
+                None => {
+                    for (value, column) in record.iter().zip(columns.iter_mut()) {
+                        column.append(value);
+                    }
+                }
+                Some(reason) => self.bad_row(path, line, &reason, &record)?,
+            }
+        }
+        let arrays: Vec<ArrayRef> = columns.iter_mut().map(Column::finish).collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
+    }
+
+    fn bad_row(
+        &mut self,
+        path: &str,
+        line: u64,
+        reason: &str,
+        record: &csv::StringRecord,
+    ) -> DfResult<()> {
+        let text = record.iter().collect::<Vec<_>>().join(",");
+        match &self.spec.policy {
+            BadRows::Fail => Err(DataFusionError::Execution(format!(
+                "{path}:{line}: {reason} (--bad-rows skip or quarantine=PATH to go on)"
+            ))),
+            BadRows::Skip => {
+                self.bad += 1;
+                Ok(())
+            }
+            BadRows::Quarantine(dir) => {
+                self.bad += 1;
+                if self.quarantine.is_none() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DataFusionError::Execution(format!("creating {}: {e}", dir.display()))
+                    })?;
+                    // One file per partition: a retried task rewrites its own.
+                    let file = dir.join(format!("bad-rows-{}.csv", self.partition));
+                    let mut writer = csv::Writer::from_path(&file).map_err(|e| {
+                        DataFusionError::Execution(format!("{}: {e}", file.display()))
+                    })?;
+                    writer
+                        .write_record(["file", "line", "reason", "row"])
+                        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+                    self.quarantine = Some(writer);
+                }
+                if let Some(writer) = &mut self.quarantine {
+                    writer
+                        .write_record([path, &line.to_string(), reason, &text])
+                        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl PartitionFn for CheckedPartition {
+    fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
+        let paths = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| DataFusionError::Execution("CSV paths must be text".into()))?;
+        let mut out = Vec::new();
+        for path in paths.iter().flatten() {
+            out.push(self.read_file(path)?);
+        }
+        Ok(Some(arrow::compute::concat_batches(&self.schema, &out)?))
+    }
+
+    fn finish(&mut self) -> DfResult<Option<RecordBatch>> {
+        if let Some(writer) = &mut self.quarantine {
+            writer
+                .flush()
+                .map_err(|e| DataFusionError::Execution(format!("quarantine: {e}")))?;
+        }
+        if self.bad > 0 {
+            LongAccumulator::named(BAD_ROWS_ACCUMULATOR).add(self.bad as i64);
+        }
+        Ok(None)
+    }
+}
+
+/// Registers [`CHECKED_CSV_FN`] in this process.
+pub fn register_bad_rows_function() {
+    register_function(UserFunction::new(
+        CHECKED_CSV_FN,
+        FunctionOutput::FromArgs(Arc::new(|args: &str, _input: &SchemaRef| {
+            parse_spec(args)?.schema()
+        })),
+        None,
+        |call| {
+            let spec = parse_spec(call.args)?;
+            Ok(Box::new(CheckedPartition {
+                schema: spec.schema()?,
+                spec,
+                partition: call.partition,
+                bad: 0,
+                quarantine: None,
+            }) as Box<dyn PartitionFn>)
+        },
+    ));
+}
+
+fn parse_spec(args: &str) -> DfResult<CheckedCsv> {
+    serde_json::from_str(args)
+        .map_err(|e| DataFusionError::Execution(format!("bad {CHECKED_CSV_FN} arguments: {e}")))
+}
+
+/// The CSV files at `path`: the file, or the `.csv` files of the folder in name order.
+fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| EmberError::Io {
+        action: "listing",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EmberError::InvalidArgument {
+            operation: "reading CSV",
+            message: format!("{} holds no .csv files", path.display()),
+        });
+    }
+    Ok(files)
+}
+
+impl Session {
+    /// The CSV files at `path` (a file or a folder) read record by record, each row
+    /// checked against the inferred schema, bad rows handled by `policy`. After a job,
+    /// [`Session::bad_rows`] tells how many were skipped or quarantined.
+    pub async fn read_csv_checked(&self, path: &str, policy: &BadRows) -> Result<Dataset<'_>> {
+        register_bad_rows_function();
+        let files = csv_files(Path::new(path))?;
+        let columns = infer_csv_schema(&files[0])?;
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        let paths = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("path", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(names))],
+        )
+        .map_err(DataFusionError::from)?;
+        self.long_accumulator(BAD_ROWS_ACCUMULATOR);
+        let args = serde_json::to_string(&CheckedCsv {
+            columns,
+            policy: policy.clone(),
+        })
+        .map_err(|e| EmberError::Internal {
+            message: format!("CSV arguments: {e}"),
+        })?;
+        self.from_batches(vec![paths])?
+            .map_partitions(CHECKED_CSV_FN, &args)
+    }
+
+    /// Rows skipped or quarantined by the jobs that read [`Session::read_csv_checked`]
+    /// datasets since the last such dataset was made.
+    pub fn bad_rows(&self) -> u64 {
+        LongAccumulator::named(BAD_ROWS_ACCUMULATOR)
+            .value(self)
+            .max(0) as u64
+    }
+}

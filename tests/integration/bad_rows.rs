@@ -1,0 +1,106 @@
+//! Bad CSV rows: the dirty products CSV fails by default naming its file and line, and
+//! with skip or quarantine gives the counts the generator wrote.
+
+use ember::datasets::{ProductsOptions, generate_products};
+use ember::{BadRows, EmberConfig, Session};
+
+/// A products dataset with a dirty CSV copy; returns its folder and the dirty row count.
+fn dirty_products() -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = generate_products(&ProductsOptions {
+        rows: 20_000,
+        out_dir: dir.path().to_path_buf(),
+        seed: 5,
+        dirty_fraction: Some(0.01),
+        parts: 1,
+    })
+    .expect("products");
+    let written: u64 = std::fs::read_to_string(dir.path().join("sales-csv/_DIRTY_ROWS"))
+        .expect("the count")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(written, summary.dirty_rows);
+    assert!(written > 100, "{written}");
+    (dir, written)
+}
+
+fn new_session() -> Session {
+    Session::new(EmberConfig {
+        executors: 2,
+        max_attempts: 1,
+        ..EmberConfig::default()
+    })
+    .expect("the cluster starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirty_csv_fails_naming_file_and_line_or_is_skipped_or_quarantined_with_exact_counts() {
+    let (dir, dirty) = dirty_products();
+    let csv = dir.path().join("sales-csv/sales.csv");
+    let path = csv.to_string_lossy().into_owned();
+    let lines: Vec<String> = std::fs::read_to_string(&csv)
+        .expect("csv")
+        .lines()
+        .map(str::to_string)
+        .collect();
+
+    // Reads the CSV in a new session under `policy`: the rows counted, and the bad rows.
+    let read = |policy: BadRows| {
+        let path = path.clone();
+        async move {
+            let session = new_session();
+            let counted = session
+                .read_csv_checked(&path, &policy)
+                .await
+                .expect("planned")
+                .count()
+                .await;
+            (counted, session.bad_rows())
+        }
+    };
+
+    // By default: the first bad row fails the job, named by file and line.
+    let err = read(BadRows::Fail)
+        .await
+        .0
+        .expect_err("a bad row fails the job");
+    let text = err.to_string();
+    let at = text.find("sales.csv:").expect("names the file") + "sales.csv:".len();
+    let line: usize = text[at..]
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("names the line: {text}"));
+    assert!(line >= 2 && line <= lines.len(), "{text}");
+
+    // Skip: every other row, and the count of the bad ones.
+    let (rows, bad) = read(BadRows::Skip).await;
+    assert_eq!(rows.expect("runs"), 20_000 - dirty);
+    assert_eq!(bad, dirty);
+
+    // Quarantine: the bad rows with their file, line and reason.
+    let quarantine = dir.path().join("quarantine");
+    let (rows, bad) = read(BadRows::Quarantine(quarantine.clone())).await;
+    assert_eq!(rows.expect("runs"), 20_000 - dirty);
+    assert_eq!(bad, dirty);
+    let mut quarantined = 0;
+    for file in std::fs::read_dir(&quarantine).expect("a folder").flatten() {
+        let mut reader = csv::Reader::from_path(file.path()).expect("a CSV");
+        for record in reader.records() {
+            let record = record.expect("a record");
+            assert_eq!(&record[0], path.as_str());
+            let line: usize = record[1].parse().expect("a line number");
+            assert_eq!(lines[line - 1], record[3], "line {line}");
+            let reason = &record[2];
+            assert!(
+                reason.starts_with("expected 9 fields")
+                    || reason.contains("is not a Float64")
+                    || reason.contains("is not a Date32"),
+                "{reason}"
+            );
+            quarantined += 1;
+        }
+    }
+    assert_eq!(quarantined, dirty);
+}
