@@ -154,7 +154,7 @@ impl TableSpec {
                 ctx.register_json(&self.name, &self.path, options).await
             }
         };
-        registered.map_err(|e| self.error(e.to_string()))
+        registered.map_err(|e| self.explain(e, format))
     }
 
     /// The files as a DataFrame of `ctx`, without registering a name.
@@ -182,12 +182,72 @@ impl TableSpec {
                 ctx.read_json(self.path.as_str(), options).await
             }
         };
-        read.map_err(|e| self.error(e.to_string()))
+        read.map_err(|e| self.explain(e, format))
+    }
+
+    /// `error` as this table's error; a schema that does not merge names two files that
+    /// disagree.
+    fn explain(&self, error: datafusion::error::DataFusionError, format: FileFormat) -> EmberError {
+        let message = error.to_string();
+        if format == FileFormat::Parquet
+            && message.contains("Fail to merge schema")
+            && let Some(files) = self.disagreeing_parquet_files()
+        {
+            return self.error(format!("{message}: {files}"));
+        }
+        self.error(message)
+    }
+
+    /// The first Parquet file of a local folder and the first whose schema differs from
+    /// it, with both schemas.
+    fn disagreeing_parquet_files(&self) -> Option<String> {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&self.path)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        files.sort();
+        let schema_of = |path: &Path| {
+            let file = std::fs::File::open(path).ok()?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+            Some(builder.schema().clone())
+        };
+        let first = files.first()?;
+        let expected = schema_of(first)?;
+        for file in &files[1..] {
+            let schema = schema_of(file)?;
+            if schema.fields() != expected.fields() {
+                let describe = |s: &arrow::datatypes::Schema| {
+                    s.fields()
+                        .iter()
+                        .map(|f| format!("{} {}", f.name(), f.data_type()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Some(format!(
+                    "{} has ({}) but {} has ({})",
+                    first.display(),
+                    describe(&expected),
+                    file.display(),
+                    describe(&schema)
+                ));
+            }
+        }
+        None
     }
 
     /// The format and the file extension to list, once the path is known to exist.
     fn checked_format(&self) -> Result<(FileFormat, String)> {
         self.check_exists()?;
+        let local = Path::new(&self.path);
+        if !self.path.contains("://")
+            && local.is_file()
+            && std::fs::metadata(local).is_ok_and(|m| m.len() == 0)
+        {
+            return Err(self.error("the file is empty (not even a header line or a footer)"));
+        }
         let format = self.resolve_format()?;
         Ok((
             format,

@@ -559,3 +559,33 @@ fn bad_csv_rows_fail_by_default_and_are_counted_when_skipped() {
         stderr(&out)
     );
 }
+
+#[test]
+fn empty_files_and_parquet_files_that_disagree_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = write(dir.path(), "empty.csv", "");
+    assert_fails_naming(
+        &ember(&["sql", "--table", &format!("t={empty}"), "SELECT * FROM t"]),
+        &["empty.csv", "the file is empty"],
+    );
+    let folder = dir.path().join("mixed");
+    std::fs::create_dir(&folder).expect("folder");
+    for (name, select) in [("a", "SELECT 1 AS x"), ("b", "SELECT 'one' AS x")] {
+        let file = folder.join(format!("{name}.parquet"));
+        ember_ok(&[
+            "sql",
+            "--executors",
+            "1",
+            &format!("COPY ({select}) TO '{}'", file.display()),
+        ]);
+    }
+    assert_fails_naming(
+        &ember(&[
+            "sql",
+            "--table",
+            &format!("t={}", folder.display()),
+            "SELECT * FROM t",
+        ]),
+        &["a.parquet has (x Int64) but", "b.parquet has (x Utf8"],
+    );
+}
