@@ -400,6 +400,58 @@ impl PartitionFn for CheckedPartition {
     }
 }
 
+/// The first row of the CSV file at `path` that does not fit the schema
+/// [`infer_csv_schema`] gives it: its line and what is wrong.
+pub fn first_bad_row(path: &Path) -> Option<(u64, String)> {
+    let columns = infer_csv_schema(path).ok()?;
+    let schema = CheckedCsv {
+        columns,
+        policy: BadRows::Fail,
+    }
+    .schema()
+    .ok()?;
+    let checks: Vec<Column> = schema
+        .fields()
+        .iter()
+        .map(|f| Column::new(f.data_type()))
+        .collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .ok()?;
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => return None,
+            Ok(true) if record.len() != checks.len() => {
+                return Some((
+                    line,
+                    format!("expected {} fields, found {}", checks.len(), record.len()),
+                ));
+            }
+            Ok(true) => {
+                let bad = record
+                    .iter()
+                    .zip(&checks)
+                    .zip(schema.fields())
+                    .find(|((value, check), _)| !check.check(value));
+                if let Some(((value, _), field)) = bad {
+                    return Some((
+                        line,
+                        format!(
+                            "column {}: '{value}' is not a {}",
+                            field.name(),
+                            field.data_type()
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Some((line, e.to_string())),
+        }
+    }
+}
+
 /// Registers [`CHECKED_CSV_FN`] in this process.
 pub fn register_bad_rows_function() {
     register_function(UserFunction::new(

@@ -46,6 +46,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Memory the tasks of each executor may hold together; sorts, aggregations, sort-merge joins and the shuffle writer spill to the work dir beyond it, and plans prefer sort-merge joins (hash joins cannot spill).",
     },
     ConfigEntry {
+        key: "ember.input.bad_rows",
+        kind: "fail | skip | quarantine=PATH",
+        default: "none (DataFusion's reader)",
+        description: "When set, CSV tables of `ember sql` and CSV inputs of `ember run` are read record by record: bad rows fail the job with file:line, or are skipped, or written with file, line and reason under PATH; the count is printed.",
+    },
+    ConfigEntry {
         key: "ember.task.max_attempts",
         kind: "integer >= 1",
         default: "4",
@@ -133,6 +139,8 @@ pub struct EmberConfig {
     pub work_dir: Option<PathBuf>,
     /// `ember.executor.memory_limit` in bytes; `None` for no limit.
     pub memory_limit: Option<usize>,
+    /// `ember.input.bad_rows`; `None` for DataFusion's CSV reader.
+    pub bad_rows: Option<crate::BadRows>,
     /// `datafusion.*` settings, applied in order on top of Ember's defaults.
     pub datafusion: Vec<(String, String)>,
 }
@@ -149,6 +157,7 @@ impl Default for EmberConfig {
             compression: ShuffleCompression::default(),
             work_dir: None,
             memory_limit: None,
+            bad_rows: None,
             datafusion: Vec::new(),
         }
     }
@@ -174,6 +183,12 @@ impl EmberConfig {
                 }
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            "ember.input.bad_rows" => {
+                self.bad_rows = match value.parse() {
+                    Ok(policy) => Some(policy),
+                    Err(message) => config_err!(key, "{message}"),
+                }
+            }
             "ember.executor.memory_limit" => {
                 self.memory_limit = match ember_executors::memory::parse_size(value) {
                     Ok(bytes) => Some(bytes),

@@ -189,6 +189,20 @@ impl TableSpec {
     /// disagree.
     fn explain(&self, error: datafusion::error::DataFusionError, format: FileFormat) -> EmberError {
         let message = error.to_string();
+        // DataFusion's CSV reader counts lines from where its buffer starts: read the file
+        // record by record for the line of the first bad row.
+        let local = Path::new(&self.path);
+        if format == FileFormat::Csv
+            && message.contains("Csv error")
+            && local.is_file()
+            && let Some((line, reason)) = crate::bad_rows::first_bad_row(local)
+        {
+            return self.error(format!(
+                "{}:{line}: {reason} (ember.input.bad_rows / --bad-rows skip or \
+                 quarantine=PATH to go on)",
+                self.path
+            ));
+        }
         if format == FileFormat::Parquet
             && message.contains("Fail to merge schema")
             && let Some(files) = self.disagreeing_parquet_files()

@@ -156,15 +156,20 @@ pub struct PrepOutcome {
     pub stats_label: String,
 }
 
-/// The files at `path` (CSV or Parquet, by extension) as a dataset.
+/// The files at `path` (CSV or Parquet, by extension) as a dataset; CSV record by record
+/// under the session's `ember.input.bad_rows` policy when it has one.
 pub async fn read_input<'s>(session: &'s Session, path: &Path) -> Result<Dataset<'s>> {
     let text = path.to_str().ok_or_else(|| EmberError::InvalidArgument {
         operation: "--input",
         message: format!("{} is not a UTF-8 path", path.display()),
     })?;
-    let frame = TableSpec::new("input", text, None)
-        .read(session.context())
-        .await?;
+    let spec = TableSpec::new("input", text, None);
+    if let Some(policy) = &session.config().bad_rows
+        && spec.resolve_format()? == crate::tables::FileFormat::Csv
+    {
+        return session.read_csv_checked(text, policy).await;
+    }
+    let frame = spec.read(session.context()).await?;
     Ok(Dataset::new(session, frame))
 }
 

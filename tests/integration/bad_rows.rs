@@ -73,6 +73,13 @@ async fn dirty_csv_fails_naming_file_and_line_or_is_skipped_or_quarantined_with_
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("names the line: {text}"));
     assert!(line >= 2 && line <= lines.len(), "{text}");
+    // DataFusion's reader, the default, names the same line.
+    let session = new_session();
+    let err = session.read_csv(&path).await.err().expect("fails too");
+    assert!(
+        err.to_string().contains(&format!("sales.csv:{line}: ")),
+        "{err} (line {line})"
+    );
 
     // Skip: every other row, and the count of the bad ones.
     let (rows, bad) = read(BadRows::Skip).await;

@@ -186,6 +186,11 @@ struct ClusterArgs {
     /// become sort-merge joins, which spill).
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
+    /// CSV rows that do not parse: fail (naming file and line), skip (counted), or
+    /// quarantine=PATH (written there with file, line and reason, counted). With this
+    /// option CSV inputs are read record by record.
+    #[arg(long, value_name = "POLICY")]
+    bad_rows: Option<String>,
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     scheduler: Option<String>,
@@ -208,6 +213,9 @@ impl ClusterArgs {
         if let Some(size) = &self.memory_limit {
             config.set("ember.executor.memory_limit", size)?;
         }
+        if let Some(policy) = &self.bad_rows {
+            config.set("ember.input.bad_rows", policy)?;
+        }
         Ok(config)
     }
 }
@@ -220,11 +228,6 @@ struct QueryArgs {
     /// the extension when left out). Repeatable.
     #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
     tables: Vec<TableSpec>,
-    /// CSV rows that do not parse: fail (naming file and line), skip (counted), or
-    /// quarantine=PATH (written there with file, line and reason, counted). With this
-    /// option CSV tables are read record by record.
-    #[arg(long, value_name = "POLICY")]
-    bad_rows: Option<crate::BadRows>,
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -248,7 +251,7 @@ impl QueryArgs {
     async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
         let (session, bar) = new_session(&self.cluster).await?;
         for table in &self.tables {
-            match &self.bad_rows {
+            match &session.config().bad_rows {
                 Some(policy) if table.resolve_format()? == crate::FileFormat::Csv => {
                     let rows = session.read_csv_checked(&table.path, policy).await?;
                     session
@@ -362,17 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = session.sql(&sql).await;
             finish_progress(bar.as_deref());
             print_result(&result?, args.format)?;
-            match &args.bad_rows {
-                Some(crate::BadRows::Skip) => {
-                    eprintln!("skipped {} bad rows", session.bad_rows())
-                }
-                Some(crate::BadRows::Quarantine(dir)) => eprintln!(
-                    "quarantined {} bad rows in {}",
-                    session.bad_rows(),
-                    dir.display()
-                ),
-                _ => {}
-            }
+            report_bad_rows(&session);
         }
         Command::Explain(args) => {
             let sql = args.sql()?;
@@ -574,6 +567,19 @@ fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()>
         &result.batches,
         format,
     )
+}
+
+/// Says how many bad input rows were skipped or quarantined, under those policies.
+fn report_bad_rows(session: &Session) {
+    match &session.config().bad_rows {
+        Some(crate::BadRows::Skip) => eprintln!("skipped {} bad rows", session.bad_rows()),
+        Some(crate::BadRows::Quarantine(dir)) => eprintln!(
+            "quarantined {} bad rows in {}",
+            session.bad_rows(),
+            dir.display()
+        ),
+        _ => {}
+    }
 }
 
 /// Clears the progress bar, if one is drawn, before results or errors print.

@@ -496,7 +496,7 @@ fn bad_pipeline_options_are_named() {
     );
     assert_fails_naming(
         &ember(&["sql", "--bad-rows", "ignore", "SELECT 1"]),
-        &["--bad-rows", "quarantine=PATH", "ignore"],
+        &["ember.input.bad_rows", "quarantine=PATH", "ignore"],
     );
     assert_fails_naming(
         &ember(&["sql", "--memory-limit", "12Q", "SELECT 1"]),

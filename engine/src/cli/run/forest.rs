@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::RunArgs;
-use crate::cli::{finish_progress, new_session, print_result};
+use crate::cli::{finish_progress, new_session, print_result, report_bad_rows};
 use crate::examples::forest::model::Evaluation;
 use crate::examples::forest::prep::{PrepOptions, forest_prep};
 use crate::examples::forest::{
@@ -97,6 +97,7 @@ pub(super) async fn prep(args: &RunArgs) -> anyhow::Result<()> {
         options.input.display(),
         session.config().executors
     );
+    report_bad_rows(&session);
     Ok(())
 }
 
@@ -191,6 +192,7 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
         options.input.display(),
         session.config().executors
     );
+    report_bad_rows(&session);
     Ok(())
 }
 
@@ -214,5 +216,6 @@ pub(super) async fn predict(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(evaluation) = &outcome.evaluation {
         println!("{}", evaluation_line("labelled", evaluation));
     }
+    report_bad_rows(&session);
     Ok(())
 }
