@@ -814,3 +814,41 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
     assert!(r2 > 0.93, "R² {r2}");
     assert!(outcome.report.passes >= 6, "{:?}", outcome.report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_processes_with_a_memory_limit_spill_and_report_it() {
+    let cluster = TestCluster::start_with(
+        2,
+        Options {
+            // Two slots each, sharing 16 MiB.
+            executor_args: args(&["--memory-limit", "16M"]),
+            ..Options::default()
+        },
+    );
+    // The driver plans for that limit (joins that spill), with small batches as in the
+    // embedded spill test.
+    let config = EmberConfig {
+        memory_limit: Some(4 << 20),
+        datafusion: vec![(
+            "datafusion.execution.batch_size".to_string(),
+            "1024".to_string(),
+        )],
+        ..EmberConfig::default()
+    };
+    let session = Session::connect_with(&cluster.url, cluster.security(), config)
+        .await
+        .expect("the client connects");
+    let dir = ember_tests::tpch_data(0.1);
+    register_tpch(&session, &dir).await.expect("tables");
+    let sql = tpch_query(18);
+    let result = session.sql(&sql).await.expect("q18 runs under the limit");
+    let expected = ember_tests::datafusion_rows_in(&dir, &sql).await;
+    assert!(rows_match(&rows(&result.batches), &expected));
+    let metrics = result.metrics.expect("a job ran");
+    // Spill figures travel back from the executor processes with each task's output.
+    assert!(metrics.spilled_bytes() > 0, "nothing spilled");
+    eprintln!(
+        "q18 on 2 processes of 16 MiB: spilled {} bytes",
+        metrics.spilled_bytes()
+    );
+}
