@@ -16,7 +16,8 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
     StringArray, StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::compute::kernels::cast_utils::Parser;
+use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
 use serde::{Deserialize, Serialize};
@@ -97,52 +98,16 @@ fn data_type(kind: &str) -> DfResult<DataType> {
     })
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+/// Days since 1970-01-01 of a date, as Arrow's CSV reader parses it.
 fn parse_date(text: &str) -> Option<i32> {
-    let mut parts = text.splitn(3, '-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let date = chrono_like_days(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    Some(date)
-}
-
-/// Days since the epoch of a valid calendar date (proleptic Gregorian).
-fn chrono_like_days(year: i32, month: u32, day: u32) -> Option<i32> {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day == 0 || day > days_in[month as usize - 1] {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = month as i32;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i32 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    Date32Type::parse(text)
 }
 
 /// The type `text` parses as, most specific first.
 fn kind_of(text: &str) -> &'static str {
-    if text.parse::<i64>().is_ok() {
+    if Int64Type::parse(text).is_some() {
         "Int64"
-    } else if text.parse::<f64>().is_ok() {
+    } else if Float64Type::parse(text).is_some() {
         "Float64"
     } else if parse_date(text).is_some() {
         "Date32"
@@ -240,8 +205,8 @@ impl Column {
     fn check(&self, value: &str) -> bool {
         value.is_empty()
             || match self {
-                Self::Int(_) => value.parse::<i64>().is_ok(),
-                Self::Float(_) => value.parse::<f64>().is_ok(),
+                Self::Int(_) => Int64Type::parse(value).is_some(),
+                Self::Float(_) => Float64Type::parse(value).is_some(),
                 Self::Date(_) => parse_date(value).is_some(),
                 Self::Bool(_) => value == "true" || value == "false",
                 Self::Text(_) => true,
@@ -250,13 +215,12 @@ impl Column {
 
     /// Appends a value [`Self::check`] accepted.
     fn append(&mut self, value: &str) {
-        let empty = value.is_empty();
         match self {
-            Self::Int(b) => b.append_option((!empty).then(|| value.parse().unwrap_or_default())),
-            Self::Float(b) => b.append_option((!empty).then(|| value.parse().unwrap_or_default())),
+            Self::Int(b) => b.append_option(Int64Type::parse(value)),
+            Self::Float(b) => b.append_option(Float64Type::parse(value)),
             Self::Date(b) => b.append_option(parse_date(value)),
-            Self::Bool(b) => b.append_option((!empty).then_some(value == "true")),
-            Self::Text(b) => b.append_option((!empty).then_some(value)),
+            Self::Bool(b) => b.append_option((!value.is_empty()).then_some(value == "true")),
+            Self::Text(b) => b.append_option((!value.is_empty()).then_some(value)),
         }
     }
 
@@ -384,7 +348,11 @@ impl PartitionFn for CheckedPartition {
         for path in paths.iter().flatten() {
             out.push(self.read_file(path)?);
         }
-        Ok(Some(arrow::compute::concat_batches(&self.schema, &out)?))
+        match out.len() {
+            0 => Ok(None),
+            1 => Ok(out.pop()),
+            _ => Ok(Some(arrow::compute::concat_batches(&self.schema, &out)?)),
+        }
     }
 
     fn finish(&mut self) -> DfResult<Option<RecordBatch>> {
@@ -401,8 +369,9 @@ impl PartitionFn for CheckedPartition {
 }
 
 /// The first row of the CSV file at `path` that does not fit the schema
-/// [`infer_csv_schema`] gives it: its line and what is wrong.
-pub fn first_bad_row(path: &Path) -> Option<(u64, String)> {
+/// [`infer_csv_schema`] gives it (with `fields_only`, the first with the wrong number of
+/// fields): its line and what is wrong.
+pub fn first_bad_row(path: &Path, fields_only: bool) -> Option<(u64, String)> {
     let columns = infer_csv_schema(path).ok()?;
     let schema = CheckedCsv {
         columns,
@@ -430,6 +399,7 @@ pub fn first_bad_row(path: &Path) -> Option<(u64, String)> {
                     format!("expected {} fields, found {}", checks.len(), record.len()),
                 ));
             }
+            Ok(true) if fields_only => {}
             Ok(true) => {
                 let bad = record
                     .iter()

@@ -20,7 +20,9 @@ use arrow::datatypes::{
     UInt64Type,
 };
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function};
+use ember_planner::{
+    EachBatch, FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
@@ -78,15 +80,6 @@ pub(crate) fn from_batch<T: DeserializeOwned>(batch: &RecordBatch) -> DfResult<V
             std::any::type_name::<T>()
         ))
     })
-}
-
-/// A stateless typed function: each batch in, one batch out.
-struct EachBatch<F>(F);
-
-impl<F: FnMut(RecordBatch) -> DfResult<RecordBatch> + Send> PartitionFn for EachBatch<F> {
-    fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
-        (self.0)(batch).map(Some)
-    }
 }
 
 /// Rows of type `U` computed from a batch (a typed function minus its conversion to

@@ -195,7 +195,12 @@ impl TableSpec {
         if format == FileFormat::Csv
             && message.contains("Csv error")
             && local.is_file()
-            && let Some((line, reason)) = crate::bad_rows::first_bad_row(local)
+            && let Some((line, reason)) = crate::bad_rows::first_bad_row(
+                local,
+                // When DataFusion infers a schema it complains of field counts only (a
+                // value that does not parse makes its column text).
+                message.contains("unequal lengths"),
+            )
         {
             return self.error(format!(
                 "{}:{line}: {reason} (ember.input.bad_rows / --bad-rows skip or \

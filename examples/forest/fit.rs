@@ -20,7 +20,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{EachBatch, FunctionOutput, PartitionFn, UserFunction, register_function};
 use serde::{Deserialize, Serialize};
 
 use super::sketch::QuantileSketch;
@@ -312,15 +312,6 @@ fn split_batch(spec: &SplitSpec, batch: &RecordBatch) -> DfResult<RecordBatch> {
 fn parse<T: serde::de::DeserializeOwned>(what: &str, args: &str) -> DfResult<T> {
     serde_json::from_str(args)
         .map_err(|e| DataFusionError::Execution(format!("bad {what} arguments: {e}")))
-}
-
-/// A stateless per-batch step.
-struct EachBatch<F>(F);
-
-impl<F: FnMut(RecordBatch) -> DfResult<RecordBatch> + Send> PartitionFn for EachBatch<F> {
-    fn push(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
-        (self.0)(batch).map(Some)
-    }
 }
 
 /// Registers `forest.profile`, `forest.split` and `forest.transform` in this process.

@@ -230,9 +230,10 @@ impl fmt::Debug for UserFunction {
 }
 
 /// A stateless function applied to every batch.
-struct EachBatch(Arc<BatchFn>);
+/// A stateless partition function: each batch in, one batch out.
+pub struct EachBatch<F>(pub F);
 
-impl PartitionFn for EachBatch {
+impl<F: FnMut(RecordBatch) -> Result<RecordBatch> + Send> PartitionFn for EachBatch<F> {
     fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
         (self.0)(batch).map(Some)
     }
@@ -274,7 +275,10 @@ pub fn register_batch_fn(
         name,
         FunctionOutput::Fixed(output_schema),
         None,
-        move |_| Ok(Box::new(EachBatch(Arc::clone(&apply))) as Box<dyn PartitionFn>),
+        move |_| {
+            let apply = Arc::clone(&apply);
+            Ok(Box::new(EachBatch(move |batch| apply(batch))) as Box<dyn PartitionFn>)
+        },
     ));
 }
 
@@ -689,7 +693,7 @@ mod tests {
             "only_on_the_driver",
             FunctionOutput::SameAsInput,
             None,
-            |_| Ok(Box::new(EachBatch(Arc::new(Ok))) as Box<dyn PartitionFn>),
+            |_| Ok(Box::new(EachBatch(Ok)) as Box<dyn PartitionFn>),
         ));
         let bytes = encode_plan(plan_calling(stranger)).expect("encodes");
         let err = decode_plan(&bytes, &TaskContext::default()).expect_err("unknown here");

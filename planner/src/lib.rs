@@ -40,7 +40,7 @@ pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};
 pub use functions::{
-    BatchFn, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec,
+    BatchFn, EachBatch, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec,
     OutputFromArgs, PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name,
     register_batch_fn, register_function, user_fn,
 };

@@ -68,7 +68,7 @@ async fn a_task_that_cannot_fit_names_the_operator_and_the_limit() {
         .expect_err("16 KiB cannot hold a sort's batches");
     let text = err.to_string();
     assert!(
-        text.contains("out of memory under the executor's limit of 16.0 KiB"),
+        text.contains("out of memory under the executor's limit of 16.0 KB"),
         "{text}"
     );
     assert!(text.contains("Sort"), "names the operator: {text}");
