@@ -607,15 +607,16 @@ pub struct PriceRun {
 
 /// Runs the report over `source` in `form`; with `out`, writes each table as Parquet under
 /// `out/<table>/` (through the engine's Parquet sink) and returns the tables read back.
-/// `out` must not hold files already.
+/// `out` (a folder path or URL) must not hold files already unless the session's
+/// `ember.output.mode` says to overwrite or append.
 pub async fn run_product_prices(
     session: &Session,
     source: &PriceSource,
     form: ReportForm,
-    out: Option<&Path>,
+    out: Option<&str>,
 ) -> Result<PriceRun> {
     if let Some(out) = out {
-        check_empty_output(out)?;
+        check_empty_output(session, out).await?;
     }
     register_price_sales(session, source).await?;
     let report = price_report(session, source, form).await?;
@@ -627,7 +628,7 @@ pub async fn run_product_prices(
         let rows = match out {
             None => rows.collect().await?,
             Some(out) => {
-                let folder = path_text(&out.join(name))?;
+                let folder = format!("{}/{name}", out.trim_end_matches('/'));
                 let written = rows.write_parquet(&folder).await?;
                 let count = written
                     .first_value::<datafusion::arrow::datatypes::UInt64Type>()

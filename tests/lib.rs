@@ -174,3 +174,118 @@ pub fn register_cluster_functions() {
         Ok(batch)
     });
 }
+
+/// Where the tests find a Python with `moto[server]`: `EMBER_MOTO_PYTHON`, or a virtual
+/// environment under `~/.cache/ember-moto-venv`, made (with `pip install moto[server]` from
+/// PyPI) on first use.
+fn moto_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("EMBER_MOTO_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    let venv = home.join(".cache/ember-moto-venv");
+    let python = venv.join("bin/python");
+    let has_moto = |python: &Path| {
+        std::process::Command::new(python)
+            .args(["-c", "import moto.server, boto3"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_moto(&python) {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "python3 -m venv {} failed", venv.display());
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "moto[server]"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(installed, "pip install moto[server] failed");
+    }
+    python
+}
+
+/// An S3-compatible server (moto) on a loopback port, killed when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    python: PathBuf,
+}
+
+impl S3Server {
+    /// Starts moto (installing it first if needed) and waits until it answers.
+    pub fn start() -> Self {
+        let python = moto_python();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto starts");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            python,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not listen on {port} within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// Creates bucket `name`.
+    pub fn create_bucket(&self, name: &str) {
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name='us-east-1').create_bucket(Bucket='{name}')",
+            self.endpoint
+        );
+        let status = std::process::Command::new(&self.python)
+            .args(["-c", &script])
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "creating bucket {name} failed");
+    }
+
+    /// `config` with the `ember.s3.*` options that reach this server.
+    pub fn configure(&self, config: &mut EmberConfig) {
+        for (key, value) in [
+            ("endpoint", self.endpoint.as_str()),
+            ("allow_http", "true"),
+            ("region", "us-east-1"),
+            ("access_key_id", "testing"),
+            ("secret_access_key", "testing"),
+        ] {
+            config
+                .set(&format!("ember.s3.{key}"), value)
+                .expect("a known S3 option");
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

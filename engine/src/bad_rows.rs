@@ -9,6 +9,7 @@
 //! parse as, so a few bad values do not turn a numeric column into text. Counts go through the accumulator
 //! [`BAD_ROWS_ACCUMULATOR`] (a retried task counts once).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -127,16 +128,20 @@ fn fits(seen: &str, column: &str) -> bool {
 /// 90 % of the first [`INFER_RECORDS`] records' non-empty values parse as (integers count
 /// for floats; text fits everything).
 pub fn infer_csv_schema(path: &Path) -> Result<Vec<(String, String)>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| csv_error(path, e))?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| csv_error(path, e))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let file = std::fs::File::open(path).map_err(|source| EmberError::Io {
+        action: "opening",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    infer_csv_schema_from(file).map_err(|e| csv_error(path, e))
+}
+
+/// [`infer_csv_schema`] of CSV text read from `source`.
+fn infer_csv_schema_from(
+    source: impl Read,
+) -> std::result::Result<Vec<(String, String)>, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(source);
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
     let kinds = ["Int64", "Float64", "Date32", "Boolean", "Utf8"];
     let mut votes = vec![[0_usize; 5]; header.len()];
     for record in reader.records().take(INFER_RECORDS) {
@@ -246,11 +251,14 @@ struct CheckedPartition {
 
 impl CheckedPartition {
     fn read_file(&mut self, path: &str) -> DfResult<RecordBatch> {
-        let failed = |e: csv::Error| DataFusionError::Execution(format!("{path}: {e}"));
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(path)
-            .map_err(failed)?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| DataFusionError::Execution(format!("{path}: {e}")))?;
+        self.read_from(path, file)
+    }
+
+    /// Reads the CSV text of `source`, named `path` in messages and quarantine files.
+    fn read_from(&mut self, path: &str, source: impl Read) -> DfResult<RecordBatch> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(source);
         let fields = self.schema.fields().len();
         let mut columns: Vec<Column> = self
             .schema
@@ -420,6 +428,30 @@ pub fn first_bad_row(path: &Path, fields_only: bool) -> Option<(u64, String)> {
             Err(e) => return Some((line, e.to_string())),
         }
     }
+}
+
+/// Reads the CSV text `bytes` as [`Session::read_csv_checked`] reads a file: the schema
+/// inferred from its first records, each record checked against it, bad rows handled by
+/// `policy` (`Fail` or `Skip`; `Quarantine` writes its file). Returns the good rows and
+/// the number of bad ones; `name` stands for the file in messages.
+pub fn parse_csv_checked(name: &str, bytes: &[u8], policy: &BadRows) -> Result<(RecordBatch, u64)> {
+    let columns = infer_csv_schema_from(bytes).map_err(|e| EmberError::InvalidArgument {
+        operation: "reading CSV",
+        message: format!("{name}: {e}"),
+    })?;
+    let spec = CheckedCsv {
+        columns,
+        policy: policy.clone(),
+    };
+    let mut partition = CheckedPartition {
+        schema: spec.schema()?,
+        spec,
+        partition: 0,
+        bad: 0,
+        quarantine: None,
+    };
+    let batch = partition.read_from(name, bytes)?;
+    Ok((batch, partition.bad))
 }
 
 /// Registers [`CHECKED_CSV_FN`] in this process.

@@ -17,6 +17,7 @@ use ember_executors::rpc::proto::scheduler_service_client::SchedulerServiceClien
 use ember_executors::rpc::proto::{self, Empty};
 use ember_executors::rpc::security::{AddToken, ClientSecurity};
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
+use ember_executors::storage::StoreOptions;
 use ember_executors::{Executor, ExecutorConfig, ShuffleLocation, read_job_output};
 use futures::StreamExt;
 use tempfile::TempDir;
@@ -325,11 +326,12 @@ impl Cluster {
         job_id: &str,
         locations: &[ShuffleLocation],
         addresses: HashMap<String, String>,
+        stores: &StoreOptions,
     ) -> SendableRecordBatchStream {
         let peers = match self {
             Cluster::Local(local) => Arc::clone(&local.peers),
             Cluster::Remote(remote) => Arc::clone(&remote.peers),
         };
-        read_job_output(schema, job_id, locations, addresses, peers)
+        read_job_output(schema, job_id, locations, addresses, peers, stores)
     }
 }

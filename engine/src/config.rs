@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use ember_executors::ShuffleCompression;
+use ember_executors::storage::{S3_SETTING_PREFIX, StoreOptions, location_url};
 
 use crate::config_err;
 use crate::error::Result;
@@ -52,6 +53,18 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "When set, CSV tables of `ember sql` and CSV inputs of `ember run` are read record by record: bad rows fail the job with file:line, or are skipped, or written with file, line and reason under PATH; the count is printed.",
     },
     ConfigEntry {
+        key: "ember.output.mode",
+        kind: "error | overwrite | append",
+        default: "error",
+        description: "What a write (DSL write_*, SQL COPY, --out of ember run) does when its destination holds files: refuse, replace them once the new files are committed, or add beside them.",
+    },
+    ConfigEntry {
+        key: "ember.s3.KEY",
+        kind: "text",
+        default: "from AWS_* variables",
+        description: "S3 options for s3:// inputs, outputs and shuffle dirs: endpoint, region, access_key_id, secret_access_key, session_token, allow_http, virtual_hosted_style_request (any key of object_store's AmazonS3ConfigKey). They travel with every task, so executors use the driver's.",
+    },
+    ConfigEntry {
         key: "ember.task.max_attempts",
         kind: "integer >= 1",
         default: "4",
@@ -68,6 +81,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         kind: "lz4 | zstd | none",
         default: "lz4",
         description: "Codec of shuffle files (Arrow IPC buffer compression).",
+    },
+    ConfigEntry {
+        key: "ember.shuffle.dir",
+        kind: "URL (s3://bucket/prefix, file:///...)",
+        default: "none (executors' work dirs)",
+        description: "Where map outputs are copied once written: there they outlive the executor that wrote them, so losing it recomputes nothing. Each job's pieces are deleted when it ends.",
     },
     ConfigEntry {
         key: "ember.work_dir",
@@ -117,10 +136,16 @@ pub const REQUIRED_DATAFUSION_SETTINGS: &[(&str, &str)] = &[
 /// to every task of the other (a broadcast join), as Spark does under its
 /// `autoBroadcastJoinThreshold`; DataFusion's own limit (1 MiB) suits a process where
 /// repartitioning the larger side costs a memory copy, not a shuffle through files.
-pub const DEFAULT_DATAFUSION_SETTINGS: &[(&str, &str)] = &[(
-    "datafusion.optimizer.hash_join_single_partition_threshold",
-    "33554432",
-)];
+///
+/// A write task writes one file (DataFusion splits a single-partition write over 4 files by
+/// default, to use 4 cores; Ember's tasks already run in parallel).
+pub const DEFAULT_DATAFUSION_SETTINGS: &[(&str, &str)] = &[
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold",
+        "33554432",
+    ),
+    ("datafusion.execution.minimum_parallel_output_files", "1"),
+];
 
 /// The settings of a session and its embedded cluster.
 #[derive(Debug, Clone)]
@@ -141,6 +166,12 @@ pub struct EmberConfig {
     pub memory_limit: Option<usize>,
     /// `ember.input.bad_rows`; `None` for DataFusion's CSV reader.
     pub bad_rows: Option<crate::BadRows>,
+    /// `ember.output.mode`.
+    pub output_mode: crate::WriteMode,
+    /// `ember.s3.*`.
+    pub storage: StoreOptions,
+    /// `ember.shuffle.dir`; `None` to keep map outputs on the executors only.
+    pub shuffle_dir: Option<String>,
     /// `datafusion.*` settings, applied in order on top of Ember's defaults.
     pub datafusion: Vec<(String, String)>,
 }
@@ -158,6 +189,9 @@ impl Default for EmberConfig {
             work_dir: None,
             memory_limit: None,
             bad_rows: None,
+            output_mode: crate::WriteMode::default(),
+            storage: StoreOptions::default(),
+            shuffle_dir: None,
             datafusion: Vec::new(),
         }
     }
@@ -183,10 +217,33 @@ impl EmberConfig {
                 }
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            "ember.shuffle.dir" => {
+                if !value.contains("://") {
+                    config_err!(
+                        key,
+                        "expected a URL such as s3://bucket/prefix, got '{value}'"
+                    );
+                }
+                if let Err(e) = location_url(value) {
+                    config_err!(key, "{e}");
+                }
+                self.shuffle_dir = Some(value.trim_end_matches('/').to_string());
+            }
             "ember.input.bad_rows" => {
                 self.bad_rows = match value.parse() {
                     Ok(policy) => Some(policy),
                     Err(message) => config_err!(key, "{message}"),
+                }
+            }
+            "ember.output.mode" => {
+                self.output_mode = match value.parse() {
+                    Ok(mode) => mode,
+                    Err(message) => config_err!(key, "{message}"),
+                }
+            }
+            k if k.starts_with(S3_SETTING_PREFIX) => {
+                if let Err(message) = self.storage.set_s3(&k[S3_SETTING_PREFIX.len()..], value) {
+                    config_err!(key, "{message}");
                 }
             }
             "ember.executor.memory_limit" => {

@@ -43,24 +43,21 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::{DFSchema, JoinType};
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::FileFormatFactory;
-use datafusion::datasource::file_format::csv::CsvFormatFactory;
-use datafusion::datasource::file_format::format_as_file_type;
-use datafusion::datasource::file_format::json::JsonFormatFactory;
-use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Partitioning, SortExpr};
+use datafusion::logical_expr::{Expr, LogicalPlan, Partitioning, SortExpr};
 use datafusion::prelude::{CsvReadOptions, DataFrame, lit};
 
-use ember_planner::{CacheEntry, CachedData, Exchange, MapPartitions, SAMPLE_FUNCTION, SampleSpec};
+use ember_planner::{
+    CacheEntry, CachedData, Exchange, MapPartitions, SAMPLE_FUNCTION, SampleSpec, WriteFormat,
+};
 
+use crate::commit::WriteMode;
 use crate::error::{EmberError, Result};
 use crate::session::{QueryResult, Session};
 use crate::tables::{FileFormat, TableSpec};
@@ -472,38 +469,47 @@ impl<'s> Dataset<'s> {
         Ok(())
     }
 
-    /// Writes the rows as Parquet files under the folder `path`.
+    /// Writes the rows as Parquet files under the folder `path` (a path or an `s3://`,
+    /// `memory://` or `file://` URL), committed atomically; an existing destination is
+    /// handled as `ember.output.mode` says (by default, refused).
     pub async fn write_parquet(&self, path: &str) -> Result<QueryResult> {
-        self.write(path, Arc::new(ParquetFormatFactory::new()))
+        self.write(
+            path,
+            WriteFormat::Parquet,
+            self.session.config().output_mode,
+        )
+        .await
+    }
+
+    /// Writes the rows as CSV files (with a header) under the folder `path`, as
+    /// [`Self::write_parquet`] does.
+    pub async fn write_csv(&self, path: &str) -> Result<QueryResult> {
+        self.write(path, WriteFormat::Csv, self.session.config().output_mode)
             .await
     }
 
-    /// Writes the rows as CSV files (with a header) under the folder `path`.
-    pub async fn write_csv(&self, path: &str) -> Result<QueryResult> {
-        self.write(path, Arc::new(CsvFormatFactory::new())).await
-    }
-
-    /// Writes the rows as newline-delimited JSON files under the folder `path`.
+    /// Writes the rows as newline-delimited JSON files under the folder `path`, as
+    /// [`Self::write_parquet`] does.
     pub async fn write_json(&self, path: &str) -> Result<QueryResult> {
-        self.write(path, Arc::new(JsonFormatFactory::new())).await
+        self.write(path, WriteFormat::Json, self.session.config().output_mode)
+            .await
     }
 
-    async fn write(&self, path: &str, format: Arc<dyn FileFormatFactory>) -> Result<QueryResult> {
-        // A trailing slash makes DataFusion write a folder of files, one per task.
-        let folder = if path.ends_with('/') {
-            path.to_string()
-        } else {
-            format!("{path}/")
-        };
-        let plan = LogicalPlanBuilder::copy_to(
-            self.frame.logical_plan().clone(),
-            folder,
-            format_as_file_type(format),
-            HashMap::new(),
-            vec![],
-        )?
-        .build()?;
-        self.session.run_logical(plan).await
+    /// Writes the rows as `format` files under the folder `path`: each task writes its
+    /// partition into a staging folder, and the files appear at `path` (with a `_SUCCESS`
+    /// marker, written last) only when the job succeeds. `mode` says what happens to files
+    /// already there. Returns one row, `count`, the rows written.
+    pub async fn write(
+        &self,
+        path: &str,
+        format: WriteFormat,
+        mode: WriteMode,
+    ) -> Result<QueryResult> {
+        self.session
+            .prepare_caches(self.frame.logical_plan())
+            .await?;
+        let plan = self.frame.clone().create_physical_plan().await?;
+        self.session.write_plan(plan, path, format, mode).await
     }
 }
 

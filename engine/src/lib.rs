@@ -31,6 +31,7 @@
 pub mod bad_rows;
 pub mod cli;
 pub mod cluster;
+pub mod commit;
 pub mod config;
 pub mod dataset;
 mod error;
@@ -47,6 +48,7 @@ pub mod typed;
 
 pub use bad_rows::BadRows;
 pub use cluster::{Cluster, LocalCluster, RemoteCluster};
+pub use commit::WriteMode;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
 pub use ember_planner::{AccumulatorValue, register_batch_fn};

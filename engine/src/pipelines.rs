@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use ember_datasets::{TpchOptions, generate_tpch, tpch_is_complete};
 
+use crate::commit::WriteMode;
 use crate::error::Result;
 use crate::session::{QueryResult, Session};
 use crate::tables::{FileFormat, TableSpec};
@@ -53,24 +54,22 @@ pub async fn run_pricing(session: &Session, dir: &Path, scale_factor: f64) -> Re
     session.sql(PRICING_SQL).await
 }
 
-/// Refuses an output folder that holds files: the outputs of an earlier run would mix
+/// Refuses an output folder (a path or URL) that holds files, unless the session's
+/// `ember.output.mode` is overwrite or append: the outputs of an earlier run would mix
 /// with this one's.
-pub fn check_empty_output(out: &Path) -> Result<()> {
-    match std::fs::read_dir(out) {
-        Ok(mut entries) => match entries.next() {
-            Some(_) => Err(crate::EmberError::Config {
-                key: "--out".into(),
-                message: format!(
-                    "{} is not empty; remove it or choose another folder",
-                    out.display()
-                ),
-            }),
-            None => Ok(()),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::EmberError::Config {
-            key: "--out".into(),
-            message: format!("{}: {e}", out.display()),
-        }),
+pub async fn check_empty_output(session: &Session, out: &str) -> Result<()> {
+    if session.config().output_mode != WriteMode::Error {
+        return Ok(());
     }
+    let files = session.output_files(out).await?;
+    if files > 0 {
+        return Err(crate::EmberError::Config {
+            key: "--out".into(),
+            message: format!(
+                "{out} is not empty ({files} files); remove it, choose another folder, or \
+                 pass --mode overwrite or append"
+            ),
+        });
+    }
+    Ok(())
 }

@@ -11,14 +11,17 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
+use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry, remove_prefix};
 use ember_planner::{
     AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
-    StageGraph, cut_stages,
+    StageGraph, WriteFormat, cut_stages,
 };
 use futures::future::BoxFuture;
 
@@ -123,8 +126,14 @@ impl Session {
                     message: e.to_string(),
                 })?;
         }
+        // No cached listings: a job may read a folder that an earlier one rewrote.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .with_object_store_registry(Arc::new(StoreRegistry::new(config.storage.clone())))
+            .build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(df_config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_query_planner(Arc::new(EmberQueryPlanner))
             .build();
@@ -254,6 +263,23 @@ impl Session {
                 metrics: None,
             });
         }
+        if let LogicalPlan::Copy(copy) = &plan {
+            // `COPY ... TO` goes through the commit protocol like every write.
+            let ext = copy.file_type.get_ext();
+            let format = WriteFormat::from_extension(&ext).ok_or_else(|| EmberError::Config {
+                key: "COPY".into(),
+                message: format!("cannot write '{ext}' files (parquet, csv or json)"),
+            })?;
+            if !copy.partition_by.is_empty() || !copy.options.is_empty() {
+                return Err(EmberError::Config {
+                    key: "COPY".into(),
+                    message: "PARTITIONED BY and OPTIONS (...) are not supported yet".into(),
+                });
+            }
+            let input = self.physical_plan(copy.input.as_ref().clone()).await?;
+            let (location, mode) = (copy.output_url.clone(), self.config.output_mode);
+            return self.write_plan(input, &location, format, mode).await;
+        }
         let physical = self.physical_plan(plan).await?;
         self.run_physical(physical).await
     }
@@ -285,6 +311,12 @@ impl Session {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        // The S3 options, so that executors reach the driver's stores, and the shuffle
+        // directory.
+        settings.extend(self.config.storage.settings());
+        if let Some(dir) = &self.config.shuffle_dir {
+            settings.push((SHUFFLE_DIR_SETTING.to_string(), dir.clone()));
+        }
         settings
     }
 
@@ -325,6 +357,7 @@ impl Session {
                     &job_id,
                     &pieces,
                     finished.outcome.addresses,
+                    &self.config.storage,
                 );
                 datafusion::physical_plan::common::collect(stream)
                     .await
@@ -371,6 +404,12 @@ impl Session {
         if let Err(e) = self.cluster.remove_job(job_id).await {
             // The result stands; the leftover files are the cluster's to reclaim.
             tracing::warn!(job = %job_id, "removing the job's shuffle files failed: {e}");
+        }
+        if let Some(dir) = &self.config.shuffle_dir {
+            let prefix = format!("{dir}/{job_id}/");
+            if let Err(e) = remove_prefix(&prefix, &self.config.storage).await {
+                tracing::warn!(job = %job_id, "removing {prefix} failed: {e}");
+            }
         }
     }
 
@@ -485,7 +524,7 @@ struct FinishedJob {
 }
 
 /// A new job id, unique in this process: `PREFIX-PID-N`.
-fn new_job_id(prefix: &str) -> String {
+pub(crate) fn new_job_id(prefix: &str) -> String {
     format!(
         "{prefix}-{}-{}",
         std::process::id(),

@@ -138,20 +138,23 @@ impl TableSpec {
                     file_extension: &extension,
                     ..Default::default()
                 };
-                ctx.register_parquet(&self.name, &self.path, options).await
+                ctx.register_parquet(&self.name, &self.listing_path(), options)
+                    .await
             }
             FileFormat::Csv => {
                 let options = CsvReadOptions::new()
                     .has_header(true)
                     .file_extension(&extension);
-                ctx.register_csv(&self.name, &self.path, options).await
+                ctx.register_csv(&self.name, &self.listing_path(), options)
+                    .await
             }
             FileFormat::Json => {
                 let options = JsonReadOptions {
                     file_extension: &extension,
                     ..Default::default()
                 };
-                ctx.register_json(&self.name, &self.path, options).await
+                ctx.register_json(&self.name, &self.listing_path(), options)
+                    .await
             }
         };
         registered.map_err(|e| self.explain(e, format))
@@ -166,20 +169,20 @@ impl TableSpec {
                     file_extension: &extension,
                     ..Default::default()
                 };
-                ctx.read_parquet(self.path.as_str(), options).await
+                ctx.read_parquet(self.listing_path(), options).await
             }
             FileFormat::Csv => {
                 let options = CsvReadOptions::new()
                     .has_header(true)
                     .file_extension(&extension);
-                ctx.read_csv(self.path.as_str(), options).await
+                ctx.read_csv(self.listing_path(), options).await
             }
             FileFormat::Json => {
                 let options = JsonReadOptions {
                     file_extension: &extension,
                     ..Default::default()
                 };
-                ctx.read_json(self.path.as_str(), options).await
+                ctx.read_json(self.listing_path(), options).await
             }
         };
         read.map_err(|e| self.explain(e, format))
@@ -272,6 +275,19 @@ impl TableSpec {
             format,
             self.extension_to_list(format!(".{}", format.extension())),
         ))
+    }
+
+    /// The path DataFusion lists: an object-store URL whose last part has no file
+    /// extension names a folder (`s3://bucket/tables/lineitem` is `.../lineitem/`), as
+    /// local folders are found by looking.
+    fn listing_path(&self) -> String {
+        let url = self.path.contains("://");
+        let last = self.path.rsplit('/').next().unwrap_or_default();
+        if url && !self.is_glob() && !self.path.ends_with('/') && !last.contains('.') {
+            format!("{}/", self.path)
+        } else {
+            self.path.clone()
+        }
     }
 
     /// Fails, naming the path, when a local path (not a glob) does not exist.

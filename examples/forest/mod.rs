@@ -411,7 +411,7 @@ pub async fn forest_predict(
     register_forest_functions();
     let model = ForestModel::load(model)?;
     if let Some(out) = out {
-        crate::pipelines::check_empty_output(out)?;
+        crate::pipelines::check_empty_output(session, &out.to_string_lossy()).await?;
     }
     let data = prep::read_input(session, input).await?;
     let has_label = data

@@ -262,7 +262,7 @@ fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String> {
 pub async fn forest_prep(session: &Session, options: &PrepOptions) -> Result<PrepOutcome> {
     options.validate()?;
     if let Some(out) = &options.out {
-        check_empty_output(out)?;
+        check_empty_output(session, &out.to_string_lossy()).await?;
     }
     let data = labelled_input(session, &options.input, &options.label).await?;
     let input_schema = data.arrow_schema();

@@ -9,6 +9,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::common::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -20,6 +21,7 @@ use crate::rpc::flight::PeerClients;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::ClientSecurity;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure};
+use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
 use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
 /// How an executor is set up.
@@ -118,28 +120,45 @@ impl Executor {
 
     /// Runs one task to completion and reports the shuffle files it wrote.
     pub async fn run_task(&self, task: TaskDefinition) -> Result<TaskOutput> {
-        check_job_id(&task.job_id)?;
+        self.accept_job(&task.job_id)?;
         let started = Instant::now();
         let task_dir = self
             .job_dir(&task.job_id)
             .join(format!("stage-{}", task.stage_id))
             .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
-        lock(&self.jobs).insert(task.job_id.clone());
         let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
             own_id: self.config.id.clone(),
             job_id: task.job_id.clone(),
             peers: Arc::clone(&task.peers),
             clients: Arc::clone(&self.peers),
+            stores: StoreOptions::default(),
         });
+        // S3 options and the shuffle directory ride along as `ember.*` settings; the rest
+        // are DataFusion's.
+        let (stores, mut settings) =
+            StoreOptions::from_settings(&task.settings).map_err(|message| {
+                ExecutorError::Config {
+                    key: "ember.s3".into(),
+                    message,
+                }
+            })?;
+        let shuffle_dir = settings
+            .iter()
+            .position(|(key, _)| key == SHUFFLE_DIR_SETTING)
+            .map(|at| settings.remove(at).1);
         let shuffle = LocalShuffle::new(
             task_dir,
             Arc::clone(&task.inputs),
             self.config.compression,
             remote,
-        );
+        )
+        .with_stores(stores.clone());
 
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.functions.runtime_env())
+            .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))
+            .build_arc()?;
         let mut config = SessionConfig::new();
-        for (key, value) in task.settings.iter() {
+        for (key, value) in &settings {
             config
                 .options_mut()
                 .set(key, value)
@@ -154,6 +173,7 @@ impl Executor {
             .with_extension(Arc::clone(&env));
         let context = TaskContext::from(&self.functions.state())
             .with_session_config(config)
+            .with_runtime(runtime)
             .with_task_id(task.name());
 
         let plan = decode_plan(&task.plan, &context)?;
@@ -200,6 +220,19 @@ impl Executor {
                 });
             }
         }
+        if let Some(dir) = &shuffle_dir {
+            // Copied to the shuffle directory, the pieces outlive this executor.
+            for location in &mut locations {
+                let url = format!(
+                    "{}/{}",
+                    dir.trim_end_matches('/'),
+                    location.stored_key(&task.job_id)
+                );
+                upload(&location.path, &url, &stores).await?;
+                let _ = std::fs::remove_file(&location.path);
+                location.path = PathBuf::from(url);
+            }
+        }
         Ok(TaskOutput {
             executor_id: self.config.id.clone(),
             locations,
@@ -208,6 +241,14 @@ impl Executor {
             spilled_bytes,
             spills,
         })
+    }
+
+    /// Records that this executor runs tasks of `job_id`, whose files Flight tickets may
+    /// then name; refuses an id that is not a plain name.
+    pub fn accept_job(&self, job_id: &str) -> Result<()> {
+        check_job_id(job_id)?;
+        lock(&self.jobs).insert(job_id.to_string());
+        Ok(())
     }
 
     /// Stores (or replaces) a broadcast variable for the user functions of later tasks.
@@ -340,7 +381,7 @@ mod tests {
             dir.path().join("e").join("spill").is_dir(),
             "spills go to its work dir"
         );
-        lock(&executor.jobs).insert("job-1".into());
+        executor.accept_job("job-1").expect("a plain id");
         let path = executor
             .shuffle_file(&ticket("job-1"))
             .expect("a job it ran");

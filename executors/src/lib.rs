@@ -14,6 +14,7 @@ mod input_errors;
 pub mod memory;
 pub mod rpc;
 pub mod shuffle;
+pub mod storage;
 mod task;
 
 pub use error::{ExecutorError, Result};

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -36,7 +37,10 @@ pub fn format_size(bytes: usize) -> String {
 /// fairly by the spilling operators of every task, and spill files under
 /// `work_dir/spill`; without one, DataFusion's unbounded default.
 pub fn runtime_env(work_dir: &Path, memory_limit: Option<usize>) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new();
+    // No cached listings: a task may read a folder that an earlier job rewrote.
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .with_object_store_registry(Arc::new(crate::storage::StoreRegistry::default()));
     if let Some(limit) = memory_limit {
         let spill = work_dir.join("spill");
         std::fs::create_dir_all(&spill).map_err(|source| ExecutorError::Io {

@@ -54,6 +54,22 @@ pub struct TaskDefinition {
     pub peers: Arc<HashMap<String, String>>,
 }
 
+impl ShuffleLocation {
+    /// Whether the piece lies in an object store (the job's shuffle directory), where it
+    /// outlives the executor that wrote it; `path` is then its URL.
+    pub fn is_stored(&self) -> bool {
+        self.path.to_string_lossy().contains("://")
+    }
+
+    /// The piece's key under a shuffle directory: `JOB/stage-S/map-M-attempt-A/part-P.arrow`.
+    pub fn stored_key(&self, job_id: &str) -> String {
+        format!(
+            "{job_id}/stage-{}/map-{}-attempt-{}/part-{}.arrow",
+            self.stage_id, self.map_partition, self.attempt, self.output_partition
+        )
+    }
+}
+
 impl TaskDefinition {
     /// A short name for logs and errors: `job/stage.partition#attempt`.
     pub fn name(&self) -> String {

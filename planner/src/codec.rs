@@ -25,9 +25,10 @@ use crate::cache::{CacheScanExec, CachedPiece};
 use crate::error::{PlannerError, Result};
 use crate::functions::{MapPartitionsExec, user_fn};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
+use crate::sink::{StagedWriteExec, WriteFormat};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
-pub const PLAN_WIRE_VERSION: u32 = 4;
+pub const PLAN_WIRE_VERSION: u32 = 5;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
@@ -87,6 +88,18 @@ struct ExtensionNode {
     map_partitions: Option<MapPartitionsNode>,
     #[prost(message, optional, tag = "5")]
     cache_scan: Option<CacheScanNode>,
+    #[prost(message, optional, tag = "6")]
+    staged_write: Option<StagedWriteNode>,
+}
+
+/// Wire form of a [`StagedWriteExec`]; its input travels as the extension's input.
+#[derive(Clone, PartialEq, Message)]
+struct StagedWriteNode {
+    #[prost(string, tag = "1")]
+    staging: String,
+    /// The file extension: parquet, csv or json.
+    #[prost(string, tag = "2")]
+    format: String,
 }
 
 /// Wire form of a [`MapPartitionsExec`]: the function's name and arguments; its input
@@ -282,8 +295,21 @@ impl PhysicalExtensionCodec for EmberCodec {
                 Arc::new(pieces),
             )));
         }
+        if let Some(write) = node.staged_write {
+            let [input] = inputs else {
+                return Err(codec_err("StagedWriteExec needs exactly one input"));
+            };
+            let format = WriteFormat::from_extension(&write.format)
+                .ok_or_else(|| codec_err(format!("unknown output format '{}'", write.format)))?;
+            return Ok(Arc::new(StagedWriteExec::new(
+                Arc::clone(input),
+                write.staging,
+                format,
+            )));
+        }
         Err(codec_err(
-            "extension node is neither a writer, a reader, a function nor a cache scan",
+            "extension node is neither a writer, a reader, a function, a cache scan nor an \
+             output writer",
         ))
     }
 
@@ -316,6 +342,15 @@ impl PhysicalExtensionCodec for EmberCodec {
                         self,
                         proto_converter,
                     )?),
+                }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(write) = node.downcast_ref::<StagedWriteExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                staged_write: Some(StagedWriteNode {
+                    staging: write.staging().to_string(),
+                    format: write.format().extension().to_string(),
                 }),
                 ..ExtensionNode::default()
             }

@@ -31,6 +31,7 @@ mod sample;
 mod scans;
 mod semi_filters;
 pub mod shuffle;
+mod sink;
 mod stage;
 
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
@@ -48,4 +49,5 @@ pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{
     ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
 };
+pub use sink::{StagedWriteExec, WriteFormat, staged_write_schema};
 pub use stage::{Stage, StageGraph, StageId};

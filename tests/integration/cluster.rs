@@ -17,7 +17,7 @@ use ember::pipelines::register_tpch;
 use ember::scheduler::{JobEvent, JobListener};
 use ember::{EmberConfig, Session};
 use ember_tests::{
-    datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match,
+    S3Server, datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match,
     run_tpch_against_datafusion, tpch_dir, tpch_query,
 };
 use tempfile::TempDir;
@@ -304,35 +304,7 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
     register_cluster_functions();
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
     let mut session = cluster.session().await;
-    // When the first stage is done, kill an executor that ran some of its map tasks: the
-    // reducers are then reading, and that executor's map outputs are gone.
-    let map_executors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let killed = Arc::new(Mutex::new(None::<String>));
-    let executors = Arc::clone(&cluster.executors);
-    let (seen, victim) = (Arc::clone(&map_executors), Arc::clone(&killed));
-    session.set_listener(Arc::new(Hook(move |event: &JobEvent| match event {
-        JobEvent::TaskFinished {
-            stage_id: 0,
-            executor_id,
-            ..
-        } => seen.lock().expect("lock").push(executor_id.clone()),
-        JobEvent::StageFinished { stage_id: 0 } => {
-            let mut victim = victim.lock().expect("lock");
-            if victim.is_some() {
-                return;
-            }
-            let target = seen.lock().expect("lock").first().cloned();
-            let mut executors = executors.lock().expect("lock");
-            if let Some(node) = executors
-                .iter_mut()
-                .find(|n| Some(&n.id) == target.as_ref())
-            {
-                kill(node);
-                *victim = Some(node.id.clone());
-            }
-        }
-        _ => {}
-    })));
+    let (killed, map_executors) = kill_a_map_executor_after_the_first_stage(&cluster, &mut session);
     let (rows, keys) = (60_000, 40);
     let got = slow_sums(&session, rows, keys)
         .await
@@ -385,6 +357,91 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
             "{task} is not in the log: {recomputed:?}"
         );
     }
+}
+
+/// A value the event hook fills in.
+type Shared<T> = Arc<Mutex<T>>;
+
+/// When the first stage of the session's next job is done, kills an executor that ran some
+/// of its map tasks (the reducers are then reading, and its map outputs are gone with it);
+/// the executor's id lands in the first slot returned, the executors of the stage's map
+/// tasks (one entry per task) in the second.
+fn kill_a_map_executor_after_the_first_stage(
+    cluster: &TestCluster,
+    session: &mut Session,
+) -> (Shared<Option<String>>, Shared<Vec<String>>) {
+    let map_executors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let killed = Arc::new(Mutex::new(None::<String>));
+    let executors = Arc::clone(&cluster.executors);
+    let (seen, victim) = (Arc::clone(&map_executors), Arc::clone(&killed));
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| match event {
+        JobEvent::TaskFinished {
+            stage_id: 0,
+            executor_id,
+            ..
+        } => seen.lock().expect("lock").push(executor_id.clone()),
+        JobEvent::StageFinished { stage_id: 0 } => {
+            let mut victim = victim.lock().expect("lock");
+            if victim.is_some() {
+                return;
+            }
+            let target = seen.lock().expect("lock").first().cloned();
+            let mut executors = executors.lock().expect("lock");
+            if let Some(node) = executors
+                .iter_mut()
+                .find(|n| Some(&n.id) == target.as_ref())
+            {
+                kill(node);
+                *victim = Some(node.id.clone());
+            }
+        }
+        _ => {}
+    })));
+    (killed, map_executors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
+    register_cluster_functions();
+    let s3 = S3Server::start();
+    s3.create_bucket("shuffle");
+    let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
+    let mut config = EmberConfig::default();
+    s3.configure(&mut config);
+    config
+        .set("ember.shuffle.dir", "s3://shuffle/jobs")
+        .expect("a URL");
+    let mut session = Session::connect_with(&cluster.url, cluster.security(), config.clone())
+        .await
+        .expect("the client connects");
+    let (killed, _) = kill_a_map_executor_after_the_first_stage(&cluster, &mut session);
+    let (rows, keys) = (30_000, 20);
+    let got = slow_sums(&session, rows, keys)
+        .await
+        .expect("the job survives the loss of an executor");
+    assert_eq!(got, expected_sums(rows, keys));
+    let victim = killed
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("an executor was killed");
+    // Its map outputs were in the bucket: nothing is recomputed.
+    let log = cluster.scheduler_log();
+    assert!(log.contains(&victim), "{victim} was never lost:\n{log}");
+    assert!(
+        !log.contains("recomputing map task"),
+        "map outputs in the shuffle dir were recomputed:\n{log}"
+    );
+    // The job's pieces are deleted when it ends.
+    let left = Session::new(EmberConfig {
+        executors: 1,
+        ..config
+    })
+    .expect("an embedded cluster")
+    .output_files("s3://shuffle/jobs")
+    .await
+    .expect("listed");
+    assert_eq!(left, 0, "pieces left in the shuffle dir");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -851,4 +908,138 @@ async fn executor_processes_with_a_memory_limit_spill_and_report_it() {
         "q18 on 2 processes of 16 MiB: spilled {} bytes",
         metrics.spilled_bytes()
     );
+}
+
+/// The files of an output folder, by name, with their sizes (the staging folder apart).
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, u64)> = entries
+        .flatten()
+        .map(|e| {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_the_job_writes_once()
+{
+    use ember::WriteMode;
+    use ember::planner::WriteFormat;
+
+    register_cluster_functions();
+    let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
+    let mut session = cluster.session().await;
+    let out = TempDir::new().expect("temp dir");
+    let dest = out.path().join("table");
+    let dest_text = dest.to_string_lossy().into_owned();
+
+    // An earlier output, which the write replaces.
+    let earlier = session
+        .from_batches(key_values(3_000, 3))
+        .expect("dataset")
+        .write(&dest_text, WriteFormat::Parquet, WriteMode::Overwrite)
+        .await
+        .expect("the first write");
+    assert_eq!(
+        earlier.first_value::<arrow::datatypes::UInt64Type>(),
+        Some(3_000)
+    );
+    let before = listing(&dest);
+    assert!(
+        before.iter().any(|(name, _)| name == "_SUCCESS"),
+        "{before:?}"
+    );
+
+    // While the slow writing stage runs, kill an executor other than the one that
+    // finished the stage's first task: it is in the middle of writing its partition.
+    let killed = Arc::new(Mutex::new(None::<String>));
+    let seen_during = Arc::new(Mutex::new(None::<Vec<(String, u64)>>));
+    let executors = Arc::clone(&cluster.executors);
+    let (victim, during, watched) = (Arc::clone(&killed), Arc::clone(&seen_during), dest.clone());
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
+        if let JobEvent::TaskFinished {
+            stage_id,
+            executor_id,
+            ..
+        } = event
+        {
+            let mut victim = victim.lock().expect("lock");
+            if *stage_id == 0 || victim.is_some() {
+                return;
+            }
+            *during.lock().expect("lock") = Some(listing(&watched));
+            let mut executors = executors.lock().expect("lock");
+            if let Some(node) = executors.iter_mut().find(|n| &n.id != executor_id) {
+                kill(node);
+                *victim = Some(node.id.clone());
+            }
+        }
+    })));
+    let (rows_written, keys) = (24_000, 8);
+    let written = session
+        .from_batches(key_values(rows_written, keys))
+        .expect("dataset")
+        .repartition_by(vec![col("value") % lit(7i64)], 6)
+        .expect("shuffle")
+        .map_batches("cluster_test.slow")
+        .expect("slow")
+        .write(&dest_text, WriteFormat::Parquet, WriteMode::Overwrite)
+        .await
+        .expect("the write survives the loss of an executor");
+    let victim = killed
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("an executor was killed");
+    let log = cluster.scheduler_log();
+    // The victim was writing: its attempt of the writing stage was run again elsewhere.
+    let rerun: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("running on lost executor {victim}")))
+        .collect();
+    assert!(!rerun.is_empty(), "no write of {victim} was re-run:\n{log}");
+    eprintln!("killed {victim} while writing:\n{}", rerun.join("\n"));
+    assert_eq!(
+        written.first_value::<arrow::datatypes::UInt64Type>(),
+        Some(rows_written as u64)
+    );
+    assert_eq!(
+        seen_during.lock().expect("lock").clone(),
+        Some(before.clone()),
+        "the destination changed while the job ran"
+    );
+
+    // Written completely, once: every row once, one file per task, the old files gone,
+    // the marker there, and no staging folder left.
+    let after = listing(&dest);
+    let data: Vec<_> = after
+        .iter()
+        .filter(|(n, _)| n.ends_with(".parquet"))
+        .collect();
+    assert!(after.iter().any(|(n, _)| n == "_SUCCESS"), "{after:?}");
+    assert!(data.len() <= 6, "one file per partition at most: {after:?}");
+    assert!(
+        before
+            .iter()
+            .all(|old| old.0 == "_SUCCESS" || !after.contains(old)),
+        "old files remain: {after:?}"
+    );
+    assert!(
+        !out.path().join(".ember-staging").exists(),
+        "the staging folder is left behind"
+    );
+    let reader = Session::new(EmberConfig {
+        executors: 2,
+        ..EmberConfig::default()
+    })
+    .expect("an embedded cluster");
+    let back = reader.read_parquet(&dest_text).await.expect("readable");
+    let sums = sums_by_key(back, 2).await.expect("sums");
+    assert_eq!(sums, expected_sums(rows_written, keys), "killed {victim}");
 }

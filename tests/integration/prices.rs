@@ -184,7 +184,7 @@ async fn products_report_is_written_as_parquet_and_keeps_its_promises() {
     let out_dir = out.path().join("report");
     let session = session();
     let source = PriceSource::Products(data.path().to_path_buf());
-    let run = run_product_prices(&session, &source, ReportForm::Sql, Some(&out_dir))
+    let run = run_product_prices(&session, &source, ReportForm::Sql, out_dir.to_str())
         .await
         .expect("the report runs");
     let names: Vec<&str> = run.written.iter().map(|(n, _)| *n).collect();
@@ -288,7 +288,7 @@ async fn products_report_is_written_as_parquet_and_keeps_its_promises() {
     }
 
     // A second run into the same folder is refused, and leaves it as it was.
-    let err = run_product_prices(&session, &source, ReportForm::Dsl, Some(&out_dir))
+    let err = run_product_prices(&session, &source, ReportForm::Dsl, out_dir.to_str())
         .await
         .err()
         .expect("a non-empty output folder is refused");

@@ -191,6 +191,14 @@ struct ClusterArgs {
     /// option CSV inputs are read record by record.
     #[arg(long, value_name = "POLICY")]
     bad_rows: Option<String>,
+    /// What writes (COPY ... TO, --out) do when the destination holds files: error (the
+    /// default), overwrite (replace them once the new files are committed) or append.
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// Copy map outputs to this object-store URL (such as s3://bucket/shuffle), where they
+    /// outlive the executor that wrote them (`ember.shuffle.dir`).
+    #[arg(long, value_name = "URL")]
+    shuffle_dir: Option<String>,
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     scheduler: Option<String>,
@@ -215,6 +223,12 @@ impl ClusterArgs {
         }
         if let Some(policy) = &self.bad_rows {
             config.set("ember.input.bad_rows", policy)?;
+        }
+        if let Some(mode) = &self.mode {
+            config.set("ember.output.mode", mode)?;
+        }
+        if let Some(dir) = &self.shuffle_dir {
+            config.set("ember.shuffle.dir", dir)?;
         }
         Ok(config)
     }

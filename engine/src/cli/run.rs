@@ -230,7 +230,9 @@ fn price_source(args: &RunArgs) -> anyhow::Result<PriceSource> {
 async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
     let source = price_source(args)?;
     if let PriceSource::Products(dir) = &source {
-        let has_sales = dir.join("sales").is_dir();
+        // An object-store URL is read as it is; a local folder is checked (and made).
+        let remote = dir.to_string_lossy().contains("://");
+        let has_sales = remote || dir.join("sales").is_dir();
         if args.input.is_some() && !has_sales {
             anyhow::bail!(
                 "invalid setting --input: {} has no sales/ folder (make one with `ember \
@@ -249,7 +251,11 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
     };
     let (session, bar) = new_session(&args.cluster).await?;
     let started = std::time::Instant::now();
-    let run = run_product_prices(&session, &source, form, args.out.as_deref()).await;
+    let out = args
+        .out
+        .as_deref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let run = run_product_prices(&session, &source, form, out.as_deref()).await;
     finish_progress(bar.as_deref());
     let run = run?;
     let elapsed = started.elapsed().as_secs_f64();

@@ -354,9 +354,11 @@ impl<'a> JobRun<'a> {
             settings: Arc::clone(&self.settings),
             peers,
         };
+        // Pieces in a shuffle directory are read from its store, not from an executor.
         let mut reads_from: Vec<String> = definition
             .inputs
             .iter()
+            .filter(|l| !l.is_stored())
             .map(|l| l.executor_id.clone())
             .collect();
         reads_from.sort_unstable();
@@ -595,7 +597,9 @@ impl<'a> JobRun<'a> {
             for (stage, run) in self.stages.iter_mut().enumerate() {
                 for (partition, part) in run.parts.iter_mut().enumerate() {
                     if let Part::Done(locations) = part
-                        && locations.iter().any(|l| &l.executor_id == executor)
+                        && locations
+                            .iter()
+                            .any(|l| &l.executor_id == executor && !l.is_stored())
                     {
                         *part = Part::Idle;
                         gone.insert((stage, partition), executor.clone());

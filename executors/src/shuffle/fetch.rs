@@ -17,7 +17,9 @@ use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight::{MAX_BYTES_IN_FLIGHT, PeerClients};
 use crate::rpc::proto::ShuffleTicket;
+use crate::storage::{StoreOptions, download};
 use crate::task::ShuffleLocation;
+use arrow::ipc::reader::StreamReader;
 
 /// Pieces fetched at once by one reader.
 const FETCH_CONCURRENCY: usize = 16;
@@ -33,6 +35,22 @@ pub struct RemoteInputs {
     pub peers: Arc<HashMap<String, String>>,
     /// The connections to them.
     pub clients: Arc<PeerClients>,
+    /// The options of the object stores that stored pieces lie in.
+    pub stores: StoreOptions,
+}
+
+impl Piece {
+    /// How to read `location` when no executor is asked: its file, or its object.
+    pub(crate) fn stored(location: &ShuffleLocation, stores: &StoreOptions) -> Piece {
+        if location.is_stored() {
+            Piece::Stored {
+                url: location.path.to_string_lossy().into_owned(),
+                stores: stores.clone(),
+            }
+        } else {
+            Piece::Local(location.path.clone())
+        }
+    }
 }
 
 /// One piece of a reduce partition.
@@ -42,6 +60,8 @@ pub(crate) enum Piece {
     Local(PathBuf),
     /// A piece of an executor the cluster no longer knows (lost since the task started).
     Missing { executor_id: String },
+    /// A piece in the job's shuffle directory (an object store), readable from anywhere.
+    Stored { url: String, stores: StoreOptions },
     /// A piece held by another executor.
     Remote {
         executor_id: String,
@@ -59,6 +79,9 @@ impl RemoteInputs {
 
     /// How to read `location`, a piece of job `job_id`.
     pub(crate) fn piece_in(&self, location: &ShuffleLocation, job_id: &str) -> Piece {
+        if location.is_stored() {
+            return Piece::stored(location, &self.stores);
+        }
         if location.executor_id == self.own_id {
             return Piece::Local(location.path.clone());
         }
@@ -91,35 +114,50 @@ pub(crate) fn read_pieces(
     clients: Option<Arc<PeerClients>>,
 ) -> SendableRecordBatchStream {
     let all_local = pieces.iter().all(|p| matches!(p, Piece::Local(_)));
-    let clients = match clients {
-        Some(clients) if !all_local => clients,
-        _ => {
-            let paths = pieces
-                .into_iter()
-                .filter_map(|p| match p {
-                    Piece::Local(path) => Some(path),
-                    Piece::Remote { .. } | Piece::Missing { .. } => None,
-                })
-                .collect();
-            // Open the files on first poll, not now: a join's probe side is executed long
-            // before the build side is done, and its reader thread would sit parked.
-            let opened = Arc::clone(&schema);
-            let lazy =
-                futures::stream::once(async move { read_locations(opened, paths) }).flatten();
-            return Box::pin(RecordBatchStreamAdapter::new(schema, lazy));
-        }
-    };
-    let in_flight = clients.in_flight();
+    if all_local {
+        let paths = pieces
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Local(path) => Some(path),
+                Piece::Remote { .. } | Piece::Missing { .. } | Piece::Stored { .. } => None,
+            })
+            .collect();
+        // Open the files on first poll, not now: a join's probe side is executed long
+        // before the build side is done, and its reader thread would sit parked.
+        let opened = Arc::clone(&schema);
+        let lazy = futures::stream::once(async move { read_locations(opened, paths) }).flatten();
+        return Box::pin(RecordBatchStreamAdapter::new(schema, lazy));
+    }
+    let in_flight = clients.as_ref().map(|c| c.in_flight());
     let reader_schema = Arc::clone(&schema);
     let stream = futures::stream::iter(pieces)
         .map(move |piece| {
-            let clients = Arc::clone(&clients);
-            let in_flight = Arc::clone(&in_flight);
+            let clients = clients.clone();
+            let in_flight = in_flight.clone();
             let schema = Arc::clone(&reader_schema);
             async move {
                 match piece {
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
+                    }
+                    Piece::Stored { url, stores } => {
+                        let bytes = download(&url, &stores).await?;
+                        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                            .map_err(|e| {
+                                DataFusionError::Execution(format!(
+                                    "shuffle read failed in {url}: {e}"
+                                ))
+                            })?;
+                        let batches: Vec<_> = reader
+                            .map(|b| {
+                                b.map_err(|e| {
+                                    DataFusionError::Execution(format!(
+                                        "shuffle read failed in {url}: {e}"
+                                    ))
+                                })
+                            })
+                            .collect();
+                        Ok(futures::stream::iter(batches).boxed())
                     }
                     Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
                         ExecutorError::FetchFailed {
@@ -133,6 +171,11 @@ pub(crate) fn read_pieces(
                         ticket,
                         bytes,
                     } => {
+                        let (Some(clients), Some(in_flight)) = (clients, in_flight) else {
+                            return Err(DataFusionError::Internal(format!(
+                                "a piece of executor {executor_id} without Flight clients"
+                            )));
+                        };
                         // Never more than the semaphore holds, or the fetch would wait forever.
                         let kib = ((bytes as usize) >> 10) + 1;
                         let permits =
@@ -140,6 +183,7 @@ pub(crate) fn read_pieces(
                         let permit = in_flight.acquire_many_owned(permits).await.map_err(|e| {
                             DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
                         })?;
+
                         let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
                             let message = match e {
                                 ExecutorError::Unreachable { message, .. } => message,
@@ -198,26 +242,29 @@ pub(crate) fn fetch_failure(error: &DataFusionError) -> Option<(String, String)>
 }
 
 /// Streams the output of a finished job's final stage, in the order of `locations`:
-/// pieces held by executors named in `addresses` over Flight with `clients`, the others
-/// from their files (the embedded cluster).
+/// pieces held by executors named in `addresses` over Flight with `clients`, pieces in a
+/// shuffle directory from its store (with `stores`), the others from their files (the
+/// embedded cluster).
 pub fn read_job_output(
     schema: SchemaRef,
     job_id: &str,
     locations: &[ShuffleLocation],
     addresses: HashMap<String, String>,
     clients: Arc<PeerClients>,
+    stores: &StoreOptions,
 ) -> SendableRecordBatchStream {
     let remote = RemoteInputs {
         own_id: String::new(),
         job_id: job_id.to_string(),
         peers: Arc::new(addresses),
         clients: Arc::clone(&clients),
+        stores: stores.clone(),
     };
     let pieces = locations
         .iter()
         .map(|l| match remote.peers.is_empty() {
             // The embedded cluster: every file is readable here.
-            true => Piece::Local(l.path.clone()),
+            true => Piece::stored(l, stores),
             false => remote.piece(l),
         })
         .collect();

@@ -15,6 +15,7 @@ use super::ShuffleCompression;
 use super::fetch::{Piece, RemoteInputs, read_pieces};
 use super::writer::MapOutputWriter;
 use crate::rpc::flight::PeerClients;
+use crate::storage::StoreOptions;
 use crate::task::ShuffleLocation;
 
 /// Shuffle I/O for one task: writes under the task attempt's folder, reads the map outputs
@@ -29,6 +30,8 @@ pub struct LocalShuffle {
     compression: ShuffleCompression,
     /// How to reach inputs held by other executors (none on the embedded cluster).
     remote: Option<RemoteInputs>,
+    /// The options of the stores that pieces in a shuffle directory lie in.
+    stores: StoreOptions,
 }
 
 impl LocalShuffle {
@@ -44,14 +47,24 @@ impl LocalShuffle {
             inputs,
             compression,
             remote,
+            stores: StoreOptions::default(),
         }
+    }
+
+    /// Reads pieces in a shuffle directory with these store options.
+    pub fn with_stores(mut self, stores: StoreOptions) -> Self {
+        if let Some(remote) = &mut self.remote {
+            remote.stores = stores.clone();
+        }
+        self.stores = stores;
+        self
     }
 
     /// How to read `location`.
     fn piece(&self, location: &ShuffleLocation) -> Piece {
         match &self.remote {
             Some(remote) => remote.piece(location),
-            None => Piece::Local(location.path.clone()),
+            None => Piece::stored(location, &self.stores),
         }
     }
 
