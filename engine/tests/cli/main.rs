@@ -589,3 +589,41 @@ fn empty_files_and_parquet_files_that_disagree_are_named() {
         &["a.parquet has (x Int64) but", "b.parquet has (x Utf8"],
     );
 }
+
+#[test]
+fn copy_to_an_existing_folder_needs_a_mode_and_the_flag_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let copy = |mode: Option<&str>| {
+        let mut args = vec!["sql", "--executors", "2"];
+        if let Some(mode) = mode {
+            args.extend(["--mode", mode]);
+        }
+        let query = format!(
+            "COPY (SELECT * FROM (VALUES (1), (2)) AS t(x)) TO '{}' STORED AS CSV",
+            out.display()
+        );
+        ember(&[args, vec![query.as_str()]].concat())
+    };
+    assert!(copy(None).status.success());
+    assert!(out.join("_SUCCESS").is_file());
+    assert_fails_naming(&copy(None), &["already holds", "--mode overwrite"]);
+    assert!(copy(Some("append")).status.success());
+    let csv_files = || {
+        std::fs::read_dir(&out)
+            .expect("out")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
+            .count()
+    };
+    let appended = csv_files();
+    assert!(copy(Some("overwrite")).status.success());
+    assert!(
+        csv_files() < appended,
+        "overwrite replaced the appended files"
+    );
+    assert_fails_naming(
+        &copy(Some("sometimes")),
+        &["ember.output.mode", "sometimes"],
+    );
+}
