@@ -5,9 +5,11 @@
 //! destination (`PARENT/.ember-staging/NAME-WRITEID/`), and reports that folder. When the
 //! job succeeds, [`Session::write_plan`] commits: it removes what `--mode overwrite`
 //! replaces, moves the winning attempts' files (a rename on a file system, a copy and a
-//! delete on an object store) to `DEST/part-PPPPP-WRITEID-K.EXT`, writes `DEST/_SUCCESS`
-//! last, and deletes the staging prefix, losers included. A job that fails leaves the
-//! destination as it was and its staging prefix removed.
+//! delete on an object store) to `DEST/part-PPPPP-WRITEID-K.EXT`, then removes what
+//! `--mode overwrite` replaces, writes `DEST/_SUCCESS` last, and deletes the staging
+//! prefix, losers included. A job that fails leaves the destination as it was and its
+//! staging prefix removed; a commit that fails half-way keeps the staging prefix (and says
+//! where it is), so that no written file is lost.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -69,20 +71,23 @@ struct Destination {
     single_file: bool,
 }
 
-/// Whether `location` names one file of `format` (`out.parquet`), not a folder.
-fn names_a_file(location: &str, format: Option<WriteFormat>) -> bool {
-    let last = location.rsplit('/').next().unwrap_or_default();
-    format.is_some_and(|f| {
-        last.to_ascii_lowercase()
-            .ends_with(&format!(".{}", f.extension()))
-    })
+/// Whether `location` names one file of `format` (`out.parquet`, as DataFusion's `COPY`
+/// takes it), not a folder.
+pub fn names_a_file(location: &str, format: WriteFormat) -> bool {
+    let path = location.split_once("://").map_or(location, |(_, rest)| {
+        // The bucket (or host) is not a file name.
+        rest.split_once('/').map_or("", |(_, key)| key)
+    });
+    let last = path.rsplit('/').next().unwrap_or_default();
+    last.len() > format.extension().len() + 1
+        && last
+            .to_ascii_lowercase()
+            .ends_with(&format!(".{}", format.extension()))
 }
 
 impl Destination {
-    /// The destination `location`; with `format`, a location ending in its extension is
-    /// a single file.
-    fn resolve(session: &Session, location: &str, format: Option<WriteFormat>) -> Result<Self> {
-        let single_file = names_a_file(location, format);
+    /// The destination `location`: a folder, or with `single_file` one file.
+    fn resolve(session: &Session, location: &str, single_file: bool) -> Result<Self> {
         let url = if !single_file {
             location_url(location)?
         } else if location.contains("://") {
@@ -140,20 +145,22 @@ impl Destination {
     }
 
     /// The staging prefix of write `write_id`, beside the destination (inside it when
-    /// the destination is a bucket's root).
-    fn staging(&self, write_id: &str) -> (StorePath, Url) {
-        let mut parts: Vec<String> = self
-            .prefix
-            .parts()
-            .map(|p| p.as_ref().to_string())
-            .collect();
-        let name = parts.pop().unwrap_or_else(|| "root".to_string());
-        parts.push(STAGING_FOLDER.to_string());
-        parts.push(format!("{name}-{write_id}"));
-        let path = StorePath::from_iter(parts.iter().map(String::as_str));
+    /// the destination is a bucket's root). The URL is made from the destination's URL
+    /// and the store path from that URL, as the tasks' folders are, so the two agree
+    /// whatever characters the names hold.
+    fn staging(&self, write_id: &str) -> Result<(StorePath, Url)> {
+        let path = self.url.path().trim_end_matches('/');
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((parent, name)) if !name.is_empty() => (parent, name),
+            _ => ("", "root"),
+        };
         let mut url = self.url.clone();
-        url.set_path(&format!("/{path}/"));
-        (path, url)
+        url.set_path(&format!("{parent}/{STAGING_FOLDER}/{name}-{write_id}/"));
+        let staged = StorePath::from_url_path(url.path()).map_err(|e| EmberError::Config {
+            key: "output".into(),
+            message: format!("{url}: {e}"),
+        })?;
+        Ok((staged, url))
     }
 
     fn error(&self, action: &str, e: object_store::Error) -> EmberError {
@@ -197,7 +204,7 @@ impl Session {
     /// The number of objects (files) at `location`, a folder URL or path; 0 when it does
     /// not exist.
     pub async fn output_files(&self, location: &str) -> Result<usize> {
-        Ok(Destination::resolve(self, location, None)?
+        Ok(Destination::resolve(self, location, false)?
             .existing()
             .await?
             .len())
@@ -206,10 +213,6 @@ impl Session {
     /// Runs `plan` and writes its rows as `format` files under the folder `location`
     /// (a path or an `s3://`, `memory://` or `file://` URL), through the commit protocol
     /// (see the module's documentation). Returns one row, `count`: the rows written.
-    ///
-    /// A location ending in the format's extension (`out.parquet`) is written as that one
-    /// file, as DataFusion's `COPY` does: the rows are gathered into one task, and the
-    /// commit renames its file (no marker; `append` is refused).
     pub async fn write_plan(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -217,8 +220,22 @@ impl Session {
         format: WriteFormat,
         mode: WriteMode,
     ) -> Result<QueryResult> {
-        let dest = Destination::resolve(self, location, Some(format))?;
-        if dest.single_file && mode == WriteMode::Append {
+        let dest = Destination::resolve(self, location, false)?;
+        self.write_to(plan, &dest, location, format, mode).await
+    }
+
+    /// [`Self::write_plan`] into the single file `location` (`out.parquet`), as
+    /// DataFusion's `COPY` writes a location with the format's extension: the rows are
+    /// gathered into one task that writes one file, which the commit renames onto
+    /// `location` (no marker; `append` is refused).
+    pub async fn write_plan_as_file(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        location: &str,
+        format: WriteFormat,
+        mode: WriteMode,
+    ) -> Result<QueryResult> {
+        if mode == WriteMode::Append {
             return Err(EmberError::Config {
                 key: "--mode".into(),
                 message: format!(
@@ -228,12 +245,29 @@ impl Session {
                 ),
             });
         }
-        let plan: Arc<dyn ExecutionPlan> =
-            if dest.single_file && plan.output_partitioning().partition_count() > 1 {
-                Arc::new(CoalescePartitionsExec::new(plan))
-            } else {
-                plan
-            };
+        let dest = Destination::resolve(self, location, true)?;
+        let plan: Arc<dyn ExecutionPlan> = if plan.output_partitioning().partition_count() > 1 {
+            Arc::new(CoalescePartitionsExec::new(plan))
+        } else {
+            plan
+        };
+        self.write_to(plan, &dest, location, format, mode).await
+    }
+
+    async fn write_to(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        dest: &Destination,
+        location: &str,
+        format: WriteFormat,
+        mode: WriteMode,
+    ) -> Result<QueryResult> {
+        if mode == WriteMode::Overwrite && dest.prefix.as_ref().is_empty() {
+            return Err(EmberError::Config {
+                key: "--mode".into(),
+                message: format!("refusing to overwrite {location}, the root of its store"),
+            });
+        }
         let existing = dest.existing().await?;
         if mode == WriteMode::Error && !existing.is_empty() {
             return Err(EmberError::Config {
@@ -250,17 +284,36 @@ impl Session {
             crate::session::new_job_id("write"),
             rand::random::<u32>()
         );
-        let (staging, staging_url) = dest.staging(&write_id);
-        let job = StagedWriteExec::new(plan, staging_url.to_string(), format);
-        let outcome = self.run_physical(Arc::new(job)).await;
-        let committed = match outcome {
-            Ok(result) => commit(&dest, &staging, &write_id, format, mode, result).await,
-            Err(e) => Err(e),
+        let (staging, staging_url) = dest.staging(&write_id)?;
+        let job = StagedWriteExec::new(plan, staging_url.to_string(), format)
+            .with_single_file(dest.single_file);
+        let result = match self.run_physical(Arc::new(job)).await {
+            Ok(result) => result,
+            Err(e) => {
+                // Nothing reached the destination: only the staged attempts go.
+                if let Err(cleanup) = dest.remove_all(&staging).await {
+                    tracing::warn!("removing {staging_url} after a failed write: {cleanup}");
+                }
+                return Err(e);
+            }
         };
-        let cleaned = dest.remove_all(&staging).await;
-        let result = committed?;
-        cleaned?;
-        Ok(result)
+        let committed = commit(dest, &staging, &write_id, format, mode, result).await;
+        match committed {
+            Ok(result) => {
+                if let Err(e) = dest.remove_all(&staging).await {
+                    // Committed: what is left is only the staging folder.
+                    tracing::warn!("removing {staging_url} after a commit: {e}");
+                }
+                Ok(result)
+            }
+            Err(e) => Err(EmberError::Config {
+                key: "output".into(),
+                message: format!(
+                    "committing {location} failed ({e}); the written files not yet moved \
+                     are kept in {staging_url}"
+                ),
+            }),
+        }
     }
 }
 
@@ -289,7 +342,7 @@ async fn commit(
     }
     folders.sort();
     let mut winners = Vec::new();
-    for (partition, folder, _) in &folders {
+    for (partition, folder, rows) in &folders {
         let url = Url::parse(folder).map_err(|e| EmberError::Internal {
             message: format!("a task reported the folder '{folder}': {e}"),
         })?;
@@ -309,22 +362,29 @@ async fn commit(
             .await
             .map_err(|e| dest.error("listing", e))?;
         files.sort();
+        if files.is_empty() && *rows > 0 {
+            // The task wrote where this process cannot look: a local folder on another
+            // machine.
+            return Err(EmberError::Config {
+                key: "output".into(),
+                message: format!(
+                    "task {partition} wrote {rows} rows under {folder}, which this driver \
+                     cannot see; on a process cluster, write to a shared file system or an \
+                     object store (s3://)"
+                ),
+            });
+        }
         winners.push((*partition, files));
     }
 
     if dest.single_file {
-        return commit_file(dest, winners, mode, result).await;
+        return commit_file(dest, winners, result).await;
     }
+    // The new files go in before anything old goes out: a commit that fails half-way
+    // loses nothing (the old files, the moved new ones and the staged rest all remain).
     let marker = dest.prefix.clone().join(SUCCESS_MARKER);
-    match mode {
-        WriteMode::Overwrite => {
-            for old in dest.existing().await? {
-                dest.delete(&old).await?;
-            }
-        }
-        WriteMode::Append => dest.delete(&marker).await?,
-        WriteMode::Error => {}
-    }
+    let old = dest.existing().await?;
+    dest.delete(&marker).await?;
     let mut files = 0_u64;
     for (partition, staged) in winners {
         for (k, from) in staged.iter().enumerate() {
@@ -334,6 +394,11 @@ async fn commit(
                 .await
                 .map_err(|e| dest.error("committing into", e))?;
             files += 1;
+        }
+    }
+    if mode == WriteMode::Overwrite {
+        for path in old.iter().filter(|p| **p != marker) {
+            dest.delete(path).await?;
         }
     }
     dest.store
@@ -350,7 +415,6 @@ async fn commit(
 async fn commit_file(
     dest: &Destination,
     winners: Vec<(u32, Vec<StorePath>)>,
-    mode: WriteMode,
     result: QueryResult,
 ) -> Result<QueryResult> {
     let staged: Vec<StorePath> = winners.into_iter().flat_map(|(_, files)| files).collect();
@@ -364,11 +428,7 @@ async fn commit_file(
             ),
         });
     };
-    if mode == WriteMode::Overwrite {
-        for old in dest.existing().await? {
-            dest.delete(&old).await?;
-        }
-    }
+    // A rename replaces the file, if one is there (overwrite).
     dest.store
         .rename(file, &dest.prefix)
         .await

@@ -50,7 +50,7 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         key: "ember.input.bad_rows",
         kind: "fail | skip | quarantine=PATH",
         default: "none (DataFusion's reader)",
-        description: "When set, CSV tables of `ember sql` and CSV inputs of `ember run` are read record by record: bad rows fail the job with file:line, or are skipped, or written with file, line and reason under PATH; the count is printed.",
+        description: "When set, CSV and JSON tables of `ember sql` and CSV inputs of `ember run` are read record by record: bad rows fail the job with file:line, or are skipped, or written with file, line and reason under PATH; the count is printed.",
     },
     ConfigEntry {
         key: "ember.output.mode",

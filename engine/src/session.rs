@@ -278,7 +278,12 @@ impl Session {
             }
             let input = self.physical_plan(copy.input.as_ref().clone()).await?;
             let (location, mode) = (copy.output_url.clone(), self.config.output_mode);
-            return self.write_plan(input, &location, format, mode).await;
+            return if crate::commit::names_a_file(&location, format) {
+                self.write_plan_as_file(input, &location, format, mode)
+                    .await
+            } else {
+                self.write_plan(input, &location, format, mode).await
+            };
         }
         let physical = self.physical_plan(plan).await?;
         self.run_physical(physical).await
@@ -456,6 +461,10 @@ impl Session {
             if let Some(location) = entry.location() {
                 let mut all_held = true;
                 for piece in location.pieces.iter() {
+                    // A piece in the shuffle directory is held by the store.
+                    if piece.path.to_string_lossy().contains("://") {
+                        continue;
+                    }
                     all_held &= self.cluster.holds(&piece.executor_id, &piece.path).await;
                 }
                 if all_held {
@@ -523,12 +532,15 @@ struct FinishedJob {
     final_partitions: usize,
 }
 
-/// A new job id, unique in this process: `PREFIX-PID-N`.
+/// A new job id, unique in this process and unlikely to meet another's: `PREFIX-PID-N-R`.
 pub(crate) fn new_job_id(prefix: &str) -> String {
+    // The random part keeps the ids of drivers on different machines (or in containers,
+    // all PID 1) apart where they share a shuffle directory.
     format!(
-        "{prefix}-{}-{}",
+        "{prefix}-{}-{}-{:06x}",
         std::process::id(),
-        NEXT_JOB.fetch_add(1, Ordering::Relaxed)
+        NEXT_JOB.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>() & 0xff_ffff
     )
 }
 

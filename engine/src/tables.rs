@@ -211,6 +211,19 @@ impl TableSpec {
                 self.path
             ));
         }
+        if format == FileFormat::Json
+            && (message.contains("Json error") || message.contains("JSON"))
+            && local.is_file()
+            // DataFusion reads values by the types its inference gave: it fails on lines
+            // that are not JSON objects first.
+            && let Some((line, reason)) = crate::bad_rows::first_bad_json_row(local, true)
+        {
+            return self.error(format!(
+                "{}:{line}: {reason} (ember.input.bad_rows / --bad-rows skip or \
+                 quarantine=PATH to go on)",
+                self.path
+            ));
+        }
         if format == FileFormat::Parquet
             && message.contains("Fail to merge schema")
             && let Some(files) = self.disagreeing_parquet_files()

@@ -35,9 +35,20 @@ pub const S3_SETTING_PREFIX: &str = "ember.s3.";
 pub const SHUFFLE_DIR_SETTING: &str = "ember.shuffle.dir";
 
 /// S3 options (keys without the `ember.s3.` prefix), on top of the `AWS_*` environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Its `Debug` form hides secrets.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreOptions {
     s3: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.s3.iter().map(|(key, value)| {
+            let secret = key.contains("secret") || key.contains("token");
+            (key, if secret { "***" } else { value.as_str() })
+        });
+        f.debug_map().entries(shown).finish()
+    }
 }
 
 impl StoreOptions {
@@ -128,7 +139,7 @@ pub fn store_for(url: &Url, options: &StoreOptions) -> DfResult<Arc<dyn ObjectSt
             Arc::new(builder.build().map_err(|e| {
                 DataFusionError::Configuration(format!(
                     "S3 store for {url}: {e} (set the endpoint, region and credentials with \
-                     AWS_* variables or --s3 KEY=VALUE)"
+                     AWS_* variables or --conf ember.s3.KEY=VALUE)"
                 ))
             })?)
         }
@@ -222,12 +233,15 @@ pub async fn upload(local: &std::path::Path, url: &str, options: &StoreOptions) 
         .await
         .map_err(|e| DataFusionError::Execution(format!("{}: {e}", local.display())))?;
     let mut writer = BufWriter::new(store, path);
-    let copied = tokio::io::copy(&mut file, &mut writer).await;
-    let closed = writer.shutdown().await;
-    copied.and(closed).map_err(|e| {
+    let failed = |e: std::io::Error| {
         DataFusionError::Execution(format!("copying {} to {url}: {e}", local.display()))
-    })?;
-    Ok(())
+    };
+    if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
+        // No truncated object is left behind.
+        let _ = writer.abort().await;
+        return Err(failed(e));
+    }
+    writer.shutdown().await.map_err(failed)
 }
 
 /// The bytes of the object at `url`.
@@ -277,6 +291,8 @@ mod tests {
         options.set_s3("allow_http", "true").expect("known");
         let err = options.set_s3("endpiont", "x").expect_err("typo");
         assert!(err.contains("endpiont"), "{err}");
+        options.set_s3("secret_access_key", "hush").expect("known");
+        assert!(!format!("{options:?}").contains("hush"), "{options:?}");
         let mut settings = options.settings();
         settings.push(("datafusion.execution.batch_size".into(), "10".into()));
         let (back, rest) = StoreOptions::from_settings(&settings).expect("valid");

@@ -100,6 +100,8 @@ struct StagedWriteNode {
     /// The file extension: parquet, csv or json.
     #[prost(string, tag = "2")]
     format: String,
+    #[prost(bool, tag = "3")]
+    single_file: bool,
 }
 
 /// Wire form of a [`MapPartitionsExec`]: the function's name and arguments; its input
@@ -301,11 +303,10 @@ impl PhysicalExtensionCodec for EmberCodec {
             };
             let format = WriteFormat::from_extension(&write.format)
                 .ok_or_else(|| codec_err(format!("unknown output format '{}'", write.format)))?;
-            return Ok(Arc::new(StagedWriteExec::new(
-                Arc::clone(input),
-                write.staging,
-                format,
-            )));
+            return Ok(Arc::new(
+                StagedWriteExec::new(Arc::clone(input), write.staging, format)
+                    .with_single_file(write.single_file),
+            ));
         }
         Err(codec_err(
             "extension node is neither a writer, a reader, a function, a cache scan nor an \
@@ -351,6 +352,7 @@ impl PhysicalExtensionCodec for EmberCodec {
                 staged_write: Some(StagedWriteNode {
                     staging: write.staging().to_string(),
                     format: write.format().extension().to_string(),
+                    single_file: write.single_file(),
                 }),
                 ..ExtensionNode::default()
             }

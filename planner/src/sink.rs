@@ -80,6 +80,8 @@ pub struct StagedWriteExec {
     input: Arc<dyn ExecutionPlan>,
     staging: String,
     format: WriteFormat,
+    /// Each task writes exactly one file, `data.EXT` (a single-file destination).
+    single_file: bool,
     properties: Arc<PlanProperties>,
 }
 
@@ -96,8 +98,20 @@ impl StagedWriteExec {
             input,
             staging,
             format,
+            single_file: false,
             properties: Arc::new(properties),
         }
+    }
+
+    /// Whether each task writes exactly one file (even for no rows, or many).
+    pub fn with_single_file(mut self, single_file: bool) -> Self {
+        self.single_file = single_file;
+        self
+    }
+
+    /// Whether each task writes exactly one file.
+    pub fn single_file(&self) -> bool {
+        self.single_file
     }
 
     /// The staging URL the task folders go under.
@@ -117,7 +131,13 @@ impl StagedWriteExec {
 
     /// The sink that writes one task attempt's folder.
     fn sink(&self, folder: &str) -> Result<Arc<dyn DataSink>> {
-        let table_path = ListingTableUrl::parse(folder)?;
+        let (target, mode) = if self.single_file {
+            let file = format!("{folder}data.{}", self.format.extension());
+            (file, FileOutputMode::SingleFile)
+        } else {
+            (folder.to_string(), FileOutputMode::Directory)
+        };
+        let table_path = ListingTableUrl::parse(&target)?;
         let config = FileSinkConfig {
             original_url: folder.to_string(),
             object_store_url: ObjectStoreUrl::parse(object_store_root(folder)?)?,
@@ -128,7 +148,7 @@ impl StagedWriteExec {
             insert_op: InsertOp::Append,
             keep_partition_by_columns: false,
             file_extension: self.format.extension().to_string(),
-            file_output_mode: FileOutputMode::Directory,
+            file_output_mode: mode,
         };
         Ok(match self.format {
             WriteFormat::Parquet => {
@@ -196,11 +216,9 @@ impl ExecutionPlan for StagedWriteExec {
         let [input]: [Arc<dyn ExecutionPlan>; 1] = children.try_into().map_err(|_| {
             DataFusionError::Internal("StagedWriteExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(Self::new(
-            input,
-            self.staging.clone(),
-            self.format,
-        )))
+        Ok(Arc::new(
+            Self::new(input, self.staging.clone(), self.format).with_single_file(self.single_file),
+        ))
     }
 
     fn with_new_children(

@@ -118,3 +118,85 @@ async fn dirty_csv_fails_naming_file_and_line_or_is_skipped_or_quarantined_with_
     }
     assert_eq!(quarantined, dirty);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_json_lines_fail_naming_file_and_line_or_are_skipped_or_quarantined() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sales.json");
+    let bad_lines = [50_u64, 120, 200];
+    let mut text = String::new();
+    for line in 1..=300_u64 {
+        match line {
+            50 => text.push_str("{\"id\": 50, \"price\": \"abc\", \"product\": \"p50\"}\n"),
+            120 => text.push_str("{\"id\": 120, \"price\": 1.5\n"),
+            200 => text.push_str("[200, 1.5]\n"),
+            250 => text.push('\n'),
+            _ => text.push_str(&format!(
+                "{{\"id\": {line}, \"price\": {}.25, \"product\": \"p{line}\"}}\n",
+                line % 40
+            )),
+        }
+    }
+    std::fs::write(&file, text).expect("written");
+    let path = file.to_string_lossy().into_owned();
+    let good = 300 - 1 - bad_lines.len() as u64;
+
+    let err = new_session()
+        .read_json_checked(&path, &BadRows::Fail)
+        .await
+        .expect("planned")
+        .count()
+        .await
+        .expect_err("the first bad line fails the job");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{path}:50: column price: 'abc' is not a Float64")),
+        "{message}"
+    );
+
+    let session = new_session();
+    let rows = session
+        .read_json_checked(&path, &BadRows::Skip)
+        .await
+        .expect("planned")
+        .count()
+        .await
+        .expect("skips");
+    assert_eq!((rows, session.bad_rows()), (good, 3));
+
+    let quarantine = dir.path().join("bad");
+    let session = new_session();
+    let rows = session
+        .read_json_checked(&path, &BadRows::Quarantine(quarantine.clone()))
+        .await
+        .expect("planned")
+        .count()
+        .await
+        .expect("quarantines");
+    assert_eq!((rows, session.bad_rows()), (good, 3));
+    let mut lines: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(&quarantine)
+        .expect("quarantine folder")
+        .flatten()
+    {
+        let mut reader = csv::Reader::from_path(entry.path()).expect("CSV");
+        for record in reader.records() {
+            let record = record.expect("record");
+            assert_eq!(&record[0], path.as_str());
+            lines.push(record[1].parse().expect("a line number"));
+        }
+    }
+    lines.sort_unstable();
+    assert_eq!(lines, bad_lines);
+
+    // DataFusion's own reader (no policy) names the first line that is not JSON.
+    let err = ember::TableSpec::new("sales", &path, None)
+        .register(new_session().context())
+        .await
+        .expect_err("DataFusion cannot infer past line 120");
+    assert!(
+        err.to_string()
+            .contains(&format!("{path}:120: invalid JSON")),
+        "{err}"
+    );
+}

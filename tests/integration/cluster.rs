@@ -432,7 +432,29 @@ async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
         !log.contains("recomputing map task"),
         "map outputs in the shuffle dir were recomputed:\n{log}"
     );
-    // The job's pieces are deleted when it ends.
+    // A cached dataset keeps its pieces in the shuffle dir, read back without a rerun.
+    let cached = session
+        .from_batches(key_values(5_000, 5))
+        .expect("dataset")
+        .repartition(4)
+        .expect("shuffle")
+        .cache();
+    for _ in 0..2 {
+        assert_eq!(cached.count().await.expect("counted"), 5_000);
+    }
+    let entry = cached.cache_entry().expect("a cache");
+    assert_eq!(entry.materializations(), 1, "the cache was computed once");
+    assert!(
+        entry
+            .location()
+            .expect("materialized")
+            .pieces
+            .iter()
+            .all(|p| p.path.to_string_lossy().starts_with("s3://shuffle/jobs/")),
+        "cached pieces live in the shuffle dir"
+    );
+    cached.unpersist().await;
+    // The job's pieces are deleted when it ends (and a cache's when it is dropped).
     let left = Session::new(EmberConfig {
         executors: 1,
         ..config

@@ -79,7 +79,8 @@ fn register_failing_function() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_commit_whole_outputs_and_modes_decide_what_happens_to_existing_files() {
     let out = tempfile::tempdir().expect("temp dir");
-    let dest = out.path().join("table");
+    // Characters that URLs and object-store paths encode differently.
+    let dest = out.path().join("run~1 %x").join("table");
     let dest_text = dest.to_string_lossy().into_owned();
     let session = session(EmberConfig::default());
     let data = |rows, offset| {
@@ -106,10 +107,10 @@ async fn writes_commit_whole_outputs_and_modes_decide_what_happens_to_existing_f
         "{first:?}"
     );
     assert_eq!(
-        listing(out.path()).len(),
+        listing(dest.parent().expect("a parent")).len(),
         1,
         "only the table: {:?}",
-        listing(out.path())
+        listing(dest.parent().expect("a parent"))
     );
     assert_eq!(count(&session, &dest_text).await, 10_000);
 
@@ -151,7 +152,12 @@ async fn writes_commit_whole_outputs_and_modes_decide_what_happens_to_existing_f
         .expect_err("the poison value fails the job");
     assert!(err.to_string().contains("poison"), "{err}");
     assert_eq!(listing(&dest), before);
-    assert_eq!(listing(out.path()).len(), 1, "{:?}", listing(out.path()));
+    assert_eq!(
+        listing(dest.parent().expect("a parent")).len(),
+        1,
+        "{:?}",
+        listing(dest.parent().expect("a parent"))
+    );
 
     // SQL's COPY goes through the same protocol, in CSV and JSON too.
     let csv_dest = out.path().join("csv");
@@ -183,15 +189,25 @@ async fn writes_commit_whole_outputs_and_modes_decide_what_happens_to_existing_f
     assert_eq!(count(&session, &single.to_string_lossy()).await, 3);
     let err = session.sql(&copy).await.expect_err("exists");
     assert!(err.to_string().contains("--mode"), "{err}");
-    let err = data(5, 0)
-        .write(
-            &single.to_string_lossy(),
-            WriteFormat::Parquet,
-            WriteMode::Append,
-        )
-        .await
-        .expect_err("no append to a file");
+    let appending = Session::new(EmberConfig {
+        executors: 2,
+        output_mode: WriteMode::Append,
+        ..EmberConfig::default()
+    })
+    .expect("the cluster starts");
+    let err = appending.sql(&copy).await.expect_err("no append to a file");
     assert!(err.to_string().contains("cannot be appended"), "{err}");
+    // An empty result is still one file, with the schema.
+    let empty = out.path().join("empty.parquet");
+    session
+        .sql(&format!(
+            "COPY (SELECT * FROM (VALUES (1)) AS t(x) WHERE x > 1) TO '{}'",
+            empty.display()
+        ))
+        .await
+        .expect("COPY of no rows");
+    assert!(empty.is_file(), "{empty:?} is a file");
+    assert_eq!(count(&session, &empty.to_string_lossy()).await, 0);
     let json_dest = out.path().join("json");
     data(50, 0)
         .write_json(&json_dest.to_string_lossy())

@@ -186,9 +186,9 @@ struct ClusterArgs {
     /// become sort-merge joins, which spill).
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
-    /// CSV rows that do not parse: fail (naming file and line), skip (counted), or
-    /// quarantine=PATH (written there with file, line and reason, counted). With this
-    /// option CSV inputs are read record by record.
+    /// CSV and JSON rows that do not parse: fail (naming file and line), skip (counted),
+    /// or quarantine=PATH (written there with file, line and reason, counted). With this
+    /// option CSV and JSON inputs are read record by record.
     #[arg(long, value_name = "POLICY")]
     bad_rows: Option<String>,
     /// What writes (COPY ... TO, --out) do when the destination holds files: error (the
@@ -266,8 +266,12 @@ impl QueryArgs {
         let (session, bar) = new_session(&self.cluster).await?;
         for table in &self.tables {
             match &session.config().bad_rows {
-                Some(policy) if table.resolve_format()? == crate::FileFormat::Csv => {
-                    let rows = session.read_csv_checked(&table.path, policy).await?;
+                Some(policy) if table.resolve_format()? != crate::FileFormat::Parquet => {
+                    let rows = if table.resolve_format()? == crate::FileFormat::Csv {
+                        session.read_csv_checked(&table.path, policy).await?
+                    } else {
+                        session.read_json_checked(&table.path, policy).await?
+                    };
                     session
                         .context()
                         .register_table(table.name.as_str(), rows.frame().clone().into_view())?;

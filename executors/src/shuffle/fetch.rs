@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
 
 use super::read_locations;
 use crate::error::ExecutorError;
@@ -46,6 +48,7 @@ impl Piece {
             Piece::Stored {
                 url: location.path.to_string_lossy().into_owned(),
                 stores: stores.clone(),
+                bytes: location.bytes,
             }
         } else {
             Piece::Local(location.path.clone())
@@ -61,7 +64,11 @@ pub(crate) enum Piece {
     /// A piece of an executor the cluster no longer knows (lost since the task started).
     Missing { executor_id: String },
     /// A piece in the job's shuffle directory (an object store), readable from anywhere.
-    Stored { url: String, stores: StoreOptions },
+    Stored {
+        url: String,
+        stores: StoreOptions,
+        bytes: u64,
+    },
     /// A piece held by another executor.
     Remote {
         executor_id: String,
@@ -107,6 +114,30 @@ impl RemoteInputs {
     }
 }
 
+/// Permits (KiB) for a piece of `bytes`: never more than a semaphore holds, or the read
+/// would wait forever.
+fn permits_for(bytes: u64) -> u32 {
+    let kib = ((bytes as usize) >> 10) + 1;
+    u32::try_from(kib.min(MAX_BYTES_IN_FLIGHT >> 10)).unwrap_or(1)
+}
+
+/// The bytes of stored pieces held in this process at once, in KiB.
+fn stored_in_flight() -> Arc<Semaphore> {
+    static IN_FLIGHT: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    Arc::clone(IN_FLIGHT.get_or_init(|| Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT >> 10))))
+}
+
+/// The batches of the Arrow IPC stream `data`, read from `url`.
+fn decode(data: bytes::Bytes, url: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let failed = |e: arrow::error::ArrowError| {
+        DataFusionError::Execution(format!("shuffle read failed in {url}: {e}"))
+    };
+    StreamReader::try_new(std::io::Cursor::new(data), None)
+        .map_err(failed)?
+        .map(|batch| batch.map_err(failed))
+        .collect()
+}
+
 /// Streams `pieces` in order as one stream of `schema`.
 pub(crate) fn read_pieces(
     schema: SchemaRef,
@@ -140,24 +171,24 @@ pub(crate) fn read_pieces(
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
                     }
-                    Piece::Stored { url, stores } => {
-                        let bytes = download(&url, &stores).await?;
-                        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                    Piece::Stored { url, stores, bytes } => {
+                        // Bounded like Flight fetches: the bytes of the pieces held at
+                        // once, in this process.
+                        let permit = stored_in_flight()
+                            .acquire_many_owned(permits_for(bytes))
+                            .await
                             .map_err(|e| {
-                                DataFusionError::Execution(format!(
-                                    "shuffle read failed in {url}: {e}"
-                                ))
+                                DataFusionError::Execution(format!("shuffle read stopped: {e}"))
                             })?;
-                        let batches: Vec<_> = reader
-                            .map(|b| {
-                                b.map_err(|e| {
-                                    DataFusionError::Execution(format!(
-                                        "shuffle read failed in {url}: {e}"
-                                    ))
-                                })
-                            })
-                            .collect();
-                        Ok(futures::stream::iter(batches).boxed())
+                        let data = download(&url, &stores).await?;
+                        let decoded = tokio::task::spawn_blocking(move || decode(data, &url))
+                            .await
+                            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+                        Ok(futures::stream::iter(decoded.into_iter().map(move |batch| {
+                            let _held = &permit;
+                            Ok(batch)
+                        }))
+                        .boxed())
                     }
                     Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
                         ExecutorError::FetchFailed {
@@ -176,13 +207,12 @@ pub(crate) fn read_pieces(
                                 "a piece of executor {executor_id} without Flight clients"
                             )));
                         };
-                        // Never more than the semaphore holds, or the fetch would wait forever.
-                        let kib = ((bytes as usize) >> 10) + 1;
-                        let permits =
-                            u32::try_from(kib.min(MAX_BYTES_IN_FLIGHT >> 10)).unwrap_or(1);
-                        let permit = in_flight.acquire_many_owned(permits).await.map_err(|e| {
-                            DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
-                        })?;
+                        let permit = in_flight
+                            .acquire_many_owned(permits_for(bytes))
+                            .await
+                            .map_err(|e| {
+                                DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
+                            })?;
 
                         let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
                             let message = match e {

@@ -134,7 +134,19 @@ impl ShuffleRuntime for LocalShuffle {
                     };
                     remote.piece_in(&location, &p.job_id)
                 }
-                None => Piece::Local(p.path),
+                None => Piece::stored(
+                    &ShuffleLocation {
+                        stage_id: p.stage_id,
+                        map_partition: p.map_partition,
+                        attempt: p.attempt,
+                        output_partition: p.partition,
+                        executor_id: p.executor_id,
+                        path: p.path,
+                        rows: 0,
+                        bytes: 0,
+                    },
+                    &self.stores,
+                ),
             })
             .collect();
         Ok(read_pieces(schema, pieces, self.clients()))

@@ -1,4 +1,4 @@
-//! What to do with CSV rows that do not parse: fail naming `file:line` (the default),
+//! What to do with CSV and JSON rows that do not parse: fail naming `file:line` (the default),
 //! skip and count them, or write them with their file, line and reason to a quarantine
 //! folder and count them.
 //!
@@ -9,7 +9,7 @@
 //! parse as, so a few bad values do not turn a numeric column into text. Counts go through the accumulator
 //! [`BAD_ROWS_ACCUMULATOR`] (a retried task counts once).
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
 use crate::session::Session;
 use crate::shared::LongAccumulator;
+
+mod json;
 
 /// The function that reads CSV files record by record.
 pub const CHECKED_CSV_FN: &str = "ember.csv_checked";
@@ -71,6 +73,9 @@ struct CheckedCsv {
     /// Column names and types (`Int64`, `Float64`, `Date32`, `Boolean`, `Utf8`).
     columns: Vec<(String, String)>,
     policy: BadRows,
+    /// The files are newline-delimited JSON, not CSV.
+    #[serde(default)]
+    json: bool,
 }
 
 impl CheckedCsv {
@@ -142,7 +147,6 @@ fn infer_csv_schema_from(
 ) -> std::result::Result<Vec<(String, String)>, csv::Error> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(source);
     let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
-    let kinds = ["Int64", "Float64", "Date32", "Boolean", "Utf8"];
     let mut votes = vec![[0_usize; 5]; header.len()];
     for record in reader.records().take(INFER_RECORDS) {
         let Ok(record) = record else { continue };
@@ -153,30 +157,38 @@ fn infer_csv_schema_from(
             if value.is_empty() {
                 continue;
             }
-            let seen = kind_of(value);
-            for (k, kind) in kinds.iter().enumerate() {
-                if fits(seen, kind) {
-                    votes[column][k] += 1;
-                }
-            }
+            vote(&mut votes[column], kind_of(value));
         }
     }
     Ok(header
         .into_iter()
         .zip(votes)
-        .map(|(name, votes)| {
-            // Text fits every value: its votes are the non-empty values sampled. The
-            // column's type is the most specific one that 90 % of them fit, so a few bad
-            // values (the rows this module is about) do not make a number column text.
-            let values = votes[4];
-            let kind = kinds
-                .iter()
-                .zip(votes)
-                .find(|(_, v)| values > 0 && *v * 10 >= values * 9)
-                .map_or("Utf8", |(k, _)| *k);
-            (name, kind.to_string())
-        })
+        .map(|(name, votes)| (name, decide(votes).to_string()))
         .collect())
+}
+
+/// The kinds a column may have, most specific first.
+const KINDS: [&str; 5] = ["Int64", "Float64", "Date32", "Boolean", "Utf8"];
+
+/// Counts a value of kind `seen` for every kind it fits.
+fn vote(votes: &mut [usize; 5], seen: &str) {
+    for (k, kind) in KINDS.iter().enumerate() {
+        if fits(seen, kind) {
+            votes[k] += 1;
+        }
+    }
+}
+
+/// A column's kind from its votes. Text fits every value: its votes are the non-empty
+/// values sampled. The column's type is the most specific one that 90 % of them fit, so a
+/// few bad values (the rows this module is about) do not make a number column text.
+fn decide(votes: [usize; 5]) -> &'static str {
+    let values = votes[4];
+    KINDS
+        .iter()
+        .zip(votes)
+        .find(|(_, v)| values > 0 && *v * 10 >= values * 9)
+        .map_or("Utf8", |(k, _)| *k)
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> EmberError {
@@ -253,7 +265,68 @@ impl CheckedPartition {
     fn read_file(&mut self, path: &str) -> DfResult<RecordBatch> {
         let file = std::fs::File::open(path)
             .map_err(|e| DataFusionError::Execution(format!("{path}: {e}")))?;
-        self.read_from(path, file)
+        if self.spec.json {
+            self.read_json_from(path, std::io::BufReader::new(file))
+        } else {
+            self.read_from(path, file)
+        }
+    }
+
+    /// Reads the newline-delimited JSON of `source`, named `path` in messages.
+    fn read_json_from(&mut self, path: &str, source: impl BufRead) -> DfResult<RecordBatch> {
+        let names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut columns: Vec<Column> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Column::new(f.data_type()))
+            .collect();
+        for (index, line) in source.lines().enumerate() {
+            let line_number = index as u64 + 1;
+            let text = line.map_err(|e| DataFusionError::Execution(format!("{path}: {e}")))?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let problem = match json::record(&text, &names) {
+                Err(reason) => Some(reason),
+                Ok(values) => match self.check(&values, &columns) {
+                    Some(reason) => Some(reason),
+                    None => {
+                        for (value, column) in values.iter().zip(columns.iter_mut()) {
+                            column.append(value);
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(reason) = problem {
+                self.bad_row(path, line_number, &reason, &text)?;
+            }
+        }
+        let arrays: Vec<ArrayRef> = columns.iter_mut().map(Column::finish).collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
+    }
+
+    /// Why `values` do not fit the columns, if they do not.
+    fn check<S: AsRef<str>>(&self, values: &[S], columns: &[Column]) -> Option<String> {
+        values
+            .iter()
+            .zip(columns)
+            .zip(self.schema.fields())
+            .find(|((value, column), _)| !column.check(value.as_ref()))
+            .map(|((value, _), field)| {
+                format!(
+                    "column {}: '{}' is not a {}",
+                    field.name(),
+                    value.as_ref(),
+                    field.data_type()
+                )
+            })
     }
 
     /// Reads the CSV text of `source`, named `path` in messages and quarantine files.
@@ -275,18 +348,10 @@ impl CheckedPartition {
                 Ok(true) if record.len() != fields => {
                     Some(format!("expected {fields} fields, found {}", record.len()))
                 }
-                Ok(true) => record
-                    .iter()
-                    .zip(&columns)
-                    .zip(self.schema.fields())
-                    .find(|((value, column), _)| !column.check(value))
-                    .map(|((value, _), field)| {
-                        format!(
-                            "column {}: '{value}' is not a {}",
-                            field.name(),
-                            field.data_type()
-                        )
-                    }),
+                Ok(true) => {
+                    let values: Vec<&str> = record.iter().collect();
+                    self.check(&values, &columns)
+                }
                 Err(e) => Some(e.to_string()),
             };
             match problem {
@@ -295,21 +360,17 @@ impl CheckedPartition {
                         column.append(value);
                     }
                 }
-                Some(reason) => self.bad_row(path, line, &reason, &record)?,
+                Some(reason) => {
+                    let text = record.iter().collect::<Vec<_>>().join(",");
+                    self.bad_row(path, line, &reason, &text)?;
+                }
             }
         }
         let arrays: Vec<ArrayRef> = columns.iter_mut().map(Column::finish).collect();
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
     }
 
-    fn bad_row(
-        &mut self,
-        path: &str,
-        line: u64,
-        reason: &str,
-        record: &csv::StringRecord,
-    ) -> DfResult<()> {
-        let text = record.iter().collect::<Vec<_>>().join(",");
+    fn bad_row(&mut self, path: &str, line: u64, reason: &str, text: &str) -> DfResult<()> {
         match &self.spec.policy {
             BadRows::Fail => Err(DataFusionError::Execution(format!(
                 "{path}:{line}: {reason} (--bad-rows skip or quarantine=PATH to go on)"
@@ -336,7 +397,7 @@ impl CheckedPartition {
                 }
                 if let Some(writer) = &mut self.quarantine {
                     writer
-                        .write_record([path, &line.to_string(), reason, &text])
+                        .write_record([path, &line.to_string(), reason, text])
                         .map_err(|e| DataFusionError::Execution(e.to_string()))?;
                 }
                 Ok(())
@@ -384,6 +445,7 @@ pub fn first_bad_row(path: &Path, fields_only: bool) -> Option<(u64, String)> {
     let schema = CheckedCsv {
         columns,
         policy: BadRows::Fail,
+        json: false,
     }
     .schema()
     .ok()?;
@@ -442,6 +504,7 @@ pub fn parse_csv_checked(name: &str, bytes: &[u8], policy: &BadRows) -> Result<(
     let spec = CheckedCsv {
         columns,
         policy: policy.clone(),
+        json: false,
     };
     let mut partition = CheckedPartition {
         schema: spec.schema()?,
@@ -480,8 +543,52 @@ fn parse_spec(args: &str) -> DfResult<CheckedCsv> {
         .map_err(|e| DataFusionError::Execution(format!("bad {CHECKED_CSV_FN} arguments: {e}")))
 }
 
-/// The CSV files at `path`: the file, or the `.csv` files of the folder in name order.
-fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// The first line of the newline-delimited JSON file at `path` that is not an object or
+/// (unless `syntax_only`) does not fit the schema its first lines give it: its line and
+/// what is wrong.
+pub fn first_bad_json_row(path: &Path, syntax_only: bool) -> Option<(u64, String)> {
+    if syntax_only {
+        let file = std::fs::File::open(path).ok()?;
+        for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.ok()?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(reason) = json::record(&line, &[]) {
+                return Some((index as u64 + 1, reason));
+            }
+        }
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let columns = json::infer_schema(std::io::BufReader::new(file)).ok()?;
+    let spec = CheckedCsv {
+        columns,
+        policy: BadRows::Fail,
+        json: true,
+    };
+    let mut partition = CheckedPartition {
+        schema: spec.schema().ok()?,
+        spec,
+        partition: 0,
+        bad: 0,
+        quarantine: None,
+    };
+    let file = std::fs::File::open(path).ok()?;
+    let message = match partition.read_json_from("", std::io::BufReader::new(file)) {
+        Ok(_) => return None,
+        Err(e) => e.to_string(),
+    };
+    // "...:LINE: REASON (--bad-rows ...)"
+    let (_, rest) = message.split_once(':')?;
+    let (line, reason) = rest.split_once(": ")?;
+    let reason = reason.split(" (--bad-rows").next().unwrap_or(reason);
+    Some((line.trim().parse().ok()?, reason.to_string()))
+}
+
+/// The input files at `path`: the file, or the files of the folder with one of
+/// `extensions`, in name order.
+fn input_files(path: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -493,13 +600,21 @@ fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| extensions.contains(&x))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(EmberError::InvalidArgument {
-            operation: "reading CSV",
-            message: format!("{} holds no .csv files", path.display()),
+            operation: "reading input",
+            message: format!(
+                "{} holds no .{} files",
+                path.display(),
+                extensions.join(" or .")
+            ),
         });
     }
     Ok(files)
@@ -510,9 +625,39 @@ impl Session {
     /// checked against the inferred schema, bad rows handled by `policy`. After a job,
     /// [`Session::bad_rows`] tells how many were skipped or quarantined.
     pub async fn read_csv_checked(&self, path: &str, policy: &BadRows) -> Result<Dataset<'_>> {
+        self.read_checked(path, policy, false)
+    }
+
+    /// The newline-delimited JSON files at `path` (a file, or the `.json` and `.ndjson`
+    /// files of a folder) read line by line, each line checked to be an object whose
+    /// values fit the schema the first 1000 lines give (as [`Self::read_csv_checked`]),
+    /// bad lines handled by `policy`.
+    pub async fn read_json_checked(&self, path: &str, policy: &BadRows) -> Result<Dataset<'_>> {
+        self.read_checked(path, policy, true)
+    }
+
+    fn read_checked(&self, path: &str, policy: &BadRows, json: bool) -> Result<Dataset<'_>> {
         register_bad_rows_function();
-        let files = csv_files(Path::new(path))?;
-        let columns = infer_csv_schema(&files[0])?;
+        let files = if json {
+            input_files(Path::new(path), &["json", "ndjson"])?
+        } else {
+            input_files(Path::new(path), &["csv"])?
+        };
+        let columns = if json {
+            let file = std::fs::File::open(&files[0]).map_err(|source| EmberError::Io {
+                action: "opening",
+                path: files[0].clone(),
+                source,
+            })?;
+            json::infer_schema(std::io::BufReader::new(file)).map_err(|message| {
+                EmberError::InvalidArgument {
+                    operation: "reading JSON",
+                    message: format!("{}: {message}", files[0].display()),
+                }
+            })?
+        } else {
+            infer_csv_schema(&files[0])?
+        };
         let names: Vec<String> = files
             .iter()
             .map(|f| f.to_string_lossy().into_owned())
@@ -526,6 +671,7 @@ impl Session {
         let args = serde_json::to_string(&CheckedCsv {
             columns,
             policy: policy.clone(),
+            json,
         })
         .map_err(|e| EmberError::Internal {
             message: format!("CSV arguments: {e}"),
