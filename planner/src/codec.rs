@@ -61,12 +61,28 @@ const UNSERIALIZABLE: &str = "Ember cannot serialize plan node ";
 
 /// Rebuilds a stage plan from [`encode_plan`]'s bytes; functions resolve through `ctx`'s
 /// registry.
+///
+/// Bytes from the network may be anything: a decoder that panics on them (arrow's IPC
+/// reader does on some corrupt in-memory batches) yields an error here, not a panic.
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    physical_plan_from_bytes_with_extension_codec(bytes, ctx, &EmberCodec).map_err(|source| {
-        PlannerError::Codec {
-            action: "decoding a stage plan",
-            source,
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        physical_plan_from_bytes_with_extension_codec(bytes, ctx, &EmberCodec)
+    }));
+    let source = match decoded {
+        Ok(Ok(plan)) => return Ok(plan),
+        Ok(Err(source)) => source,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            DataFusionError::Execution(format!("the plan bytes are corrupt: {message}"))
         }
+    };
+    Err(PlannerError::Codec {
+        action: "decoding a stage plan",
+        source,
     })
 }
 
@@ -411,5 +427,21 @@ impl PhysicalExtensionCodec for EmberCodec {
         message
             .encode(buf)
             .map_err(|e| codec_err(format!("encoding extension node: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `task_plan` fuzz target: a stage plan whose in-memory batch carries an
+    /// IPC buffer length past its body made arrow's IPC reader panic inside the decoder.
+    #[test]
+    fn a_corrupt_plan_is_an_error_not_a_panic() {
+        let bytes = include_bytes!("../tests/fixtures/corrupt-memory-batch-plan.bin");
+        let Err(err) = decode_plan(bytes, &TaskContext::default()) else {
+            panic!("a corrupt plan decoded");
+        };
+        assert!(err.to_string().contains("corrupt"), "{err}");
     }
 }
