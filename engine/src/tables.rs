@@ -1,6 +1,9 @@
 //! Tables over files: [`TableSpec`] parses `NAME=PATH[:FORMAT]` and registers the table in a
 //! DataFusion context.
 
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -225,6 +228,15 @@ impl TableSpec {
             ));
         }
         if format == FileFormat::Parquet
+            && message.contains("Parquet error")
+            && let Some((file, reason)) = self.unreadable_parquet_file()
+        {
+            return self.error(format!(
+                "{}: not a readable Parquet file ({reason})",
+                file.display()
+            ));
+        }
+        if format == FileFormat::Parquet
             && message.contains("Fail to merge schema")
             && let Some(files) = self.disagreeing_parquet_files()
         {
@@ -233,17 +245,42 @@ impl TableSpec {
         self.error(message)
     }
 
+    /// The local Parquet files of the table: the file, or the folder's `.parquet` files in
+    /// name order.
+    fn local_parquet_files(&self) -> Vec<std::path::PathBuf> {
+        let path = Path::new(&self.path);
+        if path.is_file() {
+            return vec![path.to_path_buf()];
+        }
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// The first local Parquet file of the table whose footer does not read, and why.
+    fn unreadable_parquet_file(&self) -> Option<(std::path::PathBuf, String)> {
+        self.local_parquet_files().into_iter().find_map(|path| {
+            let file = std::fs::File::open(&path).ok()?;
+            // With the page index, as DataFusion reads it.
+            let options = ArrowReaderOptions::new().with_page_index(true);
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+                .err()
+                .map(|e| (path, e.to_string()))
+        })
+    }
+
     /// The first Parquet file of a local folder and the first whose schema differs from
     /// it, with both schemas.
     fn disagreeing_parquet_files(&self) -> Option<String> {
-        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&self.path)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-            .collect();
-        files.sort();
+        let files = self.local_parquet_files();
         let schema_of = |path: &Path| {
             let file = std::fs::File::open(path).ok()?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;

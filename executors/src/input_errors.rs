@@ -1,6 +1,7 @@
 //! Naming the culprit of bad input: when a task fails on a CSV value that does not parse,
 //! find the file(s) the task was scanning and say file, line and column the way a person
-//! counts them (1-based, the header is line 1).
+//! counts them (1-based, the header is line 1); when it fails on Parquet data that does not
+//! decode, name the file that does not read through.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use arrow::error::ArrowError;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::ExecutorError;
@@ -42,12 +44,17 @@ fn parse_csv_failure(message: &str) -> Option<CsvParseFailure> {
     })
 }
 
-/// The CSV files (and the byte offset each range starts at) that partition `partition` of
-/// `plan` scans.
-fn csv_files(plan: &Arc<dyn ExecutionPlan>, partition: usize, out: &mut Vec<CsvScanPart>) {
+/// The files of type `file_type` (`csv`, `parquet`; and the byte offset each range starts
+/// at) that partition `partition` of `plan` scans.
+fn scanned_files(
+    plan: &Arc<dyn ExecutionPlan>,
+    partition: usize,
+    file_type: &str,
+    out: &mut Vec<CsvScanPart>,
+) {
     if let Some(scan) = plan.downcast_ref::<DataSourceExec>()
         && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
-        && config.file_source().file_type() == "csv"
+        && config.file_source().file_type() == file_type
     {
         let names: Vec<String> = config
             .file_schema()
@@ -72,11 +79,11 @@ fn csv_files(plan: &Arc<dyn ExecutionPlan>, partition: usize, out: &mut Vec<CsvS
         }
     }
     for child in plan.children() {
-        csv_files(child, partition, out);
+        scanned_files(child, partition, file_type, out);
     }
 }
 
-/// One file (range) of a CSV scan.
+/// One file (range) of a file scan.
 struct CsvScanPart {
     path: String,
     start: i64,
@@ -90,6 +97,9 @@ pub(crate) fn explain_task_failure(
     plan: &Arc<dyn ExecutionPlan>,
     partition: usize,
 ) -> ExecutorError {
+    if error.find_root().to_string().contains("Parquet error") {
+        return explain_parquet_failure(error, plan, partition);
+    }
     let message = match error.find_root() {
         DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
             ArrowError::ParseError(m) | ArrowError::CsvError(m) => m.clone(),
@@ -101,7 +111,7 @@ pub(crate) fn explain_task_failure(
         return error.into();
     };
     let mut parts = Vec::new();
-    csv_files(plan, partition, &mut parts);
+    scanned_files(plan, partition, "csv", &mut parts);
     let Some(first) = parts.first() else {
         return error.into();
     };
@@ -129,6 +139,46 @@ pub(crate) fn explain_task_failure(
             failure.value,
             failure.data_type
         ),
+    }
+}
+
+/// A Parquet file that cannot be decoded: names it (the first of the task's local files
+/// that does not read through, or all of them), as an input error that no retry fixes.
+fn explain_parquet_failure(
+    error: DataFusionError,
+    plan: &Arc<dyn ExecutionPlan>,
+    partition: usize,
+) -> ExecutorError {
+    let mut parts = Vec::new();
+    scanned_files(plan, partition, "parquet", &mut parts);
+    if parts.is_empty() {
+        return error.into();
+    }
+    let culprit = parts.iter().find_map(|part| {
+        let file = std::fs::File::open(&part.path).ok()?;
+        let reads: Result<(), String> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|builder| builder.build())
+            .map_err(|e| e.to_string())
+            .and_then(|reader| {
+                reader
+                    .map(|b| b.map(|_| ()).map_err(|e| e.to_string()))
+                    .collect()
+            });
+        reads.err().map(|e| (part.path.clone(), e))
+    });
+    match culprit {
+        Some((path, reason)) => ExecutorError::Input {
+            location: path,
+            message: format!("corrupt Parquet data: {reason}"),
+        },
+        None => ExecutorError::Input {
+            location: parts
+                .iter()
+                .map(|p| p.path.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            message: format!("corrupt Parquet data: {}", error.find_root()),
+        },
     }
 }
 

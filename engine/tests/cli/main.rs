@@ -627,3 +627,54 @@ fn copy_to_an_existing_folder_needs_a_mode_and_the_flag_is_checked() {
         &["ember.output.mode", "sometimes"],
     );
 }
+
+#[test]
+fn corrupt_parquet_files_are_named_and_fail_without_retries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("t");
+    std::fs::create_dir(&folder).expect("folder");
+    let good = folder.join("a.parquet");
+    ember_ok(&[
+        "sql",
+        "--executors",
+        "1",
+        &format!(
+            "COPY (SELECT CAST(x AS BIGINT) AS x, repeat('pad', 50) AS s FROM (VALUES (1), (2), (3)) AS t(x)) TO '{}'",
+            good.display()
+        ),
+    ]);
+    let bytes = std::fs::read(&good).expect("written");
+    // A file that is not Parquet at all: its footer does not read.
+    write(&folder, "b.parquet", "hello,world\n");
+    assert_fails_naming(
+        &ember(&[
+            "sql",
+            "--table",
+            &format!("t={}", folder.display()),
+            "SELECT * FROM t",
+        ]),
+        &["b.parquet: not a readable Parquet file"],
+    );
+    // A file whose footer reads but whose data pages are garbage.
+    let mut mangled = bytes.clone();
+    let footer = bytes.len() - 8;
+    let metadata = u32::from_le_bytes(bytes[footer..footer + 4].try_into().expect("4 bytes"));
+    let data_end = footer - metadata as usize;
+    // The first column chunk's pages, not the page index that sits after the chunks.
+    for byte in mangled.iter_mut().take(data_end / 3).skip(4) {
+        *byte = 0xff;
+    }
+    std::fs::write(folder.join("b.parquet"), &mangled).expect("written");
+    let output = ember(&[
+        "sql",
+        "--executors",
+        "1",
+        "--table",
+        &format!("t={}", folder.display()),
+        "SELECT sum(length(s)) FROM t",
+    ]);
+    assert_fails_naming(
+        &output,
+        &["b.parquet: corrupt Parquet data", "1 attempt(s)"],
+    );
+}
