@@ -159,10 +159,8 @@ fn explain_parquet_failure(
         let reads: Result<(), String> = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|builder| builder.build())
             .map_err(|e| e.to_string())
-            .and_then(|reader| {
-                reader
-                    .map(|b| b.map(|_| ()).map_err(|e| e.to_string()))
-                    .collect()
+            .and_then(|mut reader| {
+                reader.try_for_each(|b| b.map(|_| ()).map_err(|e| e.to_string()))
             });
         reads.err().map(|e| (part.path.clone(), e))
     });
