@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
 };
@@ -270,7 +271,8 @@ impl TableSpec {
         self.local_parquet_files().into_iter().find_map(|path| {
             let file = std::fs::File::open(&path).ok()?;
             // With the page index, as DataFusion reads it.
-            let options = ArrowReaderOptions::new().with_page_index(true);
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
                 .err()
                 .map(|e| (path, e.to_string()))
