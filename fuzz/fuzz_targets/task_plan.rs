@@ -4,9 +4,10 @@
 //! Each input is decoded twice: as it is, and spliced into a real stage plan (cut by
 //! Ember from a few SQL queries, encoded once), so that mutations reach deep into valid
 //! plans. A decoder may refuse any input, but it must not panic, and a plan it accepts
-//! must re-encode. The first run found a corrupt in-memory batch that made arrow's IPC
-//! reader panic; `decode_plan` now turns such panics into errors (regression test:
-//! `ember_planner::codec::tests::a_corrupt_plan_is_an_error_not_a_panic`).
+//! must re-encode. The first runs found corrupt in-memory batches that made arrow's IPC
+//! reader panic or abort on a huge allocation; `decode_plan` now checks their framing and
+//! turns panics into errors (regression test:
+//! `ember_planner::codec::tests::corrupt_plans_are_errors_not_panics_or_aborts`).
 
 #![no_main]
 

@@ -9,16 +9,19 @@ use std::sync::Arc;
 use arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::bytes::{
-    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_extension_codec,
 };
 use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
 use datafusion_proto::physical_plan::to_proto::serialize_partitioning;
 use datafusion_proto::physical_plan::{
-    PhysicalExtensionCodec, PhysicalPlanDecodeContext, PhysicalProtoConverterExtension,
+    DefaultPhysicalProtoConverter, PhysicalExtensionCodec, PhysicalPlanDecodeContext,
+    PhysicalProtoConverterExtension,
 };
 use datafusion_proto::protobuf;
+use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType;
 use prost::Message;
 
 use crate::cache::{CacheScanExec, CachedPiece};
@@ -66,7 +69,7 @@ const UNSERIALIZABLE: &str = "Ember cannot serialize plan node ";
 /// reader does on some corrupt in-memory batches) yields an error here, not a panic.
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        physical_plan_from_bytes_with_extension_codec(bytes, ctx, &EmberCodec)
+        physical_plan_from_bytes_with_proto_converter(bytes, ctx, &EmberCodec, &CheckedConverter)
     }));
     let source = match decoded {
         Ok(Ok(plan)) => return Ok(plan),
@@ -84,6 +87,90 @@ pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
         action: "decoding a stage plan",
         source,
     })
+}
+
+/// DataFusion's proto converter, except that it first checks the framing of the Arrow IPC
+/// streams that carry in-memory batches: arrow's reader trusts the lengths in them and
+/// allocates whatever they say (the `task_plan` fuzz target found a length that aborted
+/// the process on allocation).
+struct CheckedConverter;
+
+impl PhysicalProtoConverterExtension for CheckedConverter {
+    fn proto_to_execution_plan(
+        &self,
+        proto: &protobuf::PhysicalPlanNode,
+        ctx: &PhysicalPlanDecodeContext<'_>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(PhysicalPlanType::MemoryScan(scan)) = &proto.physical_plan_type {
+            for partition in &scan.partitions {
+                check_ipc_stream(partition)?;
+            }
+        }
+        self.default_proto_to_execution_plan(proto, ctx)
+    }
+
+    fn execution_plan_to_proto(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        codec: &dyn PhysicalExtensionCodec,
+    ) -> DfResult<protobuf::PhysicalPlanNode> {
+        DefaultPhysicalProtoConverter {}.execution_plan_to_proto(plan, codec)
+    }
+
+    fn proto_to_physical_expr(
+        &self,
+        proto: &protobuf::PhysicalExprNode,
+        input_schema: &Schema,
+        ctx: &PhysicalPlanDecodeContext<'_>,
+    ) -> DfResult<Arc<dyn PhysicalExpr>> {
+        self.default_proto_to_physical_expr(proto, input_schema, ctx)
+    }
+
+    fn physical_expr_to_proto(
+        &self,
+        expr: &Arc<dyn PhysicalExpr>,
+        codec: &dyn PhysicalExtensionCodec,
+    ) -> DfResult<protobuf::PhysicalExprNode> {
+        DefaultPhysicalProtoConverter {}.physical_expr_to_proto(expr, codec)
+    }
+}
+
+/// Checks that every message of the Arrow IPC stream `buf` (a 4-byte continuation
+/// marker, a 4-byte metadata length, the metadata, then the body its metadata sizes) lies
+/// inside `buf`.
+fn check_ipc_stream(buf: &[u8]) -> DfResult<()> {
+    let corrupt = |what: &str| codec_err(format!("corrupt in-memory batch: {what}"));
+    let word = |at: usize| -> DfResult<u32> {
+        buf.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| corrupt("a length past the end"))
+    };
+    let mut at = 0;
+    while at < buf.len() {
+        let mut length = word(at)?;
+        at += 4;
+        if length == 0xFFFF_FFFF {
+            length = word(at)?;
+            at += 4;
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        let end = at
+            .checked_add(length as usize)
+            .filter(|end| *end <= buf.len())
+            .ok_or_else(|| corrupt("message metadata past the end"))?;
+        let message = arrow::ipc::root_as_message(&buf[at..end])
+            .map_err(|e| corrupt(&format!("message metadata: {e}")))?;
+        let body = usize::try_from(message.bodyLength())
+            .ok()
+            .and_then(|body| end.checked_add(body))
+            .filter(|body_end| *body_end <= buf.len())
+            .ok_or_else(|| corrupt("message body past the end"))?;
+        at = body;
+    }
+    Ok(())
 }
 
 /// The datafusion-proto extension codec for [`ShuffleWriterExec`], [`ShuffleReaderExec`],
@@ -434,14 +521,42 @@ impl PhysicalExtensionCodec for EmberCodec {
 mod tests {
     use super::*;
 
-    /// Found by the `task_plan` fuzz target: a stage plan whose in-memory batch carries an
-    /// IPC buffer length past its body made arrow's IPC reader panic inside the decoder.
+    /// Found by the `task_plan` fuzz target: stage plans whose in-memory batches carry an
+    /// IPC buffer length past the body (arrow's reader panicked) or a message length of
+    /// exabytes (arrow's reader aborted the process allocating it).
     #[test]
-    fn a_corrupt_plan_is_an_error_not_a_panic() {
-        let bytes = include_bytes!("../tests/fixtures/corrupt-memory-batch-plan.bin");
-        let Err(err) = decode_plan(bytes, &TaskContext::default()) else {
-            panic!("a corrupt plan decoded");
-        };
-        assert!(err.to_string().contains("corrupt"), "{err}");
+    fn corrupt_plans_are_errors_not_panics_or_aborts() {
+        for bytes in [
+            &include_bytes!("../tests/fixtures/corrupt-memory-batch-plan.bin")[..],
+            &include_bytes!("../tests/fixtures/huge-ipc-length-plan.bin")[..],
+        ] {
+            let Err(err) = decode_plan(bytes, &TaskContext::default()) else {
+                panic!("a corrupt plan decoded");
+            };
+            assert!(err.to_string().contains("corrupt"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ipc_streams_are_checked_message_by_message() {
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])) as arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        let mut stream = Vec::new();
+        let mut writer =
+            arrow::ipc::writer::StreamWriter::try_new(&mut stream, &batch.schema()).expect("w");
+        writer.write(&batch).expect("written");
+        writer.finish().expect("finished");
+        drop(writer);
+        check_ipc_stream(&stream).expect("a well-formed stream");
+        check_ipc_stream(&[]).expect("no batches");
+        for cut in [3, 9, stream.len() - 9] {
+            assert!(check_ipc_stream(&stream[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = stream.clone();
+        huge[4..8].copy_from_slice(&0x7fff_fff0_u32.to_le_bytes());
+        assert!(check_ipc_stream(&huge).is_err());
     }
 }
