@@ -272,6 +272,15 @@ impl CheckedPartition {
         }
     }
 
+    /// An empty builder per column of the schema.
+    fn new_columns(&self) -> Vec<Column> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| Column::new(f.data_type()))
+            .collect()
+    }
+
     /// Reads the newline-delimited JSON of `source`, named `path` in messages.
     fn read_json_from(&mut self, path: &str, source: impl BufRead) -> DfResult<RecordBatch> {
         let names: Vec<String> = self
@@ -280,12 +289,7 @@ impl CheckedPartition {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let mut columns: Vec<Column> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| Column::new(f.data_type()))
-            .collect();
+        let mut columns = self.new_columns();
         for (index, line) in source.lines().enumerate() {
             let line_number = index as u64 + 1;
             let text = line.map_err(|e| DataFusionError::Execution(format!("{path}: {e}")))?;
@@ -333,12 +337,7 @@ impl CheckedPartition {
     fn read_from(&mut self, path: &str, source: impl Read) -> DfResult<RecordBatch> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(source);
         let fields = self.schema.fields().len();
-        let mut columns: Vec<Column> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| Column::new(f.data_type()))
-            .collect();
+        let mut columns = self.new_columns();
         let mut record = csv::StringRecord::new();
         loop {
             // The line the next record starts on (1 is the header).

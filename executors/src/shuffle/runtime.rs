@@ -120,33 +120,21 @@ impl ShuffleRuntime for LocalShuffle {
     ) -> Result<SendableRecordBatchStream> {
         let pieces = pieces
             .into_iter()
-            .map(|p| match &self.remote {
-                Some(remote) => {
-                    let location = ShuffleLocation {
-                        stage_id: p.stage_id,
-                        map_partition: p.map_partition,
-                        attempt: p.attempt,
-                        output_partition: p.partition,
-                        executor_id: p.executor_id,
-                        path: p.path,
-                        rows: 0,
-                        bytes: 0,
-                    };
-                    remote.piece_in(&location, &p.job_id)
+            .map(|p| {
+                let location = ShuffleLocation {
+                    stage_id: p.stage_id,
+                    map_partition: p.map_partition,
+                    attempt: p.attempt,
+                    output_partition: p.partition,
+                    executor_id: p.executor_id,
+                    path: p.path,
+                    rows: 0,
+                    bytes: 0,
+                };
+                match &self.remote {
+                    Some(remote) => remote.piece_in(&location, &p.job_id),
+                    None => Piece::stored(&location, &self.stores),
                 }
-                None => Piece::stored(
-                    &ShuffleLocation {
-                        stage_id: p.stage_id,
-                        map_partition: p.map_partition,
-                        attempt: p.attempt,
-                        output_partition: p.partition,
-                        executor_id: p.executor_id,
-                        path: p.path,
-                        rows: 0,
-                        bytes: 0,
-                    },
-                    &self.stores,
-                ),
             })
             .collect();
         Ok(read_pieces(schema, pieces, self.clients()))
