@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, UInt32Type, UInt64Type};
-use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use ember_executors::storage::location_url;
@@ -104,11 +104,7 @@ impl Destination {
                     message: format!("'{location}' is not a usable path"),
                 })?
         };
-        let root = ObjectStoreUrl::parse(format!(
-            "{}://{}",
-            url.scheme(),
-            &url[url::Position::BeforeHost..url::Position::AfterPort]
-        ))?;
+        let root = ListingTableUrl::parse(url.as_str())?.object_store();
         let store = session.context().runtime_env().object_store(&root)?;
         let prefix = StorePath::from_url_path(url.path()).map_err(|e| EmberError::Config {
             key: "output".into(),

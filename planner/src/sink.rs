@@ -21,7 +21,6 @@ use datafusion::datasource::physical_plan::{FileGroup, FileOutputMode, FileSinkC
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -140,7 +139,7 @@ impl StagedWriteExec {
         let table_path = ListingTableUrl::parse(&target)?;
         let config = FileSinkConfig {
             original_url: folder.to_string(),
-            object_store_url: ObjectStoreUrl::parse(object_store_root(folder)?)?,
+            object_store_url: table_path.object_store(),
             file_group: FileGroup::default(),
             table_paths: vec![table_path],
             output_schema: self.input.schema(),
@@ -164,17 +163,6 @@ impl StagedWriteExec {
             )),
         })
     }
-}
-
-/// `scheme://host/` of a URL: the object store DataFusion resolves it with.
-fn object_store_root(url: &str) -> Result<String> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| DataFusionError::Configuration(format!("'{url}' is not a URL: {e}")))?;
-    Ok(format!(
-        "{}://{}",
-        parsed.scheme(),
-        &parsed[url::Position::BeforeHost..url::Position::AfterPort]
-    ))
 }
 
 impl DisplayAs for StagedWriteExec {

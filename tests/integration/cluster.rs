@@ -310,11 +310,7 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
         .await
         .expect("the job survives the loss of an executor");
     assert_eq!(got, expected_sums(rows, keys));
-    let victim = killed
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("an executor was killed");
+    let victim = victim_of(&killed);
     // The scheduler names the map tasks it ran again, and only the victim's.
     let log = cluster.scheduler_log();
     let recomputed: Vec<&str> = log
@@ -361,6 +357,15 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
 
 /// A value the event hook fills in.
 type Shared<T> = Arc<Mutex<T>>;
+
+/// The executor a hook killed; fails the test when it killed none.
+fn victim_of(killed: &Shared<Option<String>>) -> String {
+    killed
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("an executor was killed")
+}
 
 /// When the first stage of the session's next job is done, kills an executor that ran some
 /// of its map tasks (the reducers are then reading, and its map outputs are gone with it);
@@ -420,11 +425,7 @@ async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
         .await
         .expect("the job survives the loss of an executor");
     assert_eq!(got, expected_sums(rows, keys));
-    let victim = killed
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("an executor was killed");
+    let victim = victim_of(&killed);
     // Its map outputs were in the bucket: nothing is recomputed.
     let log = cluster.scheduler_log();
     assert!(log.contains(&victim), "{victim} was never lost:\n{log}");
@@ -1014,11 +1015,7 @@ async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_t
         .write(&dest_text, WriteFormat::Parquet, WriteMode::Overwrite)
         .await
         .expect("the write survives the loss of an executor");
-    let victim = killed
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("an executor was killed");
+    let victim = victim_of(&killed);
     let log = cluster.scheduler_log();
     // The victim was writing: its attempt of the writing stage was run again elsewhere.
     let rerun: Vec<&str> = log
