@@ -11,6 +11,8 @@ use datafusion::prelude::{col, lit};
 use ember::executors::rpc::security::ClientSecurity;
 use ember::{EmberConfig, Session};
 
+use crate::report::{Figure, Report};
+
 /// A scheduler and its executors, killed when this is dropped.
 pub struct ProcessCluster {
     url: String,
@@ -43,8 +45,14 @@ fn start(command: &mut Command, what: &str) -> anyhow::Result<(Child, String)> {
 }
 
 impl ProcessCluster {
-    /// Starts a scheduler and `executors` executors from the `ember` binary `bin`.
-    pub fn start(bin: &std::path::Path, executors: usize) -> anyhow::Result<Self> {
+    /// Starts a scheduler and `executors` executors from the `ember` binary `bin`, writing
+    /// shuffle files with `compression` (as `ember.shuffle.compression` does for the
+    /// embedded cluster).
+    pub fn start(
+        bin: &std::path::Path,
+        executors: usize,
+        compression: &str,
+    ) -> anyhow::Result<Self> {
         if !bin.is_file() {
             bail!(
                 "no ember binary at {} (build it: cargo build --release -p ember)",
@@ -71,13 +79,19 @@ impl ProcessCluster {
             let (child, _) = start(
                 Command::new(bin)
                     .args(["executor", "--scheduler", &cluster.url])
-                    .args(["--bind", "127.0.0.1:0", "--slots", "1", "--work-dir"])
+                    .args(["--bind", "127.0.0.1:0", "--slots", "1"])
+                    .args(["--compression", compression, "--work-dir"])
                     .arg(&work),
                 "an executor",
             )?;
             cluster.children.push(child);
         }
         Ok(cluster)
+    }
+
+    /// The scheduler's and executors' peak resident memory together, in MiB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        self.children.iter().map(|c| peak_rss_mb(c.id())).sum()
     }
 
     /// Executor processes.
@@ -100,77 +114,118 @@ impl Drop for ProcessCluster {
     }
 }
 
-/// Repartitions all of `lineitem` by `l_orderkey` on both clusters and prints the shuffle
-/// throughput of the readers: shuffle bytes (as written, compressed) over the wall time
-/// of the stage that reads them, per executor. On the embedded cluster readers open the
-/// files; on the process cluster half of every reader's input comes over loopback Flight.
+/// The peak resident memory (`VmHWM`) of process `pid`, in MiB; 0 where it cannot be read.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One shuffle measurement: the best of three runs.
+struct ShuffleRun {
+    /// Bytes the map stage wrote (compressed as configured).
+    bytes: u64,
+    rows: u64,
+    /// The slowest reading task's wall time.
+    read: Duration,
+    /// The slowest map task's wall time.
+    map: Duration,
+}
+
+/// Repartitions all of `lineitem` by `l_orderkey` on both clusters and reports the shuffle
+/// throughput of the readers: shuffle bytes over the wall time of the stage that reads
+/// them, per executor, both as written (compressed) and as Arrow data in memory. On the
+/// embedded cluster readers open the files; on the process cluster half of every reader's
+/// input comes over loopback Flight.
 pub async fn shuffle_throughput(
     embedded: &Session,
     processes: &Session,
     executors: usize,
-) -> anyhow::Result<()> {
-    println!(
+    report: &mut Report,
+) -> anyhow::Result<crate::suite::ShuffleRates> {
+    let mut rates = Vec::new();
+    let mut figure = Figure {
+        workload: "shuffle read stage".to_string(),
+        times: Vec::new(),
+    };
+    report.line(format!(
         "Shuffle: all of lineitem repartitioned by l_orderkey into {executors} partitions, \
-         best of 3"
+         counted per partition; best of 3; Ember's shuffle compression setting: {} (auto is \
+         none on one host, so the bytes are Arrow IPC as in memory); the rate is the bytes \
+         the map stage wrote over the wall time of the stage that reads them, per executor",
+        embedded.config().compression
+    ));
+    report.blank();
+    report.line(
+        "| cluster | shuffle MB (as written) | rows | map stage (ms) | read stage (ms) | \
+         MB/s per executor |",
     );
-    println!();
-    println!("| cluster | shuffle MB (compressed) | rows | read stage (ms) | MB/s per executor |");
-    println!("|---|---:|---:|---:|---:|");
+    report.line("|---|---:|---:|---:|---:|---:|");
     for (name, session) in [("embedded", embedded), ("processes", processes)] {
-        let mut best: Option<(f64, u64, u64, Duration)> = None;
+        let mut best: Option<ShuffleRun> = None;
         for _ in 0..3 {
-            let result = session
-                .table("lineitem")
-                .await?
-                .repartition_by(vec![col("l_orderkey")], executors)?
-                .group_by(vec![])
-                .agg(vec![count(lit(1)).alias("n")])?
-                .collect()
-                .await?;
-            let metrics = result.metrics.context("a job ran")?;
-            let map_stage = metrics
-                .stages
-                .iter()
-                .find(|s| s.inputs.is_empty())
-                .context("a map stage")?
-                .stage_id;
-            let read_stage = metrics
-                .stages
-                .iter()
-                .find(|s| s.inputs == [map_stage])
-                .context("a reading stage")?
-                .stage_id;
-            let bytes: u64 = metrics
-                .tasks
-                .iter()
-                .filter(|t| t.stage_id == map_stage)
-                .map(|t| t.bytes)
-                .sum();
-            let rows: u64 = metrics
-                .tasks
-                .iter()
-                .filter(|t| t.stage_id == map_stage)
-                .map(|t| t.rows)
-                .sum();
-            let wall = metrics
-                .tasks
-                .iter()
-                .filter(|t| t.stage_id == read_stage)
-                .map(|t| t.elapsed)
-                .max()
-                .context("reading tasks")?;
-            let per_executor = bytes as f64 / 1e6 / executors as f64 / wall.as_secs_f64();
-            if best.is_none_or(|b| per_executor > b.0) {
-                best = Some((per_executor, bytes, rows, wall));
+            let run = shuffle_once(session, executors).await?;
+            if best.as_ref().is_none_or(|b| run.read < b.read) {
+                best = Some(run);
             }
         }
-        if let Some((rate, bytes, rows, wall)) = best {
-            println!(
-                "| {name} | {:.1} | {rows} | {:.1} | {rate:.0} |",
-                bytes as f64 / 1e6,
-                wall.as_secs_f64() * 1e3
-            );
-        }
+        let Some(run) = best else { continue };
+        let read_s = run.read.as_secs_f64();
+        let rate = run.bytes as f64 / 1e6 / executors as f64 / read_s;
+        rates.push((name.to_string(), rate));
+        report.line(format!(
+            "| {name} | {:.1} | {} | {:.1} | {:.1} | {:.0} |",
+            run.bytes as f64 / 1e6,
+            run.rows,
+            run.map.as_secs_f64() * 1e3,
+            read_s * 1e3,
+            rate,
+        ));
+        figure
+            .times
+            .push((format!("Ember {name}"), Some(read_s * 1e3)));
     }
-    Ok(())
+    report.figures.push(figure);
+    Ok(rates)
+}
+
+async fn shuffle_once(session: &Session, executors: usize) -> anyhow::Result<ShuffleRun> {
+    let result = session
+        .table("lineitem")
+        .await?
+        .repartition_by(vec![col("l_orderkey")], executors)?
+        .group_by(vec![])
+        .agg(vec![count(lit(1)).alias("n")])?
+        .collect()
+        .await?;
+    let metrics = result.metrics.context("a job ran")?;
+    let map_stage = metrics
+        .stages
+        .iter()
+        .find(|s| s.inputs.is_empty())
+        .context("a map stage")?
+        .stage_id;
+    let read_stage = metrics
+        .stages
+        .iter()
+        .find(|s| s.inputs == [map_stage])
+        .context("a reading stage")?
+        .stage_id;
+    let of = |stage: usize| metrics.tasks.iter().filter(move |t| t.stage_id == stage);
+    Ok(ShuffleRun {
+        bytes: of(map_stage).map(|t| t.bytes).sum(),
+        rows: of(map_stage).map(|t| t.rows).sum(),
+        read: of(read_stage)
+            .map(|t| t.elapsed)
+            .max()
+            .context("reading tasks")?,
+        map: of(map_stage)
+            .map(|t| t.elapsed)
+            .max()
+            .context("map tasks")?,
+    })
 }

@@ -23,45 +23,48 @@ use ember::examples::forest::prep::{PrepOptions, forest_prep};
 use ember::examples::forest::{TrainOptions, forest_train, register_forest_functions};
 use ember::{EmberConfig, Session};
 
+use crate::peers::median_after_warmup;
+use crate::report::{Figure, Report};
+
 /// Options of `ember-bench forest`.
 #[derive(Args)]
 pub struct ForestBench {
     /// Ember executors (one slot each), and Spark's `local[N]`.
     #[arg(long, default_value_t = 2)]
-    executors: usize,
+    pub executors: usize,
     /// How many copies of diamonds the feature-preparation input holds.
     #[arg(long, default_value_t = 100)]
-    scale: usize,
+    pub scale: usize,
     /// The diamonds CSV.
     #[arg(long, default_value = "datasets/diamonds.csv")]
-    diamonds: PathBuf,
+    pub diamonds: PathBuf,
     /// Where the enlarged input and the outputs go.
     #[arg(long, default_value = "data/forest-bench")]
-    work: PathBuf,
+    pub work: PathBuf,
     /// Trees.
     #[arg(long, default_value_t = 50)]
-    trees: usize,
+    pub trees: usize,
     /// Deepest level.
     #[arg(long, default_value_t = 10)]
-    max_depth: usize,
+    pub max_depth: usize,
     /// Bins per feature (quantile buckets in preparation).
     #[arg(long, default_value_t = 32)]
-    max_bins: usize,
+    pub max_bins: usize,
     /// Features per node, for both engines.
     #[arg(long, default_value = "all")]
-    feature_subset: String,
+    pub feature_subset: String,
     /// Seed.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub seed: u64,
     /// The Python with pyspark (see `bench/python/requirements.txt`).
     #[arg(long, default_value = "python3", env = "EMBER_BENCH_PYTHON")]
-    python: PathBuf,
+    pub python: PathBuf,
     /// The Spark driver script.
     #[arg(long, default_value = "bench/python/spark_forest.py")]
-    script: PathBuf,
+    pub script: PathBuf,
     /// Ember only.
     #[arg(long)]
-    skip_spark: bool,
+    pub skip_spark: bool,
 }
 
 /// Writes `copies` copies of the rows of `source` (one header) to `target`, unless it is
@@ -128,6 +131,107 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
+    Ok(())
+}
+
+/// Feature preparation only, for the suite: Ember's `forest-prep` on its embedded cluster
+/// and Spark's pipeline, each `runs` times (the first a warm-up, the median counts).
+pub async fn prep_against_spark(
+    bench: &ForestBench,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    register_forest_functions();
+    std::fs::create_dir_all(&bench.work)?;
+    let big = bench.work.join(format!("diamonds-{}x.csv", bench.scale));
+    enlarge(&bench.diamonds, &big, bench.scale)?;
+    let session = Session::new(EmberConfig {
+        executors: bench.executors,
+        slots: 1,
+        ..EmberConfig::default()
+    })?;
+    let out = bench.work.join("ember-prep");
+    let mut ember_ms = Vec::new();
+    let mut rows = 0;
+    for _ in 0..runs {
+        fresh(&out)?;
+        let mut prep = PrepOptions::new(&big, "price");
+        prep.out = Some(out.clone());
+        prep.seed = bench.seed;
+        prep.buckets = bench.max_bins;
+        let started = Instant::now();
+        let prepared = forest_prep(&session, &prep).await?;
+        ember_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        rows = prepared.train_rows + prepared.test_rows;
+    }
+    fresh(&out)?;
+    let spark_out = bench.work.join("spark-prep");
+    let spark_ms = match bench.skip_spark {
+        true => Vec::new(),
+        false => {
+            fresh(&spark_out)?;
+            let prep = spark(
+                bench,
+                &[
+                    "--mode".into(),
+                    "prep".into(),
+                    "--input".into(),
+                    big.to_string_lossy().into_owned(),
+                    "--out".into(),
+                    spark_out.to_string_lossy().into_owned(),
+                    "--max-bins".into(),
+                    bench.max_bins.to_string(),
+                    "--seed".into(),
+                    bench.seed.to_string(),
+                    "--runs".into(),
+                    runs.to_string(),
+                ],
+            )?;
+            fresh(&spark_out)?;
+            let spark_rows = number(&prep, "rows")? as u64;
+            if spark_rows != rows {
+                bail!("Spark's feature prep read {spark_rows} rows, Ember's {rows}");
+            }
+            prep["prep_runs_s"]
+                .as_array()
+                .context("prep_runs_s")?
+                .iter()
+                .filter_map(serde_json::Value::as_f64)
+                .map(|s| s * 1e3)
+                .collect()
+        }
+    };
+    let ember = median_after_warmup(&ember_ms);
+    let spark = median_after_warmup(&spark_ms);
+    report.line(format!(
+        "Random-forest feature preparation: diamonds × {} ({rows} rows of CSV), Ember \
+         embedded ({} executors × 1 slot) against a Spark ML pipeline in local[{}]; median of \
+         {} runs after a warm-up; both read {rows} rows",
+        bench.scale,
+        bench.executors,
+        bench.executors,
+        runs.saturating_sub(1)
+    ));
+    report.blank();
+    report.line("| workload | Ember embedded (ms) | Spark (ms) | Ember / Spark |");
+    report.line("|---|---:|---:|---:|");
+    let cell = |t: Option<f64>| t.map_or("n/a".to_string(), |t| format!("{t:.0}"));
+    let ratio = match (ember, spark) {
+        (Some(e), Some(s)) => format!("{:.2}", e / s),
+        _ => "n/a".to_string(),
+    };
+    report.line(format!(
+        "| forest prep | {} | {} | {ratio} |",
+        cell(ember),
+        cell(spark)
+    ));
+    report.figures.push(Figure {
+        workload: "forest prep".to_string(),
+        times: vec![
+            ("Ember embedded".to_string(), ember),
+            ("spark".to_string(), spark),
+        ],
+    });
     Ok(())
 }
 

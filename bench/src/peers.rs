@@ -1,9 +1,10 @@
-//! The TPC-H peers that are not Rust libraries: DuckDB, Polars and Spark (local mode), each
-//! a long-lived `bench/python/tpch_peers.py` process driven one query at a time over
-//! stdin/stdout, and the check of their rows against DataFusion's.
+//! Ember's peers in the suite, each a long-lived process driven one request at a time over
+//! stdin/stdout (JSON lines): DuckDB, Polars and Spark (local mode) in
+//! `bench/python/peers.py`, Ballista standalone in `bench/ballista` (`ballista-peer`); and
+//! the check of their rows against DataFusion's or Ember's.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{Context, bail};
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 
 /// One peer engine's process.
 pub struct Peer {
-    /// `duckdb`, `polars` or `spark`.
+    /// `duckdb`, `polars`, `spark` or `ballista`.
     pub name: String,
     /// The engine's version.
     pub version: String,
@@ -20,6 +21,16 @@ pub struct Peer {
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
+}
+
+/// Where the peers' programs are.
+pub struct PeerLaunch {
+    /// The Python with the peers installed (`bench/python/requirements.txt`).
+    pub python: PathBuf,
+    /// `bench/python/peers.py`.
+    pub script: PathBuf,
+    /// The `ballista-peer` binary (`bench/ballista`).
+    pub ballista: PathBuf,
 }
 
 /// What a peer did with one query.
@@ -34,25 +45,35 @@ pub enum PeerRun {
 }
 
 impl Peer {
-    /// Starts `engine` over the TPC-H folders of `data` with `threads` threads.
+    /// Starts `engine` (`duckdb`, `polars` or `spark`: `script` under `python`;
+    /// `ballista`: the `ballista` binary) over the TPC-H folders of `data` with `threads`
+    /// threads (executors of one slot, for Ballista).
     pub fn start(
-        python: &Path,
-        script: &Path,
+        launch: &PeerLaunch,
         engine: &str,
         data: &Path,
         threads: usize,
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(python)
-            .arg(script)
+        let mut command = match engine {
+            "ballista" => Command::new(&launch.ballista),
+            _ => {
+                let mut python = Command::new(&launch.python);
+                python.arg(&launch.script);
+                python
+            }
+        };
+        command
             .args(["--engine", engine, "--threads", &threads.to_string()])
             .arg("--data")
             .arg(data)
             .env("SPARK_LOCAL_IP", "127.0.0.1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .spawn()
-            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
+            .with_context(|| format!("starting {engine}: {program}"))?;
         let input = child.stdin.take().context("the peer's stdin")?;
         let output = BufReader::new(child.stdout.take().context("the peer's stdout")?);
         let mut peer = Self {
@@ -64,11 +85,7 @@ impl Peer {
             output,
         };
         let ready = peer.reply().with_context(|| {
-            format!(
-                "{engine} did not start (pip install -r bench/python/requirements.txt into \
-                 {})",
-                python.display()
-            )
+            format!("{engine} did not start ({program}; `bench/run` installs the peers)")
         })?;
         peer.version = ready["version"].as_str().unwrap_or("?").to_string();
         peer.startup_ms = ready["startup_ms"].as_f64().unwrap_or(0.0);
@@ -95,16 +112,67 @@ impl Peer {
         if let Some(error) = reply["error"].as_str() {
             return Ok(PeerRun::Failed(error.to_string()));
         }
-        let times_ms = reply["times_ms"]
-            .as_array()
-            .context("times_ms")?
+        Ok(PeerRun::Done {
+            times_ms: times(&reply)?,
+            rows: text_rows(&reply["rows"]).context("rows")?,
+        })
+    }
+
+    /// Runs the pipeline `name` (`product-prices`) over `data` `runs` times; its tables
+    /// are those of the last run.
+    pub fn pipeline(
+        &mut self,
+        name: &str,
+        data: &Path,
+        runs: usize,
+    ) -> anyhow::Result<PipelineRun> {
+        let reply = self.send(&json!({"pipeline": name, "data": data, "runs": runs}))?;
+        if let Some(error) = reply["error"].as_str() {
+            return Ok(PipelineRun::Failed(error.to_string()));
+        }
+        let tables = reply["tables"]
+            .as_object()
+            .context("tables")?
             .iter()
-            .filter_map(Value::as_f64)
-            .collect();
-        let rows = reply["rows"]
-            .as_array()
-            .context("rows")?
-            .iter()
+            .map(|(name, rows)| Ok((name.clone(), text_rows(rows).context("table rows")?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(PipelineRun::Done {
+            times_ms: times(&reply)?,
+            tables,
+        })
+    }
+
+    /// The peak resident memory of the engine's processes, in MiB.
+    pub fn peak_rss_mb(&mut self) -> anyhow::Result<f64> {
+        let reply = self.send(&json!({"peak_rss": true}))?;
+        reply["peak_rss_mb"].as_f64().context("peak_rss_mb")
+    }
+}
+
+/// What a peer did with one pipeline.
+pub enum PipelineRun {
+    /// Times of every run (the first is the warm-up) and the tables of the last, by name.
+    Done {
+        times_ms: Vec<f64>,
+        tables: std::collections::BTreeMap<String, Vec<Vec<String>>>,
+    },
+    /// The engine failed.
+    Failed(String),
+}
+
+fn times(reply: &Value) -> anyhow::Result<Vec<f64>> {
+    Ok(reply["times_ms"]
+        .as_array()
+        .context("times_ms")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect())
+}
+
+fn text_rows(rows: &Value) -> Option<Vec<Vec<String>>> {
+    let rows = rows.as_array()?;
+    Some(
+        rows.iter()
             .map(|row| {
                 row.as_array()
                     .map(|cells| {
@@ -115,15 +183,8 @@ impl Peer {
                     })
                     .unwrap_or_default()
             })
-            .collect();
-        Ok(PeerRun::Done { times_ms, rows })
-    }
-
-    /// The peak resident memory of the engine's processes, in MiB.
-    pub fn peak_rss_mb(&mut self) -> anyhow::Result<f64> {
-        let reply = self.send(&json!({"peak_rss": true}))?;
-        reply["peak_rss_mb"].as_f64().context("peak_rss_mb")
-    }
+            .collect(),
+    )
 }
 
 impl Drop for Peer {

@@ -78,9 +78,9 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
     },
     ConfigEntry {
         key: "ember.shuffle.compression",
-        kind: "lz4 | zstd | none",
-        default: "lz4",
-        description: "Codec of shuffle files (Arrow IPC buffer compression).",
+        kind: "auto | lz4 | zstd | none",
+        default: "auto",
+        description: "Codec of shuffle files (Arrow IPC buffer compression). auto: lz4 when the shuffle may cross machines (executors on more than one host, or ember.shuffle.dir set), none when every executor is on one host. Applies to the embedded cluster; executor processes take `ember executor --compression`.",
     },
     ConfigEntry {
         key: "ember.shuffle.dir",

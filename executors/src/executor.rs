@@ -20,7 +20,7 @@ use crate::input_errors::explain_task_failure;
 use crate::rpc::flight::PeerClients;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::ClientSecurity;
-use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure};
+use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
 use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
@@ -146,13 +146,14 @@ impl Executor {
             .iter()
             .position(|(key, _)| key == SHUFFLE_DIR_SETTING)
             .map(|at| settings.remove(at).1);
-        let shuffle = LocalShuffle::new(
-            task_dir,
-            Arc::clone(&task.inputs),
-            self.config.compression,
-            remote,
-        )
-        .with_stores(stores.clone());
+        // Compress what may cross machines: pieces other hosts' executors may fetch, or
+        // that go to a shared shuffle directory.
+        let compression = self
+            .config
+            .compression
+            .resolve(shuffle_dir.is_some() || spans_hosts(task.peers.values().map(String::as_str)));
+        let shuffle = LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
+            .with_stores(stores.clone());
 
         let runtime = RuntimeEnvBuilder::from_runtime_env(&self.functions.runtime_env())
             .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))

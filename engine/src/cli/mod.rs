@@ -157,8 +157,9 @@ struct ExecutorArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     heartbeat_interval: f64,
-    /// Codec of its shuffle files: lz4, zstd or none.
-    #[arg(long, default_value = "lz4")]
+    /// Codec of its shuffle files: auto (lz4 when the cluster spans hosts or a shuffle
+    /// directory is set, else none), lz4, zstd or none.
+    #[arg(long, default_value = "auto")]
     compression: ShuffleCompression,
     /// Memory its tasks may hold together (such as 512M or 4G) before their sorts,
     /// aggregations and joins spill to its work directory; no limit by default.

@@ -166,78 +166,124 @@ pub(crate) fn read_pieces(
             let clients = clients.clone();
             let in_flight = in_flight.clone();
             let schema = Arc::clone(&reader_schema);
+            // Pieces from elsewhere are fetched on their own tasks, started when the
+            // piece enters the window of FETCH_CONCURRENCY: they come in while the reader
+            // still consumes the pieces before them (a future inside `buffered` only runs
+            // while the stream is polled for its next piece, which serialized a local
+            // read and the fetches after it).
+            let fetch = match &piece {
+                Piece::Local(_) | Piece::Missing { .. } => None,
+                Piece::Stored { .. } | Piece::Remote { .. } => Some(tokio::spawn(fetch_piece(
+                    piece.clone(),
+                    clients.clone(),
+                    in_flight.clone(),
+                ))),
+            };
+            // A reader dropped early (a limit, a cancelled task) stops its fetches.
+            let _abort = fetch.as_ref().map(|f| AbortOnDrop(f.abort_handle()));
             async move {
+                let _abort = _abort;
+                if let Some(fetch) = fetch {
+                    return fetch
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
                 match piece {
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
                     }
-                    Piece::Stored { url, stores, bytes } => {
-                        // Bounded like Flight fetches: the bytes of the pieces held at
-                        // once, in this process.
-                        let permit = stored_in_flight()
-                            .acquire_many_owned(permits_for(bytes))
-                            .await
-                            .map_err(|e| {
-                                DataFusionError::Execution(format!("shuffle read stopped: {e}"))
-                            })?;
-                        let data = download(&url, &stores).await?;
-                        let decoded = tokio::task::spawn_blocking(move || decode(data, &url))
-                            .await
-                            .map_err(|e| DataFusionError::External(Box::new(e)))??;
-                        Ok(futures::stream::iter(decoded.into_iter().map(move |batch| {
-                            let _held = &permit;
-                            Ok(batch)
-                        }))
-                        .boxed())
-                    }
-                    Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
-                        ExecutorError::FetchFailed {
-                            executor_id,
-                            message: "the executor is no longer part of the cluster".into(),
-                        },
-                    ))),
-                    Piece::Remote {
-                        executor_id,
-                        address,
-                        ticket,
-                        bytes,
-                    } => {
-                        let (Some(clients), Some(in_flight)) = (clients, in_flight) else {
-                            return Err(DataFusionError::Internal(format!(
-                                "a piece of executor {executor_id} without Flight clients"
-                            )));
-                        };
-                        let permit = in_flight
-                            .acquire_many_owned(permits_for(bytes))
-                            .await
-                            .map_err(|e| {
-                                DataFusionError::Execution(format!("shuffle fetch stopped: {e}"))
-                            })?;
-
-                        let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
-                            let message = match e {
-                                ExecutorError::Unreachable { message, .. } => message,
-                                other => other.to_string(),
-                            };
-                            DataFusionError::External(Box::new(ExecutorError::FetchFailed {
-                                executor_id,
-                                message,
-                            }))
-                        })?;
-                        // The permit goes with the batches: it is given back once the
-                        // reader has consumed them.
-                        Ok(futures::stream::iter(batches.into_iter().map(move |batch| {
-                            let _held = &permit;
-                            Ok(batch)
-                        }))
-                        .boxed())
-                    }
+                    other => fetch_piece(other, clients, in_flight).await,
                 }
             }
         })
         .buffered(FETCH_CONCURRENCY)
         .try_flatten();
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// Aborts a fetch task when the reader that waits for it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The batches of a piece that is not a local file: downloaded from the shuffle
+/// directory, or fetched over Flight from the executor that holds it (with `in_flight`
+/// bounding the bytes held at once); a missing piece's error.
+async fn fetch_piece(
+    piece: Piece,
+    clients: Option<Arc<PeerClients>>,
+    in_flight: Option<Arc<Semaphore>>,
+) -> Result<
+    futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>>,
+    DataFusionError,
+> {
+    match piece {
+        Piece::Local(path) => Err(DataFusionError::Internal(format!(
+            "the local piece {} is read, not fetched",
+            path.display()
+        ))),
+        Piece::Stored { url, stores, bytes } => {
+            // Bounded like Flight fetches: the bytes of the pieces held at
+            // once, in this process.
+            let permit = stored_in_flight()
+                .acquire_many_owned(permits_for(bytes))
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("shuffle read stopped: {e}")))?;
+            let data = download(&url, &stores).await?;
+            let decoded = tokio::task::spawn_blocking(move || decode(data, &url))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))??;
+            Ok(futures::stream::iter(decoded.into_iter().map(move |batch| {
+                let _held = &permit;
+                Ok(batch)
+            }))
+            .boxed())
+        }
+        Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
+            ExecutorError::FetchFailed {
+                executor_id,
+                message: "the executor is no longer part of the cluster".into(),
+            },
+        ))),
+        Piece::Remote {
+            executor_id,
+            address,
+            ticket,
+            bytes,
+        } => {
+            let (Some(clients), Some(in_flight)) = (clients, in_flight) else {
+                return Err(DataFusionError::Internal(format!(
+                    "a piece of executor {executor_id} without Flight clients"
+                )));
+            };
+            let permit = in_flight
+                .acquire_many_owned(permits_for(bytes))
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("shuffle fetch stopped: {e}")))?;
+
+            let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
+                let message = match e {
+                    ExecutorError::Unreachable { message, .. } => message,
+                    other => other.to_string(),
+                };
+                DataFusionError::External(Box::new(ExecutorError::FetchFailed {
+                    executor_id,
+                    message,
+                }))
+            })?;
+            // The permit goes with the batches: it is given back once the
+            // reader has consumed them.
+            Ok(futures::stream::iter(batches.into_iter().map(move |batch| {
+                let _held = &permit;
+                Ok(batch)
+            }))
+            .boxed())
+        }
+    }
 }
 
 /// The executor and message of a fetch failure somewhere in `error`.

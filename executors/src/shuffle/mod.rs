@@ -15,7 +15,7 @@ mod reader;
 mod runtime;
 mod writer;
 
-pub use compression::ShuffleCompression;
+pub use compression::{ShuffleCompression, spans_hosts};
 pub(crate) use fetch::fetch_failure;
 pub use fetch::{RemoteInputs, read_job_output};
 pub use reader::read_locations;

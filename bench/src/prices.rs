@@ -1,0 +1,173 @@
+//! The product-price report (`ember run product-prices`) in the suite: Ember embedded and
+//! as a process cluster against the peers' own implementations of the same four tables
+//! (`bench/python/peers.py`), each result checked against Ember embedded's.
+//!
+//! Approximate percentiles differ between engines by design (each has its own sketch), so
+//! the check skips the summary's median, p90 and p99 columns and the bands cut at the
+//! approximate quantiles; every other cell must agree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::bail;
+use ember::Session;
+use ember::examples::product_prices::{
+    PRICE_SALES, PriceSource, ReportForm, ensure_products, run_product_prices,
+};
+
+use crate::peers::{Peer, PipelineRun, median_after_warmup, rows_agree};
+use crate::report::{Figure, Report};
+use crate::tpch::text_rows;
+
+/// The summary's approximate-percentile columns (median, p90, p99).
+const APPROXIMATE_SUMMARY_COLUMNS: std::ops::Range<usize> = 8..11;
+
+/// Ember's tables as text, by name.
+type Tables = BTreeMap<String, Vec<Vec<String>>>;
+
+/// One run of Ember's report (DSL form), its time in milliseconds and its tables.
+async fn ember_run(session: &Session, source: &PriceSource) -> anyhow::Result<(f64, Tables)> {
+    // Each run registers its view of the sales afresh.
+    session.context().deregister_table(PRICE_SALES)?;
+    let started = Instant::now();
+    let run = run_product_prices(session, source, ReportForm::Dsl, None).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut tables = BTreeMap::new();
+    for (name, result) in &run.tables {
+        tables.insert(name.to_string(), text_rows(&result.batches)?);
+    }
+    Ok((ms, tables))
+}
+
+/// The cells of `table` that every engine must agree on.
+fn exact_part(table: &str, rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    match table {
+        "summary" => rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !APPROXIMATE_SUMMARY_COLUMNS.contains(i))
+                    .map(|(_, cell)| cell.clone())
+                    .collect()
+            })
+            .collect(),
+        "bands" => rows
+            .iter()
+            .filter(|row| row.first().is_some_and(|scheme| scheme == "fixed"))
+            .cloned()
+            .collect(),
+        _ => rows.to_vec(),
+    }
+}
+
+/// Which tables of `got` differ from `expected` in their exact part.
+fn differing(expected: &Tables, got: &Tables) -> Vec<String> {
+    expected
+        .iter()
+        .filter(|(name, rows)| {
+            got.get(*name)
+                .is_none_or(|other| !rows_agree(&exact_part(name, rows), &exact_part(name, other)))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Runs the report over the products dataset in `dir` (made with `rows` sales when
+/// missing) `runs` times per engine and adds its table to `report`.
+pub async fn run(
+    dir: &Path,
+    rows: u64,
+    runs: usize,
+    embedded: &Session,
+    processes: Option<&Session>,
+    peers: &mut [Peer],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if ensure_products(dir, rows, 4)? {
+        eprintln!("made {rows} sales in {}", dir.display());
+    }
+    let source = PriceSource::Products(dir.to_path_buf());
+    let mut times: Vec<(String, Option<f64>)> = Vec::new();
+    let mut expected = Tables::new();
+    let mut ember_times = Vec::new();
+    for _ in 0..runs {
+        let (ms, tables) = ember_run(embedded, &source).await?;
+        ember_times.push(ms);
+        expected = tables;
+    }
+    times.push(("Ember embedded".into(), median_after_warmup(&ember_times)));
+    if let Some(processes) = processes {
+        let mut process_times = Vec::new();
+        for _ in 0..runs {
+            let (ms, tables) = ember_run(processes, &source).await?;
+            process_times.push(ms);
+            let wrong = differing(&expected, &tables);
+            if !wrong.is_empty() {
+                bail!("product-prices: the process cluster's {wrong:?} differ from embedded's");
+            }
+        }
+        times.push((
+            "Ember processes".into(),
+            median_after_warmup(&process_times),
+        ));
+    }
+    for peer in peers.iter_mut().filter(|p| p.name != "ballista") {
+        let engine = format!("{} {}", peer.name, peer.version);
+        match peer.pipeline("product-prices", dir, runs)? {
+            PipelineRun::Done { times_ms, tables } => {
+                let wrong = differing(&expected, &tables);
+                if wrong.is_empty() {
+                    times.push((engine, median_after_warmup(&times_ms)));
+                } else {
+                    eprintln!(
+                        "product-prices: {}'s {wrong:?} differ from Ember's; not counted",
+                        peer.name
+                    );
+                    times.push((engine, None));
+                }
+            }
+            PipelineRun::Failed(error) => {
+                eprintln!("product-prices: {} failed: {error}", peer.name);
+                times.push((engine, None));
+            }
+        }
+    }
+    let counts: Vec<String> = expected
+        .iter()
+        .map(|(name, rows)| format!("{name} {}", rows.len()))
+        .collect();
+    report.line(format!(
+        "Product-price report over {} (its sales joined with their products; tables: {}); \
+         Ember's DSL form, the peers' own SQL or DataFrame code; median of {} runs after a \
+         warm-up; every table checked against Ember embedded's (all but the approximate \
+         percentiles)",
+        dir.display(),
+        counts.join(", "),
+        runs.saturating_sub(1)
+    ));
+    report.blank();
+    let widest = times
+        .iter()
+        .position(|(e, _)| e == "Ember processes")
+        .unwrap_or(0);
+    report.line(format!(
+        "| engine | time (ms) | {} / engine |",
+        times[widest].0
+    ));
+    report.line("|---|---:|---:|");
+    for (engine, time) in &times {
+        let ratio = match (times[widest].1, time) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            _ => "n/a".to_string(),
+        };
+        let cell = time.map_or("n/a".to_string(), |t| format!("{t:.0}"));
+        report.line(format!("| {engine} | {cell} | {ratio} |"));
+    }
+    report.figures.push(Figure {
+        workload: "product prices".to_string(),
+        times,
+    });
+    Ok(())
+}

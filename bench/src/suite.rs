@@ -1,0 +1,312 @@
+//! `ember-bench suite`: every workload of the performance suite in one invocation (TPC-H,
+//! the product-price report, random-forest feature preparation, the shuffle
+//! micro-benchmark), the goals' ratios computed from the figures, the Markdown put into
+//! `BENCHMARKS.md` between its markers and the PNG chart drawn beside it. `bench/run`
+//! installs the peers and calls it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ember::Session;
+use ember::pipelines::{ensure_tpch, register_tpch};
+
+use crate::forest::ForestBench;
+use crate::report::{Figure, Report};
+use crate::tpch::TpchBench;
+
+/// Options of `ember-bench suite` (the TPC-H ones apply to every workload).
+#[derive(Args)]
+pub struct SuiteBench {
+    #[command(flatten)]
+    pub tpch: TpchBench,
+    /// The products dataset of the product-price report (made when missing).
+    #[arg(long, default_value = "data/products-10m")]
+    pub products: PathBuf,
+    /// Sales in that dataset when it is made.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub product_rows: u64,
+    /// Copies of diamonds in the feature-preparation input.
+    #[arg(long, default_value_t = 20)]
+    pub forest_scale: usize,
+    /// The workloads to run, comma-separated: tpch, prices, forest, shuffle.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tpch,prices,forest,shuffle"
+    )]
+    pub workloads: Vec<String>,
+    /// Put the report into this Markdown file, between its suite markers.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Write the figures (times per workload and engine) as JSON to this file, for
+    /// `suite-chart` (`bench/chart`).
+    #[arg(long, value_name = "FILE")]
+    pub figures: Option<PathBuf>,
+    /// The chart's PNG file, linked from the report (`bench/run` draws it).
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+    /// The command line to print in the report (what `bench/run` was called with).
+    #[arg(long, default_value = "bench/run")]
+    pub command: String,
+}
+
+/// The figures of the shuffle micro-benchmark: MB/s per executor, by cluster.
+pub type ShuffleRates = Vec<(String, f64)>;
+
+/// Runs the suite.
+pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
+    let known = ["tpch", "prices", "forest", "shuffle"];
+    if let Some(bad) = suite
+        .workloads
+        .iter()
+        .find(|w| !known.contains(&w.as_str()))
+    {
+        anyhow::bail!(
+            "invalid setting --workloads: unknown workload '{bad}' (known: tpch, prices, forest, shuffle)"
+        );
+    }
+    let wants = |w: &str| suite.workloads.iter().any(|x| x == w);
+    let bench = &suite.tpch;
+    let dir = bench.dir();
+    if ensure_tpch(&dir, bench.scale_factor, 4)? {
+        eprintln!(
+            "generated TPC-H sf {} in {}",
+            bench.scale_factor,
+            dir.display()
+        );
+    }
+    let mut report = Report::default();
+    report.line(format!(
+        "## The suite: Ember against the field (`{}`)",
+        suite.command
+    ));
+    report.blank();
+    report.line(format!("Machine: {}.", machine()));
+    report.line(format!(
+        "Run: {}, commit {}.",
+        today(),
+        git_head().unwrap_or_else(|| "unknown".into())
+    ));
+    report.blank();
+
+    let processes = bench.process_cluster()?;
+    let mut peers = bench.start_peers()?;
+    let config = bench.config()?;
+    let embedded = Session::new(config.clone())?;
+    let remote = match &processes {
+        Some(cluster) => Some(cluster.session(config.clone()).await?),
+        None => None,
+    };
+
+    if wants("tpch") {
+        report.line("### TPC-H");
+        report.blank();
+        crate::tpch::tpch(bench, processes.as_ref(), &mut peers, &mut report).await?;
+        report.blank();
+    }
+    if wants("prices") {
+        report.line("### Product-price report");
+        report.blank();
+        crate::prices::run(
+            &suite.products,
+            suite.product_rows,
+            bench.iterations.max(1) + 1,
+            &embedded,
+            remote.as_ref(),
+            &mut peers,
+            &mut report,
+        )
+        .await?;
+        report.blank();
+    }
+    drop(peers);
+    if wants("forest") {
+        report.line("### Random-forest feature preparation");
+        report.blank();
+        let forest = ForestBench {
+            executors: bench.executors,
+            scale: suite.forest_scale,
+            diamonds: "datasets/diamonds.csv".into(),
+            work: "data/forest-bench".into(),
+            trees: 0,
+            max_depth: 0,
+            max_bins: 32,
+            feature_subset: "all".into(),
+            seed: 42,
+            python: bench.launch.python.clone(),
+            script: "bench/python/spark_forest.py".into(),
+            skip_spark: !bench.peers.iter().any(|p| p == "spark"),
+        };
+        crate::forest::prep_against_spark(&forest, bench.iterations.max(1) + 1, &mut report)
+            .await?;
+        report.blank();
+    }
+    let mut rates = ShuffleRates::new();
+    if wants("shuffle")
+        && let (Some(processes), Some(remote)) = (&processes, &remote)
+    {
+        report.line("### Shuffle");
+        report.blank();
+        register_tpch(&embedded, &dir).await?;
+        register_tpch(remote, &dir).await?;
+        rates = crate::cluster::shuffle_throughput(
+            &embedded,
+            remote,
+            processes.executors(),
+            &mut report,
+        )
+        .await?;
+        report.blank();
+    }
+    goals(&mut report, &rates);
+    if let Some(file) = &suite.figures {
+        std::fs::write(file, report.figures_json())?;
+        eprintln!("wrote the figures to {}", file.display());
+    }
+    if let Some(chart) = &suite.chart {
+        report.blank();
+        report.line(format!("![The suite's chart]({})", chart.display()));
+        report.blank();
+    }
+    if let Some(file) = &suite.write {
+        report.rewrite(file)?;
+        eprintln!("wrote the suite's section of {}", file.display());
+    }
+    Ok(())
+}
+
+/// The time of `engine` (its name up to the version) in the figure of `workload`.
+fn time_of(figures: &[Figure], workload: &str, engine: &str) -> Option<f64> {
+    figures
+        .iter()
+        .find(|f| f.workload == workload)?
+        .times
+        .iter()
+        .find(|(e, _)| e == engine || e.split(' ').next() == Some(engine))
+        .and_then(|(_, t)| *t)
+}
+
+/// The goals of issue 7, each with its measured ratio.
+fn goals(report: &mut Report, rates: &ShuffleRates) {
+    let figures = &report.figures;
+    let ratio = |workload: &str, a: &str, b: &str| {
+        Some(time_of(figures, workload, a)? / time_of(figures, workload, b)?)
+    };
+    let rows: Vec<(String, String, Option<f64>, bool)> = vec![
+        (
+            "Ember processes / Spark local, TPC-H total".into(),
+            "≤ 0.10".into(),
+            ratio("TPC-H total", "Ember processes", "spark"),
+            true,
+        ),
+        (
+            "Ember embedded / DataFusion, TPC-H total".into(),
+            "≤ 1.10".into(),
+            ratio("TPC-H total", "Ember embedded", "DataFusion"),
+            true,
+        ),
+        (
+            "Ember processes / DataFusion, TPC-H total".into(),
+            "≤ 1.30".into(),
+            ratio("TPC-H total", "Ember processes", "DataFusion"),
+            true,
+        ),
+        (
+            "Ember embedded / Ballista standalone, TPC-H total".into(),
+            "≤ 0.80".into(),
+            ratio("TPC-H total", "Ember embedded", "ballista"),
+            true,
+        ),
+        (
+            "Ember processes / Ballista standalone, TPC-H total".into(),
+            "≤ 0.80".into(),
+            ratio("TPC-H total", "Ember processes", "ballista"),
+            true,
+        ),
+        (
+            "Ember embedded / DuckDB, product-price report".into(),
+            "≤ 1.00 (moonshot)".into(),
+            ratio("product prices", "Ember embedded", "duckdb"),
+            true,
+        ),
+        (
+            "Ember embedded / DuckDB, q01".into(),
+            "≤ 1.00 (moonshot)".into(),
+            ratio("q01", "Ember embedded", "duckdb"),
+            true,
+        ),
+    ];
+    let limit = |goal: &str| {
+        goal.trim_start_matches("≤ ")
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    report.line("### The goals");
+    report.blank();
+    report.line("| goal | target | measured | met |");
+    report.line("|---|---:|---:|---|");
+    for (name, target, measured, lower_is_better) in rows {
+        let met = match (measured, limit(&target)) {
+            (Some(m), Some(l)) if lower_is_better => {
+                if m <= l {
+                    "yes"
+                } else {
+                    "no"
+                }
+            }
+            _ => "n/a",
+        };
+        let cell = measured.map_or("n/a".to_string(), |m| format!("{m:.2}"));
+        report.line(format!("| {name} | {target} | {cell} | {met} |"));
+    }
+    for (cluster, rate) in rates {
+        let met = if *rate >= 1000.0 { "yes" } else { "no" };
+        report.line(format!(
+            "| shuffle read per executor, {cluster} | ≥ 1000 MB/s | {rate:.0} MB/s | {met} |"
+        ));
+    }
+}
+
+/// CPU model, cores and memory, from /proc.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cpu}, {cores} cores, {memory:.0} GiB")
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .env("TZ", "UTC")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn git_head() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%h %s"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
