@@ -171,3 +171,40 @@ pub async fn run(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn approximate_cells_are_not_compared_and_exact_ones_are() {
+        let summary = |median: &str, sales: &str| {
+            table(&[&[
+                "category", "A", sales, "10.0", "1", "9", "5", "2", median, "8", "9",
+            ]])
+        };
+        let bands = |scheme: &str, sales: &str| table(&[&[scheme, "A", "0", "", "10.0", sales]]);
+        let ember = Tables::from([
+            ("summary".to_string(), summary("5.0", "3")),
+            ("bands".to_string(), bands("quantile", "7")),
+        ]);
+        let close = Tables::from([
+            ("summary".to_string(), summary("5.2", "3")),
+            ("bands".to_string(), bands("quantile", "9")),
+        ]);
+        assert!(differing(&ember, &close).is_empty());
+        let wrong = Tables::from([
+            ("summary".to_string(), summary("5.0", "30")),
+            ("bands".to_string(), bands("fixed", "7")),
+        ]);
+        assert_eq!(differing(&ember, &wrong), vec!["bands", "summary"]);
+        let missing = Tables::from([("summary".to_string(), summary("5.0", "3"))]);
+        assert_eq!(differing(&ember, &missing), vec!["bands"]);
+    }
+}

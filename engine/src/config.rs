@@ -80,7 +80,7 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         key: "ember.shuffle.compression",
         kind: "auto | lz4 | zstd | none",
         default: "auto",
-        description: "Codec of shuffle files (Arrow IPC buffer compression). auto: lz4 when the shuffle may cross machines (executors on more than one host, or ember.shuffle.dir set), none when every executor is on one host. Applies to the embedded cluster; executor processes take `ember executor --compression`.",
+        description: "Codec of shuffle files (Arrow IPC buffer compression). auto: lz4 when the shuffle may cross machines (executors on more than one host, or ember.shuffle.dir set) or the executor has a memory limit, none otherwise. Applies to the embedded cluster; executor processes take `ember executor --compression`.",
     },
     ConfigEntry {
         key: "ember.shuffle.dir",

@@ -147,11 +147,15 @@ impl Executor {
             .position(|(key, _)| key == SHUFFLE_DIR_SETTING)
             .map(|at| settings.remove(at).1);
         // Compress what may cross machines: pieces other hosts' executors may fetch, or
-        // that go to a shared shuffle directory.
-        let compression = self
-            .config
-            .compression
-            .resolve(shuffle_dir.is_some() || spans_hosts(task.peers.values().map(String::as_str)));
+        // that go to a shared shuffle directory. Under a memory limit too: the batches
+        // read back from an uncompressed piece are slices of one message body each, which
+        // the memory accounting of sorts and joins counts once per column (and which
+        // stays alive while any column does); decompressed batches own their buffers.
+        let compression = self.config.compression.resolve(
+            shuffle_dir.is_some()
+                || self.config.memory_limit.is_some()
+                || spans_hosts(task.peers.values().map(String::as_str)),
+        );
         let shuffle = LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
             .with_stores(stores.clone());
 

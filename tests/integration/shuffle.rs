@@ -47,12 +47,13 @@ async fn a_stage_that_reads_shuffle_files_runs_on_more_than_one_executor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shuffle_codec_gives_the_same_rows() {
+async fn every_shuffle_codec_gives_the_same_rows_and_auto_does_not_compress_on_one_host() {
     let mut results = Vec::new();
     for compression in [
         ShuffleCompression::Lz4,
         ShuffleCompression::Zstd,
         ShuffleCompression::None,
+        ShuffleCompression::Auto,
     ] {
         let session = tpch_session(EmberConfig {
             executors: 3,
@@ -77,4 +78,11 @@ async fn every_shuffle_codec_gives_the_same_rows() {
         *lz4_bytes < none_bytes,
         "lz4 shuffle ({lz4_bytes} B) is smaller than uncompressed ({none_bytes} B)"
     );
+    // The embedded cluster is one host: auto, the default, writes what none writes.
+    let auto_bytes = results[3].2;
+    assert!(
+        auto_bytes > *lz4_bytes && auto_bytes * 100 >= none_bytes * 99,
+        "auto on one host does not compress: {auto_bytes} B against {none_bytes} B uncompressed"
+    );
+    assert_eq!(ShuffleCompression::default(), ShuffleCompression::Auto);
 }

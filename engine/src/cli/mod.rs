@@ -157,8 +157,8 @@ struct ExecutorArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     heartbeat_interval: f64,
-    /// Codec of its shuffle files: auto (lz4 when the cluster spans hosts or a shuffle
-    /// directory is set, else none), lz4, zstd or none.
+    /// Codec of its shuffle files: auto (lz4 when the cluster spans hosts, a shuffle
+    /// directory is set or it has a memory limit, else none), lz4, zstd or none.
     #[arg(long, default_value = "auto")]
     compression: ShuffleCompression,
     /// Memory its tasks may hold together (such as 512M or 4G) before their sorts,

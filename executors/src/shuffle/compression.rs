@@ -10,8 +10,9 @@ use arrow::ipc::CompressionType;
 pub enum ShuffleCompression {
     /// The default: LZ4 when the task's shuffle data may cross machines (its cluster's
     /// executors are on more than one host, or map outputs go to a shared shuffle
-    /// directory), none when every reader is on this host, where compressing costs CPU
-    /// and saves nothing that matters (see [`ShuffleCompression::resolve`]).
+    /// directory) or the executor has a memory limit, none otherwise: when every reader is
+    /// on this host, compressing costs CPU and saves nothing that matters (see
+    /// [`ShuffleCompression::resolve`]).
     #[default]
     Auto,
     /// LZ4 frames: fast.
@@ -23,11 +24,12 @@ pub enum ShuffleCompression {
 }
 
 impl ShuffleCompression {
-    /// The codec a task writes with: `Auto` becomes LZ4 when its output may leave this
-    /// host (`crosses_hosts`) and none when it does not; the others stay as they are.
-    pub fn resolve(self, crosses_hosts: bool) -> ShuffleCompression {
+    /// The codec a task writes with: `Auto` becomes LZ4 when `compress` (its output may
+    /// leave this host, or its executor has a memory limit) and none otherwise; the
+    /// others stay as they are.
+    pub fn resolve(self, compress: bool) -> ShuffleCompression {
         match self {
-            ShuffleCompression::Auto if crosses_hosts => ShuffleCompression::Lz4,
+            ShuffleCompression::Auto if compress => ShuffleCompression::Lz4,
             ShuffleCompression::Auto => ShuffleCompression::None,
             chosen => chosen,
         }
