@@ -134,13 +134,9 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Feature preparation only, for the suite: Ember's `forest-prep` on its embedded cluster
-/// and Spark's pipeline, each `runs` times (the first a warm-up, the median counts).
-pub async fn prep_against_spark(
-    bench: &ForestBench,
-    runs: usize,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+/// The enlarged input (made when missing) and an embedded cluster with the forest
+/// functions.
+fn setup(bench: &ForestBench) -> anyhow::Result<(PathBuf, Session)> {
     register_forest_functions();
     std::fs::create_dir_all(&bench.work)?;
     let big = bench.work.join(format!("diamonds-{}x.csv", bench.scale));
@@ -150,6 +146,17 @@ pub async fn prep_against_spark(
         slots: 1,
         ..EmberConfig::default()
     })?;
+    Ok((big, session))
+}
+
+/// Feature preparation only, for the suite: Ember's `forest-prep` on its embedded cluster
+/// and Spark's pipeline, each `runs` times (the first a warm-up, the median counts).
+pub async fn prep_against_spark(
+    bench: &ForestBench,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (big, session) = setup(bench)?;
     let out = bench.work.join("ember-prep");
     let mut ember_ms = Vec::new();
     let mut rows = 0;
@@ -237,15 +244,7 @@ pub async fn prep_against_spark(
 
 /// Runs the benchmark and prints its table.
 pub async fn run(bench: &ForestBench) -> anyhow::Result<()> {
-    register_forest_functions();
-    std::fs::create_dir_all(&bench.work)?;
-    let big = bench.work.join(format!("diamonds-{}x.csv", bench.scale));
-    enlarge(&bench.diamonds, &big, bench.scale)?;
-    let session = Session::new(EmberConfig {
-        executors: bench.executors,
-        slots: 1,
-        ..EmberConfig::default()
-    })?;
+    let (big, session) = setup(bench)?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
 
     // Feature preparation on the enlarged input.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ember::Session;
-use ember::pipelines::{ensure_tpch, register_tpch};
+use ember::pipelines::register_tpch;
 
 use crate::forest::ForestBench;
 use crate::report::{Figure, Report};
@@ -67,14 +67,7 @@ pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
     }
     let wants = |w: &str| suite.workloads.iter().any(|x| x == w);
     let bench = &suite.tpch;
-    let dir = bench.dir();
-    if ensure_tpch(&dir, bench.scale_factor, 4)? {
-        eprintln!(
-            "generated TPC-H sf {} in {}",
-            bench.scale_factor,
-            dir.display()
-        );
-    }
+    let dir = bench.ensure_data()?;
     let mut report = Report::default();
     report.line(format!(
         "## The suite: Ember against the field (`{}`)",

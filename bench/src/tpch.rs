@@ -92,6 +92,19 @@ impl TpchBench {
             .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", self.scale_factor)))
     }
 
+    /// The data folder, generated when missing.
+    pub fn ensure_data(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.dir();
+        if ensure_tpch(&dir, self.scale_factor, 4)? {
+            eprintln!(
+                "generated TPC-H sf {} in {}",
+                self.scale_factor,
+                dir.display()
+            );
+        }
+        Ok(dir)
+    }
+
     /// Ember's configuration: the executors of one slot and the `--conf` settings.
     pub fn config(&self) -> anyhow::Result<EmberConfig> {
         let mut config = EmberConfig {
@@ -143,14 +156,7 @@ impl TpchBench {
 
 /// Runs `ember-bench tpch`.
 pub async fn run(bench: &TpchBench, report: &mut Report) -> anyhow::Result<()> {
-    let dir = bench.dir();
-    if ensure_tpch(&dir, bench.scale_factor, 4)? {
-        eprintln!(
-            "generated TPC-H sf {} in {}",
-            bench.scale_factor,
-            dir.display()
-        );
-    }
+    let dir = bench.ensure_data()?;
     let processes = bench.process_cluster()?;
     let mut peers = bench.start_peers()?;
     tpch(bench, processes.as_ref(), &mut peers, report).await?;
