@@ -202,6 +202,10 @@ fn same_cell(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
+    // Integers (counts, keys) must be equal; the tolerance is for decimals and floats.
+    if let (Ok(x), Ok(y)) = (a.parse::<i64>(), b.parse::<i64>()) {
+        return x == y;
+    }
     let places = |s: &str| s.split_once('.').map_or(0, |(_, frac)| frac.len());
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => {
@@ -267,6 +271,8 @@ mod tests {
         let wrong = rows(&[&["A", "0.050147", "10"], &["B", "1.5", "3"]]);
         assert!(!rows_agree(&df, &wrong));
         assert!(!rows_agree(&df, &df[..1]));
+        let count_off_by_one = rows(&[&["A", "0.050144", "11"], &["B", "1.5", "3"]]);
+        assert!(!rows_agree(&df, &count_off_by_one));
         assert_eq!(median_after_warmup(&[100.0, 3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median_after_warmup(&[100.0, 4.0, 2.0]), Some(3.0));
         assert_eq!(median_after_warmup(&[100.0]), None);

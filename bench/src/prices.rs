@@ -200,7 +200,7 @@ mod tests {
         ]);
         assert!(differing(&ember, &close).is_empty());
         let wrong = Tables::from([
-            ("summary".to_string(), summary("5.0", "30")),
+            ("summary".to_string(), summary("5.0", "4")),
             ("bands".to_string(), bands("fixed", "7")),
         ]);
         assert_eq!(differing(&ember, &wrong), vec!["bands", "summary"]);
