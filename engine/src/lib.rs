@@ -2,9 +2,10 @@
 //!
 //! A [`Session`] plans SQL with DataFusion, cuts the physical plan into stages at every
 //! shuffle (`ember_planner`), and runs the stages on executors (`ember_executors`) that
-//! exchange compressed Arrow IPC shuffle files. By default the whole cluster lives in this
-//! process ([`LocalCluster`]), but every task plan is still serialized and every shuffle
-//! still goes through files, so the same job runs unchanged on a cluster of machines.
+//! exchange Arrow IPC shuffle files (LZ4 when they may cross machines). By default the
+//! whole cluster lives in this process ([`LocalCluster`]), but every task plan is still
+//! serialized and every shuffle still goes through files, so the same job runs unchanged
+//! on a cluster of machines.
 //!
 //! ```text
 //!   SQL ──▶ DataFusion plan ──▶ stages ──▶ Scheduler ──▶ tasks ──▶ Executors ──▶ shuffle files

@@ -169,14 +169,10 @@ fn explain_parquet_failure(
             location: path,
             message: format!("corrupt Parquet data: {reason}"),
         },
-        None => ExecutorError::Input {
-            location: parts
-                .iter()
-                .map(|p| p.path.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-            message: format!("corrupt Parquet data: {}", error.find_root()),
-        },
+        // No file fails when read again (or none is local, such as objects in S3): the
+        // failure was not in the data, maybe a transient read or a write error, so it
+        // stays DataFusion's own error, retried as any other.
+        None => error.into(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `ember-executors`: the task runtime. An [`Executor`] receives a [`TaskDefinition`] (a
 //! serialized stage plan and a partition), runs it as a stream of Arrow record batches, and
-//! writes its output as compressed Arrow IPC shuffle files that the next stage reads.
+//! writes its output as Arrow IPC shuffle files (compressed as [`ShuffleCompression`]
+//! says) that the next stage reads.
 //!
 //! ```text
 //!   TaskDefinition ──▶ decode_plan ──▶ ShuffleWriterExec ──▶ part-0.arrow, part-1.arrow, ...

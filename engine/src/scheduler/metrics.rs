@@ -18,7 +18,7 @@ pub struct TaskRecord {
     pub executor_id: String,
     /// Rows it wrote.
     pub rows: u64,
-    /// Bytes it wrote (compressed).
+    /// Bytes it wrote (as written: compressed when its codec says so).
     pub bytes: u64,
     /// Its wall time.
     pub elapsed: Duration,

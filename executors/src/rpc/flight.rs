@@ -28,10 +28,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::ShuffleTicket;
 use super::security::{ClientSecurity, error_chain};
+use super::server::MAX_MESSAGE_BYTES;
 use crate::error::{ExecutorError, Result};
 use crate::executor::{Executor, lock};
+use arrow_flight::flight_service_client::FlightServiceClient;
 
-/// Bytes of shuffle data (as written, compressed) that one executor fetches at once.
+/// Bytes of shuffle data (as written) that one executor fetches at once.
 pub const MAX_BYTES_IN_FLIGHT: usize = 256 << 20;
 
 /// The executor of this process, replaced when it registers again under a new id.
@@ -75,7 +77,7 @@ impl ShuffleFlightService {
 }
 
 /// Streams the file at `path` as Flight data, one encapsulated IPC message (the schema,
-/// then each record batch, still compressed as written) per `FlightData`, without decoding
+/// then each record batch, as written, compressed or not) per `FlightData`, without decoding
 /// them: serving a piece costs file reads, not codec work. Read on a blocking thread.
 fn stream_file(
     path: PathBuf,
@@ -280,7 +282,11 @@ impl PeerClients {
     /// All batches of the piece `ticket` names, from the executor at `address`.
     pub async fn fetch(&self, address: &str, ticket: &ShuffleTicket) -> Result<Vec<RecordBatch>> {
         let channel = self.channel(address).await?;
-        let mut client = FlightClient::new(channel);
+        // Pieces are sent one record batch per message, uncompressed on one host: lift
+        // tonic's 4 MiB limit on received messages as the servers do.
+        let mut client = FlightClient::new_from_inner(
+            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
         if let Some(header) = self.security.header() {
             client
                 .add_header("authorization", &header)

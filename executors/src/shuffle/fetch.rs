@@ -1,7 +1,8 @@
 //! Reading one reduce partition whose pieces lie on several executors: pieces this executor
 //! holds (or that sit on a shared file system) are read from their files, the others are
-//! fetched over Flight from the executors that wrote them, several at once, with the bytes
-//! in flight bounded per executor. Pieces come out in map order.
+//! fetched over Flight from the executors that wrote them (or downloaded from the shuffle
+//! directory), several at once on their own tasks, with the bytes in flight bounded per
+//! executor (per process for stored pieces). Pieces come out in map order.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::read_locations;
 use crate::error::ExecutorError;
@@ -33,7 +34,7 @@ pub struct RemoteInputs {
     pub own_id: String,
     /// The job whose pieces are read.
     pub job_id: String,
-    /// Addresses of the other executors, by id.
+    /// Addresses of the cluster's executors (this one included), by id.
     pub peers: Arc<HashMap<String, String>>,
     /// The connections to them.
     pub clients: Arc<PeerClients>,
@@ -166,33 +167,33 @@ pub(crate) fn read_pieces(
             let clients = clients.clone();
             let in_flight = in_flight.clone();
             let schema = Arc::clone(&reader_schema);
-            // Pieces from elsewhere are fetched on their own tasks, started when the
-            // piece enters the window of FETCH_CONCURRENCY: they come in while the reader
-            // still consumes the pieces before them (a future inside `buffered` only runs
-            // while the stream is polled for its next piece, which serialized a local
-            // read and the fetches after it).
-            let fetch = match &piece {
-                Piece::Local(_) | Piece::Missing { .. } => None,
-                Piece::Stored { .. } | Piece::Remote { .. } => Some(tokio::spawn(fetch_piece(
-                    piece.clone(),
-                    clients.clone(),
-                    in_flight.clone(),
-                ))),
-            };
-            // A reader dropped early (a limit, a cancelled task) stops its fetches.
-            let _abort = fetch.as_ref().map(|f| AbortOnDrop(f.abort_handle()));
             async move {
-                let _abort = _abort;
-                if let Some(fetch) = fetch {
-                    return fetch
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                }
                 match piece {
                     Piece::Local(path) => {
                         Ok::<_, DataFusionError>(read_locations(schema, vec![path]).boxed())
                     }
-                    other => fetch_piece(other, clients, in_flight).await,
+                    Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
+                        ExecutorError::FetchFailed {
+                            executor_id,
+                            message: "the executor is no longer part of the cluster".into(),
+                        },
+                    ))),
+                    piece => {
+                        // The memory permits are taken here, in piece order (`buffered`
+                        // first polls its futures in order and the semaphores are fair),
+                        // so a reader always holds those of its earliest pieces. The fetch
+                        // then runs on its own task: a future inside `buffered` only runs
+                        // while the stream is polled for its next piece, which serialized
+                        // reading a local piece and fetching the ones after it.
+                        let permit = reserve(&piece, in_flight.as_ref()).await?;
+                        let what = piece.to_string();
+                        let task = tokio::spawn(fetch_piece(piece, clients, permit));
+                        // A reader dropped early (a limit, a cancelled task) stops it.
+                        let _abort = AbortOnDrop(task.abort_handle());
+                        task.await.map_err(|e| {
+                            DataFusionError::Execution(format!("shuffle fetch of {what}: {e}"))
+                        })?
+                    }
                 }
             }
         })
@@ -210,62 +211,85 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The batches of a piece that is not a local file: downloaded from the shuffle
-/// directory, or fetched over Flight from the executor that holds it (with `in_flight`
-/// bounding the bytes held at once); a missing piece's error.
+impl std::fmt::Display for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Piece::Local(path) => write!(f, "{}", path.display()),
+            Piece::Missing { executor_id } => write!(f, "a piece of lost executor {executor_id}"),
+            Piece::Stored { url, .. } => f.write_str(url),
+            Piece::Remote {
+                executor_id,
+                ticket,
+                ..
+            } => write!(
+                f,
+                "piece {}.{}#{} of partition {} on executor {executor_id}",
+                ticket.stage_id, ticket.map_partition, ticket.attempt, ticket.output_partition
+            ),
+        }
+    }
+}
+
+/// The memory permits of a piece that is fetched: its bytes (in KiB) from the bound on
+/// stored pieces held in this process, or on Flight fetches of this executor.
+async fn reserve(
+    piece: &Piece,
+    in_flight: Option<&Arc<Semaphore>>,
+) -> Result<OwnedSemaphorePermit, DataFusionError> {
+    let (semaphore, bytes) = match piece {
+        Piece::Stored { bytes, .. } => (stored_in_flight(), *bytes),
+        Piece::Remote {
+            executor_id, bytes, ..
+        } => {
+            let semaphore = in_flight.cloned().ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "a piece of executor {executor_id} without Flight clients"
+                ))
+            })?;
+            (semaphore, *bytes)
+        }
+        Piece::Local(_) | Piece::Missing { .. } => {
+            return Err(DataFusionError::Internal(format!(
+                "{piece} is read, not fetched"
+            )));
+        }
+    };
+    semaphore
+        .acquire_many_owned(permits_for(bytes))
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("shuffle fetch stopped: {e}")))
+}
+
+/// The batches of a stored or remote piece: downloaded from the shuffle directory, or
+/// fetched over Flight from the executor that holds it. `permit` is held until the reader
+/// has consumed them.
 async fn fetch_piece(
     piece: Piece,
     clients: Option<Arc<PeerClients>>,
-    in_flight: Option<Arc<Semaphore>>,
+    permit: OwnedSemaphorePermit,
 ) -> Result<
     futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>>,
     DataFusionError,
 > {
-    match piece {
-        Piece::Local(path) => Err(DataFusionError::Internal(format!(
-            "the local piece {} is read, not fetched",
-            path.display()
-        ))),
-        Piece::Stored { url, stores, bytes } => {
-            // Bounded like Flight fetches: the bytes of the pieces held at
-            // once, in this process.
-            let permit = stored_in_flight()
-                .acquire_many_owned(permits_for(bytes))
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("shuffle read stopped: {e}")))?;
+    let batches = match piece {
+        Piece::Stored { url, stores, .. } => {
             let data = download(&url, &stores).await?;
-            let decoded = tokio::task::spawn_blocking(move || decode(data, &url))
+            tokio::task::spawn_blocking(move || decode(data, &url))
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))??;
-            Ok(futures::stream::iter(decoded.into_iter().map(move |batch| {
-                let _held = &permit;
-                Ok(batch)
-            }))
-            .boxed())
+                .map_err(|e| DataFusionError::External(Box::new(e)))??
         }
-        Piece::Missing { executor_id } => Err(DataFusionError::External(Box::new(
-            ExecutorError::FetchFailed {
-                executor_id,
-                message: "the executor is no longer part of the cluster".into(),
-            },
-        ))),
         Piece::Remote {
             executor_id,
             address,
             ticket,
-            bytes,
+            ..
         } => {
-            let (Some(clients), Some(in_flight)) = (clients, in_flight) else {
-                return Err(DataFusionError::Internal(format!(
+            let clients = clients.ok_or_else(|| {
+                DataFusionError::Internal(format!(
                     "a piece of executor {executor_id} without Flight clients"
-                )));
-            };
-            let permit = in_flight
-                .acquire_many_owned(permits_for(bytes))
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("shuffle fetch stopped: {e}")))?;
-
-            let batches = clients.fetch(&address, &ticket).await.map_err(|e| {
+                ))
+            })?;
+            clients.fetch(&address, &ticket).await.map_err(|e| {
                 let message = match e {
                     ExecutorError::Unreachable { message, .. } => message,
                     other => other.to_string(),
@@ -274,16 +298,21 @@ async fn fetch_piece(
                     executor_id,
                     message,
                 }))
-            })?;
-            // The permit goes with the batches: it is given back once the
-            // reader has consumed them.
-            Ok(futures::stream::iter(batches.into_iter().map(move |batch| {
-                let _held = &permit;
-                Ok(batch)
-            }))
-            .boxed())
+            })?
         }
-    }
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "{other} is read, not fetched"
+            )));
+        }
+    };
+    // The permit goes with the batches: it is given back once the reader has consumed
+    // them.
+    Ok(futures::stream::iter(batches.into_iter().map(move |batch| {
+        let _held = &permit;
+        Ok(batch)
+    }))
+    .boxed())
 }
 
 /// The executor and message of a fetch failure somewhere in `error`.

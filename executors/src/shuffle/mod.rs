@@ -1,6 +1,6 @@
 //! Shuffle I/O on an executor: [`LocalShuffle`] implements the planner's
-//! [`ShuffleRuntime`](ember_planner::ShuffleRuntime) with compressed Arrow IPC files in the
-//! executor's work directory.
+//! [`ShuffleRuntime`](ember_planner::ShuffleRuntime) with Arrow IPC files (compressed or
+//! not, see [`ShuffleCompression`]) in the executor's work directory.
 //!
 //! ```text
 //! WORK_DIR/JOB_ID/stage-S/map-M-attempt-A/part-P.arrow

@@ -1,5 +1,5 @@
 //! Writing one map task's output: partition each batch (DataFusion's [`BatchPartitioner`]),
-//! coalesce the small pieces back to full batches, and append them to one compressed Arrow
+//! coalesce the small pieces back to full batches, and append them to one Arrow
 //! IPC stream file per output partition.
 //!
 //! The rows waiting in the coalescers (and the file buffers) are reserved in the task's
