@@ -125,7 +125,7 @@ pub fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// One shuffle measurement: the best of three runs.
+/// One run of the shuffle micro-benchmark (the caller keeps the best of three).
 struct ShuffleRun {
     /// Bytes the map stage wrote (compressed as configured).
     bytes: u64,

@@ -4,15 +4,15 @@
 //! `ember-bench tpch --sf 1 --executors 2` runs the 22 TPC-H queries on Ember's embedded
 //! cluster (N executors, one slot each) and on DataFusion's `SessionContext` with N target
 //! partitions, over the same Parquet files, and prints a markdown table; with `--cluster`
-//! on a process cluster too, and with `--peers duckdb,polars,spark` on those engines
-//! ([`peers`]), every result checked against DataFusion's.
+//! on a process cluster too, and with `--peers duckdb,polars,spark,ballista` on those
+//! engines ([`peers`]), every result checked against DataFusion's.
 //!
 //! `ember-bench forest --executors 2` runs random-forest feature preparation and training
 //! against Spark MLlib ([`forest`]).
 //!
-//! `ember-bench suite` runs all of it with the peers (DuckDB, Polars, Spark, Ballista) and
-//! writes the report into `BENCHMARKS.md` and the figures for the chart ([`suite`]); `bench/run` installs
-//! the peers and calls it.
+//! `ember-bench suite` runs all of it with the peers it is given (`bench/run` gives DuckDB,
+//! Polars, Spark and Ballista), writes the report into `BENCHMARKS.md` and the figures for
+//! the chart ([`suite`]); `bench/run` installs the peers and calls it.
 //!
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
@@ -29,7 +29,11 @@ mod tpch;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ember-bench", about = "Ember against its peers, side by side")]
+#[command(
+    name = "ember-bench",
+    about = "Ember against its peers, side by side",
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,8 @@ enum Command {
     /// DataFusion alone and the peers.
     Tpch(tpch::TpchBench),
     /// The whole suite: TPC-H, the product-price report, forest feature preparation and
-    /// the shuffle micro-benchmark, against the peers; rewrites BENCHMARKS.md and the chart.
+    /// the shuffle micro-benchmark, against the peers; rewrites BENCHMARKS.md and writes the
+    /// chart's figures.
     Suite(suite::SuiteBench),
     /// Word count and a sum per key: DSL user functions against the same jobs in SQL.
     Dsl(dsl::DslBench),

@@ -206,12 +206,21 @@ fn same_cell(a: &str, b: &str) -> bool {
     if let (Ok(x), Ok(y)) = (a.parse::<i64>(), b.parse::<i64>()) {
         return x == y;
     }
-    let places = |s: &str| s.split_once('.').map_or(0, |(_, frac)| frac.len());
+    // Decimal places of a plain decimal (`-12.345`); none for other forms (`1e-8`).
+    let places = |s: &str| {
+        let (whole, frac) = s.split_once('.')?;
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit());
+        (digits(whole.trim_start_matches('-')) && digits(frac)).then_some(frac.len())
+    };
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => {
-            let last_place = 10f64.powi(-(places(a).min(places(b)) as i32));
             let relative = 1e-6 * x.abs().max(y.abs());
-            (x - y).abs() <= relative.max(last_place * 1.000_001)
+            // One unit in the last place of the less precise, when both print decimals.
+            let last_place = match (places(a), places(b)) {
+                (Some(p), Some(q)) => 10f64.powi(-(p.min(q) as i32)) * 1.000_001,
+                _ => 0.0,
+            };
+            (x - y).abs() <= relative.max(last_place)
         }
         _ => a.trim() == b.trim(),
     }
@@ -273,6 +282,8 @@ mod tests {
         assert!(!rows_agree(&df, &df[..1]));
         let count_off_by_one = rows(&[&["A", "0.050144", "11"], &["B", "1.5", "3"]]);
         assert!(!rows_agree(&df, &count_off_by_one));
+        let integer_against_decimal = rows(&[&["A", "0.050144", "10.9"], &["B", "1.5", "3"]]);
+        assert!(!rows_agree(&df, &integer_against_decimal));
         assert_eq!(median_after_warmup(&[100.0, 3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median_after_warmup(&[100.0, 4.0, 2.0]), Some(3.0));
         assert_eq!(median_after_warmup(&[100.0]), None);

@@ -26,16 +26,16 @@ pub struct TpchBench {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Ember executors, DataFusion target partitions and the peers' threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub executors: usize,
     /// Timed runs per query and engine, after one warm-up; the median counts.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub iterations: usize,
     /// Folder of q01.sql .. q22.sql.
     #[arg(long, default_value = "datasets/tpch/queries")]
     pub queries: PathBuf,
     /// Only these queries (1..=22), comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = query_number)]
     pub only: Vec<usize>,
     /// An Ember setting as KEY=VALUE (see `ember config`); repeatable.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
@@ -49,10 +49,27 @@ pub struct TpchBench {
     pub ember_bin: Option<PathBuf>,
     /// Peers to run beside them, comma-separated: duckdb, polars, spark, ballista (each
     /// with as many threads, or executors of one slot, as Ember has executors).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "EMBER_BENCH_PEERS",
+          value_parser = ["duckdb", "polars", "spark", "ballista"])]
     pub peers: Vec<String>,
     #[command(flatten)]
     pub launch: LaunchArgs,
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a whole number of at least 1")),
+    }
+}
+
+/// A TPC-H query number, 1 to 22.
+fn query_number(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=22).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a TPC-H query number (1 to 22)")),
+    }
 }
 
 /// Where the peers' programs are.
@@ -141,8 +158,11 @@ impl TpchBench {
     /// Starts the peers over the TPC-H folder.
     pub fn start_peers(&self) -> anyhow::Result<Vec<Peer>> {
         let launch = self.launch.launch();
-        let mut started = Vec::new();
+        let mut started: Vec<Peer> = Vec::new();
         for name in &self.peers {
+            if started.iter().any(|p| &p.name == name) {
+                bail!("invalid setting --peers: {name} is named twice");
+            }
             let peer = Peer::start(&launch, name, &self.dir(), self.executors)?;
             eprintln!(
                 "{name} {} ready in {:.0} ms (start-up, not counted)",
@@ -265,32 +285,43 @@ pub async fn tpch(
             .with_context(|| format!("reading {}", path.display()))?;
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
         let mut expected = Vec::new();
-        let mut counts = [0usize; 3];
+        let mut got: [Vec<Vec<String>>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..=iterations {
             let started = Instant::now();
             let batches = datafusion.sql(&sql).await?.collect().await?;
             times[0].push(ms(started.elapsed()));
-            counts[0] = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             expected = text_rows(&batches)?;
 
             let started = Instant::now();
             let result = ember.sql(&sql).await?;
             times[1].push(ms(started.elapsed()));
-            counts[1] = result.num_rows();
+            got[0] = text_rows(&result.batches)?;
 
             if let Some(remote) = &remote {
                 let started = Instant::now();
                 let result = remote.sql(&sql).await?;
                 times[2].push(ms(started.elapsed()));
-                counts[2] = result.num_rows();
+                got[1] = text_rows(&result.batches)?;
             }
         }
-        if counts[1] != counts[0] || (remote.is_some() && counts[2] != counts[0]) {
+        if !rows_agree(&expected, &got[0]) {
             bail!(
-                "{name}: DataFusion returned {} rows, Ember embedded {}, Ember processes {}",
-                counts[0],
-                counts[1],
-                counts[2]
+                "{name}: Ember embedded returned rows that differ from DataFusion's ({} rows \
+                 against {}; first {:?} against {:?})",
+                got[0].len(),
+                expected.len(),
+                got[0].first(),
+                expected.first()
+            );
+        }
+        if remote.is_some() && !rows_agree(&expected, &got[1]) {
+            bail!(
+                "{name}: Ember processes returned rows that differ from DataFusion's ({} rows \
+                 against {}; first {:?} against {:?})",
+                got[1].len(),
+                expected.len(),
+                got[1].first(),
+                expected.first()
             );
         }
         let mut row: Vec<Option<f64>> = vec![
@@ -328,9 +359,10 @@ pub async fn tpch(
         });
         all.push(row);
     }
-    // Totals: each engine's sum; each ratio over the queries both engines ran.
+    // Totals: each engine's sum, only where it ran every query right (the goals and the
+    // chart compare totals); each ratio column over the queries both engines ran.
     let totals: Vec<Option<f64>> = (0..engines.len())
-        .map(|e| Some(all.iter().filter_map(|r| r[e]).sum()))
+        .map(|e| all.iter().map(|r| r[e]).sum::<Option<f64>>())
         .collect();
     let mut line = String::from("| **total** |");
     for total in &totals {
@@ -346,7 +378,10 @@ pub async fn tpch(
         } else {
             String::new()
         };
-        line.push_str(&format!(" **{:.2}**{note} |", x / y));
+        match both.is_empty() {
+            true => line.push_str(" n/a |"),
+            false => line.push_str(&format!(" **{:.2}**{note} |", x / y)),
+        }
     }
     report.line(line);
     report.figures.push(Figure {
@@ -416,7 +451,7 @@ fn cell(time: Option<f64>) -> String {
 }
 
 /// One table row: times, then the ratios.
-pub fn table_row(name: &str, times: &[Option<f64>], ratios: &[(usize, usize)]) -> String {
+fn table_row(name: &str, times: &[Option<f64>], ratios: &[(usize, usize)]) -> String {
     let mut line = format!("| {name} |");
     for time in times {
         line.push_str(&format!(" {} |", cell(*time)));

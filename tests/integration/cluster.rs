@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::Int64Type;
-use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::functions::expr_fn::character_length;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{col, lit};
 use ember::executors::rpc::security::ClientSecurity;
 use ember::pipelines::register_tpch;
@@ -818,6 +819,48 @@ async fn a_cached_dataset_is_kept_on_the_executors_and_read_back_over_flight() {
     );
     assert_eq!(cached.count().await.expect("count"), 8_000);
     assert_eq!(entry.materializations(), 1, "the cache was computed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_rows_cross_executors_over_flight_in_messages_over_four_mib() {
+    // On one host shuffle files are uncompressed, and Flight sends one batch per message:
+    // 8,192 rows of 1 KiB are 8 MiB, twice tonic's default limit on received messages.
+    let cluster = TestCluster::start(2, &[], None);
+    let session = cluster.session().await;
+    let rows = 20_000i64;
+    let keys = Int64Array::from_iter_values(0..rows);
+    let text = StringArray::from_iter_values((0..rows).map(|i| format!("{i:>1024}")));
+    let batch = RecordBatch::try_from_iter([
+        ("key", Arc::new(keys) as ArrayRef),
+        ("text", Arc::new(text) as ArrayRef),
+    ])
+    .expect("a batch");
+    let result = session
+        .from_batches(vec![batch])
+        .expect("dataset")
+        .repartition_by(vec![col("key")], 2)
+        .expect("repartition")
+        .group_by(vec![])
+        .agg(vec![
+            sum(character_length(col("text"))).alias("chars"),
+            count(lit(1)).alias("n"),
+        ])
+        .expect("aggregate")
+        .collect()
+        .await
+        .expect("wide rows cross executors over Flight");
+    let batch = &result.batches[0];
+    assert_eq!(
+        batch.column(0).as_primitive::<Int64Type>().value(0),
+        rows * 1024
+    );
+    assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), rows);
+    let metrics = result.metrics.expect("a job ran");
+    assert!(
+        metrics.shuffle_bytes() > (rows * 1024) as u64,
+        "the shuffle carried the text uncompressed ({} bytes)",
+        metrics.shuffle_bytes()
+    );
 }
 
 /// `(key, sum of value)` of `ds`, grouped after a shuffle into `partitions`, sorted by key.
