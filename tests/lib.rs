@@ -165,25 +165,45 @@ pub fn key_value_schema() -> arrow::datatypes::SchemaRef {
     ]))
 }
 
+/// Milliseconds the `cluster_test.stall` function holds its thread per batch: longer than
+/// an HTTP/2 keep-alive interval and timeout together, as a CPU-bound task may.
+pub const STALL_BATCH_MILLIS: u64 = 20_000;
+
 /// Registers the functions of the cluster tests: `cluster_test.slow` passes `(key, value)`
-/// batches through unchanged after [`SLOW_BATCH_MILLIS`]. The test process registers it
-/// for planning, the `ember-node` executors for running.
+/// batches through unchanged after [`SLOW_BATCH_MILLIS`], `cluster_test.stall` after
+/// [`STALL_BATCH_MILLIS`] (both block their thread, as CPU-bound work does). The test
+/// process registers them for planning, the `ember-node` executors for running.
 pub fn register_cluster_functions() {
     ember::register_batch_fn("cluster_test.slow", key_value_schema(), |batch| {
         std::thread::sleep(std::time::Duration::from_millis(SLOW_BATCH_MILLIS));
         Ok(batch)
     });
+    ember::register_batch_fn("cluster_test.stall", key_value_schema(), |batch| {
+        std::thread::sleep(std::time::Duration::from_millis(STALL_BATCH_MILLIS));
+        Ok(batch)
+    });
 }
 
 /// Where the tests find a Python with `moto[server]`: `EMBER_MOTO_PYTHON`, or a virtual
-/// environment under `~/.cache/ember-moto-venv`, made (with `pip install moto[server]` from
-/// PyPI) on first use.
-fn moto_python() -> PathBuf {
+/// environment under `~/.cache/ember-moto-venv` (`EMBER_MOTO_VENV` moves it), made (with
+/// `pip install moto[server]` from PyPI) on first use. Making it holds a lock file beside
+/// it, so test binaries and threads that need it at once install it once, one after the
+/// other, instead of writing the same folder together.
+pub fn moto_python() -> PathBuf {
     if let Some(python) = std::env::var_os("EMBER_MOTO_PYTHON") {
         return PathBuf::from(python);
     }
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    let venv = home.join(".cache/ember-moto-venv");
+    let venv = match std::env::var_os("EMBER_MOTO_VENV") {
+        Some(venv) => PathBuf::from(venv),
+        None => std::env::var_os("HOME")
+            .map_or_else(std::env::temp_dir, PathBuf::from)
+            .join(".cache/ember-moto-venv"),
+    };
+    install_moto(&venv)
+}
+
+/// Makes the virtual environment `venv` with moto in it, unless it has it; its Python.
+pub fn install_moto(venv: &Path) -> PathBuf {
     let python = venv.join("bin/python");
     let has_moto = |python: &Path| {
         std::process::Command::new(python)
@@ -192,10 +212,26 @@ fn moto_python() -> PathBuf {
             .status()
             .is_ok_and(|s| s.success())
     };
+    if has_moto(&python) {
+        return python;
+    }
+    if let Some(parent) = venv.parent() {
+        std::fs::create_dir_all(parent).expect("the venv's parent folder can be made");
+    }
+    let lock_path = venv.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    // Another process may have installed it while this one waited for the lock.
     if !has_moto(&python) {
         let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
+            .args(["-m", "venv", "--clear"])
+            .arg(venv)
             .status()
             .is_ok_and(|s| s.success());
         assert!(made, "python3 -m venv {} failed", venv.display());
@@ -208,6 +244,21 @@ fn moto_python() -> PathBuf {
     python
 }
 
+/// What the moto process runs: the server, and a watch that ends it when the test process
+/// that started it is gone (a shared server is never dropped).
+const MOTO_SCRIPT: &str = "\
+import os, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+from moto.server import main
+sys.argv = ['moto_server', '-H', '127.0.0.1', '-p', sys.argv[1]]
+main()
+";
+
 /// An S3-compatible server (moto) on a loopback port, killed when dropped.
 pub struct S3Server {
     child: std::process::Child,
@@ -217,22 +268,26 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// The one server of this test run, started (and moto installed) on first use; tests
+    /// that share it use buckets of their own.
+    pub fn shared() -> &'static S3Server {
+        static SERVER: OnceLock<S3Server> = OnceLock::new();
+        SERVER.get_or_init(|| S3Server::start_with(moto_python()))
+    }
+
     /// Starts moto (installing it first if needed) and waits until it answers.
     pub fn start() -> Self {
-        let python = moto_python();
+        Self::start_with(moto_python())
+    }
+
+    /// Starts moto with `python` and waits until it answers.
+    pub fn start_with(python: PathBuf) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let child = std::process::Command::new(&python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .args(["-c", MOTO_SCRIPT, &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -28,7 +28,7 @@ use crate::config::EmberConfig;
 use crate::error::{EmberError, Result};
 use crate::scheduler::{
     ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome, JobSpec,
-    Scheduler, SchedulerConfig,
+    ResultLease, Scheduler, SchedulerConfig,
 };
 
 /// A scheduler and its executors, all in this process.
@@ -207,7 +207,10 @@ impl RemoteCluster {
                     }
                 }
                 Some(proto::job_update::Update::Result(result)) => {
-                    return JobOutcome::try_from(result);
+                    let mut outcome = JobOutcome::try_from(result)?;
+                    // The scheduler keeps the result's files while this stream is open.
+                    outcome.lease = Some(ResultLease::new(updates));
+                    return Ok(outcome);
                 }
                 Some(proto::job_update::Update::Error(message)) => {
                     return Err(EmberError::Cluster { message });

@@ -352,7 +352,7 @@ impl Session {
     pub async fn run_physical(&self, plan: Arc<dyn ExecutionPlan>) -> Result<QueryResult> {
         let schema = plan.schema();
         let job_id = new_job_id("job");
-        let outcome = self.run_job(plan, &job_id).await;
+        let outcome = self.run_job(plan, &job_id, false).await;
         let result = match outcome {
             Ok(finished) => {
                 let mut pieces = finished.outcome.final_output;
@@ -381,11 +381,19 @@ impl Session {
 
     /// Runs `plan` as job `job_id` and adds what its tasks added to the session's
     /// accumulators. The job's files stay on the executors.
-    async fn run_job(&self, plan: Arc<dyn ExecutionPlan>, job_id: &str) -> Result<FinishedJob> {
+    /// With `retain_output`, the final output stays until the job is removed, even on a
+    /// process cluster whose scheduler would remove it once the result is read.
+    async fn run_job(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        job_id: &str,
+        retain_output: bool,
+    ) -> Result<FinishedJob> {
         let graph = cut_stages(plan)?;
         let final_stage = graph.final_stage().id();
         let final_partitions = graph.final_stage().output().partition_count();
-        let job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
+        let mut job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
+        job.retain_output = retain_output;
         let pending = std::mem::take(&mut *lock(&self.pending_broadcasts));
         for (name, bytes) in pending {
             self.cluster.put_broadcast(&name, bytes).await?;
@@ -481,7 +489,7 @@ impl Session {
             self.prepare_caches(entry.lineage()).await?;
             let physical = self.physical_plan(entry.lineage().clone()).await?;
             let job_id = new_job_id(&format!("cache-{}", entry.id()));
-            let finished = match self.run_job(physical, &job_id).await {
+            let finished = match self.run_job(physical, &job_id, true).await {
                 Ok(finished) => finished,
                 Err(e) => {
                     self.remove_job_files(&job_id).await;

@@ -80,6 +80,17 @@ pub enum ExecutorError {
         /// What the scheduler saw.
         message: String,
     },
+    /// A call to an executor broke before it answered (its connection was reset or timed
+    /// out) while the executor may still be alive: the attempt's outcome is unknown, so the
+    /// task runs again, but the executor is not declared lost. Only missed heartbeats or a
+    /// refused connection do that.
+    #[error("the call to executor {executor_id} broke: {message}")]
+    Interrupted {
+        /// The executor.
+        executor_id: String,
+        /// What the scheduler saw.
+        message: String,
+    },
     /// A task failed on a remote executor in a way that has no closer variant here.
     #[error("{message}")]
     Remote {

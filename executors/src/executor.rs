@@ -54,6 +54,17 @@ pub struct Executor {
     peers: Arc<PeerClients>,
     /// The jobs it ran tasks of: the only jobs whose files a Flight ticket may name.
     jobs: Mutex<HashSet<String>>,
+    /// The locked file beside its work directory (see [`work_dir_lock`]), held while it
+    /// lives so that no other executor reclaims the folder.
+    _work_dir_lock: std::fs::File,
+}
+
+/// The file beside an executor's work directory `DIR` that it holds locked while it
+/// lives: `DIR.lock`.
+pub fn work_dir_lock(work_dir: &Path) -> PathBuf {
+    let mut path = work_dir.as_os_str().to_owned();
+    path.push(".lock");
+    PathBuf::from(path)
 }
 
 impl std::fmt::Debug for Executor {
@@ -78,6 +89,26 @@ impl Executor {
                 message: "must be at least 1".into(),
             });
         }
+        let lock_path = work_dir_lock(&config.work_dir);
+        let work_dir_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| ExecutorError::Io {
+                action: "creating the lock file",
+                path: lock_path.clone(),
+                source,
+            })?;
+        work_dir_lock
+            .try_lock()
+            .map_err(|e| ExecutorError::Config {
+                key: "--work-dir".into(),
+                message: format!(
+                    "{} is held by another live executor: {e}",
+                    config.work_dir.display()
+                ),
+            })?;
         let runtime = crate::memory::runtime_env(&config.work_dir, config.memory_limit)?;
         Ok(Self {
             peers: Arc::new(PeerClients::new(config.security.clone())),
@@ -85,6 +116,7 @@ impl Executor {
             functions: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
             broadcasts: Arc::default(),
             jobs: Mutex::new(HashSet::new()),
+            _work_dir_lock: work_dir_lock,
         })
     }
 
@@ -267,8 +299,15 @@ impl Executor {
     }
 
     /// Whether `path` is a file this executor still holds (inside its work directory).
+    ///
+    /// Paths are compared resolved (`..` and links followed), so no path outside the work
+    /// directory is ever said to be held.
     pub fn holds(&self, path: &Path) -> bool {
-        path.starts_with(&self.config.work_dir) && path.is_file()
+        let (Ok(path), Ok(root)) = (path.canonicalize(), self.config.work_dir.canonicalize())
+        else {
+            return false;
+        };
+        path.starts_with(root) && path.is_file()
     }
 
     /// Deletes the files one stage of a job wrote (the job's other stages stay).
@@ -368,6 +407,43 @@ mod tests {
             attempt: 0,
             output_partition: 3,
         }
+    }
+
+    fn executor_in(dir: &Path) -> Result<Executor> {
+        Executor::try_new(ExecutorConfig {
+            id: "e".into(),
+            work_dir: dir.to_path_buf(),
+            slots: 1,
+            compression: ShuffleCompression::default(),
+            security: ClientSecurity::default(),
+            memory_limit: None,
+        })
+    }
+
+    #[test]
+    fn holds_resolves_paths_before_it_compares_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let work = dir.path().join("work");
+        let executor = executor_in(&work).expect("executor");
+        std::fs::write(work.join("piece.arrow"), b"x").expect("write");
+        std::fs::write(dir.path().join("outside"), b"x").expect("write");
+        assert!(executor.holds(&work.join("piece.arrow")));
+        assert!(!executor.holds(&work.join("../outside")));
+        assert!(!executor.holds(&work.join("../../../../../../../../etc/passwd")));
+        assert!(!executor.holds(&work.join("missing")));
+    }
+
+    #[test]
+    fn a_work_dir_held_by_a_live_executor_is_refused_to_another() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = executor_in(dir.path()).expect("executor");
+        let second = executor_in(dir.path());
+        assert!(
+            matches!(&second, Err(ExecutorError::Config { key, .. }) if key == "--work-dir"),
+            "{second:?}"
+        );
+        drop(first);
+        executor_in(dir.path()).expect("free once the first is gone");
     }
 
     #[test]

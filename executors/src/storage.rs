@@ -34,6 +34,13 @@ pub const S3_SETTING_PREFIX: &str = "ember.s3.";
 /// outputs are copied there, so they outlive the executor that wrote them.
 pub const SHUFFLE_DIR_SETTING: &str = "ember.shuffle.dir";
 
+/// Whether a setting (`ember.s3.secret_access_key`, or the key without its prefix) holds a
+/// secret: shown as `***`, and sent only to executors reached over TLS or loopback.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("secret") || key.contains("token") || key.contains("password")
+}
+
 /// S3 options (keys without the `ember.s3.` prefix), on top of the `AWS_*` environment.
 /// Its `Debug` form hides secrets.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,8 +51,14 @@ pub struct StoreOptions {
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shown = self.s3.iter().map(|(key, value)| {
-            let secret = key.contains("secret") || key.contains("token");
-            (key, if secret { "***" } else { value.as_str() })
+            (
+                key,
+                if is_secret(key) {
+                    "***"
+                } else {
+                    value.as_str()
+                },
+            )
         });
         f.debug_map().entries(shown).finish()
     }

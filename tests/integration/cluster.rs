@@ -23,21 +23,21 @@ use ember_tests::{
 };
 use tempfile::TempDir;
 
-const NODE: &str = env!("CARGO_BIN_EXE_ember-node");
+pub(crate) const NODE: &str = env!("CARGO_BIN_EXE_ember-node");
 
 /// One process of a test cluster.
-struct Node {
+pub(crate) struct Node {
     /// The executor id it registered under (empty for the scheduler).
-    id: String,
-    child: Child,
-    stderr: PathBuf,
+    pub(crate) id: String,
+    pub(crate) child: Child,
+    pub(crate) stderr: PathBuf,
     /// The lines it prints on stdout after the first.
-    lines: std::sync::mpsc::Receiver<String>,
+    pub(crate) lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// Spawns `command` with stdout piped; its first line (or `None` if it printed none), and
 /// a receiver of its later lines (stdout stays open for as long as the process runs).
-fn spawn(
+pub(crate) fn spawn(
     command: &mut Command,
     stderr: &PathBuf,
 ) -> (Child, Option<String>, std::sync::mpsc::Receiver<String>) {
@@ -62,32 +62,35 @@ fn spawn(
 
 /// How a test cluster's processes are set up beyond the defaults.
 #[derive(Default)]
-struct Options {
-    scheduler_args: Vec<String>,
-    executor_args: Vec<String>,
-    token: Option<String>,
+pub(crate) struct Options {
+    pub(crate) scheduler_args: Vec<String>,
+    pub(crate) executor_args: Vec<String>,
+    pub(crate) token: Option<String>,
     /// The CA of the processes' certificates: TLS on, `https://` URLs.
-    tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Environment variables of the executor processes.
+    pub(crate) executor_env: Vec<(String, String)>,
 }
 
-fn args(list: &[&str]) -> Vec<String> {
+pub(crate) fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
 /// A scheduler and executors, each a process; all are killed when this is dropped.
-struct TestCluster {
-    dir: TempDir,
-    url: String,
-    token: Option<String>,
-    tls_ca: Option<PathBuf>,
-    executor_args: Vec<String>,
-    scheduler: Node,
-    executors: Arc<Mutex<Vec<Node>>>,
+pub(crate) struct TestCluster {
+    pub(crate) dir: TempDir,
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
+    pub(crate) tls_ca: Option<PathBuf>,
+    pub(crate) executor_args: Vec<String>,
+    pub(crate) executor_env: Vec<(String, String)>,
+    pub(crate) scheduler: Node,
+    pub(crate) executors: Arc<Mutex<Vec<Node>>>,
 }
 
 impl TestCluster {
     /// A scheduler with `scheduler_args`, then `executors` executors of 2 slots each.
-    fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
+    pub(crate) fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
         Self::start_with(
             executors,
             Options {
@@ -98,7 +101,7 @@ impl TestCluster {
         )
     }
 
-    fn start_with(executors: usize, options: Options) -> Self {
+    pub(crate) fn start_with(executors: usize, options: Options) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ember-cluster-test-")
             .tempdir()
@@ -131,6 +134,7 @@ impl TestCluster {
             token: options.token.clone(),
             tls_ca: options.tls_ca.clone(),
             executor_args: options.executor_args.clone(),
+            executor_env: options.executor_env.clone(),
             scheduler: Node {
                 id: String::new(),
                 child,
@@ -149,7 +153,7 @@ impl TestCluster {
     }
 
     /// Starts an executor with `token`; its id, or its error output when it exits.
-    fn add_executor(&mut self, token: Option<&str>) -> Result<String, String> {
+    pub(crate) fn add_executor(&mut self, token: Option<&str>) -> Result<String, String> {
         let n = self.executors.lock().expect("lock").len();
         let stderr = self.dir.path().join(format!("executor-process-{n}.log"));
         let mut command = Command::new(NODE);
@@ -165,6 +169,7 @@ impl TestCluster {
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{n}")))
             .args(&self.executor_args)
+            .envs(self.executor_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env_remove("EMBER_AUTH_TOKEN");
         if let Some(token) = token {
@@ -187,7 +192,7 @@ impl TestCluster {
         Ok(id)
     }
 
-    fn security(&self) -> ClientSecurity {
+    pub(crate) fn security(&self) -> ClientSecurity {
         ClientSecurity {
             token: self.token.clone(),
             ca: self.tls_ca.clone(),
@@ -195,7 +200,7 @@ impl TestCluster {
     }
 
     /// A session on this cluster, with the TPC-H test tables.
-    async fn session(&self) -> Session {
+    pub(crate) async fn session(&self) -> Session {
         let session = Session::connect_with(&self.url, self.security(), EmberConfig::default())
             .await
             .expect("the client connects");
@@ -205,18 +210,18 @@ impl TestCluster {
         session
     }
 
-    fn scheduler_log(&self) -> String {
+    pub(crate) fn scheduler_log(&self) -> String {
         std::fs::read_to_string(&self.scheduler.stderr).unwrap_or_default()
     }
 
-    fn executor_log(&self, index: usize) -> String {
+    pub(crate) fn executor_log(&self, index: usize) -> String {
         let executors = self.executors.lock().expect("lock");
         std::fs::read_to_string(&executors[index].stderr).unwrap_or_default()
     }
 }
 
 /// Kills `node` with SIGKILL.
-fn kill(node: &mut Node) {
+pub(crate) fn kill(node: &mut Node) {
     let _ = node.child.kill();
     let _ = node.child.wait();
 }
@@ -281,7 +286,11 @@ impl<F: Fn(&JobEvent) + Send + Sync> JobListener for Hook<F> {
 
 /// Sum of values per key through a shuffle and the slow function, then a second shuffle:
 /// `(key, sum)` sorted by key.
-async fn slow_sums(session: &Session, rows: i64, keys: i64) -> ember::Result<Vec<(i64, i64)>> {
+pub(crate) async fn slow_sums(
+    session: &Session,
+    rows: i64,
+    keys: i64,
+) -> ember::Result<Vec<(i64, i64)>> {
     let slow = session
         .from_batches(key_values(rows, keys))?
         .repartition_by(vec![col("value") % lit(7i64)], 6)?
@@ -289,7 +298,7 @@ async fn slow_sums(session: &Session, rows: i64, keys: i64) -> ember::Result<Vec
     sums_by_key(slow, 6).await
 }
 
-fn expected_sums(rows: i64, keys: i64) -> Vec<(i64, i64)> {
+pub(crate) fn expected_sums(rows: i64, keys: i64) -> Vec<(i64, i64)> {
     let mut sums = vec![0i64; keys as usize];
     for i in 0..rows {
         sums[(i % keys) as usize] += i;
@@ -409,7 +418,7 @@ fn kill_a_map_executor_after_the_first_stage(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
     register_cluster_functions();
-    let s3 = S3Server::start();
+    let s3 = S3Server::shared();
     s3.create_bucket("shuffle");
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
     let mut config = EmberConfig::default();
@@ -633,7 +642,7 @@ async fn eight_jobs_at_once_all_finish_with_correct_results() {
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(node: &Node, signal: &str) {
+pub(crate) fn signal(node: &Node, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(node.child.id().to_string())
@@ -711,7 +720,7 @@ async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
 
 /// A CA, and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem,
 /// key.pem) in `dir`.
-fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -752,6 +761,7 @@ async fn with_tls_every_call_is_encrypted_and_a_client_without_the_ca_is_refused
             executor_args: tls,
             token: Some("s3cret".into()),
             tls_ca: Some(ca.clone()),
+            ..Options::default()
         },
     );
     assert!(cluster.url.starts_with("https://"), "{}", cluster.url);
@@ -1060,10 +1070,14 @@ async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_t
         .expect("the write survives the loss of an executor");
     let victim = victim_of(&killed);
     let log = cluster.scheduler_log();
-    // The victim was writing: its attempt of the writing stage was run again elsewhere.
+    // The victim was writing: its attempt of the writing stage was run again elsewhere,
+    // because its call broke (or, had the call hung, once its heartbeats stopped).
     let rerun: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(&format!("running on lost executor {victim}")))
+        .filter(|l| {
+            l.contains(&format!("running on lost executor {victim}"))
+                || l.contains(&format!("the call to executor {victim} broke"))
+        })
         .collect();
     assert!(!rerun.is_empty(), "no write of {victim} was re-run:\n{log}");
     eprintln!("killed {victim} while writing:\n{}", rerun.join("\n"));

@@ -250,7 +250,7 @@ async fn memory_urls_hold_outputs_that_read_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_server_serves_as_input_and_output_of_a_tpch_query_and_a_pipeline() {
-    let s3 = S3Server::start();
+    let s3 = S3Server::shared();
     s3.create_bucket("ember");
     let mut config = EmberConfig::default();
     s3.configure(&mut config);

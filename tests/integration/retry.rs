@@ -75,12 +75,14 @@ async fn session(work_dir: &std::path::Path, max_attempts: usize) -> Session {
     .await
 }
 
-/// Job folders left in any executor's work directory.
+/// Job folders left in any executor's work directory (beside each executor's folder lies
+/// the lock file it holds while it lives).
 fn leftover_job_dirs(work_dir: &std::path::Path) -> Vec<String> {
     let mut left = Vec::new();
     for executor in std::fs::read_dir(work_dir)
         .expect("work dir exists")
         .flatten()
+        .filter(|e| e.path().is_dir())
     {
         for job in std::fs::read_dir(executor.path())
             .expect("executor dir")

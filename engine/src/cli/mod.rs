@@ -102,7 +102,7 @@ impl SecurityArgs {
     }
 }
 
-/// The certificate a server presents.
+/// The certificate a server presents, and whether it may serve other hosts without a token.
 #[derive(Args, Clone)]
 struct ServerTlsArgs {
     /// PEM certificate chain to serve TLS with (needs --tls-key).
@@ -111,12 +111,17 @@ struct ServerTlsArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without --auth-token: anyone who reaches it can
+    /// register executors and run jobs (a warning is logged).
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 #[derive(Args)]
 struct SchedulerArgs {
-    /// Address to listen on (port 0 picks a free one; the bound address is printed).
-    #[arg(long, default_value = "0.0.0.0:50050")]
+    /// Address to listen on (port 0 picks a free one; the bound address is printed). A
+    /// non-loopback address needs --auth-token (or --allow-unauthenticated).
+    #[arg(long, default_value = "127.0.0.1:50050")]
     bind: SocketAddr,
     /// How concurrent jobs share task slots: fifo or fair.
     #[arg(long, default_value = "fifo")]
@@ -130,6 +135,11 @@ struct SchedulerArgs {
     /// Seconds a job waits for an executor when none is left, before it fails.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     grace_period: f64,
+    /// Seconds a finished job's result stays on the executors for a client that is still
+    /// connected but has not finished reading it (it goes as soon as the client is done
+    /// or gone).
+    #[arg(long, default_value_t = 3600.0, value_name = "SECS")]
+    result_ttl: f64,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -141,8 +151,9 @@ struct ExecutorArgs {
     /// The scheduler's URL.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     scheduler: String,
-    /// Address to listen on, for tasks and for shuffle data (port 0 picks a free one).
-    #[arg(long, default_value = "0.0.0.0:0")]
+    /// Address to listen on, for tasks and for shuffle data (port 0 picks a free one). A
+    /// non-loopback address needs --auth-token (or --allow-unauthenticated).
+    #[arg(long, default_value = "127.0.0.1:0")]
     bind: SocketAddr,
     /// The URL or HOST:PORT others reach this executor at (default: the bound address, with
     /// 127.0.0.1 for 0.0.0.0).
@@ -498,6 +509,8 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         heartbeat_timeout: seconds(args.heartbeat_timeout, "--heartbeat-timeout")?,
         server: args.security.server(&args.tls),
         client: args.security.client(),
+        result_ttl: seconds(args.result_ttl, "--result-ttl")?,
+        allow_unauthenticated: args.tls.allow_unauthenticated,
     };
     run_scheduler_process(
         config,
@@ -536,6 +549,7 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
         server: args.security.server(&args.tls),
         client: args.security.client(),
         setup: None,
+        allow_unauthenticated: args.tls.allow_unauthenticated,
     };
     run_executor_process(
         config,

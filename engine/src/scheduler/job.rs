@@ -228,6 +228,7 @@ impl<'a> JobRun<'a> {
             final_output,
             addresses,
             metrics: std::mem::take(&mut self.metrics),
+            lease: None,
         })
     }
 
@@ -477,6 +478,13 @@ impl<'a> JobRun<'a> {
                 message,
             } => {
                 self.pool.mark_lost(executor_id, message);
+                let state = &mut self.tasks[task.stage][task.partition];
+                state.losses += 1;
+                (false, state.losses <= self.config.max_attempts)
+            }
+            ExecutorError::Interrupted { .. } => {
+                // The executor may well be alive and busy: its heartbeats decide that. The
+                // attempt's outcome is unknown, so it runs again.
                 let state = &mut self.tasks[task.stage][task.partition];
                 state.losses += 1;
                 (false, state.losses <= self.config.max_attempts)

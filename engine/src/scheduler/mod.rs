@@ -64,6 +64,9 @@ pub struct JobSpec {
     pub settings: Vec<(String, String)>,
     /// The stage whose output is the job's result.
     pub final_stage: usize,
+    /// Keep the final stage's output on the executors until the job is removed (a cached
+    /// dataset), rather than once the client has read it.
+    pub retain_output: bool,
 }
 
 impl JobSpec {
@@ -94,6 +97,7 @@ impl JobSpec {
             stages,
             settings,
             final_stage: graph.final_stage().id(),
+            retain_output: false,
         })
     }
 
@@ -112,6 +116,27 @@ pub struct JobOutcome {
     pub addresses: HashMap<String, String>,
     /// What ran where.
     pub metrics: JobMetrics,
+    /// Keeps the final output on a process cluster's executors while it is held (see
+    /// [`ResultLease`]); `None` on the embedded cluster.
+    pub lease: Option<ResultLease>,
+}
+
+/// A hold on a finished job's result: the scheduler process keeps the job's files while
+/// the client holds the job's update stream, and removes them once it is dropped (read
+/// to the end, or the client gone). Keep it until the result has been read.
+pub struct ResultLease(#[allow(dead_code)] Mutex<Box<dyn Send>>);
+
+impl ResultLease {
+    /// A lease that holds `stream` open.
+    pub fn new(stream: impl Send + 'static) -> Self {
+        Self(Mutex::new(Box::new(stream)))
+    }
+}
+
+impl std::fmt::Debug for ResultLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultLease")
+    }
 }
 
 /// How a scheduler retries and waits.

@@ -1,14 +1,20 @@
-//! [`RemoteExecutor`]: an executor in another process, called over gRPC. A call that
-//! cannot reach it reports [`ExecutorError::Lost`], so the scheduler recovers at once
-//! instead of waiting for the missed heartbeats.
+//! [`RemoteExecutor`]: an executor in another process, called over gRPC.
+//!
+//! Liveness is the heartbeats' business: a call that breaks on a busy or slow connection
+//! (a keep-alive that timed out, a reset stream) reports [`ExecutorError::Interrupted`],
+//! and the task runs again without the executor being declared lost. Only a connection
+//! the executor's host *refused* (nothing listens on its port any more: the process is
+//! gone) reports [`ExecutorError::Lost`], so the scheduler recovers at once instead of
+//! waiting for the missed heartbeats.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use ember_executors::rpc::proto::executor_service_client::ExecutorServiceClient;
 use ember_executors::rpc::proto::{self};
-use ember_executors::rpc::security::{AddToken, ClientSecurity};
+use ember_executors::rpc::security::{AddToken, ClientSecurity, is_connection_refused};
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
+use ember_executors::storage::is_secret;
 use ember_executors::{ExecutorError, TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 use tonic::service::interceptor::InterceptedService;
@@ -46,17 +52,47 @@ impl RemoteExecutor {
         })
     }
 
-    /// Turns a failed call into [`ExecutorError::Lost`].
+    /// Refuses to send a task whose settings hold a secret (`ember.s3.secret_access_key`)
+    /// to an executor reached in clear over the network: only over TLS or loopback.
+    fn check_secrets(&self, task: &TaskDefinition) -> Result<(), ExecutorError> {
+        if reached_privately(&self.address) {
+            return Ok(());
+        }
+        match task.settings.iter().find(|(key, _)| is_secret(key)) {
+            None => Ok(()),
+            Some((key, _)) => Err(ExecutorError::Config {
+                key: key.clone(),
+                message: format!(
+                    "this secret is not sent to executor {} at {} in clear: serve the cluster \
+                     over TLS (--tls-cert, --tls-key, --tls-ca) or keep it on loopback",
+                    self.id, self.address
+                ),
+            }),
+        }
+    }
+
+    /// Turns a failed call into [`ExecutorError::Lost`] when the connection was refused,
+    /// and into [`ExecutorError::Interrupted`] otherwise.
     fn on_error(&self) -> impl FnOnce(tonic::Status) -> ExecutorError + Send + 'static {
         let id = self.id.clone();
         let address = self.address.clone();
-        move |status| ExecutorError::Lost {
-            executor_id: id,
-            message: format!(
+        move |status| {
+            let message = format!(
                 "a call to {address} failed: {} ({:?})",
                 status.message(),
                 status.code()
-            ),
+            );
+            if is_connection_refused(&status) {
+                ExecutorError::Lost {
+                    executor_id: id,
+                    message,
+                }
+            } else {
+                ExecutorError::Interrupted {
+                    executor_id: id,
+                    message,
+                }
+            }
         }
     }
 }
@@ -78,6 +114,9 @@ impl ExecutorClient for RemoteExecutor {
         &self,
         task: TaskDefinition,
     ) -> BoxFuture<'static, Result<TaskOutput, ExecutorError>> {
+        if let Err(e) = self.check_secrets(&task) {
+            return Box::pin(async move { Err(e) });
+        }
         let mut client = self.client.clone();
         let request = proto::TaskDefinition::from(&task);
         let on_error = self.on_error();
@@ -144,9 +183,98 @@ impl ExecutorClient for RemoteExecutor {
     }
 }
 
+/// Whether calls to `url` stay private: TLS, or a loopback host.
+pub(crate) fn reached_privately(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
 async fn map_status(
     call: impl std::future::Future<Output = Result<(), tonic::Status>>,
     on_error: impl FnOnce(tonic::Status) -> ExecutorError,
 ) -> Result<(), ExecutorError> {
     call.await.map_err(on_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tls_and_loopback_addresses_count_as_private() {
+        assert!(reached_privately("http://127.0.0.1:5000"));
+        assert!(reached_privately("http://127.0.0.2:5000"));
+        assert!(reached_privately("http://localhost:5000"));
+        assert!(reached_privately("http://[::1]:5000"));
+        assert!(reached_privately("https://10.0.0.2:5000"));
+        assert!(!reached_privately("http://10.0.0.2:5000"));
+        assert!(!reached_privately("http://executor-3.cluster:5000"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_lost_executor() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let executor = RemoteExecutor::new(
+            "executor-x".into(),
+            format!("http://127.0.0.1:{port}"),
+            1,
+            &ClientSecurity::default(),
+        )
+        .expect("a client");
+        let error = executor
+            .remove_job("job-1")
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            matches!(error, ExecutorError::Lost { .. }),
+            "a refused connection means the process is gone: {error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_not_sent_in_clear_off_this_machine() {
+        let executor = RemoteExecutor::new(
+            "executor-x".into(),
+            "http://10.255.255.1:5000".into(),
+            1,
+            &ClientSecurity::default(),
+        )
+        .expect("a client");
+        let task = TaskDefinition {
+            job_id: "job-1".into(),
+            stage_id: 0,
+            partition: 0,
+            attempt: 0,
+            plan: Arc::new(Vec::new()),
+            inputs: Arc::new(Vec::new()),
+            settings: Arc::new(vec![(
+                "ember.s3.secret_access_key".to_string(),
+                "hush".to_string(),
+            )]),
+            peers: Arc::new(std::collections::HashMap::new()),
+        };
+        let error = executor.launch(task).await.expect_err("refused");
+        assert!(
+            matches!(&error, ExecutorError::Config { key, .. } if key == "ember.s3.secret_access_key"),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+    }
 }

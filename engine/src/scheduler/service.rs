@@ -1,6 +1,13 @@
 //! The scheduler process (`ember scheduler`): its gRPC service, through which executors
 //! register and heartbeat and clients run jobs, and the watch that declares silent
 //! executors lost.
+//!
+//! Executor ids carry an *epoch* drawn at random when the scheduler starts
+//! (`executor-3f9a1c-2`), so that no id outlives a restart: an executor that heartbeats
+//! under an id of an earlier epoch is unknown and told to register again, and two
+//! executors can never share an id. A finished job's result stays on the executors while
+//! its client holds the job's update stream (it is reading the result), and is removed
+//! when the stream closes (the client is done, or gone) or after `result_ttl`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -13,7 +20,9 @@ use ember_executors::rpc::proto::scheduler_service_server::{
     SchedulerService, SchedulerServiceServer,
 };
 use ember_executors::rpc::proto::{self, Empty};
-use ember_executors::rpc::security::{ClientSecurity, ServerSecurity, accept, error_chain};
+use ember_executors::rpc::security::{
+    ClientSecurity, ServerSecurity, accept, check_exposure, error_chain,
+};
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -43,12 +52,22 @@ pub struct SchedulerProcessConfig {
     pub server: ServerSecurity,
     /// How the scheduler calls executors.
     pub client: ClientSecurity,
+    /// How long a finished job's result is kept for a client that holds its stream.
+    pub result_ttl: Duration,
+    /// Serve on a non-loopback address without a token (see
+    /// [`check_exposure`](ember_executors::rpc::security::check_exposure)).
+    pub allow_unauthenticated: bool,
 }
 
 struct SchedulerRpc {
     scheduler: Arc<Scheduler>,
     client: ClientSecurity,
+    /// Whether this scheduler serves TLS: then executors must too.
+    tls: bool,
+    /// Drawn at start; part of every executor id this scheduler hands out.
+    epoch: String,
     next_executor: AtomicU64,
+    result_ttl: Duration,
     /// Executors that registered and have not heartbeated yet: id -> (address, slots).
     registered: Mutex<HashMap<String, (String, usize)>>,
     running_jobs: Arc<Mutex<HashSet<String>>>,
@@ -90,8 +109,15 @@ impl SchedulerService for SchedulerRpc {
         self.client
             .endpoint(&request.address)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if self.tls && !request.address.starts_with("https://") {
+            return Err(Status::invalid_argument(format!(
+                "this cluster serves TLS: an executor at {} would get tasks and the auth \
+                 token in clear; start it with --tls-cert and --tls-key",
+                request.address
+            )));
+        }
         let n = self.next_executor.fetch_add(1, Ordering::Relaxed);
-        let id = format!("executor-{n}");
+        let id = format!("executor-{}-{n}", self.epoch);
         // It joins the pool at its first heartbeat, once it serves calls.
         lock(&self.registered).insert(id.clone(), (request.address, request.slots as usize));
         Ok(Response::new(proto::RegisterExecutorResponse {
@@ -138,6 +164,7 @@ impl SchedulerService for SchedulerRpc {
         let (tx, rx) = mpsc::channel(1024);
         let scheduler = Arc::clone(&self.scheduler);
         let running_jobs = Arc::clone(&self.running_jobs);
+        let result_ttl = self.result_ttl;
         tokio::spawn(async move {
             tracing::info!(job = %job.job_id, stages = job.stages.len(), tasks = job.total_tasks(), "job submitted");
             let listener = ChannelListener(tx.clone());
@@ -162,11 +189,7 @@ impl SchedulerService for SchedulerRpc {
                     Some(proto::job_update::Update::Error(e.to_string()))
                 }
             };
-            let failed = !matches!(update, Some(proto::job_update::Update::Result(_)));
-            if failed && let Err(e) = scheduler.remove_job(&job.job_id).await {
-                tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
-            }
-            lock(&running_jobs).remove(&job.job_id);
+            let succeeded = matches!(update, Some(proto::job_update::Update::Result(_)));
             if let Some(update) = update {
                 let _ = tx
                     .send(Ok(proto::JobUpdate {
@@ -174,6 +197,23 @@ impl SchedulerService for SchedulerRpc {
                     }))
                     .await;
             }
+            if succeeded && job.retain_output {
+                // A cached dataset: its client removes it.
+                lock(&running_jobs).remove(&job.job_id);
+                return;
+            }
+            if succeeded {
+                // The client reads the result while it holds the stream; its files go
+                // when it lets go (done, or gone) or when the time to live runs out.
+                if tokio::time::timeout(result_ttl, tx.closed()).await.is_err() {
+                    tracing::warn!(job = %job.job_id, ttl_s = result_ttl.as_secs_f64(), "the job's result outlived its time to live");
+                }
+            }
+            drop(tx);
+            if let Err(e) = scheduler.remove_job(&job.job_id).await {
+                tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
+            }
+            lock(&running_jobs).remove(&job.job_id);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -255,6 +295,7 @@ pub async fn run_scheduler_process(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| EmberError::Config {
@@ -270,7 +311,10 @@ pub async fn run_scheduler_process(
     let rpc = SchedulerRpc {
         scheduler,
         client: config.client.clone(),
+        tls: config.server.tls.is_some(),
+        epoch: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
         next_executor: AtomicU64::new(1),
+        result_ttl: config.result_ttl,
         registered: Mutex::new(HashMap::new()),
         running_jobs: Arc::default(),
     };

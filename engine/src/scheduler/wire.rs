@@ -32,6 +32,7 @@ impl From<&JobSpec> for proto::JobSpec {
                 .collect(),
             settings: key_values(&job.settings),
             final_stage: job.final_stage as u64,
+            retain_output: job.retain_output,
         }
     }
 }
@@ -70,6 +71,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             stages,
             settings: settings(job.settings),
             final_stage,
+            retain_output: job.retain_output,
         })
     }
 }
@@ -102,6 +104,7 @@ impl TryFrom<proto::JobResult> for JobOutcome {
             final_output: result.final_output.into_iter().map(Into::into).collect(),
             addresses: result.addresses.into_iter().collect::<HashMap<_, _>>(),
             metrics,
+            lease: None,
         })
     }
 }

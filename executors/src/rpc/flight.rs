@@ -27,7 +27,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::ShuffleTicket;
-use super::security::{ClientSecurity, error_chain};
+use super::security::{ClientSecurity, error_chain, is_connection_refused};
 use super::server::MAX_MESSAGE_BYTES;
 use crate::error::{ExecutorError, Result};
 use crate::executor::{Executor, lock};
@@ -280,20 +280,44 @@ impl PeerClients {
     }
 
     /// All batches of the piece `ticket` names, from the executor at `address`.
+    ///
+    /// A fetch that breaks on the way (a reset stream, a keep-alive that timed out on a
+    /// busy peer) is tried again, [`FETCH_ATTEMPTS`] times in all, on a new connection;
+    /// one that the peer refused, or that the peer answered with an error, is reported at
+    /// once.
     pub async fn fetch(&self, address: &str, ticket: &ShuffleTicket) -> Result<Vec<RecordBatch>> {
-        let channel = self.channel(address).await?;
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once(address, ticket).await {
+                Err(FetchAttempt::Broken(e)) if attempt < FETCH_ATTEMPTS => {
+                    tracing::warn!(%address, attempt, "fetching a shuffle piece broke, trying again: {e}");
+                    tokio::time::sleep(FETCH_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+                Err(FetchAttempt::Broken(e) | FetchAttempt::Final(e)) => return Err(e),
+                Ok(batches) => return Ok(batches),
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        address: &str,
+        ticket: &ShuffleTicket,
+    ) -> std::result::Result<Vec<RecordBatch>, FetchAttempt> {
+        let channel = self.channel(address).await.map_err(FetchAttempt::Final)?;
         // Pieces are sent one record batch per message, uncompressed on one host: lift
         // tonic's 4 MiB limit on received messages as the servers do.
         let mut client = FlightClient::new_from_inner(
             FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
         if let Some(header) = self.security.header() {
-            client
-                .add_header("authorization", &header)
-                .map_err(|e| ExecutorError::Config {
+            client.add_header("authorization", &header).map_err(|e| {
+                FetchAttempt::Final(ExecutorError::Config {
                     key: "--auth-token".into(),
                     message: e.to_string(),
-                })?;
+                })
+            })?;
         }
         let result = async {
             client
@@ -306,14 +330,46 @@ impl PeerClients {
         result.map_err(|e| {
             // A broken connection is not reused.
             lock(&self.channels).remove(address);
-            let message = match &e {
-                FlightError::Tonic(status) => format!("{} ({:?})", status.message(), status.code()),
-                other => error_chain(other),
+            let (message, broken) = match &e {
+                FlightError::Tonic(status) => (
+                    format!("{} ({:?})", status.message(), status.code()),
+                    is_transport_failure(status),
+                ),
+                other => (error_chain(other), false),
             };
-            ExecutorError::Unreachable {
+            let error = ExecutorError::Unreachable {
                 address: address.to_string(),
                 message,
+            };
+            if broken {
+                FetchAttempt::Broken(error)
+            } else {
+                FetchAttempt::Final(error)
             }
         })
     }
+}
+
+/// Tries of one fetch whose connection broke.
+pub const FETCH_ATTEMPTS: u32 = 3;
+
+/// The wait before the second try of a broken fetch; it grows with each try.
+const FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How one try of a fetch failed.
+enum FetchAttempt {
+    /// The connection broke: another try may get through.
+    Broken(ExecutorError),
+    /// The peer refused the connection or answered with an error.
+    Final(ExecutorError),
+}
+
+/// Whether a failed call broke in transport (the peer may be alive and busy), rather
+/// than being refused or answered with an error by the peer.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    ) && !is_connection_refused(status)
 }

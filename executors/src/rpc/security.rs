@@ -24,10 +24,13 @@ pub const AUTH_TOKEN_ENV: &str = "EMBER_AUTH_TOKEN";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a client pings a connection that carries no data.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How long a client waits for the answer to a ping before it drops the connection.
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client waits for the answer to a ping before it drops the connection. The
+/// servers answer pings from a runtime that task work cannot starve, but the caller's own
+/// runtime may be busy on an oversubscribed machine: the margin is wide, since liveness
+/// is decided by heartbeats, not by this.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// HTTP/2 flow-control window of one stream: shuffle pieces are megabytes, and the
 /// default 64 KiB would make every fetch wait for window updates.
@@ -91,6 +94,36 @@ impl ServerSecurity {
             service,
         }
     }
+}
+
+/// Refuses to serve on an address other machines can reach without a token, unless
+/// `allow_unauthenticated` says so (and then warns): anyone who can reach an open
+/// scheduler can register a fake executor and receive tasks with their settings, or run
+/// jobs. Loopback addresses are open to this machine's users only.
+pub fn check_exposure(
+    bind: std::net::SocketAddr,
+    server: &ServerSecurity,
+    allow_unauthenticated: bool,
+) -> Result<()> {
+    if bind.ip().is_loopback() || server.token.is_some() {
+        return Ok(());
+    }
+    if allow_unauthenticated {
+        tracing::warn!(
+            address = %bind,
+            "serving on a non-loopback address without an auth token: anyone who can reach \
+             it can run jobs and register executors"
+        );
+        return Ok(());
+    }
+    Err(ExecutorError::Config {
+        key: "--bind".into(),
+        message: format!(
+            "refusing to listen on {bind} without an auth token: set --auth-token (or \
+             {AUTH_TOKEN_ENV}) on every process of the cluster, bind a loopback address such \
+             as 127.0.0.1, or pass --allow-unauthenticated"
+        ),
+    })
 }
 
 /// Checks the `authorization` header of incoming calls against the configured token.
@@ -227,6 +260,21 @@ fn read_pem(path: &Path, option: &str) -> Result<Vec<u8>> {
         key: option.to_string(),
         message: format!("cannot read {}: {e}", path.display()),
     })
+}
+
+/// Whether `error` or one of its sources is an [`std::io::Error`] of kind
+/// `ConnectionRefused`: nothing listens at the peer's address any more.
+pub fn is_connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// An error with its sources, on one line (transport errors hide the useful part there).

@@ -6,14 +6,23 @@
 //! and the call answers when the task is done, with its output or its error. The scheduler
 //! already knows every executor's free slots and which executor holds which map output, so
 //! it can place each task (load and locality) the moment a slot frees, without waiting for
-//! the next poll; a call that breaks tells it at once that the executor is gone, while
-//! heartbeats catch the executors that hang. An executor the scheduler declared lost is
-//! told so at its next heartbeat; it drops its files and registers again under a new id.
+//! the next poll. Liveness is the heartbeats' alone: they run on a thread of their own, and
+//! the gRPC and Flight services run on a runtime of their own ([`RPC_THREADS`] threads),
+//! apart from the runtime that runs tasks, so that a machine busy with tasks still answers
+//! heartbeats, keep-alive pings and control calls in time. An executor the scheduler
+//! declared lost (or a restarted scheduler does not know) is told so at its next
+//! heartbeat; it cancels the tasks it still runs under its old id, drops its old folder,
+//! and registers again under a new id.
+//!
+//! The `--work-dir` may hold the folders of earlier executor processes: each executor
+//! holds a lock on its folder while it lives, and a new executor removes the folders no
+//! live process holds before it registers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -25,9 +34,9 @@ use super::flight::{CurrentExecutor, ShuffleFlightService};
 use super::proto::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use super::proto::scheduler_service_client::SchedulerServiceClient;
 use super::proto::{self, Empty};
-use super::security::{AddToken, ClientSecurity, ServerSecurity, accept};
+use super::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
 use crate::error::{ExecutorError, Result};
-use crate::executor::{Executor, ExecutorConfig};
+use crate::executor::{Executor, ExecutorConfig, lock, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
 
 /// The largest gRPC message accepted (task plans with many inputs, broadcasts).
@@ -64,6 +73,9 @@ pub struct ExecutorProcessConfig {
     pub client: ClientSecurity,
     /// Run on every executor this process creates.
     pub setup: Option<ExecutorSetup>,
+    /// Serve on a non-loopback address without a token (see
+    /// [`check_exposure`](super::security::check_exposure)).
+    pub allow_unauthenticated: bool,
 }
 
 impl std::fmt::Debug for ExecutorProcessConfig {
@@ -78,18 +90,65 @@ impl std::fmt::Debug for ExecutorProcessConfig {
     }
 }
 
+/// Worker threads of the runtime that serves the gRPC and Flight services.
+pub const RPC_THREADS: usize = 2;
+
 /// The executor's gRPC control service.
 struct ExecutorRpc {
     current: Arc<CurrentExecutor>,
-    running: Arc<AtomicUsize>,
+    tasks: Arc<RunningTasks>,
+    /// The runtime tasks run on: the process's main one, not the one serving calls.
+    task_runtime: tokio::runtime::Handle,
 }
 
-/// Counts a running task for as long as it lives.
-struct Running(Arc<AtomicUsize>);
+/// The tasks this process runs now, by the executor id they were launched under, so that
+/// a registration under a new id can cancel those of the old one.
+#[derive(Default)]
+struct RunningTasks {
+    next: AtomicU64,
+    tasks: std::sync::Mutex<HashMap<u64, (String, tokio::task::AbortHandle)>>,
+}
 
-impl Drop for Running {
+impl RunningTasks {
+    fn enter(self: &Arc<Self>, owner: &str, abort: tokio::task::AbortHandle) -> RunningTask {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tasks).insert(key, (owner.to_string(), abort));
+        RunningTask {
+            tasks: Arc::clone(self),
+            key,
+        }
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.tasks).len()
+    }
+
+    /// Cancels every task launched under executor id `owner`; returns how many.
+    fn cancel_owned_by(&self, owner: &str) -> usize {
+        let tasks = lock(&self.tasks);
+        let mut cancelled = 0;
+        for (id, abort) in tasks.values() {
+            if id == owner {
+                abort.abort();
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
+}
+
+/// A task in [`RunningTasks`]; dropping it (the call ended, or its caller went away)
+/// cancels the task if it still runs and forgets it.
+struct RunningTask {
+    tasks: Arc<RunningTasks>,
+    key: u64,
+}
+
+impl Drop for RunningTask {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some((_, abort)) = lock(&self.tasks.tasks).remove(&self.key) {
+            abort.abort();
+        }
     }
 }
 
@@ -104,11 +163,26 @@ impl ExecutorService for ExecutorRpc {
         request: Request<proto::TaskDefinition>,
     ) -> std::result::Result<Response<proto::TaskResult>, Status> {
         let executor = self.current.get();
+        let owner = executor.id().to_string();
         let task = crate::task::TaskDefinition::from(request.into_inner());
-        self.running.fetch_add(1, Ordering::Relaxed);
-        let _running = Running(Arc::clone(&self.running));
         let name = task.name();
-        let result = executor.run_task(task).await;
+        let handle = self
+            .task_runtime
+            .spawn(async move { executor.run_task(task).await });
+        let _running = self.tasks.enter(&owner, handle.abort_handle());
+        let result = match handle.await {
+            Ok(result) => result,
+            Err(e) if e.is_cancelled() => Err(ExecutorError::Remote {
+                message: format!(
+                    "task {name} was cancelled: executor {owner} registered again under a new id"
+                ),
+                retryable: true,
+            }),
+            Err(_) => Err(ExecutorError::Remote {
+                message: format!("task {name} panicked"),
+                retryable: true,
+            }),
+        };
         if let Err(e) = &result {
             tracing::warn!(task = %name, "task failed: {e}");
         }
@@ -177,8 +251,9 @@ pub async fn run_executor_process(
         });
     }
     let tls = config.server.tls_config()?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
+    check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
+    let listener = std::net::TcpListener::bind(config.bind)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| ExecutorError::Config {
             key: "--bind".into(),
             message: format!("cannot listen on {}: {e}", config.bind),
@@ -212,6 +287,11 @@ pub async fn run_executor_process(
         });
     }
 
+    let reclaimed = reclaim_work_dir(&config.work_dir);
+    if reclaimed > 0 {
+        tracing::info!(work_dir = %config.work_dir.display(), folders = reclaimed, "removed the folders of executors that are gone");
+    }
+
     // Register (the scheduler hands out the id), start serving, and only then heartbeat:
     // the first heartbeat is what puts this executor in the scheduler's pool, so no task
     // or broadcast is sent before the server answers.
@@ -219,11 +299,12 @@ pub async fn run_executor_process(
     let first = register(&mut scheduler, &config, &address).await?;
     let current = Arc::new(CurrentExecutor::new(Arc::clone(&first)));
 
-    let running = Arc::new(AtomicUsize::new(0));
+    let tasks = Arc::new(RunningTasks::default());
     let check = config.server.interceptor("executor");
     let rpc = ExecutorRpc {
         current: Arc::clone(&current),
-        running: Arc::clone(&running),
+        tasks: Arc::clone(&tasks),
+        task_runtime: tokio::runtime::Handle::current(),
     };
     let flight = ShuffleFlightService::new(Arc::clone(&current));
     let mut builder = config.server.server_builder()?;
@@ -240,11 +321,30 @@ pub async fn run_executor_process(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             check,
         ));
-    let incoming = accept(listener);
+    // The services run on a runtime of their own: tasks keeping every worker of the main
+    // runtime busy must not delay the answer to a keep-alive ping or a control call.
+    let rpc_runtime = BackgroundRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RPC_THREADS)
+            .thread_name("ember-rpc")
+            .enable_all()
+            .build()
+            .map_err(|source| ExecutorError::Io {
+                action: "starting the RPC runtime for",
+                path: config.work_dir.clone(),
+                source,
+            })?,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
-        let _ = stop_rx.await;
-    }));
+    let server = rpc_runtime.handle().spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        router
+            .serve_with_incoming_shutdown(accept(listener), async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .map_err(std::io::Error::other)
+    });
 
     // Heartbeats run on a thread and runtime of their own, with their own connection, so
     // that tasks keeping every worker of the main runtime busy cannot delay them into a
@@ -268,7 +368,7 @@ pub async fn run_executor_process(
                         heartbeat_config,
                         address,
                         heartbeat_current,
-                        running,
+                        tasks,
                         on_registered,
                     )
                     .await
@@ -292,11 +392,34 @@ pub async fn run_executor_process(
     }
     let _ = stop_tx.send(());
     let _ = server.await;
+    drop(rpc_runtime);
     let last = current.get();
     if let Err(e) = std::fs::remove_dir_all(last.work_dir()) {
         tracing::warn!("removing {}: {e}", last.work_dir().display());
     }
+    let _ = std::fs::remove_file(work_dir_lock(last.work_dir()));
     Ok(())
+}
+
+/// A runtime shut down in the background when dropped: dropping a runtime the usual way
+/// inside another runtime's task would panic.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Connects to the scheduler, trying again until `connect_timeout` has passed.
@@ -364,7 +487,7 @@ async fn heartbeat_loop(
     config: ExecutorProcessConfig,
     address: String,
     current: Arc<CurrentExecutor>,
-    running: Arc<AtomicUsize>,
+    tasks: Arc<RunningTasks>,
     on_registered: impl Fn(&str, &str),
 ) -> Result<()> {
     let mut silent_since: Option<Instant> = None;
@@ -374,7 +497,7 @@ async fn heartbeat_loop(
         let reply = scheduler
             .heartbeat(proto::HeartbeatRequest {
                 executor_id: executor.id().to_string(),
-                running_tasks: u32::try_from(running.load(Ordering::Relaxed)).unwrap_or(0),
+                running_tasks: u32::try_from(tasks.len()).unwrap_or(u32::MAX),
             })
             .await;
         match reply {
@@ -386,9 +509,23 @@ async fn heartbeat_loop(
                 );
                 match register(&mut scheduler, &config, &address).await {
                     Ok(fresh) => {
+                        let old_dir = executor.work_dir().to_path_buf();
+                        let in_use = fresh.work_dir() == old_dir;
                         current.replace(fresh);
-                        if let Err(e) = std::fs::remove_dir_all(executor.work_dir()) {
-                            tracing::warn!("removing {}: {e}", executor.work_dir().display());
+                        // Nothing the old id launched may go on writing into its folder.
+                        let cancelled = tasks.cancel_owned_by(executor.id());
+                        if cancelled > 0 {
+                            tracing::warn!(
+                                executor = executor.id(),
+                                cancelled,
+                                "cancelled the tasks of the old registration"
+                            );
+                        }
+                        if !in_use {
+                            if let Err(e) = std::fs::remove_dir_all(&old_dir) {
+                                tracing::warn!("removing {}: {e}", old_dir.display());
+                            }
+                            let _ = std::fs::remove_file(work_dir_lock(&old_dir));
                         }
                         announce = true;
                         // Heartbeat at once: that puts the new id in the pool.
@@ -417,5 +554,76 @@ async fn heartbeat_loop(
             }
         }
         tokio::time::sleep(config.heartbeat_interval).await;
+    }
+}
+
+/// Removes the folders of earlier executors in `root` (`executor-*`) that no live process
+/// holds: their lock file (`executor-*.lock`) can be locked. Returns how many were removed.
+fn reclaim_work_dir(root: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("executor-"));
+        if !named || !path.is_dir() {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(work_dir_lock(&path))
+        else {
+            continue;
+        };
+        // Held by a live executor: leave it. The lock goes with the file when it drops.
+        if file.try_lock().is_err() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                removed += 1;
+                let _ = std::fs::remove_file(work_dir_lock(&path));
+            }
+            Err(e) => tracing::warn!("removing {}: {e}", path.display()),
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shuffle::ShuffleCompression;
+
+    #[test]
+    fn reclaiming_removes_only_the_folders_no_live_executor_holds() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let live = Executor::try_new(ExecutorConfig {
+            id: "executor-live".into(),
+            work_dir: root.path().join("executor-live"),
+            slots: 1,
+            compression: ShuffleCompression::default(),
+            security: ClientSecurity::default(),
+            memory_limit: None,
+        })
+        .expect("executor");
+        let gone = root.path().join("executor-gone");
+        std::fs::create_dir_all(gone.join("job-1")).expect("mkdir");
+        std::fs::write(work_dir_lock(&gone), b"").expect("write");
+        let other = root.path().join("not-an-executor");
+        std::fs::create_dir_all(&other).expect("mkdir");
+
+        assert_eq!(reclaim_work_dir(root.path()), 1);
+        assert!(!gone.exists(), "the dead executor's folder is reclaimed");
+        assert!(live.work_dir().is_dir(), "the live executor's folder stays");
+        assert!(other.is_dir(), "folders that are not an executor's stay");
+        drop(live);
+        assert_eq!(reclaim_work_dir(root.path()), 1);
     }
 }
