@@ -385,3 +385,50 @@ async fn a_tls_cluster_refuses_an_executor_that_serves_in_clear() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("this cluster serves TLS"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_during_a_copy_leaves_no_staging_folder_beside_the_destination() {
+    let cluster = TestCluster::start(2, &[], None);
+    let out = tempfile::tempdir().expect("temp dir");
+    let dest = out.path().join("pairs");
+    let lineitem = tpch_dir().join("lineitem");
+    let copy = format!(
+        "COPY (SELECT a.l_orderkey, b.l_comment FROM lineitem a JOIN lineitem b \
+         ON a.l_partkey = b.l_partkey) TO '{}' STORED AS PARQUET",
+        dest.display()
+    );
+    let mut client = Command::new(NODE)
+        .args(["sql", "--scheduler", &cluster.url])
+        .arg("--table")
+        .arg(format!("lineitem={}", lineitem.display()))
+        .arg(&copy)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the client starts");
+    let staging = out.path().join(".ember-staging");
+    // Killed once its tasks have started writing.
+    assert!(
+        eventually(Duration::from_secs(60), || !folders(&staging).is_empty()),
+        "the write stages its output in {}",
+        staging.display()
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        !dest.join("_SUCCESS").exists(),
+        "killed before the driver committed"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || !staging.exists()),
+        "left behind: {:?}",
+        folders(&staging)
+    );
+    assert!(
+        cluster
+            .scheduler_log()
+            .contains("removed the staging folder of a job whose client went away"),
+        "{}",
+        cluster.scheduler_log()
+    );
+}

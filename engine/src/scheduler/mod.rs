@@ -67,6 +67,9 @@ pub struct JobSpec {
     /// Keep the final stage's output on the executors until the job is removed (a cached
     /// dataset), rather than once the client has read it.
     pub retain_output: bool,
+    /// The staging URLs of the job's writes (`StagedWriteExec`): removed by a scheduler
+    /// process whose client goes away before the job ends.
+    pub staging: Vec<String>,
 }
 
 impl JobSpec {
@@ -98,6 +101,7 @@ impl JobSpec {
             settings,
             final_stage: graph.final_stage().id(),
             retain_output: false,
+            staging: staging_urls(graph),
         })
     }
 
@@ -105,6 +109,21 @@ impl JobSpec {
     pub fn total_tasks(&self) -> usize {
         self.stages.iter().map(|s| s.partitions).sum()
     }
+}
+
+/// The staging URL of every write in `graph`'s stage plans.
+fn staging_urls(graph: &StageGraph) -> Vec<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut urls = Vec::new();
+    for stage in graph.stages() {
+        let _ = stage.plan().apply(|node| {
+            if let Some(write) = node.downcast_ref::<ember_planner::StagedWriteExec>() {
+                urls.push(write.staging().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    urls
 }
 
 /// The result of a finished job: where the final stage's output lies, and metrics.

@@ -24,6 +24,7 @@ use ember_executors::rpc::security::{
     ClientSecurity, ServerSecurity, accept, check_exposure, error_chain,
 };
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
+use ember_executors::storage::{StoreOptions, remove_prefix};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -175,6 +176,7 @@ impl SchedulerService for SchedulerRpc {
             let update = match outcome {
                 None => {
                     tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
+                    remove_staging(&job).await;
                     None
                 }
                 Some(Ok(outcome)) => {
@@ -285,6 +287,42 @@ impl SchedulerService for SchedulerRpc {
             running_jobs: pool.running_jobs() as u64,
             recomputed: self.scheduler.recomputed(),
         }))
+    }
+}
+
+/// Removes the staging folders of `job`'s writes, whose driver is gone: nothing will
+/// commit or remove them. A staging folder on a local file system goes whole, with the
+/// `.ember-staging` folder above it when that is left empty.
+async fn remove_staging(job: &JobSpec) {
+    if job.staging.is_empty() {
+        return;
+    }
+    let options = match StoreOptions::from_settings(&job.settings) {
+        Ok((options, _)) => options,
+        Err(e) => {
+            tracing::warn!(job = %job.job_id, "cannot remove the job's staging folders: {e}");
+            return;
+        }
+    };
+    for url in &job.staging {
+        match remove_prefix(url, &options).await {
+            Ok(files) => {
+                tracing::info!(job = %job.job_id, %url, files, "removed the staging folder of a job whose client went away");
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, %url, "removing a staging folder failed: {e}")
+            }
+        }
+        // An object store has no folders; a file system keeps the empty ones.
+        if let Ok(parsed) = url::Url::parse(url)
+            && parsed.scheme() == "file"
+            && let Ok(path) = parsed.to_file_path()
+        {
+            let _ = std::fs::remove_dir_all(&path);
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
     }
 }
 

@@ -33,6 +33,7 @@ impl From<&JobSpec> for proto::JobSpec {
             settings: key_values(&job.settings),
             final_stage: job.final_stage as u64,
             retain_output: job.retain_output,
+            staging: job.staging.clone(),
         }
     }
 }
@@ -72,6 +73,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             settings: settings(job.settings),
             final_stage,
             retain_output: job.retain_output,
+            staging: job.staging.clone(),
         })
     }
 }
