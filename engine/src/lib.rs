@@ -68,3 +68,11 @@ pub use datafusion;
 pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;
+
+/// Registers in this process the functions that Ember's own plans call by name (the
+/// record-by-record reader behind [`BadRows`]). Every executor must carry them: `ember
+/// executor` registers them, and so does a user's own binary that hands over to
+/// [`cli::main`].
+pub fn register_builtin_functions() {
+    bad_rows::register_bad_rows_function();
+}

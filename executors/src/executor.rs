@@ -214,25 +214,32 @@ impl Executor {
             .with_task_id(task.name());
 
         let plan = decode_plan(&task.plan, &context)?;
+        let context = Arc::new(context);
         let run = async {
-            let stream = plan.execute(task.partition, Arc::new(context))?;
+            let stream = plan.execute(task.partition, Arc::clone(&context))?;
             collect(stream).await
         };
-        let summary = run.await.map_err(|e| match fetch_failure(&e) {
-            Some((executor_id, message)) => ExecutorError::FetchFailed {
-                executor_id,
-                message,
-            },
-            None => match (&e.find_root(), self.config.memory_limit) {
-                (datafusion::error::DataFusionError::ResourcesExhausted(message), Some(limit)) => {
-                    ExecutorError::OutOfMemory {
-                        limit: crate::memory::format_size(limit),
-                        message: message.clone(),
-                    }
-                }
-                _ => explain_task_failure(e, &plan, task.partition),
-            },
-        })?;
+        let summary = match run.await {
+            Ok(summary) => summary,
+            Err(e) => {
+                return Err(match fetch_failure(&e) {
+                    Some((executor_id, message)) => ExecutorError::FetchFailed {
+                        executor_id,
+                        message,
+                    },
+                    None => match (&e.find_root(), self.config.memory_limit) {
+                        (
+                            datafusion::error::DataFusionError::ResourcesExhausted(message),
+                            Some(limit),
+                        ) => ExecutorError::OutOfMemory {
+                            limit: crate::memory::format_size(limit),
+                            message: message.clone(),
+                        },
+                        _ => explain_task_failure(e, &plan, task.partition, &context).await,
+                    },
+                });
+            }
+        };
         let (spilled_bytes, spills) = crate::memory::spilled(&plan);
 
         let mut locations = Vec::new();

@@ -193,8 +193,13 @@ impl UserFunction {
         (self.factory)(call).map_err(|e| self.context(e))
     }
 
+    /// `error` with the function's name. A typed error the function boxed on purpose
+    /// (such as an executor's input error) stays reachable by downcasting.
     fn context(&self, error: DataFusionError) -> DataFusionError {
-        DataFusionError::Execution(format!("function '{}': {error}", self.name))
+        match error {
+            DataFusionError::External(_) => error.context(format!("function '{}'", self.name)),
+            _ => DataFusionError::Execution(format!("function '{}': {error}", self.name)),
+        }
     }
 
     /// The output schema for an input of schema `input` and the call's `args`.

@@ -4,8 +4,9 @@
 use ember::datasets::{ProductsOptions, generate_products};
 use ember::{BadRows, EmberConfig, Session};
 
-/// A products dataset with a dirty CSV copy; returns its folder and the dirty row count.
-fn dirty_products() -> (tempfile::TempDir, u64) {
+/// A products dataset with a dirty CSV copy (`sales-csv/sales.csv`); returns its folder
+/// and the dirty row count.
+pub(crate) fn dirty_products() -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let summary = generate_products(&ProductsOptions {
         rows: 20_000,

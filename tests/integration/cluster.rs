@@ -16,7 +16,7 @@ use datafusion::prelude::{col, lit};
 use ember::executors::rpc::security::ClientSecurity;
 use ember::pipelines::register_tpch;
 use ember::scheduler::{JobEvent, JobListener};
-use ember::{EmberConfig, Session};
+use ember::{BadRows, EmberConfig, Session};
 use ember_tests::{
     S3Server, datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match,
     run_tpch_against_datafusion, tpch_dir, tpch_query,
@@ -946,6 +946,78 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
     let r2 = outcome.evaluation.and_then(|e| e.r2).expect("R²");
     assert!(r2 > 0.93, "R² {r2}");
     assert!(outcome.report.passes >= 6, "{:?}", outcome.report);
+}
+
+/// The rows of the dirty products CSV read under `policy` by `session`, sorted, and the
+/// number of bad rows it counted.
+async fn checked_sales(session: &Session, csv: &str, policy: &BadRows) -> (Vec<Vec<String>>, u64) {
+    let result = session
+        .read_csv_checked(csv, policy)
+        .await
+        .expect("planned")
+        .collect()
+        .await
+        .expect("the bad rows do not stop the job");
+    let mut got = rows(&result.batches);
+    got.sort();
+    (got, session.bad_rows())
+}
+
+/// The quarantined rows under `dir`, sorted: file, line, reason and text of each.
+fn quarantined(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    for file in std::fs::read_dir(dir)
+        .expect("a quarantine folder")
+        .flatten()
+    {
+        let mut reader = csv::Reader::from_path(file.path()).expect("a CSV");
+        for record in reader.records() {
+            records.push(
+                record
+                    .expect("a record")
+                    .iter()
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+    }
+    records.sort();
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_skipped_or_quarantined_by_executor_processes_as_by_the_embedded_cluster() {
+    let (dir, dirty) = crate::bad_rows::dirty_products();
+    let csv = dir.path().join("sales-csv/sales.csv");
+    let csv = csv.to_string_lossy();
+    let cluster = TestCluster::start(2, &[], None);
+    let remote = Session::connect_with(&cluster.url, cluster.security(), EmberConfig::default())
+        .await
+        .expect("the client connects");
+    let embedded = Session::new(EmberConfig {
+        executors: 2,
+        slots: 2,
+        ..EmberConfig::default()
+    })
+    .expect("an embedded cluster");
+
+    let (kept, skipped) = checked_sales(&remote, &csv, &BadRows::Skip).await;
+    assert_eq!(skipped, dirty);
+    assert_eq!(
+        (kept, skipped),
+        checked_sales(&embedded, &csv, &BadRows::Skip).await
+    );
+
+    let (on_cluster, in_process) = (dir.path().join("q-cluster"), dir.path().join("q-embedded"));
+    let (kept, bad) = checked_sales(&remote, &csv, &BadRows::Quarantine(on_cluster.clone())).await;
+    assert_eq!(bad, dirty);
+    assert_eq!(
+        (kept, bad),
+        checked_sales(&embedded, &csv, &BadRows::Quarantine(in_process.clone())).await
+    );
+    let quarantine = quarantined(&on_cluster);
+    assert_eq!(quarantine.len() as u64, dirty);
+    assert_eq!(quarantine, quarantined(&in_process));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

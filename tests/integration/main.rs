@@ -6,6 +6,7 @@ mod dataset;
 mod examples;
 mod forest;
 mod functions;
+mod input_errors;
 mod liveness;
 mod outputs;
 mod prices;

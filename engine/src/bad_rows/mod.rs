@@ -20,6 +20,7 @@ use arrow::array::{
 use arrow::compute::kernels::cast_utils::Parser;
 use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use ember_executors::ExecutorError;
 use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
 use serde::{Deserialize, Serialize};
 
@@ -259,6 +260,8 @@ struct CheckedPartition {
     partition: usize,
     bad: u64,
     quarantine: Option<csv::Writer<std::fs::File>>,
+    /// Under [`BadRows::Fail`], the line and reason of the row that failed.
+    failed: Option<(u64, String)>,
 }
 
 impl CheckedPartition {
@@ -371,9 +374,15 @@ impl CheckedPartition {
 
     fn bad_row(&mut self, path: &str, line: u64, reason: &str, text: &str) -> DfResult<()> {
         match &self.spec.policy {
-            BadRows::Fail => Err(DataFusionError::Execution(format!(
-                "{path}:{line}: {reason} (--bad-rows skip or quarantine=PATH to go on)"
-            ))),
+            BadRows::Fail => {
+                self.failed = Some((line, reason.to_string()));
+                // Typed, so the executor knows bad input (which no retry fixes) from a
+                // failure of the task.
+                Err(DataFusionError::External(Box::new(ExecutorError::Input {
+                    location: format!("{path}:{line}"),
+                    message: format!("{reason} (--bad-rows skip or quarantine=PATH to go on)"),
+                })))
+            }
             BadRows::Skip => {
                 self.bad += 1;
                 Ok(())
@@ -511,12 +520,14 @@ pub fn parse_csv_checked(name: &str, bytes: &[u8], policy: &BadRows) -> Result<(
         partition: 0,
         bad: 0,
         quarantine: None,
+        failed: None,
     };
     let batch = partition.read_from(name, bytes)?;
     Ok((batch, partition.bad))
 }
 
-/// Registers [`CHECKED_CSV_FN`] in this process.
+/// Registers [`CHECKED_CSV_FN`] in this process: the driver plans with it, and every
+/// executor carries it as a built-in (see [`crate::register_builtin_functions`]).
 pub fn register_bad_rows_function() {
     register_function(UserFunction::new(
         CHECKED_CSV_FN,
@@ -532,6 +543,7 @@ pub fn register_bad_rows_function() {
                 partition: call.partition,
                 bad: 0,
                 quarantine: None,
+                failed: None,
             }) as Box<dyn PartitionFn>)
         },
     ));
@@ -572,17 +584,13 @@ pub fn first_bad_json_row(path: &Path, syntax_only: bool) -> Option<(u64, String
         partition: 0,
         bad: 0,
         quarantine: None,
+        failed: None,
     };
     let file = std::fs::File::open(path).ok()?;
-    let message = match partition.read_json_from("", std::io::BufReader::new(file)) {
-        Ok(_) => return None,
-        Err(e) => e.to_string(),
-    };
-    // "...:LINE: REASON (--bad-rows ...)"
-    let (_, rest) = message.split_once(':')?;
-    let (line, reason) = rest.split_once(": ")?;
-    let reason = reason.split(" (--bad-rows").next().unwrap_or(reason);
-    Some((line.trim().parse().ok()?, reason.to_string()))
+    match partition.read_json_from("", std::io::BufReader::new(file)) {
+        Ok(_) => None,
+        Err(_) => partition.failed,
+    }
 }
 
 /// The input files at `path`: the file, or the files of the folder with one of

@@ -522,8 +522,10 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
-    // An executor carries the functions of the example pipelines, so `ember run` works on
-    // a cluster of stock executors too.
+    // An executor carries Ember's built-in functions, which its own plans call (`--bad-rows`),
+    // and those of the example pipelines, so `ember run` works on a cluster of stock
+    // executors too.
+    crate::register_builtin_functions();
     register_matrix_functions()?;
     crate::examples::forest::register_forest_functions();
     let slots = match args.slots {
