@@ -7,15 +7,19 @@
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::equivalence::{EquivalenceClass, EquivalenceGroup};
+use datafusion::physical_expr::{AcrossPartitions, ConstExpr, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_extension_codec,
 };
-use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
-use datafusion_proto::physical_plan::to_proto::serialize_partitioning;
+use datafusion_proto::physical_plan::from_proto::{
+    parse_physical_exprs, parse_protobuf_partitioning,
+};
+use datafusion_proto::physical_plan::to_proto::{serialize_partitioning, serialize_physical_exprs};
 use datafusion_proto::physical_plan::{
     DefaultPhysicalProtoConverter, PhysicalExtensionCodec, PhysicalPlanDecodeContext,
     PhysicalProtoConverterExtension,
@@ -31,7 +35,7 @@ use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::sink::{StagedWriteExec, WriteFormat};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
-pub const PLAN_WIRE_VERSION: u32 = 5;
+pub const PLAN_WIRE_VERSION: u32 = 6;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
@@ -271,6 +275,32 @@ struct ReaderNode {
     schema: Option<protobuf::Schema>,
     #[prost(message, optional, tag = "3")]
     partitioning: Option<protobuf::Partitioning>,
+    /// Expressions that are equal in every row, one message per group of them.
+    #[prost(message, repeated, tag = "4")]
+    equal: Vec<EqualExprsNode>,
+    /// Expressions that have one value in every row of a partition.
+    #[prost(message, repeated, tag = "5")]
+    constants: Vec<ConstantNode>,
+}
+
+/// Wire form of one [`EquivalenceClass`] that a [`ShuffleReaderExec`] declares.
+#[derive(Clone, PartialEq, Message)]
+struct EqualExprsNode {
+    #[prost(message, repeated, tag = "1")]
+    exprs: Vec<protobuf::PhysicalExprNode>,
+}
+
+/// Wire form of a [`ConstExpr`] that a [`ShuffleReaderExec`] declares.
+#[derive(Clone, PartialEq, Message)]
+struct ConstantNode {
+    #[prost(message, optional, tag = "1")]
+    expr: Option<protobuf::PhysicalExprNode>,
+    /// The value is the same in every partition ([`AcrossPartitions::Uniform`]).
+    #[prost(bool, tag = "2")]
+    uniform: bool,
+    /// The value, where it is uniform and known.
+    #[prost(message, optional, tag = "3")]
+    value: Option<protobuf::ScalarValue>,
 }
 
 const KIND_HASH: u32 = 0;
@@ -353,12 +383,17 @@ impl PhysicalExtensionCodec for EmberCodec {
                 proto_converter,
             )?
             .ok_or_else(|| codec_err("ShuffleReaderExec without partitioning"))?;
+            let facts = decode_equivalences(
+                &reader.equal,
+                &reader.constants,
+                &decode_ctx,
+                schema.as_ref(),
+                proto_converter,
+            )?;
             let stage_id = to_usize(reader.stage_id, "stage id")?;
-            return Ok(Arc::new(ShuffleReaderExec::new(
-                stage_id,
-                schema,
-                partitioning,
-            )));
+            return Ok(Arc::new(
+                ShuffleReaderExec::new(stage_id, schema, partitioning).with_equivalences(facts)?,
+            ));
         }
         if let Some(map) = node.map_partitions {
             let [input] = inputs else {
@@ -460,6 +495,8 @@ impl PhysicalExtensionCodec for EmberCodec {
                 ..ExtensionNode::default()
             }
         } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+            let (equal, constants) =
+                encode_equivalences(&reader.properties().eq_properties, self, proto_converter)?;
             ExtensionNode {
                 version: PLAN_WIRE_VERSION,
                 reader: Some(ReaderNode {
@@ -470,6 +507,8 @@ impl PhysicalExtensionCodec for EmberCodec {
                         self,
                         proto_converter,
                     )?),
+                    equal,
+                    constants,
                 }),
                 ..ExtensionNode::default()
             }
@@ -517,6 +556,82 @@ impl PhysicalExtensionCodec for EmberCodec {
     }
 }
 
+/// The equalities and constants of `properties` in wire form: every group of two or more
+/// equal expressions, and every constant expression.
+fn encode_equivalences(
+    properties: &EquivalenceProperties,
+    codec: &dyn PhysicalExtensionCodec,
+    proto_converter: &dyn PhysicalProtoConverterExtension,
+) -> DfResult<(Vec<EqualExprsNode>, Vec<ConstantNode>)> {
+    let equal = properties
+        .eq_group()
+        .iter()
+        .filter(|class| class.len() > 1)
+        .map(|class| {
+            Ok(EqualExprsNode {
+                exprs: serialize_physical_exprs(class.iter(), codec, proto_converter)?,
+            })
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let constants = properties
+        .constants()
+        .into_iter()
+        .map(|constant| {
+            let expr = proto_converter.physical_expr_to_proto(&constant.expr, codec)?;
+            let (uniform, value) = match &constant.across_partitions {
+                AcrossPartitions::Heterogeneous => (false, None),
+                AcrossPartitions::Uniform(None) => (true, None),
+                AcrossPartitions::Uniform(Some(value)) => {
+                    let value = protobuf::ScalarValue::try_from(value)
+                        .map_err(|e| codec_err(format!("encoding the constant {value}: {e}")))?;
+                    (true, Some(value))
+                }
+            };
+            Ok(ConstantNode {
+                expr: Some(expr),
+                uniform,
+                value,
+            })
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok((equal, constants))
+}
+
+/// Rebuilds what [`encode_equivalences`] wrote, with expressions bound to `schema`.
+fn decode_equivalences(
+    equal: &[EqualExprsNode],
+    constants: &[ConstantNode],
+    ctx: &PhysicalPlanDecodeContext<'_>,
+    schema: &Schema,
+    proto_converter: &dyn PhysicalProtoConverterExtension,
+) -> DfResult<EquivalenceGroup> {
+    let classes = equal
+        .iter()
+        .map(|node| {
+            parse_physical_exprs(&node.exprs, ctx, schema, proto_converter)
+                .map(EquivalenceClass::new)
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let mut group = EquivalenceGroup::new(classes);
+    for node in constants {
+        let expr = node
+            .expr
+            .as_ref()
+            .ok_or_else(|| codec_err("a constant without its expression"))?;
+        let expr = proto_converter.proto_to_physical_expr(expr, schema, ctx)?;
+        let across = match (node.uniform, &node.value) {
+            (false, _) => AcrossPartitions::Heterogeneous,
+            (true, None) => AcrossPartitions::Uniform(None),
+            (true, Some(value)) => AcrossPartitions::Uniform(Some(
+                ScalarValue::try_from(value)
+                    .map_err(|e| codec_err(format!("decoding a constant: {e}")))?,
+            )),
+        };
+        group.add_constant(ConstExpr::new(expr, across));
+    }
+    Ok(group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +650,36 @@ mod tests {
             };
             assert!(err.to_string().contains("corrupt"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_reader_keeps_its_equalities_and_constants_on_the_wire() {
+        use arrow::datatypes::{DataType, Field};
+        use datafusion::physical_expr::expressions::col;
+
+        let schema = Arc::new(Schema::new(
+            ["year", "b", "c"]
+                .map(|name| Field::new(name, DataType::Int32, true))
+                .to_vec(),
+        ));
+        let column = |name| col(name, &schema).expect("a column of the schema");
+        let mut facts = EquivalenceGroup::new([EquivalenceClass::new([column("b"), column("c")])]);
+        let year_1999 = AcrossPartitions::Uniform(Some(ScalarValue::Int32(Some(1999))));
+        facts.add_constant(ConstExpr::new(column("year"), year_1999.clone()));
+        let reader = ShuffleReaderExec::new(
+            3,
+            Arc::clone(&schema),
+            Partitioning::Hash(vec![column("b")], 2),
+        )
+        .with_equivalences(facts)
+        .expect("the facts fit the schema");
+
+        let bytes = encode_plan(Arc::new(reader)).expect("encodes");
+        let decoded = decode_plan(&bytes, &TaskContext::default()).expect("decodes");
+        let group = decoded.properties().eq_properties.eq_group();
+        assert_eq!(group.is_expr_constant(&column("year")), Some(year_1999));
+        assert!(group.exprs_equal(&column("b"), &column("c")), "{group}");
+        assert_eq!(group.is_expr_constant(&column("b")), None);
     }
 
     #[test]

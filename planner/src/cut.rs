@@ -109,7 +109,7 @@ impl StageCutter {
                 Partitioning::RoundRobinBatch(count) => ShuffleOutput::RoundRobin { count: *count },
                 other => unsupported!("repartitioning by {other} is not supported"),
             };
-            return Ok(self.exchange(Arc::clone(input), output));
+            return self.exchange(Arc::clone(input), output);
         }
 
         if let Some(coalesce) = plan.downcast_ref::<CoalescePartitionsExec>() {
@@ -117,7 +117,7 @@ impl StageCutter {
             let merged = if input.output_partitioning().partition_count() <= 1 {
                 input
             } else {
-                self.exchange(input, ShuffleOutput::Single)
+                self.exchange(input, ShuffleOutput::Single)?
             };
             return Ok(match coalesce.fetch() {
                 Some(fetch) => Arc::new(GlobalLimitExec::new(merged, 0, Some(fetch))),
@@ -131,7 +131,7 @@ impl StageCutter {
             if count <= 1 {
                 return Ok(plan);
             }
-            let reader = self.exchange(input, ShuffleOutput::Preserve { count });
+            let reader = self.exchange(input, ShuffleOutput::Preserve { count })?;
             let merged = SortPreservingMergeExec::new(merge.expr().clone(), reader)
                 .with_fetch(merge.fetch());
             return Ok(Arc::new(merged));
@@ -145,11 +145,14 @@ impl StageCutter {
         &mut self,
         input: Arc<dyn ExecutionPlan>,
         output: ShuffleOutput,
-    ) -> Arc<dyn ExecutionPlan> {
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = input.schema();
         let partitioning = output.reader_partitioning();
+        let facts = output.reader_equivalences(&input);
         let stage_id = self.add_stage(input, output);
-        Arc::new(ShuffleReaderExec::new(stage_id, schema, partitioning))
+        let reader =
+            ShuffleReaderExec::new(stage_id, schema, partitioning).with_equivalences(facts)?;
+        Ok(Arc::new(reader))
     }
 
     /// Adds a stage that runs `input` and writes it as `output`; returns its id.

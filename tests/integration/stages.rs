@@ -1,7 +1,8 @@
 //! Stage cutting: aggregates, joins and sorts are cut where their exchanges are.
 
+use ember::datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 use ember::planner::{ShuffleOutput, StageGraph};
-use ember::{EmberConfig, Session};
+use ember::{EmberConfig, FileFormat, Session, TableSpec};
 use ember_tests::{datafusion_rows, rows, rows_match, tpch_session};
 
 async fn session(extra: &[(&str, &str)]) -> Session {
@@ -217,5 +218,90 @@ async fn a_scan_of_two_equal_files_gives_each_task_one_whole_file() {
     assert!(
         scan.contains("lineitem/part-0.parquet]") && scan.contains("lineitem/part-1.parquet]"),
         "each group is one whole file, not byte ranges:\n{scan}"
+    );
+}
+
+/// Monthly sales of 5 categories × 7 brands over three years, as CSV in `dir`.
+fn monthly_sales_csv(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut text = String::from("category,brand,year,month,amount\n");
+    for i in 0..4000 {
+        text.push_str(&format!(
+            "c{},b{},{},{},{}.{:02}\n",
+            i % 5,
+            (i / 5) % 7,
+            1998 + (i / 35) % 3,
+            1 + (i / 105) % 12,
+            (i * 37) % 1000,
+            i % 100
+        ));
+    }
+    let path = dir.join("sales.csv");
+    std::fs::write(&path, text).expect("the sales table is written");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_partitioned_by_a_filtered_constant_runs_over_a_shuffle() {
+    // The shape of TPC-DS q47 and q57: `year = 1999` is pushed below the window partitioned
+    // by (category, brand, year), so DataFusion sorts its input by category and brand
+    // only, year being constant; and with two partitions that input is shuffled by
+    // (category, brand, year). The stage above the shuffle runs only if its reader still
+    // declares year constant.
+    let work = tempfile::tempdir().expect("tempdir");
+    let csv = monthly_sales_csv(work.path());
+    let query = "SELECT category, brand, year, month, total, avg_total, rn FROM ( \
+                   SELECT category, brand, year, month, sum(amount) AS total, \
+                     avg(sum(amount)) OVER (PARTITION BY category, brand, year) AS avg_total, \
+                     rank() OVER (PARTITION BY category, brand ORDER BY year, month) AS rn \
+                   FROM sales GROUP BY category, brand, year, month) v \
+                 WHERE year = 1999 \
+                 ORDER BY category, brand, month";
+
+    let session = Session::new(EmberConfig {
+        executors: 2,
+        ..EmberConfig::default()
+    })
+    .expect("the cluster starts");
+    let table = TableSpec::new("sales", csv.to_string_lossy(), Some(FileFormat::Csv));
+    session.register_table(&table).await.expect("registers");
+    let graph = session.explain(query).await.expect("plans");
+    let window_stage = graph
+        .stages()
+        .iter()
+        .map(|s| plan_text(&graph, s.id()))
+        .find(|text| text.contains("WindowAggExec: wdw=[avg"))
+        .unwrap_or_else(|| panic!("no stage computes the average\n{graph}"));
+    assert!(
+        window_stage.contains("partitioning=Hash([category@0, brand@1, year@2], 2)"),
+        "the average reads a shuffle by its partition keys\n{graph}"
+    );
+    let got = rows(&session.sql(query).await.expect("runs").batches);
+
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    ctx.register_csv(
+        "sales",
+        csv.to_string_lossy().as_ref(),
+        CsvReadOptions::new(),
+    )
+    .await
+    .expect("registers");
+    let expected = rows(
+        &ctx.sql(query)
+            .await
+            .expect("DataFusion plans")
+            .collect()
+            .await
+            .expect("DataFusion runs"),
+    );
+    assert_eq!(
+        expected.len(),
+        5 * 7 * 12,
+        "one row per category, brand and month"
+    );
+    assert!(
+        rows_match(&got, &expected),
+        "ember: {:?}\ndf: {:?}",
+        &got[..got.len().min(3)],
+        &expected[..3]
     );
 }

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::Partitioning;
+use datafusion::physical_expr::equivalence::EquivalenceGroup;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 
 /// How a map task assigns the rows it produces to output (reduce) partitions.
 #[derive(Debug, Clone)]
@@ -50,6 +51,26 @@ impl ShuffleOutput {
             ShuffleOutput::Hash { exprs, count } => Partitioning::Hash(exprs.clone(), *count),
             other => Partitioning::UnknownPartitioning(other.partition_count()),
         }
+    }
+
+    /// The equalities and constants that readers of this output may assume, given the
+    /// plan whose rows were written (`input`).
+    ///
+    /// They are facts about single rows (`a = b`, `year = 1999`), so a shuffle keeps them,
+    /// as DataFusion's repartitioning does; the plan above the exchange may have been
+    /// optimized on them (a sort that leaves out a constant column), and the executor
+    /// rebuilds that plan from what the reader declares. Orderings are left out: a reader
+    /// interleaves the pieces of several map tasks (the merge above a `Preserve` reader
+    /// states its own). A constant that may differ from one input partition to the next
+    /// stays a constant only where each output partition holds one input partition's rows.
+    pub fn reader_equivalences(&self, input: &Arc<dyn ExecutionPlan>) -> EquivalenceGroup {
+        let mut facts = input.equivalence_properties().eq_group().clone();
+        let one_input_per_output = matches!(self, ShuffleOutput::Preserve { .. })
+            || input.output_partitioning().partition_count() <= 1;
+        if !one_input_per_output {
+            facts.clear_per_partition_constants();
+        }
+        facts
     }
 
     /// A short name of the kind, for `explain` and metrics.

@@ -7,6 +7,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::equivalence::EquivalenceGroup;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -24,12 +25,14 @@ pub struct ShuffleReaderExec {
     stage_id: usize,
     /// Schema of the rows (the output schema of that stage's work).
     schema: SchemaRef,
-    /// Cached plan properties, carrying the partitioning the writer produced.
+    /// Cached plan properties, carrying the partitioning the writer produced and the
+    /// equalities and constants the rows keep (see [`Self::with_equivalences`]).
     properties: Arc<PlanProperties>,
 }
 
 impl ShuffleReaderExec {
-    /// A reader of stage `stage_id`'s output, partitioned as `partitioning`.
+    /// A reader of stage `stage_id`'s output, partitioned as `partitioning`, that declares
+    /// nothing else about its rows.
     pub fn new(stage_id: usize, schema: SchemaRef, partitioning: Partitioning) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -42,6 +45,30 @@ impl ShuffleReaderExec {
             schema,
             properties: Arc::new(properties),
         }
+    }
+
+    /// This reader, declaring that its rows satisfy the equalities and constants of
+    /// `facts`: what a shuffle keeps, as
+    /// [`ShuffleOutput::reader_equivalences`](super::ShuffleOutput::reader_equivalences)
+    /// finds it.
+    ///
+    /// The plan above a reader was optimized while the exchange it replaces still
+    /// declared these facts, and an executor rebuilds that plan from what the reader
+    /// declares: a window over a sort that left out a constant column checks, when it
+    /// runs, that the constant is still known.
+    pub fn with_equivalences(self, facts: EquivalenceGroup) -> Result<Self> {
+        let mut equivalences = EquivalenceProperties::new(Arc::clone(&self.schema));
+        equivalences.add_equivalence_group(facts)?;
+        let properties = PlanProperties::new(
+            equivalences,
+            self.properties.partitioning.clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(Self {
+            properties: Arc::new(properties),
+            ..self
+        })
     }
 
     /// The stage whose output this node reads.
