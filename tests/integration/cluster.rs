@@ -75,7 +75,7 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 /// A scheduler and executors, each a process; all are killed when this is dropped.
-struct TestCluster {
+pub(crate) struct TestCluster {
     dir: TempDir,
     url: String,
     token: Option<String>,
@@ -87,7 +87,7 @@ struct TestCluster {
 
 impl TestCluster {
     /// A scheduler with `scheduler_args`, then `executors` executors of 2 slots each.
-    fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
+    pub(crate) fn start(executors: usize, scheduler_args: &[&str], token: Option<&str>) -> Self {
         Self::start_with(
             executors,
             Options {
@@ -195,7 +195,7 @@ impl TestCluster {
     }
 
     /// A session on this cluster, with the TPC-H test tables.
-    async fn session(&self) -> Session {
+    pub(crate) async fn session(&self) -> Session {
         let session = Session::connect_with(&self.url, self.security(), EmberConfig::default())
             .await
             .expect("the client connects");
@@ -203,6 +203,14 @@ impl TestCluster {
             .await
             .expect("the TPC-H tables register");
         session
+    }
+
+    /// The work directories of the executors started so far.
+    pub(crate) fn work_dirs(&self) -> Vec<PathBuf> {
+        let started = self.executors.lock().expect("lock").len();
+        (0..started)
+            .map(|n| self.dir.path().join(format!("work-{n}")))
+            .collect()
     }
 
     fn scheduler_log(&self) -> String {

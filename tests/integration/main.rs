@@ -12,5 +12,6 @@ mod retry;
 mod shuffle;
 mod spill;
 mod stages;
+mod streaming;
 mod tpch;
 mod typed;
