@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use ember_executors::rpc::flight::PeerClients;
 use ember_executors::rpc::proto::scheduler_service_client::SchedulerServiceClient;
 use ember_executors::rpc::proto::{self, Empty};
 use ember_executors::rpc::security::{AddToken, ClientSecurity};
 use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
-use ember_executors::storage::StoreOptions;
-use ember_executors::{Executor, ExecutorConfig, ShuffleLocation, read_job_output};
+use ember_executors::storage::{StoreOptions, remove_prefix};
+use ember_executors::{Executor, ExecutorConfig, ResultClients, ShuffleLocation, read_job_output};
 use futures::StreamExt;
 use tempfile::TempDir;
 use tonic::service::interceptor::InterceptedService;
@@ -34,9 +33,9 @@ use crate::scheduler::{
 /// A scheduler and its executors, all in this process.
 pub struct LocalCluster {
     executors: Vec<Arc<Executor>>,
-    scheduler: Scheduler,
+    scheduler: Arc<Scheduler>,
     /// Reads final output (all local here).
-    peers: Arc<PeerClients>,
+    results: Arc<ResultClients>,
     /// The temporary root of the work directories, removed with the cluster.
     _temp_root: Option<TempDir>,
 }
@@ -78,17 +77,17 @@ impl LocalCluster {
         for executor in &executors {
             pool.add(Arc::new(Arc::clone(executor)) as Arc<dyn ExecutorClient>);
         }
-        let scheduler = Scheduler::new(
+        let scheduler = Arc::new(Scheduler::new(
             pool,
             SchedulerConfig {
                 max_attempts: config.max_attempts,
                 ..SchedulerConfig::default()
             },
-        );
+        ));
         Ok(Self {
             executors,
             scheduler,
-            peers: Arc::new(PeerClients::new(ClientSecurity::default())),
+            results: Arc::new(ResultClients::new(ClientSecurity::default())),
             _temp_root: temp_root,
         })
     }
@@ -114,8 +113,8 @@ type SchedulerClient = SchedulerServiceClient<InterceptedService<Channel, AddTok
 pub struct RemoteCluster {
     url: String,
     client: SchedulerClient,
-    /// Connections to executors, to fetch final results over Flight.
-    peers: Arc<PeerClients>,
+    /// Connections to executors, to stream final results over Flight.
+    results: Arc<ResultClients>,
 }
 
 impl RemoteCluster {
@@ -134,21 +133,14 @@ impl RemoteCluster {
         let cluster = Self {
             url: url.to_string(),
             client,
-            peers: Arc::new(PeerClients::new(security)),
+            results: Arc::new(ResultClients::new(security)),
         };
         cluster.executors().await?;
         Ok(cluster)
     }
 
     fn status(&self, status: tonic::Status) -> EmberError {
-        EmberError::Cluster {
-            message: format!(
-                "the scheduler at {} answered: {} ({:?})",
-                self.url,
-                status.message(),
-                status.code()
-            ),
-        }
+        scheduler_error(&self.url, &status)
     }
 
     /// The executors registered now.
@@ -258,17 +250,17 @@ impl Cluster {
 
     /// Deletes a job's files on every executor.
     pub async fn remove_job(&self, job_id: &str) -> Result<()> {
+        self.job_remover().remove_job(job_id).await
+    }
+
+    /// What deletes jobs' files on this cluster, usable after `self` is no longer borrowed.
+    pub(crate) fn job_remover(&self) -> JobRemover {
         match self {
-            Cluster::Local(local) => local.scheduler.remove_job(job_id).await,
-            Cluster::Remote(remote) => remote
-                .client
-                .clone()
-                .remove_job(proto::RemoveJobRequest {
-                    job_id: job_id.to_string(),
-                })
-                .await
-                .map(|_| ())
-                .map_err(|s| remote.status(s)),
+            Cluster::Local(local) => JobRemover::Local(Arc::clone(&local.scheduler)),
+            Cluster::Remote(remote) => JobRemover::Remote {
+                url: remote.url.clone(),
+                client: Box::new(remote.client.clone()),
+            },
         }
     }
 
@@ -331,10 +323,87 @@ impl Cluster {
         addresses: HashMap<String, String>,
         stores: &StoreOptions,
     ) -> SendableRecordBatchStream {
-        let peers = match self {
-            Cluster::Local(local) => Arc::clone(&local.peers),
-            Cluster::Remote(remote) => Arc::clone(&remote.peers),
+        let results = match self {
+            Cluster::Local(local) => Arc::clone(&local.results),
+            Cluster::Remote(remote) => Arc::clone(&remote.results),
         };
-        read_job_output(schema, job_id, locations, addresses, peers, stores)
+        read_job_output(schema, job_id, locations, addresses, results, stores)
+    }
+}
+
+/// Deletes jobs' files on every executor of a cluster: directly on the embedded cluster,
+/// through the scheduler on a process cluster. It owns what it needs, so a result stream
+/// can remove its job's files after the session call that made it has returned.
+#[derive(Clone)]
+pub(crate) enum JobRemover {
+    /// The embedded cluster's scheduler.
+    Local(Arc<Scheduler>),
+    /// A scheduler process.
+    Remote {
+        /// Its URL, for error messages.
+        url: String,
+        /// The connection to it.
+        client: Box<SchedulerClient>,
+    },
+}
+
+impl JobRemover {
+    /// Deletes job `job_id`'s files on every executor.
+    pub(crate) async fn remove_job(&self, job_id: &str) -> Result<()> {
+        match self {
+            JobRemover::Local(scheduler) => scheduler.remove_job(job_id).await,
+            JobRemover::Remote { url, client } => SchedulerClient::clone(client)
+                .remove_job(proto::RemoveJobRequest {
+                    job_id: job_id.to_string(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| scheduler_error(url, &s)),
+        }
+    }
+}
+
+/// A job's files: its folder on every executor and, where the job's shuffle output went to
+/// a shuffle directory, its prefix there.
+#[derive(Clone)]
+pub(crate) struct JobFiles {
+    /// The job.
+    pub(crate) job_id: String,
+    /// Who deletes the executors' folders.
+    pub(crate) remover: JobRemover,
+    /// The shuffle directory (`ember.shuffle.dir`), when one is set.
+    pub(crate) shuffle_dir: Option<String>,
+    /// The options of the store it lies in.
+    pub(crate) stores: StoreOptions,
+    /// Keeps a process cluster's scheduler from removing the result while it is read;
+    /// dropped after the removal.
+    pub(crate) lease: Option<ResultLease>,
+}
+
+impl JobFiles {
+    /// Deletes the job's files. A failure is logged, not returned: the result stands, and
+    /// the leftover files are the cluster's to reclaim.
+    pub(crate) async fn remove(self) {
+        let job_id = &self.job_id;
+        if let Err(e) = self.remover.remove_job(job_id).await {
+            tracing::warn!(job = %job_id, "removing the job's shuffle files failed: {e}");
+        }
+        if let Some(dir) = &self.shuffle_dir {
+            let prefix = format!("{dir}/{job_id}/");
+            if let Err(e) = remove_prefix(&prefix, &self.stores).await {
+                tracing::warn!(job = %job_id, "removing {prefix} failed: {e}");
+            }
+        }
+    }
+}
+
+/// A scheduler's refusal, with its URL.
+fn scheduler_error(url: &str, status: &tonic::Status) -> EmberError {
+    EmberError::Cluster {
+        message: format!(
+            "the scheduler at {url} answered: {} ({:?})",
+            status.message(),
+            status.code()
+        ),
     }
 }

@@ -40,6 +40,7 @@ pub mod examples;
 pub mod output;
 pub mod pipelines;
 pub mod progress;
+pub mod result_stream;
 mod rows;
 pub mod scheduler;
 pub mod session;
@@ -54,7 +55,8 @@ pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
 pub use ember_planner::{AccumulatorValue, register_batch_fn};
 pub use error::{EmberError, Result};
-pub use output::{OutputFormat, write_result};
+pub use output::{OutputFormat, ResultWriter, write_result};
+pub use result_stream::ResultStream;
 pub use rows::{
     Row, register_aggregator, register_filter_fn, register_flat_map_fn, register_key_fn,
     register_map_fn, register_reducer,

@@ -1,5 +1,6 @@
 //! [`Session`]: the entry point. It plans SQL with DataFusion, cuts the plan into stages,
-//! runs them on its cluster and returns the result.
+//! runs them on its cluster and returns the result, collected ([`Session::sql`]) or as a
+//! stream ([`Session::sql_stream`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +19,17 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
-use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry, remove_prefix};
+use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry};
 use ember_planner::{
     AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
     StageGraph, WriteFormat, cut_stages,
 };
 use futures::future::BoxFuture;
 
-use crate::cluster::{Cluster, LocalCluster, RemoteCluster};
+use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
+use crate::result_stream::ResultStream;
 use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::tables::TableSpec;
 
@@ -205,14 +207,24 @@ impl Session {
 
     /// Runs every statement of `sql` in order and returns the last one's result.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
-        let mut last = None;
-        for plan in self.plan_statements(sql).await? {
-            last = Some(self.run_logical(plan).await?);
+        self.sql_stream(sql).await?.collect().await
+    }
+
+    /// Runs every statement of `sql` in order and streams the last one's result: its rows
+    /// are read from the executors batch by batch as the stream is polled, so a large
+    /// result never sits in memory whole. See [`ResultStream`].
+    pub async fn sql_stream(&self, sql: &str) -> Result<ResultStream> {
+        let mut plans = self.plan_statements(sql).await?;
+        let Some(last) = plans.pop() else {
+            return Err(EmberError::Config {
+                key: "query".into(),
+                message: "the SQL text holds no statement".into(),
+            });
+        };
+        for plan in plans {
+            self.run_logical(plan).await?;
         }
-        last.ok_or_else(|| EmberError::Config {
-            key: "query".into(),
-            message: "the SQL text holds no statement".into(),
-        })
+        self.stream_logical(last).await
     }
 
     /// The stage graph of the last statement of `sql` (earlier ones are run, so that a
@@ -251,17 +263,22 @@ impl Session {
 
     /// Runs one logical plan: catalog statements here, everything else on the cluster.
     pub async fn run_logical(&self, plan: LogicalPlan) -> Result<QueryResult> {
+        self.stream_logical(plan).await?.collect().await
+    }
+
+    /// [`Session::run_logical`], with the rows of a query streamed.
+    pub async fn stream_logical(&self, plan: LogicalPlan) -> Result<ResultStream> {
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
             let df = self.ctx.execute_logical_plan(plan).await?;
             let physical = df.create_physical_plan().await?;
             let schema = physical.schema();
             let batches = collect(physical, self.ctx.task_ctx()).await?;
             self.keep_required_settings()?;
-            return Ok(QueryResult {
+            return Ok(ResultStream::from_result(QueryResult {
                 schema,
                 batches,
                 metrics: None,
-            });
+            }));
         }
         if let LogicalPlan::Copy(copy) = &plan {
             // `COPY ... TO` goes through the commit protocol like every write.
@@ -278,15 +295,16 @@ impl Session {
             }
             let input = self.physical_plan(copy.input.as_ref().clone()).await?;
             let (location, mode) = (copy.output_url.clone(), self.config.output_mode);
-            return if crate::commit::names_a_file(&location, format) {
+            let written = if crate::commit::names_a_file(&location, format) {
                 self.write_plan_as_file(input, &location, format, mode)
                     .await
             } else {
                 self.write_plan(input, &location, format, mode).await
             };
+            return written.map(ResultStream::from_result);
         }
         let physical = self.physical_plan(plan).await?;
-        self.run_physical(physical).await
+        self.stream_physical(physical).await
     }
 
     /// The DataFusion settings tasks run with: the session's settings, then every option
@@ -350,33 +368,34 @@ impl Session {
 
     /// Cuts a physical plan into stages, runs them, and collects the final stage's output.
     pub async fn run_physical(&self, plan: Arc<dyn ExecutionPlan>) -> Result<QueryResult> {
+        self.stream_physical(plan).await?.collect().await
+    }
+
+    /// Cuts a physical plan into stages, runs them, and streams the final stage's output,
+    /// partition by partition in order. The job's files are removed when the stream ends
+    /// or is dropped (at once when the job fails).
+    pub async fn stream_physical(&self, plan: Arc<dyn ExecutionPlan>) -> Result<ResultStream> {
         let schema = plan.schema();
         let job_id = new_job_id("job");
-        let outcome = self.run_job(plan, &job_id, false).await;
-        let result = match outcome {
-            Ok(finished) => {
-                let mut pieces = finished.outcome.final_output;
-                pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
-                let stream = self.cluster.read_output(
-                    Arc::clone(&schema),
-                    &job_id,
-                    &pieces,
-                    finished.outcome.addresses,
-                    &self.config.storage,
-                );
-                datafusion::physical_plan::common::collect(stream)
-                    .await
-                    .map(|batches| QueryResult {
-                        schema,
-                        batches,
-                        metrics: Some(finished.outcome.metrics),
-                    })
-                    .map_err(EmberError::from)
+        let mut files = self.job_files(&job_id);
+        let mut finished = match self.run_job(plan, &job_id, false).await {
+            Ok(finished) => finished,
+            Err(e) => {
+                files.remove().await;
+                return Err(e);
             }
-            Err(e) => Err(e),
         };
-        self.remove_job_files(&job_id).await;
-        result
+        files.lease = finished.outcome.lease.take();
+        let mut pieces = finished.outcome.final_output;
+        pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
+        let batches = self.cluster.read_output(
+            schema,
+            &job_id,
+            &pieces,
+            finished.outcome.addresses,
+            &self.config.storage,
+        );
+        Ok(ResultStream::new(batches, finished.outcome.metrics, files))
     }
 
     /// Runs `plan` as job `job_id` and adds what its tasks added to the session's
@@ -413,17 +432,19 @@ impl Session {
         })
     }
 
+    /// The files job `job_id` leaves on this session's cluster.
+    fn job_files(&self, job_id: &str) -> JobFiles {
+        JobFiles {
+            job_id: job_id.to_string(),
+            remover: self.cluster.job_remover(),
+            shuffle_dir: self.config.shuffle_dir.clone(),
+            stores: self.config.storage.clone(),
+            lease: None,
+        }
+    }
+
     async fn remove_job_files(&self, job_id: &str) {
-        if let Err(e) = self.cluster.remove_job(job_id).await {
-            // The result stands; the leftover files are the cluster's to reclaim.
-            tracing::warn!(job = %job_id, "removing the job's shuffle files failed: {e}");
-        }
-        if let Some(dir) = &self.config.shuffle_dir {
-            let prefix = format!("{dir}/{job_id}/");
-            if let Err(e) = remove_prefix(&prefix, &self.config.storage).await {
-                tracing::warn!(job = %job_id, "removing {prefix} failed: {e}");
-            }
-        }
+        self.job_files(job_id).remove().await;
     }
 
     /// The value of accumulator `name`: what user functions added to it in the jobs of

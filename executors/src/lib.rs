@@ -20,5 +20,7 @@ mod task;
 
 pub use error::{ExecutorError, Result};
 pub use executor::{Executor, ExecutorConfig, is_plain_name};
-pub use shuffle::{LocalShuffle, ShuffleCompression, read_job_output, read_locations};
+pub use shuffle::{
+    LocalShuffle, ResultClients, ShuffleCompression, read_job_output, read_locations,
+};
 pub use task::{ShuffleLocation, TaskDefinition, TaskOutput};

@@ -210,6 +210,14 @@ impl TestCluster {
         session
     }
 
+    /// The work directories of the executors started so far.
+    pub(crate) fn work_dirs(&self) -> Vec<PathBuf> {
+        let started = self.executors.lock().expect("lock").len();
+        (0..started)
+            .map(|n| self.dir.path().join(format!("work-{n}")))
+            .collect()
+    }
+
     pub(crate) fn scheduler_log(&self) -> String {
         std::fs::read_to_string(&self.scheduler.stderr).unwrap_or_default()
     }

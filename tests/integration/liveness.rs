@@ -380,7 +380,8 @@ async fn a_client_killed_during_a_copy_leaves_no_staging_folder_beside_the_desti
     let cluster = TestCluster::start(2, &[], None);
     let out = tempfile::tempdir().expect("temp dir");
     let dest = out.path().join("pairs");
-    let lineitem = tpch_dir().join("lineitem");
+    // 18 M pairs: the write is still running when the client is killed.
+    let lineitem = ember_tests::tpch_data(0.1).join("lineitem");
     let copy = format!(
         "COPY (SELECT a.l_orderkey, b.l_comment FROM lineitem a JOIN lineitem b \
          ON a.l_partkey = b.l_partkey) TO '{}' STORED AS PARQUET",

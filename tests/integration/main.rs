@@ -15,5 +15,6 @@ mod setup;
 mod shuffle;
 mod spill;
 mod stages;
+mod streaming;
 mod tpch;
 mod typed;

@@ -30,11 +30,15 @@ use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
+use crate::output::ResultWriter;
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
-use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
+use crate::{
+    EmberConfig, OutputFormat, QueryResult, ResultStream, Session, TableSpec, write_result,
+};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
 
 mod run;
 
@@ -392,9 +396,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => {
             let sql = args.sql()?;
             let (session, bar) = args.session().await?;
-            let result = session.sql(&sql).await;
+            let result = session.sql_stream(&sql).await;
             finish_progress(bar.as_deref());
-            print_result(&result?, args.format)?;
+            print_stream(result?, args.format).await?;
             report_bad_rows(&session);
         }
         Command::Explain(args) => {
@@ -602,6 +606,24 @@ fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()>
         &result.batches,
         format,
     )
+}
+
+/// Writes a query's rows to stdout as they arrive (a table once all have). On a failure
+/// the job's files are removed before the error is reported, since the process ends then.
+async fn print_stream(mut result: ResultStream, format: OutputFormat) -> crate::Result<()> {
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let schema = result.schema();
+    let mut writer = ResultWriter::new(&mut stdout, &schema, format);
+    while let Some(batch) = result.next().await {
+        let written = batch
+            .map_err(crate::EmberError::from)
+            .and_then(|batch| writer.write(&batch));
+        if let Err(e) = written {
+            result.close().await;
+            return Err(e);
+        }
+    }
+    writer.finish()
 }
 
 /// Says how many bad input rows were skipped or quarantined, under those policies.

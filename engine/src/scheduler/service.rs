@@ -177,6 +177,10 @@ impl SchedulerService for SchedulerRpc {
                 None => {
                     tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
                     remove_staging(&job).await;
+                    // A cancelled task may still finish the file it was writing: look again
+                    // once the executors have stopped them.
+                    tokio::time::sleep(STRAGGLER_WAIT).await;
+                    remove_staging(&job).await;
                     None
                 }
                 Some(Ok(outcome)) => {
@@ -289,6 +293,9 @@ impl SchedulerService for SchedulerRpc {
         }))
     }
 }
+
+/// How long after cancelling a job its staging folders are removed a second time.
+const STRAGGLER_WAIT: Duration = Duration::from_secs(2);
 
 /// Removes the staging folders of `job`'s writes, whose driver is gone: nothing will
 /// commit or remove them. A staging folder on a local file system goes whole, with the

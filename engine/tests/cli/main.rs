@@ -109,6 +109,59 @@ fn a_folder_of_files_is_one_table() {
 }
 
 #[test]
+fn csv_and_json_of_several_partitions_print_every_row_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("parts");
+    std::fs::create_dir(&folder).expect("mkdir");
+    for part in 0..4 {
+        let mut text = String::from("k,v\n");
+        for k in (part * 5000)..((part + 1) * 5000) {
+            text.push_str(&format!("{k},{}\n", k * 2));
+        }
+        write(&folder, &format!("part-{part}.csv"), &text);
+    }
+    let table = format!("t={}", folder.display());
+    let sql = |format: &str, query: &str| {
+        ember_ok(&[
+            "sql",
+            "--executors",
+            "3",
+            "--table",
+            &table,
+            "--format",
+            format,
+            query,
+        ])
+    };
+
+    let csv = sql("csv", "SELECT k, v FROM t ORDER BY k DESC");
+    let expected: String = std::iter::once("k,v\n".to_string())
+        .chain((0..20_000).rev().map(|k| format!("{k},{}\n", k * 2)))
+        .collect();
+    assert!(
+        csv == expected,
+        "{} lines, not the 20,001 expected",
+        csv.lines().count()
+    );
+
+    // No order: every partition's rows, the header once.
+    let csv = sql("csv", "SELECT k FROM t WHERE k % 2 = 0");
+    let mut lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.remove(0), "k");
+    let mut keys: Vec<u32> = lines.iter().map(|l| l.parse().expect("a key")).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..20_000).step_by(2).collect::<Vec<u32>>());
+
+    let json = sql("json", "SELECT k FROM t WHERE k >= 15000 ORDER BY k");
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), 5000);
+    assert_eq!((lines[0], lines[4999]), ("{\"k\":15000}", "{\"k\":19999}"));
+
+    assert_eq!(sql("csv", "SELECT k, v FROM t WHERE k < 0"), "k,v\n");
+    assert_eq!(sql("json", "SELECT k, v FROM t WHERE k < 0"), "");
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let out = ember(&["sql", "--table", "t=/no/such/file.csv", "SELECT 1"]);
     assert_fails_naming(&out, &["/no/such/file.csv", "'t'"]);

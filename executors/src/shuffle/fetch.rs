@@ -129,7 +129,7 @@ fn stored_in_flight() -> Arc<Semaphore> {
 }
 
 /// The batches of the Arrow IPC stream `data`, read from `url`.
-fn decode(data: bytes::Bytes, url: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
+pub(crate) fn decode(data: bytes::Bytes, url: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
     let failed = |e: arrow::error::ArrowError| {
         DataFusionError::Execution(format!("shuffle read failed in {url}: {e}"))
     };
@@ -344,34 +344,4 @@ pub(crate) fn fetch_failure(error: &DataFusionError) -> Option<(String, String)>
         }
     }
     None
-}
-
-/// Streams the output of a finished job's final stage, in the order of `locations`:
-/// pieces held by executors named in `addresses` over Flight with `clients`, pieces in a
-/// shuffle directory from its store (with `stores`), the others from their files (the
-/// embedded cluster).
-pub fn read_job_output(
-    schema: SchemaRef,
-    job_id: &str,
-    locations: &[ShuffleLocation],
-    addresses: HashMap<String, String>,
-    clients: Arc<PeerClients>,
-    stores: &StoreOptions,
-) -> SendableRecordBatchStream {
-    let remote = RemoteInputs {
-        own_id: String::new(),
-        job_id: job_id.to_string(),
-        peers: Arc::new(addresses),
-        clients: Arc::clone(&clients),
-        stores: stores.clone(),
-    };
-    let pieces = locations
-        .iter()
-        .map(|l| match remote.peers.is_empty() {
-            // The embedded cluster: every file is readable here.
-            true => Piece::stored(l, stores),
-            false => remote.piece(l),
-        })
-        .collect();
-    read_pieces(schema, pieces, Some(clients))
 }

@@ -12,11 +12,13 @@ mod compact;
 mod compression;
 mod fetch;
 mod reader;
+mod result;
 mod runtime;
 mod writer;
 
 pub use compression::{ShuffleCompression, spans_hosts};
+pub use fetch::RemoteInputs;
 pub(crate) use fetch::fetch_failure;
-pub use fetch::{RemoteInputs, read_job_output};
 pub use reader::read_locations;
+pub use result::{ResultClients, read_job_output};
 pub use runtime::LocalShuffle;
