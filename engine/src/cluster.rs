@@ -377,7 +377,7 @@ pub(crate) struct JobFiles {
     pub(crate) stores: StoreOptions,
     /// Keeps a process cluster's scheduler from removing the result while it is read;
     /// dropped after the removal.
-    pub(crate) lease: Option<ResultLease>,
+    pub(crate) lease: Option<Arc<ResultLease>>,
 }
 
 impl JobFiles {

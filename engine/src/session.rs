@@ -385,7 +385,7 @@ impl Session {
                 return Err(e);
             }
         };
-        files.lease = finished.outcome.lease.take();
+        files.lease = finished.outcome.lease.take().map(Arc::new);
         let mut pieces = finished.outcome.final_output;
         pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
         let batches = self.cluster.read_output(
