@@ -11,8 +11,7 @@ use datafusion::prelude::{col, lit};
 use ember::pipelines::register_tpch;
 use ember::{EmberConfig, Session};
 use ember_tests::{
-    datafusion_rows_in, key_value_schema, register_cluster_functions, rows, rows_match, tpch_dir,
-    tpch_query,
+    datafusion_rows_in, key_value_schema, register_cluster_functions, rows, rows_match, tpch_query,
 };
 
 use crate::cluster::{NODE, Node, Options, TestCluster, args, certificates, kill, spawn};
