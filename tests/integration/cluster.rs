@@ -1038,8 +1038,21 @@ async fn executor_processes_with_a_memory_limit_spill_and_report_it() {
             ..Options::default()
         },
     );
-    // The driver plans for that limit (joins that spill), with small batches as in the
-    // embedded spill test.
+    let metrics = q18_under_a_memory_limit(&cluster).await;
+    // Spill figures travel back from the executor processes with each task's output.
+    assert!(metrics.spilled_bytes() > 0, "nothing spilled");
+    eprintln!(
+        "q18 on 2 processes of 16 MiB: spilled {} bytes",
+        metrics.spilled_bytes()
+    );
+}
+
+/// Runs TPC-H q18 at SF 0.1 on `cluster`, planned for a small memory limit (joins that
+/// spill) with small batches as in the embedded spill test; checks its rows against
+/// DataFusion alone and returns the job's metrics.
+pub(crate) async fn q18_under_a_memory_limit(
+    cluster: &TestCluster,
+) -> ember::scheduler::JobMetrics {
     let config = EmberConfig {
         memory_limit: Some(4 << 20),
         datafusion: vec![(
@@ -1057,13 +1070,20 @@ async fn executor_processes_with_a_memory_limit_spill_and_report_it() {
     let result = session.sql(&sql).await.expect("q18 runs under the limit");
     let expected = ember_tests::datafusion_rows_in(&dir, &sql).await;
     assert!(rows_match(&rows(&result.batches), &expected));
-    let metrics = result.metrics.expect("a job ran");
-    // Spill figures travel back from the executor processes with each task's output.
-    assert!(metrics.spilled_bytes() > 0, "nothing spilled");
-    eprintln!(
-        "q18 on 2 processes of 16 MiB: spilled {} bytes",
-        metrics.spilled_bytes()
-    );
+    result.metrics.expect("a job ran")
+}
+
+/// A command that starts an executor of `cluster`'s scheduler on a loopback port.
+pub(crate) fn executor_command(cluster: &TestCluster) -> Command {
+    let mut command = Command::new(NODE);
+    command.args([
+        "executor",
+        "--scheduler",
+        &cluster.url,
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    command
 }
 
 /// The files of an output folder, by name, with their sizes (the staging folder apart).

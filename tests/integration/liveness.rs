@@ -8,13 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{col, lit};
-use ember::pipelines::register_tpch;
-use ember::{EmberConfig, Session};
-use ember_tests::{
-    datafusion_rows_in, key_value_schema, register_cluster_functions, rows, rows_match, tpch_query,
-};
+use ember_tests::{key_value_schema, register_cluster_functions};
 
-use crate::cluster::{NODE, Node, Options, TestCluster, args, certificates, kill, spawn};
+use crate::cluster::{
+    NODE, Node, Options, TestCluster, args, certificates, executor_command, kill,
+    q18_under_a_memory_limit, spawn,
+};
 
 /// The sub-folders of `dir` (none when it cannot be read).
 fn folders(dir: &Path) -> Vec<PathBuf> {
@@ -180,26 +179,7 @@ async fn a_restarted_scheduler_gives_its_executors_new_ids_and_spilling_queries_
     assert_eq!(listed, after, "the scheduler sees both executors");
 
     // Their spill folders survived the new registration: a query that spills runs.
-    let config = EmberConfig {
-        memory_limit: Some(4 << 20),
-        datafusion: vec![(
-            "datafusion.execution.batch_size".to_string(),
-            "1024".to_string(),
-        )],
-        ..EmberConfig::default()
-    };
-    let session = Session::connect_with(&cluster.url, cluster.security(), config)
-        .await
-        .expect("the client connects");
-    let dir = ember_tests::tpch_data(0.1);
-    register_tpch(&session, &dir).await.expect("tables");
-    let sql = tpch_query(18);
-    let result = session.sql(&sql).await.expect("q18 runs under the limit");
-    assert!(rows_match(
-        &rows(&result.batches),
-        &datafusion_rows_in(&dir, &sql).await
-    ));
-    let metrics = result.metrics.expect("a job ran");
+    let metrics = q18_under_a_memory_limit(&cluster).await;
     assert!(metrics.spilled_bytes() > 0, "nothing spilled");
 }
 
@@ -250,15 +230,8 @@ async fn an_executor_started_on_a_used_work_dir_reclaims_the_folders_of_dead_exe
     assert!(old.is_dir(), "a killed executor leaves its folder");
 
     let stderr = cluster.dir.path().join("successor.log");
-    let mut command = Command::new(NODE);
+    let mut command = executor_command(&cluster);
     command
-        .args([
-            "executor",
-            "--scheduler",
-            &cluster.url,
-            "--bind",
-            "127.0.0.1:0",
-        ])
         .args(["--slots", "1", "--heartbeat-interval", "0.2", "--work-dir"])
         .arg(&work)
         .env("RUST_LOG", "info");
@@ -356,14 +329,7 @@ async fn a_tls_cluster_refuses_an_executor_that_serves_in_clear() {
         },
     );
     // It trusts the CA and knows the token, but serves plain http itself.
-    let out = Command::new(NODE)
-        .args([
-            "executor",
-            "--scheduler",
-            &cluster.url,
-            "--bind",
-            "127.0.0.1:0",
-        ])
+    let out = executor_command(&cluster)
         .args(["--auth-token", "s3cret", "--tls-ca"])
         .arg(&ca)
         .env_remove("EMBER_AUTH_TOKEN")
