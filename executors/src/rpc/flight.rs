@@ -246,12 +246,60 @@ impl FlightService for ShuffleFlightService {
     }
 }
 
-/// Connections to other executors' Flight services, one per address, opened on first use,
-/// and the bound on bytes fetched at once.
+/// Connections to executors' Flight services, one per address, opened on first use and
+/// forgotten when they break; the clients made on them carry the token.
 #[derive(Debug)]
-pub struct PeerClients {
+pub(crate) struct FlightChannels {
     security: ClientSecurity,
     channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl FlightChannels {
+    /// Connections made with `security`.
+    pub(crate) fn new(security: ClientSecurity) -> Self {
+        Self {
+            security,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A Flight client of the executor at `address`, on its open connection (or a new one),
+    /// accepting messages up to the servers' limit: pieces are sent one record batch per
+    /// message, uncompressed on one host, past tonic's 4 MiB default.
+    pub(crate) async fn client(&self, address: &str) -> Result<FlightClient> {
+        let cached = lock(&self.channels).get(address).cloned();
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                let channel = self.security.connect(address).await?;
+                lock(&self.channels).insert(address.to_string(), channel.clone());
+                channel
+            }
+        };
+        let mut client = FlightClient::new_from_inner(
+            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        if let Some(header) = self.security.header() {
+            client
+                .add_header("authorization", &header)
+                .map_err(|e| ExecutorError::Config {
+                    key: "--auth-token".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(client)
+    }
+
+    /// Forgets the connection to `address`: a broken one is not reused.
+    pub(crate) fn forget(&self, address: &str) {
+        lock(&self.channels).remove(address);
+    }
+}
+
+/// Connections to other executors' Flight services, and the bound on bytes fetched at once.
+#[derive(Debug)]
+pub struct PeerClients {
+    channels: FlightChannels,
     in_flight: Arc<Semaphore>,
 }
 
@@ -259,8 +307,7 @@ impl PeerClients {
     /// Connections made with `security`.
     pub fn new(security: ClientSecurity) -> Self {
         Self {
-            security,
-            channels: Mutex::new(HashMap::new()),
+            channels: FlightChannels::new(security),
             in_flight: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT >> 10)),
         }
     }
@@ -268,15 +315,6 @@ impl PeerClients {
     /// The semaphore of bytes in flight, in KiB permits.
     pub(crate) fn in_flight(&self) -> Arc<Semaphore> {
         Arc::clone(&self.in_flight)
-    }
-
-    async fn channel(&self, address: &str) -> Result<Channel> {
-        if let Some(channel) = lock(&self.channels).get(address) {
-            return Ok(channel.clone());
-        }
-        let channel = self.security.connect(address).await?;
-        lock(&self.channels).insert(address.to_string(), channel.clone());
-        Ok(channel)
     }
 
     /// All batches of the piece `ticket` names, from the executor at `address`.
@@ -305,20 +343,11 @@ impl PeerClients {
         address: &str,
         ticket: &ShuffleTicket,
     ) -> std::result::Result<Vec<RecordBatch>, FetchAttempt> {
-        let channel = self.channel(address).await.map_err(FetchAttempt::Final)?;
-        // Pieces are sent one record batch per message, uncompressed on one host: lift
-        // tonic's 4 MiB limit on received messages as the servers do.
-        let mut client = FlightClient::new_from_inner(
-            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
-        if let Some(header) = self.security.header() {
-            client.add_header("authorization", &header).map_err(|e| {
-                FetchAttempt::Final(ExecutorError::Config {
-                    key: "--auth-token".into(),
-                    message: e.to_string(),
-                })
-            })?;
-        }
+        let mut client = self
+            .channels
+            .client(address)
+            .await
+            .map_err(FetchAttempt::Final)?;
         let result = async {
             client
                 .do_get(Ticket::new(ticket.encode_to_vec()))
@@ -328,8 +357,7 @@ impl PeerClients {
         }
         .await;
         result.map_err(|e| {
-            // A broken connection is not reused.
-            lock(&self.channels).remove(address);
+            self.channels.forget(address);
             let (message, broken) = match &e {
                 FlightError::Tonic(status) => (
                     format!("{} ({:?})", status.message(), status.code()),

@@ -55,6 +55,32 @@ impl Piece {
             Piece::Local(location.path.clone())
         }
     }
+
+    /// How to fetch `location` from the executor that wrote it: over Flight at `address`,
+    /// or [`Piece::Missing`] when that executor has no address (it was lost).
+    pub(crate) fn held_by(
+        job_id: &str,
+        location: &ShuffleLocation,
+        address: Option<&String>,
+    ) -> Piece {
+        match address {
+            Some(address) => Piece::Remote {
+                executor_id: location.executor_id.clone(),
+                address: address.clone(),
+                ticket: ShuffleTicket {
+                    job_id: job_id.to_string(),
+                    stage_id: location.stage_id as u64,
+                    map_partition: location.map_partition as u64,
+                    attempt: location.attempt as u64,
+                    output_partition: location.output_partition as u64,
+                },
+                bytes: location.bytes,
+            },
+            None => Piece::Missing {
+                executor_id: location.executor_id.clone(),
+            },
+        }
+    }
 }
 
 /// One piece of a reduce partition.
@@ -93,25 +119,9 @@ impl RemoteInputs {
         if location.executor_id == self.own_id {
             return Piece::Local(location.path.clone());
         }
-        match self.peers.get(&location.executor_id) {
-            Some(address) => Piece::Remote {
-                executor_id: location.executor_id.clone(),
-                address: address.clone(),
-                ticket: ShuffleTicket {
-                    job_id: job_id.to_string(),
-                    stage_id: location.stage_id as u64,
-                    map_partition: location.map_partition as u64,
-                    attempt: location.attempt as u64,
-                    output_partition: location.output_partition as u64,
-                },
-                bytes: location.bytes,
-            },
-            // On a process cluster every executor holding an input is a peer; one that is
-            // not was lost, and its files are not readable here.
-            None => Piece::Missing {
-                executor_id: location.executor_id.clone(),
-            },
-        }
+        // On a process cluster every executor holding an input is a peer; one that is not
+        // was lost, and its files are not readable here.
+        Piece::held_by(job_id, location, self.peers.get(&location.executor_id))
     }
 }
 

@@ -8,27 +8,25 @@
 //! holding back the sender; pieces in a shuffle directory are downloaded one at a time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow_flight::Ticket;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::{FlightClient, Ticket};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tonic::transport::Channel;
 
 use super::fetch::{Piece, decode};
 use super::read_locations;
-use crate::error::{ExecutorError, Result};
+use crate::error::ExecutorError;
+use crate::rpc::flight::FlightChannels;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::{ClientSecurity, error_chain};
-use crate::rpc::server::MAX_MESSAGE_BYTES;
 use crate::storage::{StoreOptions, download};
 use crate::task::ShuffleLocation;
 
@@ -40,31 +38,15 @@ const PIECES_OPEN: usize = 2;
 /// one per address, opened on first use.
 #[derive(Debug)]
 pub struct ResultClients {
-    security: ClientSecurity,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: FlightChannels,
 }
 
 impl ResultClients {
     /// Connections made with `security`.
     pub fn new(security: ClientSecurity) -> Self {
         Self {
-            security,
-            channels: Mutex::new(HashMap::new()),
+            channels: FlightChannels::new(security),
         }
-    }
-
-    async fn channel(&self, address: &str) -> Result<Channel> {
-        if let Some(channel) = lock(&self.channels).get(address) {
-            return Ok(channel.clone());
-        }
-        let channel = self.security.connect(address).await?;
-        lock(&self.channels).insert(address.to_string(), channel.clone());
-        Ok(channel)
-    }
-
-    /// Forgets the connection to `address`: a broken one is not reused.
-    fn forget(&self, address: &str) {
-        lock(&self.channels).remove(address);
     }
 
     /// The batches of the piece `ticket` names, from the executor `executor_id` at
@@ -83,28 +65,18 @@ impl ResultClients {
             let clients = Arc::clone(self);
             let (executor_id, address) = (executor_id.to_string(), address.to_string());
             move |message: String| {
-                clients.forget(&address);
+                clients.channels.forget(&address);
                 DataFusionError::External(Box::new(ExecutorError::FetchFailed {
                     executor_id: executor_id.clone(),
                     message,
                 }))
             }
         };
-        let channel = match self.channel(address).await {
-            Ok(channel) => channel,
+        let mut client = match self.channels.client(address).await {
+            Ok(client) => client,
             Err(ExecutorError::Unreachable { message, .. }) => return Err(failed(message)),
             Err(other) => return Err(failed(other.to_string())),
         };
-        // Batches are sent one per message, uncompressed on one host: lift tonic's 4 MiB
-        // limit on received messages as the servers do.
-        let mut client = FlightClient::new_from_inner(
-            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
-        if let Some(header) = self.security.header() {
-            client
-                .add_header("authorization", &header)
-                .map_err(|e| failed(flight_message(&e)))?;
-        }
         let batches = client
             .do_get(Ticket::new(ticket.encode_to_vec()))
             .await
@@ -169,23 +141,7 @@ fn piece(
     if location.is_stored() || addresses.is_empty() {
         return Piece::stored(location, stores);
     }
-    match addresses.get(&location.executor_id) {
-        Some(address) => Piece::Remote {
-            executor_id: location.executor_id.clone(),
-            address: address.clone(),
-            ticket: ShuffleTicket {
-                job_id: job_id.to_string(),
-                stage_id: location.stage_id as u64,
-                map_partition: location.map_partition as u64,
-                attempt: location.attempt as u64,
-                output_partition: location.output_partition as u64,
-            },
-            bytes: location.bytes,
-        },
-        None => Piece::Missing {
-            executor_id: location.executor_id.clone(),
-        },
-    }
+    Piece::held_by(job_id, location, addresses.get(&location.executor_id))
 }
 
 /// Starts reading one piece; its batches come out of the stream returned.
@@ -216,14 +172,6 @@ async fn open(
                 message: "the executor is not part of the cluster".into(),
             },
         ))),
-    }
-}
-
-/// Locks a mutex, taking over a poisoned one (the map holds plain connections).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
