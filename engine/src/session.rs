@@ -214,6 +214,13 @@ impl Session {
     /// are read from the executors batch by batch as the stream is polled, so a large
     /// result never sits in memory whole. See [`ResultStream`].
     pub async fn sql_stream(&self, sql: &str) -> Result<ResultStream> {
+        let last = self.run_all_but_last(sql).await?;
+        self.stream_logical(last).await
+    }
+
+    /// Plans every statement of `sql`, runs all but the last, and returns the last one's
+    /// plan; SQL text with no statement is an error.
+    async fn run_all_but_last(&self, sql: &str) -> Result<LogicalPlan> {
         let mut plans = self.plan_statements(sql).await?;
         let Some(last) = plans.pop() else {
             return Err(EmberError::Config {
@@ -224,22 +231,13 @@ impl Session {
         for plan in plans {
             self.run_logical(plan).await?;
         }
-        self.stream_logical(last).await
+        Ok(last)
     }
 
     /// The stage graph of the last statement of `sql` (earlier ones are run, so that a
     /// `CREATE VIEW` before a query takes effect).
     pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
-        let mut plans = self.plan_statements(sql).await?;
-        let Some(last) = plans.pop() else {
-            return Err(EmberError::Config {
-                key: "query".into(),
-                message: "the SQL text holds no statement".into(),
-            });
-        };
-        for plan in plans {
-            self.run_logical(plan).await?;
-        }
+        let last = self.run_all_but_last(sql).await?;
         let physical = self.physical_plan(last).await?;
         Ok(cut_stages(physical)?)
     }
