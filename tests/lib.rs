@@ -204,6 +204,11 @@ pub fn moto_python() -> PathBuf {
 
 /// Makes the virtual environment `venv` with moto in it, unless it has it; its Python.
 pub fn install_moto(venv: &Path) -> PathBuf {
+    install_moto_using(venv, Path::new("python3"))
+}
+
+/// [`install_moto`], making the environment with the Python `python3`.
+pub fn install_moto_using(venv: &Path, python3: &Path) -> PathBuf {
     let python = venv.join("bin/python");
     let has_moto = |python: &Path| {
         std::process::Command::new(python)
@@ -229,7 +234,7 @@ pub fn install_moto(venv: &Path) -> PathBuf {
         .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     // Another process may have installed it while this one waited for the lock.
     if !has_moto(&python) {
-        let made = std::process::Command::new("python3")
+        let made = std::process::Command::new(python3)
             .args(["-m", "venv", "--clear"])
             .arg(venv)
             .status()

@@ -165,7 +165,17 @@ impl TestCluster {
                 "--bind",
                 "127.0.0.1:0",
             ])
-            .args(["--slots", "2", "--heartbeat-interval", "0.2"])
+            .args(["--slots", "2"])
+            // Heartbeats every 0.2 s unless the test sets its own interval.
+            .args(
+                (!self
+                    .executor_args
+                    .iter()
+                    .any(|a| a == "--heartbeat-interval"))
+                .then_some(["--heartbeat-interval", "0.2"])
+                .into_iter()
+                .flatten(),
+            )
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{n}")))
             .args(&self.executor_args)
@@ -284,7 +294,7 @@ fn key_values(rows: i64, keys: i64) -> Vec<RecordBatch> {
 }
 
 /// Calls `on_event` for every event of the session's jobs.
-struct Hook<F: Fn(&JobEvent) + Send + Sync>(F);
+pub(crate) struct Hook<F: Fn(&JobEvent) + Send + Sync>(pub(crate) F);
 
 impl<F: Fn(&JobEvent) + Send + Sync> JobListener for Hook<F> {
     fn on_event(&self, event: &JobEvent) {

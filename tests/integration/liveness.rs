@@ -5,14 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{col, lit};
+use ember::scheduler::JobEvent;
 use ember_tests::{key_value_schema, register_cluster_functions};
 
 use crate::cluster::{
-    NODE, Node, Options, TestCluster, args, certificates, executor_command, kill,
-    q18_under_a_memory_limit, spawn,
+    Hook, NODE, Node, Options, TestCluster, args, certificates, executor_command, expected_sums,
+    kill, q18_under_a_memory_limit, signal, slow_sums, spawn,
 };
 
 /// The sub-folders of `dir` (none when it cannot be read).
@@ -65,6 +67,54 @@ fn registered_id(line: &str) -> String {
     line.split_whitespace().nth(2).expect("an id").to_string()
 }
 
+/// Seconds the late-answering executor stays frozen: past the old HTTP/2 keep-alive
+/// interval and timeout together (5 s + 10 s), inside the heartbeat timeout below.
+const LATE_SECS: u64 = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_answers_late_but_heartbeats_in_time_is_not_declared_lost() {
+    // Finding 1: a busy executor answered its task channel's keep-alive late, and the
+    // scheduler took the failed call for a lost executor. SIGSTOP stands in for the busy
+    // runtime; heartbeats alone decide liveness, so a freeze shorter than the heartbeat
+    // timeout loses nothing.
+    register_cluster_functions();
+    let cluster = TestCluster::start(1, &["--heartbeat-timeout", "40"], None);
+    let mut session = cluster.session().await;
+    let frozen = Arc::new(Mutex::new(None::<Instant>));
+    let (executors, mark) = (Arc::clone(&cluster.executors), Arc::clone(&frozen));
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
+        if let JobEvent::StageFinished { stage_id: 0 } = event {
+            let mut mark = mark.lock().expect("lock");
+            if mark.is_none() {
+                signal(&executors.lock().expect("lock")[0], "STOP");
+                *mark = Some(Instant::now());
+                let executors = Arc::clone(&executors);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(LATE_SECS));
+                    signal(&executors.lock().expect("lock")[0], "CONT");
+                });
+            }
+        }
+    })));
+    let (rows, keys) = (40_000, 30);
+    let got = tokio::time::timeout(Duration::from_secs(180), slow_sums(&session, rows, keys))
+        .await
+        .expect("the job does not hang")
+        .expect("the job runs through the freeze");
+    assert_eq!(got, expected_sums(rows, keys));
+    let since = frozen
+        .lock()
+        .expect("lock")
+        .expect("the executor was frozen");
+    assert!(
+        since.elapsed() >= Duration::from_secs(LATE_SECS),
+        "the job waited for the frozen executor"
+    );
+    let log = cluster.scheduler_log();
+    assert!(!log.contains("executor lost"), "{log}");
+    assert!(!log.contains("was lost"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_whose_task_threads_are_all_stalled_is_not_declared_lost() {
     register_cluster_functions();
@@ -112,7 +162,7 @@ async fn a_restarted_scheduler_gives_its_executors_new_ids_and_spilling_queries_
     let mut cluster = TestCluster::start_with(
         2,
         Options {
-            executor_args: args(&["--memory-limit", "64M"]),
+            executor_args: args(&["--memory-limit", "64M", "--heartbeat-interval", "1"]),
             ..Options::default()
         },
     );
@@ -155,8 +205,10 @@ async fn a_restarted_scheduler_gives_its_executors_new_ids_and_spilling_queries_
         after.push(registered_id(&line));
     }
     let took = restarted.elapsed();
-    eprintln!(
-        "both executors registered again {took:?} after the restart (heartbeats every 0.2 s)"
+    eprintln!("both executors registered again {took:?} after the restart (heartbeats every 1 s)");
+    assert!(
+        took <= Duration::from_secs(2),
+        "re-registered {took:?} after the restart: more than 2 heartbeats"
     );
     assert!(
         after.iter().all(|id| !before.contains(id)),
