@@ -24,6 +24,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::EmberConfig;
+use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
 use crate::error::{EmberError, Result};
 use crate::scheduler::{
     ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome, JobSpec,
@@ -141,6 +142,27 @@ impl RemoteCluster {
 
     fn status(&self, status: tonic::Status) -> EmberError {
         scheduler_error(&self.url, &status)
+    }
+
+    /// The catalog the scheduler serves (`ember scheduler --catalog DIR`), if any.
+    pub async fn served_catalog(&self) -> Result<Option<Arc<dyn CatalogStore>>> {
+        let reply = self
+            .client
+            .clone()
+            .get_catalog(proto::GetCatalogRequest {
+                known_version: None,
+            })
+            .await;
+        match reply {
+            Ok(reply) if reply.get_ref().served => Ok(Some(Arc::new(RemoteCatalog {
+                url: self.url.clone(),
+                client: self.client.clone(),
+            }))),
+            Ok(_) => Ok(None),
+            // A scheduler of an older build has no catalog to serve.
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(status) => Err(self.status(status)),
+        }
     }
 
     /// The executors registered now.
@@ -405,5 +427,51 @@ fn scheduler_error(url: &str, status: &tonic::Status) -> EmberError {
             status.message(),
             status.code()
         ),
+    }
+}
+
+/// The catalog a scheduler serves, reached over its gRPC service.
+struct RemoteCatalog {
+    url: String,
+    client: SchedulerClient,
+}
+
+impl CatalogStore for RemoteCatalog {
+    fn load(
+        &self,
+        known: Option<u64>,
+    ) -> futures::future::BoxFuture<'_, Result<Option<CatalogDocument>>> {
+        Box::pin(async move {
+            let reply = self
+                .client
+                .clone()
+                .get_catalog(proto::GetCatalogRequest {
+                    known_version: known,
+                })
+                .await
+                .map_err(|s| scheduler_error(&self.url, &s))?
+                .into_inner();
+            if reply.document_json.is_empty() {
+                return Ok(None);
+            }
+            let origin = format!("the catalog served by {}", self.url);
+            CatalogDocument::from_json(&reply.document_json, &origin).map(Some)
+        })
+    }
+
+    fn update(&self, change: CatalogChange) -> futures::future::BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let change_json = serde_json::to_string(&change).map_err(|e| EmberError::Internal {
+                message: format!("a catalog change as JSON: {e}"),
+            })?;
+            let reply = self
+                .client
+                .clone()
+                .update_catalog(proto::UpdateCatalogRequest { change_json })
+                .await
+                .map_err(|s| scheduler_error(&self.url, &s))?
+                .into_inner();
+            Ok(reply.version)
+        })
     }
 }

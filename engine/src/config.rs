@@ -89,6 +89,18 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Where map outputs are copied once written: there they outlive the executor that wrote them, so losing it recomputes nothing. Each job's pieces are deleted when it ends.",
     },
     ConfigEntry {
+        key: "ember.catalog.dir",
+        kind: "path",
+        default: "none (tables last as long as the session)",
+        description: "Folder of the catalog: table and view definitions kept as versioned JSON, seen by later sessions. A scheduler started with --catalog serves its catalog to every client.",
+    },
+    ConfigEntry {
+        key: "ember.sql.warehouse",
+        kind: "path or URL",
+        default: "ember-warehouse",
+        description: "Where CREATE TABLE ... AS writes a table that names no LOCATION: a folder named after the table under this one.",
+    },
+    ConfigEntry {
         key: "ember.work_dir",
         kind: "path",
         default: "a new folder in the system temp dir",
@@ -174,6 +186,10 @@ pub struct EmberConfig {
     pub shuffle_dir: Option<String>,
     /// `datafusion.*` settings, applied in order on top of Ember's defaults.
     pub datafusion: Vec<(String, String)>,
+    /// `ember.catalog.dir`; `None` for no catalog beyond the session.
+    pub catalog_dir: Option<PathBuf>,
+    /// `ember.sql.warehouse`.
+    pub warehouse: String,
 }
 
 impl Default for EmberConfig {
@@ -193,6 +209,8 @@ impl Default for EmberConfig {
             storage: StoreOptions::default(),
             shuffle_dir: None,
             datafusion: Vec::new(),
+            catalog_dir: None,
+            warehouse: "ember-warehouse".into(),
         }
     }
 }
@@ -217,6 +235,13 @@ impl EmberConfig {
                 }
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
+            "ember.catalog.dir" => self.catalog_dir = Some(PathBuf::from(value)),
+            "ember.sql.warehouse" => {
+                if value.trim().is_empty() {
+                    config_err!(key, "expected a folder or URL");
+                }
+                self.warehouse = value.to_string();
+            }
             "ember.shuffle.dir" => {
                 if !value.contains("://") {
                     config_err!(
@@ -282,6 +307,65 @@ impl EmberConfig {
             }
         }
         Ok(())
+    }
+
+    /// The value of `key` as `SHOW` prints it; `None` for an unknown key. S3 secrets are
+    /// shown as `***`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        Some(match key {
+            "ember.executors" => self.executors.to_string(),
+            "ember.executor.slots" => self.slots.to_string(),
+            "ember.task.max_attempts" => self.max_attempts.to_string(),
+            "ember.scheduler.policy" => self.policy.to_string(),
+            "ember.shuffle.compression" => self.compression.to_string(),
+            "ember.work_dir" => path(&self.work_dir).unwrap_or_default(),
+            "ember.catalog.dir" => path(&self.catalog_dir).unwrap_or_default(),
+            "ember.sql.warehouse" => self.warehouse.clone(),
+            "ember.shuffle.dir" => self.shuffle_dir.clone().unwrap_or_default(),
+            "ember.executor.memory_limit" => self
+                .memory_limit
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            "ember.input.bad_rows" => match &self.bad_rows {
+                None => String::new(),
+                Some(crate::BadRows::Fail) => "fail".into(),
+                Some(crate::BadRows::Skip) => "skip".into(),
+                Some(crate::BadRows::Quarantine(dir)) => format!("quarantine={}", dir.display()),
+            },
+            "ember.output.mode" => match self.output_mode {
+                crate::WriteMode::Error => "error".into(),
+                crate::WriteMode::Overwrite => "overwrite".into(),
+                crate::WriteMode::Append => "append".into(),
+            },
+            "ember.s3.KEY" => self
+                .storage
+                .settings()
+                .into_iter()
+                .map(|(k, v)| {
+                    let secret = ember_executors::storage::is_secret(
+                        k.strip_prefix(S3_SETTING_PREFIX).unwrap_or(&k),
+                    );
+                    let shown = if secret { "***" } else { &v };
+                    format!("{k}={shown}")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            k if k.starts_with(S3_SETTING_PREFIX) => {
+                let value = self
+                    .storage
+                    .settings()
+                    .into_iter()
+                    .find(|(s, _)| s == k)
+                    .map(|(_, v)| v)?;
+                if ember_executors::storage::is_secret(&k[S3_SETTING_PREFIX.len()..]) {
+                    "***".into()
+                } else {
+                    value
+                }
+            }
+            _ => return None,
+        })
     }
 
     /// Applies a `KEY=VALUE` pair, as given to `--conf`.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use ember_datasets::DatasetError;
 use ember_executors::ExecutorError;
 use ember_planner::PlannerError;
@@ -75,6 +76,22 @@ pub enum EmberError {
         /// What went wrong, as the scheduler (or the connection) said.
         message: String,
     },
+    /// A statement of a script failed: which one, on which line, and why (on one line).
+    #[error("statement {number} (line {line}): {message}")]
+    Statement {
+        /// 1 for the first statement.
+        number: usize,
+        /// The line its first word is on.
+        line: usize,
+        /// The error, on one line.
+        message: String,
+    },
+    /// The table catalog could not be read or changed.
+    #[error("catalog: {message}")]
+    Catalog {
+        /// What went wrong.
+        message: String,
+    },
     /// The cluster has no executor to run tasks on.
     #[error("the cluster has no executors")]
     NoExecutors,
@@ -110,6 +127,15 @@ fn strip_datafusion_prefix(error: &DataFusionError) -> String {
         DataFusionError::Context(context, inner) => {
             format!("{context}: {}", strip_datafusion_prefix(inner))
         }
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
+                format!("syntax error: {message}")
+            }
+            other => other.to_string(),
+        },
+        // Not a bug in DataFusion when a user's path holds no files: the message alone.
+        DataFusionError::Internal(message) => message.clone(),
+        DataFusionError::Plan(message) => message.clone(),
         other => other.to_string(),
     }
 }

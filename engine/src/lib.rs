@@ -45,6 +45,7 @@ mod rows;
 pub mod scheduler;
 pub mod session;
 mod shared;
+pub mod sql;
 pub mod tables;
 pub mod typed;
 

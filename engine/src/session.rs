@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::ArrowPrimitiveType;
@@ -14,10 +15,9 @@ use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::DFParser;
 use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
 use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry};
 use ember_planner::{
@@ -30,6 +30,9 @@ use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
+use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
+use crate::sql::script::{self, ScriptStatement};
+use crate::sql::statement::{self, EmberStatement};
 use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::tables::TableSpec;
 
@@ -61,9 +64,14 @@ impl QueryResult {
 
 /// A connection to an Ember cluster: tables, functions, settings, and the cluster itself.
 pub struct Session {
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     cluster: Cluster,
-    config: EmberConfig,
+    /// The settings; `SET ember.…` changes the ones a session may change.
+    config: RwLock<EmberConfig>,
+    /// Where table and view definitions outlive the session, when anywhere.
+    pub(crate) catalog: Option<Arc<dyn CatalogStore>>,
+    /// The catalog's version and entries this session has replayed.
+    pub(crate) catalog_seen: tokio::sync::Mutex<Option<(u64, BTreeMap<String, CatalogEntry>)>>,
     listener: Option<Arc<dyn JobListener>>,
     /// What user functions added to each accumulator, over the session's jobs.
     accumulators: Mutex<HashMap<String, AccumulatorValue>>,
@@ -114,11 +122,21 @@ impl Session {
         let slots: usize = executors.iter().map(|e| e.slots).sum();
         config.executors = executors.len().max(1);
         config.slots = slots.div_ceil(config.executors).max(1);
-        Self::on_cluster(Cluster::Remote(remote), config)
+        let served = remote.served_catalog().await?;
+        let mut session = Self::on_cluster(Cluster::Remote(remote), config)?;
+        if session.catalog.is_none() {
+            session.catalog = served;
+        }
+        Ok(session)
     }
 
     fn on_cluster(cluster: Cluster, config: EmberConfig) -> Result<Self> {
-        let mut df_config = SessionConfig::new();
+        let catalog = match &config.catalog_dir {
+            Some(dir) => Some(Arc::new(CatalogDir::open(dir)?) as Arc<dyn CatalogStore>),
+            None => None,
+        };
+        // `SHOW TABLES`, `SHOW COLUMNS` and `information_schema` need it.
+        let mut df_config = SessionConfig::new().with_information_schema(true);
         for (key, value) in config.datafusion_settings() {
             df_config
                 .options_mut()
@@ -140,18 +158,56 @@ impl Session {
             .with_query_planner(Arc::new(EmberQueryPlanner))
             .build();
         Ok(Self {
-            ctx: SessionContext::new_with_state(state),
+            ctx: crate::sql::files::with_tables_by_path(SessionContext::new_with_state(state)),
             cluster,
-            config,
+            config: RwLock::new(config),
+            catalog,
+            catalog_seen: tokio::sync::Mutex::new(None),
             listener: None,
             accumulators: Mutex::new(HashMap::new()),
             pending_broadcasts: Mutex::new(Vec::new()),
         })
     }
 
-    /// The settings.
-    pub fn config(&self) -> &EmberConfig {
-        &self.config
+    /// The settings (a copy: `SET ember.…` may change them later).
+    pub fn config(&self) -> EmberConfig {
+        match self.config.read() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Changes a setting for this session's next statements (`SET ember.KEY = VALUE`).
+    /// Only the settings of a statement can change; the cluster's are fixed when the
+    /// session starts.
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        const SETTABLE: &[&str] = &[
+            "ember.output.mode",
+            "ember.input.bad_rows",
+            "ember.sql.warehouse",
+        ];
+        if !SETTABLE.contains(&key) && !key.starts_with("datafusion.") {
+            return Err(EmberError::Config {
+                key: key.to_string(),
+                message: format!(
+                    "fixed when the session starts (give it with --conf {key}=VALUE); SET \
+                     changes only {}",
+                    SETTABLE.join(", ")
+                ),
+            });
+        }
+        let mut config = self.config();
+        config.set(key, value)?;
+        match self.config.write() {
+            Ok(mut current) => *current = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        Ok(())
+    }
+
+    /// Where this session keeps table and view definitions, if anywhere.
+    pub fn catalog(&self) -> Option<&Arc<dyn CatalogStore>> {
+        self.catalog.as_ref()
     }
 
     /// The DataFusion context that holds tables and plans queries.
@@ -210,47 +266,105 @@ impl Session {
         self.sql_stream(sql).await?.collect().await
     }
 
-    /// Runs every statement of `sql` in order and streams the last one's result: its rows
-    /// are read from the executors batch by batch as the stream is polled, so a large
-    /// result never sits in memory whole. See [`ResultStream`].
+    /// Runs every statement of `sql` in order, each planned after the one before it ran
+    /// (so a `CREATE` is seen by the statements after it), and streams the last one's
+    /// result: its rows are read from the executors batch by batch as the stream is
+    /// polled, so a large result never sits in memory whole. See [`ResultStream`]. In a
+    /// text of several statements, an error names the statement and its line.
     pub async fn sql_stream(&self, sql: &str) -> Result<ResultStream> {
-        let last = self.run_all_but_last(sql).await?;
-        self.stream_logical(last).await
-    }
-
-    /// Plans every statement of `sql`, runs all but the last, and returns the last one's
-    /// plan; SQL text with no statement is an error.
-    async fn run_all_but_last(&self, sql: &str) -> Result<LogicalPlan> {
-        let mut plans = self.plan_statements(sql).await?;
-        let Some(last) = plans.pop() else {
+        let statements = script::split(sql);
+        let Some((last, earlier)) = statements.split_last() else {
             return Err(EmberError::Config {
                 key: "query".into(),
                 message: "the SQL text holds no statement".into(),
             });
         };
-        for plan in plans {
-            self.run_logical(plan).await?;
+        let named = !earlier.is_empty();
+        for statement in earlier {
+            self.run_statement(statement, named).await?;
         }
-        Ok(last)
+        self.execute_statement(last, named).await
+    }
+
+    /// Runs one statement of a script and drops its rows.
+    async fn run_statement(&self, statement: &ScriptStatement, named: bool) -> Result<()> {
+        let mut rows = self.execute_statement(statement, named).await?;
+        while let Some(batch) = futures::StreamExt::next(&mut rows).await {
+            batch.map_err(|e| crate::sql::run::in_statement(e.into(), statement, named))?;
+        }
+        Ok(())
+    }
+
+    /// [`Session::execute`], with an error that names the statement and its line when
+    /// `named`.
+    pub async fn execute_statement(
+        &self,
+        statement: &ScriptStatement,
+        named: bool,
+    ) -> Result<ResultStream> {
+        self.execute(&statement.text)
+            .await
+            .map_err(|e| crate::sql::run::in_statement(e, statement, named))
+    }
+
+    /// Runs one statement and streams its result. Ember's own statements (`SET ember.…`,
+    /// `SHOW ember.…`, `CREATE TABLE … AS`) are handled here; the rest is planned by
+    /// DataFusion: catalog statements run in this process, queries, `INSERT INTO` and
+    /// `COPY` on the cluster. With a catalog, definitions made elsewhere are loaded first
+    /// and the ones made here are recorded.
+    pub async fn execute(&self, text: &str) -> Result<ResultStream> {
+        self.sync_catalog().await?;
+        match statement::parse(text)? {
+            EmberStatement::SetEmber { key, value } => {
+                self.set(&key, &value)?;
+                Ok(ResultStream::from_result(QueryResult::empty()))
+            }
+            EmberStatement::ShowEmber { key } => {
+                let config = self.config();
+                let rows: Vec<(String, String)> = if key == "ember" {
+                    crate::config::CONFIG_ENTRIES
+                        .iter()
+                        .filter_map(|e| config.get(e.key).map(|v| (e.key.to_string(), v)))
+                        .collect()
+                } else {
+                    let value = config.get(&key).ok_or_else(|| EmberError::Config {
+                        key: key.clone(),
+                        message: "unknown key (SHOW ember lists them)".into(),
+                    })?;
+                    vec![(key, value)]
+                };
+                Ok(ResultStream::from_result(QueryResult::settings(rows)?))
+            }
+            EmberStatement::CreateTableAs(ctas) => self.create_table_as(ctas).await,
+            EmberStatement::DataFusion(parsed) => {
+                let change = self.catalog_change(&parsed, text)?;
+                let plan = self.ctx.state().statement_to_plan(*parsed).await?;
+                let rows = self.stream_logical(plan).await?;
+                if let Some(change) = change {
+                    self.record(change).await?;
+                }
+                Ok(rows)
+            }
+        }
     }
 
     /// The stage graph of the last statement of `sql` (earlier ones are run, so that a
     /// `CREATE VIEW` before a query takes effect).
     pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
-        let last = self.run_all_but_last(sql).await?;
-        let physical = self.physical_plan(last).await?;
-        Ok(cut_stages(physical)?)
-    }
-
-    /// Parses `sql` into one logical plan per statement.
-    async fn plan_statements(&self, sql: &str) -> Result<Vec<LogicalPlan>> {
-        let statements = DFParser::parse_sql(sql)?;
-        let state = self.ctx.state();
-        let mut plans = Vec::with_capacity(statements.len());
-        for statement in statements {
-            plans.push(state.statement_to_plan(statement).await?);
+        let statements = script::split(sql);
+        let Some((last, earlier)) = statements.split_last() else {
+            return Err(EmberError::Config {
+                key: "query".into(),
+                message: "the SQL text holds no statement".into(),
+            });
+        };
+        for statement in earlier {
+            self.run_statement(statement, true).await?;
         }
-        Ok(plans)
+        self.sync_catalog().await?;
+        let plan = self.ctx.state().create_logical_plan(&last.text).await?;
+        let physical = self.physical_plan(plan).await?;
+        Ok(cut_stages(physical)?)
     }
 
     pub(crate) async fn physical_plan(&self, plan: LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
@@ -266,7 +380,15 @@ impl Session {
 
     /// [`Session::run_logical`], with the rows of a query streamed.
     pub async fn stream_logical(&self, plan: LogicalPlan) -> Result<ResultStream> {
-        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+        if let LogicalPlan::Dml(dml) = &plan
+            && let WriteOp::Insert(op) = dml.op
+            && let Some(rows) = self.insert_into(dml, op).await?
+        {
+            return Ok(rows);
+        }
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_))
+            || crate::sql::files::reads_only_the_catalog(&plan)
+        {
             let df = self.ctx.execute_logical_plan(plan).await?;
             let physical = df.create_physical_plan().await?;
             let schema = physical.schema();
@@ -292,7 +414,7 @@ impl Session {
                 });
             }
             let input = self.physical_plan(copy.input.as_ref().clone()).await?;
-            let (location, mode) = (copy.output_url.clone(), self.config.output_mode);
+            let (location, mode) = (copy.output_url.clone(), self.config().output_mode);
             let written = if crate::commit::names_a_file(&location, format) {
                 self.write_plan_as_file(input, &location, format, mode)
                     .await
@@ -314,7 +436,8 @@ impl Session {
             .into_iter()
             .map(|e| (e.key, e.value))
             .collect();
-        let mut settings = self.config.datafusion_settings();
+        let config = self.config();
+        let mut settings = config.datafusion_settings();
         let state = self.ctx.state();
         settings.extend(
             state
@@ -334,8 +457,8 @@ impl Session {
         );
         // The S3 options, so that executors reach the driver's stores, and the shuffle
         // directory.
-        settings.extend(self.config.storage.settings());
-        if let Some(dir) = &self.config.shuffle_dir {
+        settings.extend(config.storage.settings());
+        if let Some(dir) = &config.shuffle_dir {
             settings.push((SHUFFLE_DIR_SETTING.to_string(), dir.clone()));
         }
         settings
@@ -391,7 +514,7 @@ impl Session {
             &job_id,
             &pieces,
             finished.outcome.addresses,
-            &self.config.storage,
+            &self.config().storage,
         );
         Ok(ResultStream::new(batches, finished.outcome.metrics, files))
     }
@@ -435,8 +558,8 @@ impl Session {
         JobFiles {
             job_id: job_id.to_string(),
             remover: self.cluster.job_remover(),
-            shuffle_dir: self.config.shuffle_dir.clone(),
-            stores: self.config.storage.clone(),
+            shuffle_dir: self.config().shuffle_dir,
+            stores: self.config().storage,
             lease: None,
         }
     }

@@ -30,17 +30,17 @@ use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
-use crate::output::ResultWriter;
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
 use crate::{
-    EmberConfig, OutputFormat, QueryResult, ResultStream, Session, TableSpec, write_result,
+    EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result,
 };
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use futures::StreamExt;
 
 mod run;
+mod shell;
+mod sql;
 
 #[derive(Parser)]
 #[command(
@@ -144,6 +144,10 @@ struct SchedulerArgs {
     /// or gone).
     #[arg(long, default_value_t = 3600.0, value_name = "SECS")]
     result_ttl: f64,
+    /// Folder of a catalog to serve: tables and views that one client creates, every
+    /// client sees, across scheduler restarts.
+    #[arg(long, value_name = "DIR")]
+    catalog: Option<PathBuf>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -186,7 +190,7 @@ struct ExecutorArgs {
     tls: ServerTlsArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ClusterArgs {
     /// Executors of the embedded cluster (default: number of cores).
     #[arg(long, value_name = "N")]
@@ -261,25 +265,62 @@ struct QueryArgs {
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
-    /// Read the SQL from this file instead of the command line.
+    /// Run the statements of this file ('-' for standard input), in order.
     #[arg(long, value_name = "F.sql", conflicts_with = "query")]
     file: Option<PathBuf>,
-    /// The SQL text.
+    /// Run these statements (several may be separated by ';'); repeatable, run in order.
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "SQL",
+        conflicts_with_all = ["query", "file"],
+        allow_hyphen_values = true
+    )]
+    commands: Vec<String>,
+    /// Print each statement's row count and time on stderr.
+    #[arg(long)]
+    timing: bool,
+    /// Run the statements after one that fails (the exit status is still non-zero).
+    #[arg(long)]
+    keep_going: bool,
+    /// Keep table and view definitions in this folder, for later sessions
+    /// (`ember.catalog.dir`). With --scheduler, the scheduler's catalog is used instead.
+    #[arg(long, value_name = "DIR")]
+    catalog: Option<PathBuf>,
+    /// The SQL text. With no query, -c or --file, statements are read from standard
+    /// input, or (on a terminal) typed into an interactive shell.
     query: Option<String>,
 }
 
 impl QueryArgs {
+    fn input(&self) -> anyhow::Result<sql::Input> {
+        sql::input(self.query.as_deref(), &self.commands, self.file.as_ref())
+    }
+
+    /// The statements as one text, for `explain`.
     fn sql(&self) -> anyhow::Result<String> {
-        match (&self.query, &self.file) {
-            (Some(query), None) => Ok(query.clone()),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read SQL file {}", file.display())),
-            _ => anyhow::bail!("give a query, or --file F.sql"),
+        match self.input()? {
+            sql::Input::Script(sources) => Ok(sources
+                .into_iter()
+                .map(|s| s.sql)
+                .collect::<Vec<_>>()
+                .join(";\n")),
+            sql::Input::Shell => anyhow::bail!("give a query, -c SQL or --file F.sql"),
         }
     }
 
     async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
-        let (session, bar) = new_session(&self.cluster).await?;
+        if self.catalog.is_some() && self.cluster.scheduler.is_some() {
+            anyhow::bail!(
+                "invalid setting --catalog: a process cluster's catalog is the scheduler's; \
+                 start it with `ember scheduler --catalog DIR`"
+            );
+        }
+        let mut cluster = self.cluster.clone();
+        if let Some(dir) = &self.catalog {
+            cluster.conf.push(format!("ember.catalog.dir={}", dir.display()));
+        }
+        let (session, bar) = new_session(&cluster).await?;
         for table in &self.tables {
             match &session.config().bad_rows {
                 Some(policy) if table.resolve_format()? != crate::FileFormat::Parquet => {
@@ -394,12 +435,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     match cli.command {
         Command::Sql(args) => {
-            let sql = args.sql()?;
+            let input = args.input()?;
             let (session, bar) = args.session().await?;
-            let result = session.sql_stream(&sql).await;
+            let ran = match &input {
+                sql::Input::Script(sources) => {
+                    let options = sql::ScriptOptions {
+                        format: args.format,
+                        timing: args.timing,
+                        keep_going: args.keep_going,
+                    };
+                    sql::run_script(&session, sources, options).await
+                }
+                sql::Input::Shell => shell::run_shell(&session, args.format).await,
+            };
             finish_progress(bar.as_deref());
-            print_stream(result?, args.format).await?;
             report_bad_rows(&session);
+            ran?;
         }
         Command::Explain(args) => {
             let sql = args.sql()?;
@@ -515,6 +566,7 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         client: args.security.client(),
         result_ttl: seconds(args.result_ttl, "--result-ttl")?,
         allow_unauthenticated: args.tls.allow_unauthenticated,
+        catalog: args.catalog,
     };
     run_scheduler_process(
         config,
@@ -606,24 +658,6 @@ fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()>
         &result.batches,
         format,
     )
-}
-
-/// Writes a query's rows to stdout as they arrive (a table once all have). On a failure
-/// the job's files are removed before the error is reported, since the process ends then.
-async fn print_stream(mut result: ResultStream, format: OutputFormat) -> crate::Result<()> {
-    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-    let schema = result.schema();
-    let mut writer = ResultWriter::new(&mut stdout, &schema, format);
-    while let Some(batch) = result.next().await {
-        let written = batch
-            .map_err(crate::EmberError::from)
-            .and_then(|batch| writer.write(&batch));
-        if let Err(e) = written {
-            result.close().await;
-            return Err(e);
-        }
-    }
-    writer.finish()
 }
 
 /// Says how many bad input rows were skipped or quarantined, under those policies.

@@ -37,6 +37,7 @@ use super::remote::RemoteExecutor;
 use super::{JobSpec, Scheduler, SchedulerConfig};
 use crate::error::{EmberError, Result};
 use crate::session::lock;
+use crate::sql::catalog::{CatalogChange, CatalogDir};
 
 /// How a scheduler process is set up.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct SchedulerProcessConfig {
     /// Serve on a non-loopback address without a token (see
     /// [`check_exposure`](ember_executors::rpc::security::check_exposure)).
     pub allow_unauthenticated: bool,
+    /// The folder of the catalog served to clients, if any.
+    pub catalog: Option<PathBuf>,
 }
 
 struct SchedulerRpc {
@@ -72,6 +75,8 @@ struct SchedulerRpc {
     /// Executors that registered and have not heartbeated yet: id -> (address, slots).
     registered: Mutex<HashMap<String, (String, usize)>>,
     running_jobs: Arc<Mutex<HashSet<String>>>,
+    /// The catalog it serves (`--catalog DIR`).
+    catalog: Option<CatalogDir>,
 }
 
 /// Sends a job's events to its client; drops them when the client reads slowly (they
@@ -292,6 +297,52 @@ impl SchedulerService for SchedulerRpc {
             recomputed: self.scheduler.recomputed(),
         }))
     }
+
+    async fn get_catalog(
+        &self,
+        request: Request<proto::GetCatalogRequest>,
+    ) -> std::result::Result<Response<proto::CatalogReply>, Status> {
+        let Some(catalog) = self.catalog.clone() else {
+            return Ok(Response::new(proto::CatalogReply::default()));
+        };
+        let known = request.into_inner().known_version;
+        let doc = tokio::task::spawn_blocking(move || catalog.read())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(internal)?;
+        let document_json = if Some(doc.version) == known {
+            String::new()
+        } else {
+            doc.to_json()
+        };
+        Ok(Response::new(proto::CatalogReply {
+            served: true,
+            version: doc.version,
+            document_json,
+        }))
+    }
+
+    async fn update_catalog(
+        &self,
+        request: Request<proto::UpdateCatalogRequest>,
+    ) -> std::result::Result<Response<proto::CatalogReply>, Status> {
+        let Some(catalog) = self.catalog.clone() else {
+            return Err(Status::failed_precondition(
+                "this scheduler serves no catalog (start it with --catalog DIR)",
+            ));
+        };
+        let change: CatalogChange = serde_json::from_str(&request.into_inner().change_json)
+            .map_err(|e| Status::invalid_argument(format!("not a catalog change: {e}")))?;
+        let doc = tokio::task::spawn_blocking(move || catalog.write(&change))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(internal)?;
+        Ok(Response::new(proto::CatalogReply {
+            served: true,
+            version: doc.version,
+            document_json: String::new(),
+        }))
+    }
 }
 
 /// How long after cancelling a job its staging folders are removed a second time.
@@ -362,6 +413,7 @@ pub async fn run_scheduler_process(
         result_ttl: config.result_ttl,
         registered: Mutex::new(HashMap::new()),
         running_jobs: Arc::default(),
+        catalog: config.catalog.as_deref().map(CatalogDir::open).transpose()?,
     };
     let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(
