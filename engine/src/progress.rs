@@ -77,6 +77,11 @@ impl JobListener for ProgressBar {
             JobEvent::StageFinished { .. } => {
                 stages.0 += 1;
                 self.set_stage_message(stages.0, stages.1);
+                // The job is done: its rows print next, on a clean line (the shell
+                // runs many jobs, each with its own bar).
+                if stages.0 == stages.1 {
+                    self.bar.finish_and_clear();
+                }
             }
             JobEvent::TaskFailed {
                 stage_id,

@@ -11,6 +11,7 @@ use arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::common::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
@@ -213,7 +214,7 @@ impl Executor {
             .with_runtime(runtime)
             .with_task_id(task.name());
 
-        let plan = decode_plan(&task.plan, &context)?;
+        let plan = cooperative_joins(decode_plan(&task.plan, &context)?)?;
         let context = Arc::new(context);
         let run = async {
             let stream = plan.execute(task.partition, Arc::clone(&context))?;
@@ -400,6 +401,26 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// `plan` with each join's output made cooperative: a join can make millions of rows
+/// from one input batch without ever waiting, and a task that never waits cannot be
+/// cancelled (its job was, or its caller went away) until it ends. Through
+/// [`CooperativeExec`] it gives way to the runtime every so many batches, and a
+/// cancellation takes effect there.
+fn cooperative_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::coop::CooperativeExec;
+    let plan = plan.transform_up(|node| {
+        if node.name().contains("Join") {
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        } else {
+            Ok(Transformed::no(node))
+        }
+    })?;
+    Ok(plan.data)
 }
 
 #[cfg(test)]

@@ -314,6 +314,9 @@ impl ExecutionPlan for CacheScanExec {
             .filter(|p| p.partition == partition)
             .cloned()
             .collect();
-        runtime.0.read_pieces(Arc::clone(&self.schema), pieces)
+        // Cooperative, as the shuffle reader: a cancelled job's task stops.
+        Ok(datafusion::physical_plan::coop::make_cooperative(
+            runtime.0.read_pieces(Arc::clone(&self.schema), pieces)?,
+        ))
     }
 }

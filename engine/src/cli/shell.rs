@@ -143,8 +143,8 @@ async fn names(session: &Session) -> Vec<String> {
 
 const HELP: &str = "\
 statements end with ';' and may span lines
-  \\d          list tables
-  \\d TABLE    describe a table
+  \\d          list tables and views
+  \\d TABLE    a table's columns
   \\timing     print each statement's rows and time
   \\q          quit (or Ctrl-D)
   Ctrl-C      cancel the running statement (its job stops on the cluster)";
@@ -204,8 +204,10 @@ pub(super) async fn run_shell(session: &Session, format: OutputFormat) -> anyhow
                     eprintln!("timing is {}", if timing { "on" } else { "off" });
                     continue;
                 }
-                (Some("d"), None) => "SHOW TABLES".to_string(),
-                (Some("d"), Some(table)) => format!("SHOW COLUMNS FROM {table}"),
+                (Some("d"), None) => "SELECT table_name, table_type FROM information_schema.tables \
+                     WHERE table_schema <> 'information_schema' ORDER BY table_name"
+                    .to_string(),
+                (Some("d"), Some(table)) => format!("DESCRIBE {table}"),
                 _ => {
                     eprintln!("error: unknown command \\{command} (\\? lists them)");
                     continue;

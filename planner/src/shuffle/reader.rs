@@ -16,6 +16,7 @@ use datafusion::physical_plan::{
 };
 
 use super::writer::shuffle_runtime;
+use datafusion::physical_plan::coop::make_cooperative;
 
 /// Reads the shuffle output of stage `stage_id`: partition `p` of this node is every map
 /// task's piece for output partition `p`.
@@ -148,6 +149,9 @@ impl ExecutionPlan for ShuffleReaderExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let runtime = shuffle_runtime(&context)?;
-        runtime.0.read(self, partition, context)
+        // Cooperative: the stream gives way to the runtime every so many batches, so a
+        // task whose plan never waits (a join feeding an aggregate) can still be
+        // cancelled when its job is.
+        Ok(make_cooperative(runtime.0.read(self, partition, context)?))
     }
 }
