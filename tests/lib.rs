@@ -349,3 +349,49 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Makes sure `tmux` is on the machine, installing Debian's package when it is not (once,
+/// under a lock, when several tests need it at the same moment); the shell tests drive
+/// `ember sql` in a tmux terminal.
+pub fn ensure_tmux() {
+    let present = || {
+        std::process::Command::new("tmux")
+            .arg("-V")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present() {
+        return;
+    }
+    let lock_path = std::env::temp_dir().join("ember-tests-tmux.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    if present() {
+        return;
+    }
+    let install = || {
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "tmux"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let installed = install()
+        || (std::process::Command::new("apt-get")
+            .arg("update")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && install());
+    assert!(
+        installed && present(),
+        "tmux is missing and apt-get install tmux failed"
+    );
+}

@@ -24,12 +24,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::EmberConfig;
-use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
 use crate::error::{EmberError, Result};
 use crate::scheduler::{
     ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome, JobSpec,
     ResultLease, Scheduler, SchedulerConfig,
 };
+use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
 
 /// A scheduler and its executors, all in this process.
 pub struct LocalCluster {
@@ -184,6 +184,18 @@ impl RemoteCluster {
                 free: e.free_slots as usize,
             })
             .collect())
+    }
+
+    /// The jobs the scheduler runs now.
+    pub async fn running_jobs(&self) -> Result<u64> {
+        Ok(self
+            .client
+            .clone()
+            .cluster_state(Empty {})
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner()
+            .running_jobs)
     }
 
     /// Map tasks the scheduler recomputed after executor losses (`job/stage.partition`).

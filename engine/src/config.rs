@@ -323,10 +323,9 @@ impl EmberConfig {
             "ember.catalog.dir" => path(&self.catalog_dir).unwrap_or_default(),
             "ember.sql.warehouse" => self.warehouse.clone(),
             "ember.shuffle.dir" => self.shuffle_dir.clone().unwrap_or_default(),
-            "ember.executor.memory_limit" => self
-                .memory_limit
-                .map(|b| b.to_string())
-                .unwrap_or_default(),
+            "ember.executor.memory_limit" => {
+                self.memory_limit.map(|b| b.to_string()).unwrap_or_default()
+            }
             "ember.input.bad_rows" => match &self.bad_rows {
                 None => String::new(),
                 Some(crate::BadRows::Fail) => "fail".into(),

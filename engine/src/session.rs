@@ -2,9 +2,9 @@
 //! runs them on its cluster and returns the result, collected ([`Session::sql`]) or as a
 //! stream ([`Session::sql_stream`]).
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -30,10 +30,10 @@ use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
+use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
 use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
-use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::tables::TableSpec;
 
 /// Rows and schema of a query, with the metrics of the job that computed them.

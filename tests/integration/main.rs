@@ -14,6 +14,7 @@ mod retry;
 mod setup;
 mod shuffle;
 mod spill;
+mod sql;
 mod stages;
 mod streaming;
 mod tpch;

@@ -32,9 +32,7 @@ use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
-use crate::{
-    EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result,
-};
+use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -318,7 +316,9 @@ impl QueryArgs {
         }
         let mut cluster = self.cluster.clone();
         if let Some(dir) = &self.catalog {
-            cluster.conf.push(format!("ember.catalog.dir={}", dir.display()));
+            cluster
+                .conf
+                .push(format!("ember.catalog.dir={}", dir.display()));
         }
         let (session, bar) = new_session(&cluster).await?;
         for table in &self.tables {

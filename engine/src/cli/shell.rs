@@ -23,12 +23,12 @@ use crate::sql::script::{self, ScriptStatement};
 
 /// Words the shell completes besides table and column names.
 const KEYWORDS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP", "BY", "ORDER", "HAVING", "LIMIT", "JOIN", "LEFT",
-    "RIGHT", "INNER", "OUTER", "FULL", "ON", "AS", "AND", "OR", "NOT", "IN", "IS", "NULL",
-    "DISTINCT", "COUNT", "SUM", "AVG", "MIN", "MAX", "CASE", "WHEN", "THEN", "ELSE", "END",
-    "UNION", "ALL", "WITH", "CREATE", "EXTERNAL", "TABLE", "VIEW", "STORED", "LOCATION",
-    "PARQUET", "CSV", "JSON", "INSERT", "INTO", "VALUES", "DROP", "SHOW", "TABLES", "COLUMNS",
-    "DESCRIBE", "EXPLAIN", "SET", "COPY", "TO", "DESC", "ASC", "BETWEEN", "LIKE", "CAST",
+    "SELECT", "FROM", "WHERE", "GROUP", "BY", "ORDER", "HAVING", "LIMIT", "JOIN", "LEFT", "RIGHT",
+    "INNER", "OUTER", "FULL", "ON", "AS", "AND", "OR", "NOT", "IN", "IS", "NULL", "DISTINCT",
+    "COUNT", "SUM", "AVG", "MIN", "MAX", "CASE", "WHEN", "THEN", "ELSE", "END", "UNION", "ALL",
+    "WITH", "CREATE", "EXTERNAL", "TABLE", "VIEW", "STORED", "LOCATION", "PARQUET", "CSV", "JSON",
+    "INSERT", "INTO", "VALUES", "DROP", "SHOW", "TABLES", "COLUMNS", "DESCRIBE", "EXPLAIN", "SET",
+    "COPY", "TO", "DESC", "ASC", "BETWEEN", "LIKE", "CAST",
 ];
 
 /// Completes the word before the cursor from keywords and the session's names.
@@ -49,7 +49,9 @@ impl Completer for ShellHelper {
         let before = &line[..pos];
         let start = before
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+            .map_or(0, |i| {
+                i + before[i..].chars().next().map_or(1, char::len_utf8)
+            });
         let word = &before[start..];
         if word.is_empty() {
             return Ok((start, Vec::new()));
@@ -169,7 +171,11 @@ pub(super) async fn run_shell(session: &Session, format: OutputFormat) -> anyhow
             let _ = session.sync_catalog().await;
             *lock(&names_cache) = names(session).await;
         }
-        let prompt = if buffer.is_empty() { "ember> " } else { "   ...> " };
+        let prompt = if buffer.is_empty() {
+            "ember> "
+        } else {
+            "   ...> "
+        };
         let line = tokio::task::block_in_place(|| editor.readline(prompt));
         match line {
             Ok(line) => {
@@ -204,9 +210,11 @@ pub(super) async fn run_shell(session: &Session, format: OutputFormat) -> anyhow
                     eprintln!("timing is {}", if timing { "on" } else { "off" });
                     continue;
                 }
-                (Some("d"), None) => "SELECT table_name, table_type FROM information_schema.tables \
+                (Some("d"), None) => {
+                    "SELECT table_name, table_type FROM information_schema.tables \
                      WHERE table_schema <> 'information_schema' ORDER BY table_name"
-                    .to_string(),
+                        .to_string()
+                }
                 (Some("d"), Some(table)) => format!("DESCRIBE {table}"),
                 _ => {
                     eprintln!("error: unknown command \\{command} (\\? lists them)");

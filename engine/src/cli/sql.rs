@@ -102,7 +102,11 @@ pub(super) async fn run_script(
 ) -> anyhow::Result<()> {
     let statements: Vec<(&Source, ScriptStatement)> = sources
         .iter()
-        .flat_map(|source| script::split(&source.sql).into_iter().map(move |s| (source, s)))
+        .flat_map(|source| {
+            script::split(&source.sql)
+                .into_iter()
+                .map(move |s| (source, s))
+        })
         .collect();
     if statements.is_empty() {
         anyhow::bail!("no SQL statement given (a query, -c SQL, --file F.sql, or standard input)");

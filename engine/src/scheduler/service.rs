@@ -413,7 +413,11 @@ pub async fn run_scheduler_process(
         result_ttl: config.result_ttl,
         registered: Mutex::new(HashMap::new()),
         running_jobs: Arc::default(),
-        catalog: config.catalog.as_deref().map(CatalogDir::open).transpose()?,
+        catalog: config
+            .catalog
+            .as_deref()
+            .map(CatalogDir::open)
+            .transpose()?,
     };
     let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(

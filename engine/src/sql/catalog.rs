@@ -114,7 +114,8 @@ impl CatalogDocument {
     pub fn apply(&mut self, change: &CatalogChange) {
         match change {
             CatalogChange::Put { name, entry } => {
-                self.entries.insert(name.to_ascii_lowercase(), entry.clone());
+                self.entries
+                    .insert(name.to_ascii_lowercase(), entry.clone());
             }
             CatalogChange::Drop { name } => {
                 self.entries.remove(&name.to_ascii_lowercase());

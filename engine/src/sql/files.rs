@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use futures::StreamExt;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 /// Gets the session's current state.
 type StateSource = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;

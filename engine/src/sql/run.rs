@@ -10,8 +10,8 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::listing::ListingTable;
-use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::DmlStatement;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, ObjectType};
 use ember_planner::WriteFormat;
@@ -26,7 +26,11 @@ use crate::sql::statement::CreateTableAs;
 
 /// `error` as one line naming `statement` and its line (when `named`), with a parser's
 /// positions moved to the script's lines.
-pub(crate) fn in_statement(error: EmberError, statement: &ScriptStatement, named: bool) -> EmberError {
+pub(crate) fn in_statement(
+    error: EmberError,
+    statement: &ScriptStatement,
+    named: bool,
+) -> EmberError {
     if !named || matches!(error, EmberError::Statement { .. }) {
         return error;
     }
@@ -319,8 +323,7 @@ impl Session {
                 return Err(EmberError::Table {
                     name,
                     path: String::new(),
-                    message: "INSERT INTO a table over several locations is not supported"
-                        .into(),
+                    message: "INSERT INTO a table over several locations is not supported".into(),
                 });
             }
         };

@@ -190,7 +190,10 @@ mod tests {
     fn set_and_show_of_ember_keys_are_ember_statements() {
         match parse("SET ember.output.mode = 'append'").expect("parses") {
             EmberStatement::SetEmber { key, value } => {
-                assert_eq!((key.as_str(), value.as_str()), ("ember.output.mode", "append"));
+                assert_eq!(
+                    (key.as_str(), value.as_str()),
+                    ("ember.output.mode", "append")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -206,8 +209,9 @@ mod tests {
 
     #[test]
     fn create_table_as_takes_format_and_location() {
-        let got = parse("CREATE OR REPLACE TABLE t STORED AS csv LOCATION '/x/t/' AS SELECT 1 AS a")
-            .expect("parses");
+        let got =
+            parse("CREATE OR REPLACE TABLE t STORED AS csv LOCATION '/x/t/' AS SELECT 1 AS a")
+                .expect("parses");
         let EmberStatement::CreateTableAs(ctas) = got else {
             panic!("{got:?}")
         };
@@ -219,7 +223,12 @@ mod tests {
         let plain = parse("CREATE TABLE IF NOT EXISTS s AS SELECT 2").expect("parses");
         assert!(matches!(
             plain,
-            EmberStatement::CreateTableAs(CreateTableAs { format: WriteFormat::Parquet, location: None, if_not_exists: true, .. })
+            EmberStatement::CreateTableAs(CreateTableAs {
+                format: WriteFormat::Parquet,
+                location: None,
+                if_not_exists: true,
+                ..
+            })
         ));
     }
 
