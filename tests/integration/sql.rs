@@ -305,6 +305,45 @@ fn files_are_read_by_path_locally() {
 }
 
 #[test]
+fn a_table_over_key_value_folders_has_their_partition_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut want = BTreeMap::new();
+    for (cut, price) in diamond_rows().into_iter().filter(|r| r.1 < 360) {
+        let folder = dir
+            .path()
+            .join(format!("part/cut={}", cut.replace(' ', "_")));
+        std::fs::create_dir_all(&folder).expect("folder");
+        let file = folder.join("prices.csv");
+        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|_| "price\n".into());
+        text.push_str(&format!("{price}\n"));
+        std::fs::write(&file, text).expect("written");
+        *want.entry(cut.replace(' ', "_")).or_insert(0i64) += price;
+    }
+    let output = ember_sql(
+        dir.path(),
+        &[
+            "--executors",
+            "2",
+            "--format",
+            "csv",
+            "-c",
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION 'part/'",
+            "-c",
+            "SELECT cut, sum(price) AS total FROM p GROUP BY cut ORDER BY cut",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let got: Vec<String> = csv_after(&text(&output.stdout), "cut,total")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let want: Vec<String> = want.iter().map(|(c, t)| format!("{c},{t}")).collect();
+    assert!(want.len() > 1, "{want:?}");
+    assert_eq!(got, want);
+}
+
+#[test]
 fn files_are_read_by_path_on_s3() {
     let server = S3Server::shared();
     server.create_bucket("by-path");
@@ -552,8 +591,10 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
+        // Gone already when the shell quit.
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &self.name])
+            .stderr(Stdio::null())
             .status();
     }
 }

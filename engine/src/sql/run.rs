@@ -205,6 +205,13 @@ impl Session {
             return Ok(None);
         }
         Ok(match parsed {
+            // A table that exists and is kept: nothing changes.
+            DFStatement::CreateExternalTable(create)
+                if create.if_not_exists
+                    && self.ctx.table_exist(create.name.to_string().as_str())? =>
+            {
+                None
+            }
             DFStatement::CreateExternalTable(create) if !create.temporary => {
                 let mut sql = text.to_string();
                 for location in &create.locations {
