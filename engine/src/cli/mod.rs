@@ -53,7 +53,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run SQL and print the result.
+    /// Run SQL statements and print their results (a shell on a terminal when none are given).
     Sql(QueryArgs),
     /// Print the stage graph of a query: stages, operators, partitions and inputs.
     Explain(QueryArgs),
