@@ -19,6 +19,9 @@ use crate::streaming::job_folders;
 /// The token of the clusters that have one.
 const TOKEN: &str = "flight-sql-test-token";
 
+/// A query that runs for a long while at SF 0.1 (360 million joined rows).
+const SLOW: &str = "SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey";
+
 /// The Python with the ADBC Flight SQL driver and pyarrow, installed once.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -388,8 +391,7 @@ async fn a_client_that_disconnects_mid_result_or_mid_job_leaves_no_job_running()
     );
 
     // Mid-job: the client is killed while its job runs.
-    let slow = "SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey";
-    let mut runner = client(&uri, None, &["run", slow])
+    let mut runner = client(&uri, None, &["run", SLOW])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -477,4 +479,74 @@ async fn with_tls_adbc_needs_the_ca_and_the_token_and_gets_its_rows_over_tls() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(arrow_file_rows(&out), vec![vec!["25".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flight_info_stops_a_running_query_and_its_job() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
+    use futures::StreamExt;
+    use prost::Message;
+
+    let (cluster, uri) = flight_sql_cluster(None);
+    let session = watcher(&cluster).await;
+    let address = uri.replacen("grpc://", "http://", 1);
+    let channel = tonic::transport::Endpoint::from_shared(address)
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("the endpoint answers");
+    let mut client = FlightSqlServiceClient::new(channel);
+    let info = client
+        .execute(SLOW.to_string(), None)
+        .await
+        .expect("the query plans");
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut stream = client.do_get(ticket).await.expect("the query starts");
+    let reading = tokio::spawn(async move { stream.next().await });
+    let started = eventually(Duration::from_secs(60), async || {
+        let (jobs, slots) = busy(&session).await;
+        jobs == 1 && slots > 0
+    })
+    .await;
+    assert!(started, "the slow job runs: {:?}", busy(&session).await);
+
+    let cancel = |info| {
+        Action::new(
+            "CancelFlightInfo",
+            CancelFlightInfoRequest { info: Some(info) }.encode_to_vec(),
+        )
+    };
+    let mut answer = client
+        .do_action(cancel(info.clone()))
+        .await
+        .expect("the action is served");
+    let result = answer.next().await.expect("an answer").expect("a result");
+    let result = CancelFlightInfoResult::decode(result.body).expect("a CancelFlightInfoResult");
+    assert_eq!(result.status, CancelStatus::Cancelled as i32);
+
+    let first = reading.await.expect("the reader ends");
+    let error = match first {
+        Some(Err(e)) => e.to_string(),
+        other => panic!("the reader got {other:?} instead of a cancellation"),
+    };
+    assert!(error.contains("was cancelled"), "{error}");
+    let stopped = eventually(Duration::from_secs(20), async || {
+        busy(&session).await == (0, 0) && job_folders(&cluster.work_dirs()).is_empty()
+    })
+    .await;
+    assert!(
+        stopped,
+        "still running after the cancellation: {:?}",
+        busy(&session).await
+    );
+
+    // The query is gone: a second cancellation finds nothing to stop.
+    let mut answer = client
+        .do_action(cancel(info))
+        .await
+        .expect("the action is served");
+    let result = answer.next().await.expect("an answer").expect("a result");
+    let result = CancelFlightInfoResult::decode(result.body).expect("a CancelFlightInfoResult");
+    assert_eq!(result.status, CancelStatus::NotCancellable as i32);
 }

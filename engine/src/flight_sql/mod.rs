@@ -3,15 +3,16 @@
 //! run SQL on the cluster.
 //!
 //! ```text
-//!  ADBC / JDBC client ──GetFlightInfo(SQL)──▶ plan it, keep the plan under a handle ──▶ FlightInfo(ticket = handle)
-//!                     ──DoGet(ticket)───────▶ take the plan, run it as a job through a [`Session`]
-//!                                             connected to this scheduler, and stream its
-//!                     ◀──── FlightData ────── [`ResultStream`](crate::ResultStream) batch by batch
+//!  client ──GetFlightInfo(SQL)──▶ plan it, keep the plan under a handle
+//!         ◀── FlightInfo ──────── schema, ticket = the handle
+//!         ──DoGet(ticket)───────▶ take the plan, run it as a job through a Session
+//!                                 connected to this scheduler
+//!         ◀── FlightData ──────── its ResultStream, batch by batch as the client reads
 //! ```
 //!
-//! Statements run through a [`Session`] connected to the scheduler's own gRPC address, so
-//! their jobs take the same path as any client's: the scheduler cancels a job whose
-//! client goes away, and a result stream that is dropped (the Flight SQL client
+//! Statements run through a [`Session`](crate::Session) connected to the scheduler's own
+//! gRPC address, so their jobs take the same path as any client's: the scheduler cancels a
+//! job whose client goes away, and a result stream that is dropped (the Flight SQL client
 //! disconnected) releases its files. [`FlightSqlSessions`] builds that session, the one
 //! place that decides which tables Flight SQL clients see. Calls need `authorization:
 //! Bearer TOKEN` when the scheduler has a token, and TLS is the scheduler's.

@@ -3,8 +3,9 @@
 //! ticket is fetched; the result streams to the client batch by batch as it reads.
 //! Catalog calls are answered by [`super::metadata`].
 //!
-//! A client that goes away drops its `DoGet` stream, and with it the [`ResultStream`]
-//! (its job's files are removed) or the job still running (the scheduler cancels it).
+//! A client that goes away drops its `DoGet` stream, and with it the
+//! [`ResultStream`](crate::ResultStream) (its job's files are removed) or the job still
+//! running (the scheduler cancels it).
 
 use std::pin::Pin;
 use std::sync::Arc;
