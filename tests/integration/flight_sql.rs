@@ -550,3 +550,77 @@ async fn cancel_flight_info_stops_a_running_query_and_its_job() {
     let result = CancelFlightInfoResult::decode(result.body).expect("a CancelFlightInfoResult");
     assert_eq!(result.status, CancelStatus::NotCancellable as i32);
 }
+
+/// The task count of the last job the scheduler logged as submitted.
+fn last_job_tasks(cluster: &TestCluster) -> usize {
+    let log = cluster.scheduler_log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("job submitted"))
+        .unwrap_or_else(|| panic!("no job in the log: {log}"));
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("tasks="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no task count in {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_over_flight_sql_outlives_new_executors_whose_slots_plans_then_use() {
+    let (mut cluster, uri) = flight_sql_cluster(None);
+    let session = watcher(&cluster).await;
+    run_client(
+        &uri,
+        None,
+        &[
+            "run",
+            "CREATE VIEW big_lines AS SELECT l_orderkey FROM lineitem WHERE l_quantity > 45",
+        ],
+    );
+    let query = sql_file(
+        cluster.dir.path(),
+        "big.sql",
+        "SELECT count(*) FROM big_lines",
+    );
+    let dir = cluster.dir.path().to_path_buf();
+    let count = |name: &str| {
+        let out = dir.join(name);
+        run_client(
+            &uri,
+            None,
+            &[
+                "query",
+                query.to_str().expect("UTF-8"),
+                out.to_str().expect("UTF-8"),
+            ],
+        );
+        arrow_file_rows(&out)
+    };
+    let before = count("before.arrow");
+    let tasks_before = last_job_tasks(&cluster);
+
+    cluster
+        .add_executor(None)
+        .expect("a third executor registers");
+    let Cluster::Remote(remote) = session.cluster() else {
+        panic!("a process cluster");
+    };
+    let joined = eventually(Duration::from_secs(20), async || {
+        remote.executors().await.is_ok_and(|e| e.len() == 3)
+    })
+    .await;
+    assert!(joined, "the third executor is listed");
+    let after = count("after.arrow");
+    let tasks_after = last_job_tasks(&cluster);
+    assert_eq!(after, before, "the view answers the same");
+    let literal = sql_file(
+        cluster.dir.path(),
+        "literal.sql",
+        "SELECT count(*) FROM lineitem WHERE l_quantity > 45",
+    );
+    assert_eq!(after, ember_sql_rows(&cluster, &literal));
+    assert!(
+        tasks_after > tasks_before,
+        "plans use the new executor's slots: {tasks_before} tasks with 2 executors, \
+         {tasks_after} with 3"
+    );
+}

@@ -1,6 +1,9 @@
-//! [`EmberFlightSql`]: the Flight SQL service. Statements and prepared statements are
-//! planned when their `FlightInfo` is asked for and run as a cluster job when their
-//! ticket is fetched; the result streams to the client batch by batch as it reads.
+//! [`EmberFlightSql`]: the Flight SQL service. Queries and prepared queries are planned
+//! (physically, so the schema a `FlightInfo` announces is the one streamed) when their
+//! `FlightInfo` is asked for, and run as a cluster job when their ticket is fetched; the
+//! result streams to the client batch by batch as it reads. Other statements (DDL, `SET`,
+//! `COPY`, `INSERT`) run when their `FlightInfo` is asked for, whose schema is their
+//! result's.
 //! Catalog calls are answered by [`super::metadata`].
 //!
 //! A client that goes away drops its `DoGet` stream, and with it the
@@ -40,7 +43,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata;
 use super::sessions::FlightSqlSessions;
-use super::statements::{Cancelled, Statements, plan_sql};
+use super::statements::{Cancelled, QueryBody, Statements, plan_sql, runs_at_once};
 use crate::error::{EmberError, Result};
 use crate::session::Session;
 
@@ -75,41 +78,49 @@ impl EmberFlightSql {
         self.sessions.current().await.map_err(status)
     }
 
-    /// Keeps `plan` under a new handle and describes it: its schema and a ticket that
-    /// names the handle.
-    fn flight_info_for(
+    /// Plans `plan` physically (or runs it, for a statement that is not a query), keeps
+    /// it under a new handle, and describes it: the schema its `DoGet` streams, and a
+    /// ticket that names the handle.
+    async fn flight_info_for(
         &self,
         session: Arc<Session>,
         plan: LogicalPlan,
         descriptor: FlightDescriptor,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let schema = Arc::new(plan.schema().as_arrow().clone());
-        let handle = self.statements.add_query(session, plan);
+        let body = query_body(session, plan).await.map_err(status)?;
+        let schema = body.schema();
+        let handle = self.statements.add_query(body);
         let ticket = TicketStatementQuery {
             statement_handle: handle.into_bytes().into(),
         };
         flight_info(&schema, ticket.as_any(), descriptor)
     }
 
-    /// Runs `plan` as a job and streams its result as the client reads it; `handle` names
-    /// it for cancellation, which ends the stream with `CANCELLED`.
-    fn run(&self, handle: &str, session: Arc<Session>, plan: LogicalPlan) -> DoGetStream {
+    /// Runs `body` as a job (unless it ran already) and streams its result as the client
+    /// reads it; `handle` names it for cancellation, which ends the stream with
+    /// `CANCELLED`.
+    fn run(&self, handle: &str, body: QueryBody) -> DoGetStream {
         let (abort, registration) = AbortHandle::new_pair();
         let guard = self.statements.start(handle, abort.clone());
         let handle = handle.to_string();
-        let result = futures::stream::once(async move { session.stream_logical(plan).await })
-            .flat_map(|stream| match stream {
-                Ok(stream) => {
-                    let schema = stream.schema();
-                    let batches = stream.map_err(|e| FlightError::from(datafusion_status(e)));
-                    FlightDataEncoderBuilder::new()
-                        .with_schema(schema)
-                        .build(batches)
-                        .map_err(Status::from)
-                        .boxed()
-                }
-                Err(e) => futures::stream::once(async move { Err(status(e)) }).boxed(),
-            });
+        let result = futures::stream::once(async move {
+            match body {
+                QueryBody::Planned { session, plan } => session.stream_physical(plan).await,
+                QueryBody::Ran(stream) => Ok(*stream),
+            }
+        })
+        .flat_map(|stream| match stream {
+            Ok(stream) => {
+                let schema = stream.schema();
+                let batches = stream.map_err(|e| FlightError::from(datafusion_status(e)));
+                FlightDataEncoderBuilder::new()
+                    .with_schema(schema)
+                    .build(batches)
+                    .map_err(Status::from)
+                    .boxed()
+            }
+            Err(e) => futures::stream::once(async move { Err(status(e)) }).boxed(),
+        });
         let end = futures::stream::once(async move {
             guard.finish();
             abort
@@ -119,6 +130,17 @@ impl EmberFlightSql {
         .filter_map(futures::future::ready);
         Box::pin(Abortable::new(result, registration).chain(end))
     }
+}
+
+/// What a `DoGet` of `plan` streams: a query planned physically, or the result of a
+/// statement that runs now.
+async fn query_body(session: Arc<Session>, plan: LogicalPlan) -> Result<QueryBody> {
+    Ok(if runs_at_once(&plan) {
+        QueryBody::Ran(Box::new(session.stream_logical(plan).await?))
+    } else {
+        let plan = session.physical_plan(plan).await?;
+        QueryBody::Planned { session, plan }
+    })
 }
 
 /// A `FlightInfo` with one endpoint whose ticket is `ticket`, for a result of `schema`.
@@ -263,6 +285,7 @@ impl FlightSqlService for EmberFlightSql {
         let session = self.session().await?;
         let plan = plan_sql(&session, &query.query).await.map_err(status)?;
         self.flight_info_for(session, plan, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -273,6 +296,7 @@ impl FlightSqlService for EmberFlightSql {
         let handle = handle_text(&query.prepared_statement_handle)?;
         let (session, plan) = self.statements.bound_plan(&handle).map_err(status)?;
         self.flight_info_for(session, plan, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_catalogs(
@@ -329,8 +353,8 @@ impl FlightSqlService for EmberFlightSql {
         _request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
         let handle = handle_text(&ticket.statement_handle)?;
-        let query = self.statements.take_query(&handle).map_err(status)?;
-        Ok(Response::new(self.run(&handle, query.session, query.plan)))
+        let body = self.statements.take_query(&handle).map_err(status)?;
+        Ok(Response::new(self.run(&handle, body)))
     }
 
     async fn do_get_prepared_statement(
@@ -340,7 +364,8 @@ impl FlightSqlService for EmberFlightSql {
     ) -> std::result::Result<Response<DoGetStream>, Status> {
         let handle = handle_text(&query.prepared_statement_handle)?;
         let (session, plan) = self.statements.bound_plan(&handle).map_err(status)?;
-        Ok(Response::new(self.run(&handle, session, plan)))
+        let body = query_body(session, plan).await.map_err(status)?;
+        Ok(Response::new(self.run(&handle, body)))
     }
 
     async fn do_get_catalogs(

@@ -1,5 +1,6 @@
 //! [`Statements`]: what the Flight SQL endpoint keeps between calls. A planned query
-//! waits under a handle (the ticket's) until its `DoGet` runs it, once; a prepared
+//! waits under a handle (the ticket's) until its `DoGet` runs it, once (a DDL or other
+//! statement has run already, and its small result waits instead); a prepared
 //! statement keeps its plan and bound parameter values until it is closed; a running
 //! query can be cancelled by its handle.
 //!
@@ -17,11 +18,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::future::AbortHandle;
 
 use crate::error::{EmberError, Result};
+use crate::result_stream::ResultStream;
 use crate::session::{Session, lock};
 
 /// How long a planned query waits for its `DoGet` before it is forgotten.
@@ -30,12 +33,34 @@ const QUERY_TTL: Duration = Duration::from_secs(600);
 /// The most prepared statements open at once.
 const MAX_PREPARED: usize = 10_000;
 
-/// A planned query waiting for its `DoGet`.
-pub(crate) struct PlannedQuery {
-    /// The session it was planned in, and runs in.
-    pub(crate) session: Arc<Session>,
-    /// Its plan, with any parameter values in place.
-    pub(crate) plan: LogicalPlan,
+/// What a ticket's `DoGet` streams.
+pub(crate) enum QueryBody {
+    /// A query, planned physically in `session`: its job runs when the ticket is fetched,
+    /// and its result has the plan's schema.
+    Planned {
+        /// The session it was planned in, and runs in.
+        session: Arc<Session>,
+        /// Its physical plan.
+        plan: Arc<dyn ExecutionPlan>,
+    },
+    /// A statement that already ran when its `FlightInfo` was asked for (DDL, `SET`,
+    /// `COPY`, `INSERT`): its result schema is known only then, and it must run once.
+    Ran(Box<ResultStream>),
+}
+
+impl QueryBody {
+    /// The schema of what the `DoGet` streams.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        match self {
+            QueryBody::Planned { plan, .. } => plan.schema(),
+            QueryBody::Ran(stream) => stream.schema(),
+        }
+    }
+}
+
+/// A query waiting for its `DoGet`.
+struct PendingQuery {
+    body: QueryBody,
     /// When it was planned.
     planned: Instant,
 }
@@ -74,7 +99,7 @@ pub(crate) enum Cancelled {
 #[derive(Default)]
 pub(crate) struct Statements {
     next: AtomicU64,
-    queries: Mutex<HashMap<String, PlannedQuery>>,
+    queries: Mutex<HashMap<String, PendingQuery>>,
     prepared: Mutex<HashMap<String, Prepared>>,
     running: Arc<Mutex<HashMap<String, AbortHandle>>>,
 }
@@ -89,16 +114,15 @@ impl Statements {
         )
     }
 
-    /// Keeps `plan` (planned in `session`) until its `DoGet`; its handle.
-    pub(crate) fn add_query(&self, session: Arc<Session>, plan: LogicalPlan) -> String {
+    /// Keeps `body` until its `DoGet`; its handle.
+    pub(crate) fn add_query(&self, body: QueryBody) -> String {
         let handle = self.new_handle("query");
         let mut queries = lock(&self.queries);
         queries.retain(|_, q| q.planned.elapsed() < QUERY_TTL);
         queries.insert(
             handle.clone(),
-            PlannedQuery {
-                session,
-                plan,
+            PendingQuery {
+                body,
                 planned: Instant::now(),
             },
         );
@@ -106,9 +130,10 @@ impl Statements {
     }
 
     /// The query waiting under `handle`, which it leaves: a ticket runs once.
-    pub(crate) fn take_query(&self, handle: &str) -> Result<PlannedQuery> {
+    pub(crate) fn take_query(&self, handle: &str) -> Result<QueryBody> {
         lock(&self.queries)
             .remove(handle)
+            .map(|q| q.body)
             .ok_or_else(|| unknown("statement", handle))
     }
 
@@ -116,7 +141,11 @@ impl Statements {
     pub(crate) async fn prepare(&self, session: Arc<Session>, sql: &str) -> Result<PreparedInfo> {
         let plan = plan_sql(&session, sql).await?;
         let parameters = parameters_of(&plan)?;
-        let dataset_schema = Arc::new(plan.schema().as_arrow().clone());
+        let dataset_schema = if runs_at_once(&plan) {
+            Arc::new(Schema::empty())
+        } else {
+            Arc::new(plan.schema().as_arrow().clone())
+        };
         let parameter_schema = Arc::new(Schema::new(
             parameters
                 .iter()
@@ -275,6 +304,18 @@ fn unknown(what: &str, handle: &str) -> EmberError {
         operation: "Flight SQL",
         message: format!("no {what} has the handle '{handle}' (it ran, was closed, or expired)"),
     }
+}
+
+/// Whether `plan` is a statement that runs when its `FlightInfo` is asked for (see
+/// [`QueryBody::Ran`]) rather than a query.
+pub(crate) fn runs_at_once(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Dml(_)
+    )
 }
 
 /// Plans one SQL statement in `session`, with `?` placeholders numbered.
