@@ -267,6 +267,10 @@ async fn a_prepared_statement_binds_its_parameter_and_get_tables_lists_the_catal
     let columns = listed["columns"].as_array().expect("lineitem's columns");
     assert_eq!(columns.len(), 16, "{columns:?}");
     assert_eq!(columns[4], "l_quantity");
+    // GetSqlInfo, as the driver reports it.
+    let server = &listed["server"];
+    assert_eq!(server["name"], "Ember", "{server}");
+    assert_eq!(server["version"], env!("CARGO_PKG_VERSION"), "{server}");
 
     // A bad query is refused with one line that names what is wrong.
     let bad = sql_file(cluster.dir.path(), "bad.sql", "SELECT * FROM no_such_table");

@@ -7,7 +7,8 @@
     flight_sql_client.py URI prepared SQL VALUE
         runs SQL with one ? parameter bound to the integer VALUE; prints the first value
     flight_sql_client.py URI tables TABLE
-        prints JSON: the tables GetObjects lists, and the columns of TABLE
+        prints JSON: the tables GetObjects lists, the columns of TABLE, and what GetSqlInfo
+        says of the server
     flight_sql_client.py URI read-some SQL N
         reads N batches, says so on stdout, waits for stdin to close, then disconnects
     flight_sql_client.py URI run SQL
@@ -73,7 +74,16 @@ def tables(conn, table):
         for t in schema["db_schema_tables"] or []
     )
     schema = conn.adbc_get_table_schema(table)
-    print(json.dumps({"tables": names, "columns": schema.names}), flush=True)
+    info = conn.adbc_get_info()
+    server = {
+        "name": info.get("vendor_name"),
+        "version": info.get("vendor_version"),
+        "read_only": info.get("vendor_read_only"),
+    }
+    print(
+        json.dumps({"tables": names, "columns": schema.names, "server": server}),
+        flush=True,
+    )
 
 
 def read_some(conn, sql, n):
