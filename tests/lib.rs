@@ -209,15 +209,38 @@ pub fn install_moto(venv: &Path) -> PathBuf {
 
 /// [`install_moto`], making the environment with the Python `python3`.
 pub fn install_moto_using(venv: &Path, python3: &Path) -> PathBuf {
+    install_venv_using(venv, python3, &["moto[server]"], "moto.server, boto3")
+}
+
+/// The Python of a virtual environment under `~/.cache/ember-NAME-venv` that has
+/// `packages` from PyPI, made on first use (see [`install_venv_using`]); `imports` are
+/// the modules that show they are installed (`"pyarrow, adbc_driver_flightsql"`).
+pub fn python_venv(name: &str, packages: &[&str], imports: &str) -> PathBuf {
+    let venv = std::env::var_os("HOME")
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join(format!(".cache/ember-{name}-venv"));
+    install_venv_using(&venv, Path::new("python3"), packages, imports)
+}
+
+/// Makes the virtual environment `venv` with `python3` and `pip install`s `packages` in
+/// it, unless `imports` already import there; its Python. Making it holds a lock file
+/// beside it, so test binaries and threads that need it at once install it once, one
+/// after the other, instead of writing the same folder together.
+pub fn install_venv_using(
+    venv: &Path,
+    python3: &Path,
+    packages: &[&str],
+    imports: &str,
+) -> PathBuf {
     let python = venv.join("bin/python");
-    let has_moto = |python: &Path| {
+    let installed = |python: &Path| {
         std::process::Command::new(python)
-            .args(["-c", "import moto.server, boto3"])
+            .args(["-c", &format!("import {imports}")])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if has_moto(&python) {
+    if installed(&python) {
         return python;
     }
     if let Some(parent) = venv.parent() {
@@ -233,18 +256,19 @@ pub fn install_moto_using(venv: &Path, python3: &Path) -> PathBuf {
     lock.lock()
         .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     // Another process may have installed it while this one waited for the lock.
-    if !has_moto(&python) {
+    if !installed(&python) {
         let made = std::process::Command::new(python3)
             .args(["-m", "venv", "--clear"])
             .arg(venv)
             .status()
             .is_ok_and(|s| s.success());
         assert!(made, "python3 -m venv {} failed", venv.display());
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "moto[server]"])
+        let pip = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet"])
+            .args(packages)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(installed, "pip install moto[server] failed");
+        assert!(pip, "pip install {} failed", packages.join(" "));
     }
     python
 }

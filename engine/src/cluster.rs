@@ -186,16 +186,16 @@ impl RemoteCluster {
             .collect())
     }
 
-    /// The jobs the scheduler runs now.
-    pub async fn running_jobs(&self) -> Result<u64> {
-        Ok(self
+    /// Jobs whose stages are running or waiting to run on the cluster now.
+    pub async fn running_jobs(&self) -> Result<usize> {
+        let state = self
             .client
             .clone()
             .cluster_state(Empty {})
             .await
             .map_err(|s| self.status(s))?
-            .into_inner()
-            .running_jobs)
+            .into_inner();
+        Ok(usize::try_from(state.running_jobs).unwrap_or(usize::MAX))
     }
 
     /// Map tasks the scheduler recomputed after executor losses (`job/stage.partition`).

@@ -37,6 +37,7 @@ pub mod config;
 pub mod dataset;
 mod error;
 pub mod examples;
+pub mod flight_sql;
 pub mod output;
 pub mod pipelines;
 pub mod progress;

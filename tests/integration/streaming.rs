@@ -23,7 +23,7 @@ const ORDERED: &str = "SELECT l_partkey, l_orderkey, l_linenumber, l_extendedpri
 
 /// Job folders (`job-*`) in `dirs`, or in the folders inside them (a process executor
 /// keeps its jobs under a folder named by its id).
-fn job_folders(dirs: &[PathBuf]) -> Vec<String> {
+pub(crate) fn job_folders(dirs: &[PathBuf]) -> Vec<String> {
     fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;

@@ -30,6 +30,7 @@ use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
+use crate::flight_sql::{FlightSqlConfig, FlightSqlServer};
 use crate::progress::ProgressBar;
 use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
 use crate::{EmberConfig, OutputFormat, QueryResult, Session, TableSpec, write_result};
@@ -146,6 +147,19 @@ struct SchedulerArgs {
     /// client sees, across scheduler restarts.
     #[arg(long, value_name = "DIR")]
     catalog: Option<PathBuf>,
+    /// Also serve Arrow Flight SQL (ADBC, JDBC and other Flight SQL clients) on this
+    /// address, with the scheduler's token and TLS. A non-loopback address needs
+    /// --auth-token (or --allow-unauthenticated).
+    #[arg(long, value_name = "ADDR")]
+    flight_sql_bind: Option<SocketAddr>,
+    /// A table Flight SQL clients see, over a file, folder or glob; FORMAT is parquet, csv
+    /// or json (guessed from the extension when left out). Repeatable.
+    #[arg(
+        long = "table",
+        value_name = "NAME=PATH[:FORMAT]",
+        requires = "flight_sql_bind"
+    )]
+    tables: Vec<TableSpec>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -568,12 +582,47 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         allow_unauthenticated: args.tls.allow_unauthenticated,
         catalog: args.catalog,
     };
-    run_scheduler_process(
+    // Flight SQL's address is bound first, so that a refused one fails before the
+    // scheduler starts; it serves once the scheduler it runs statements on listens.
+    let flight_sql = match args.flight_sql_bind {
+        Some(bind) => Some(
+            FlightSqlServer::bind(FlightSqlConfig {
+                bind,
+                tables: args.tables.clone(),
+                server: args.security.server(&args.tls),
+                client: args.security.client(),
+                allow_unauthenticated: args.tls.allow_unauthenticated,
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    let flight_sql_address = flight_sql.as_ref().map(FlightSqlServer::local_addr);
+    let (listening, scheduler_address) = tokio::sync::oneshot::channel();
+    let scheduler = run_scheduler_process(
         config,
-        |address| announce(&format!("ember scheduler listening on {address}")),
+        move |address| {
+            announce(&format!("ember scheduler listening on {address}"));
+            if let Some(flight_sql) = flight_sql_address {
+                announce(&format!("ember flight sql listening on {flight_sql}"));
+            }
+            let _ = listening.send(address);
+        },
         shutdown_signal(),
-    )
-    .await?;
+    );
+    match flight_sql {
+        None => scheduler.await?,
+        Some(server) => {
+            let flight_sql = async move {
+                match scheduler_address.await {
+                    Ok(address) => server.serve(address, shutdown_signal()).await,
+                    // The scheduler never listened; its own error says why.
+                    Err(_) => Ok(()),
+                }
+            };
+            tokio::try_join!(scheduler, flight_sql)?;
+        }
+    }
     Ok(())
 }
 
