@@ -131,7 +131,7 @@ fn fits(seen: &str, column: &str) -> bool {
 }
 
 /// The header and column types of a CSV file: per column, the most specific type that
-/// 90 % of the first [`INFER_RECORDS`] records' non-empty values parse as (integers count
+/// 90 % of the first 1000 records' non-empty values parse as (integers count
 /// for floats; text fits everything).
 pub fn infer_csv_schema(path: &Path) -> Result<Vec<(String, String)>> {
     let file = std::fs::File::open(path).map_err(|source| EmberError::Io {
