@@ -612,9 +612,6 @@ mod tests {
         ));
         let status = status(e);
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert_eq!(
-            status.message(),
-            "Error during planning: table 'nope' not found second line"
-        );
+        assert_eq!(status.message(), "table 'nope' not found second line");
     }
 }
