@@ -8,13 +8,19 @@
 //! product, <dimensions...>, quantity, unit_price, revenue, sale_date
 //! ```
 //!
+//! Money is money: `unit_price` is [`PRICE`] (`Decimal128(12, 2)`), `revenue` is
+//! [`REVENUE`] (`Decimal128(20, 2)`) and its sums `Decimal128(30, 2)`; means, standard
+//! deviations and quantiles are rounded to the cent, so no table prints float noise. The
+//! quantity is an `Int64`.
+//!
 //! - the products dataset (`ember datasets products`): sales joined with the catalog for the
 //!   product name; dimensions `category`, `brand`;
 //! - TPC-H: `lineitem` joined with `part`; the manufacturer is the category and `p_brand`
 //!   the brand; the unit price is the extended price over the quantity, the revenue is
 //!   after discount; the ship date is the sale date;
 //! - diamonds: each stone sold once at its price; the product is its carat, colour and
-//!   clarity; dimensions `cut`, `color`, `clarity`; no dates.
+//!   clarity; dimensions `cut`, `color`, `clarity`; no dates; the integer price is cast
+//!   to [`PRICE`] as it is read.
 //!
 //! The report is four tables, each ordered on a unique key so that two runs compare row
 //! by row:
@@ -26,14 +32,14 @@
 //! - `top_products`: the 10 best-selling products of each category by revenue
 //!   (`row_number()` over the category);
 //! - `monthly`: revenue per category and month with the change from the month before
-//!   (`lag()`); absent for data without dates.
+//!   (`lag()`, as a ratio rounded to 4 decimals); absent for data without dates.
 
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Type};
 use datafusion::common::{JoinType, ScalarValue};
-use datafusion::functions::expr_fn::{concat, date_trunc};
+use datafusion::functions::expr_fn::{concat, date_trunc, round};
 use datafusion::functions_aggregate::expr_fn::{
     approx_percentile_cont, avg, count, max, min, stddev, sum,
 };
@@ -51,8 +57,17 @@ use crate::session::{QueryResult, Session};
 /// The view every form reads.
 pub const PRICE_SALES: &str = "price_sales";
 
-/// Fixed price-band edges: band 0 is below the first edge, band i is [edge i-1, edge i),
-/// the last band is at or above the last edge.
+/// The type of a unit price and of every price statistic: money to the cent.
+pub const PRICE: DataType = DataType::Decimal128(12, 2);
+
+/// The type of one sale's revenue; sums of it are `Decimal128(30, 2)`.
+pub const REVENUE: DataType = DataType::Decimal128(20, 2);
+
+/// [`PRICE`] in SQL.
+const PRICE_SQL: &str = "DECIMAL(12, 2)";
+
+/// Fixed price-band edges (whole currency units): band 0 is below the first edge, band i
+/// is [edge i-1, edge i), the last band is at or above the last edge.
 pub const FIXED_EDGES: &[f64] = &[
     10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
@@ -122,7 +137,6 @@ pub fn ensure_products(dir: &Path, rows: u64, parts: usize) -> Result<bool> {
 /// Registers the view `price_sales` over `source` (built with the Dataset API; both forms
 /// read it).
 pub async fn register_price_sales(session: &Session, source: &PriceSource) -> Result<()> {
-    let f64_of = |name: &str| cast(col(name), DataType::Float64);
     let sales = match source {
         PriceSource::Products(dir) => {
             let sales = session
@@ -142,9 +156,13 @@ pub async fn register_price_sales(session: &Session, source: &PriceSource) -> Re
                     col("name").alias("product"),
                     col("category"),
                     col("brand"),
-                    f64_of("quantity").alias("quantity"),
-                    col("unit_price"),
-                    (col("unit_price") * f64_of("quantity")).alias("revenue"),
+                    cast(col("quantity"), DataType::Int64).alias("quantity"),
+                    cast(col("unit_price"), PRICE).alias("unit_price"),
+                    cast(
+                        cast(col("unit_price"), PRICE) * cast(col("quantity"), DataType::Int64),
+                        REVENUE,
+                    )
+                    .alias("revenue"),
                     col("sale_date"),
                 ])?
         }
@@ -162,10 +180,13 @@ pub async fn register_price_sales(session: &Session, source: &PriceSource) -> Re
                     col("p_name").alias("product"),
                     col("p_mfgr").alias("category"),
                     col("p_brand").alias("brand"),
-                    f64_of("l_quantity").alias("quantity"),
-                    (f64_of("l_extendedprice") / f64_of("l_quantity")).alias("unit_price"),
-                    (f64_of("l_extendedprice") * (lit(1.0) - f64_of("l_discount")))
-                        .alias("revenue"),
+                    cast(col("l_quantity"), DataType::Int64).alias("quantity"),
+                    cast(col("l_extendedprice") / col("l_quantity"), PRICE).alias("unit_price"),
+                    cast(
+                        col("l_extendedprice") * (lit(1_i64) - col("l_discount")),
+                        REVENUE,
+                    )
+                    .alias("revenue"),
                     col("l_shipdate").alias("sale_date"),
                 ])?
         }
@@ -195,9 +216,9 @@ pub async fn register_price_sales(session: &Session, source: &PriceSource) -> Re
                 col("cut"),
                 col("color"),
                 col("clarity"),
-                lit(1.0).alias("quantity"),
-                f64_of("price").alias("unit_price"),
-                f64_of("price").alias("revenue"),
+                lit(1_i64).alias("quantity"),
+                cast(col("price"), PRICE).alias("unit_price"),
+                cast(col("price"), REVENUE).alias("revenue"),
                 lit(ScalarValue::Date32(None)).alias("sale_date"),
             ])?
         }
@@ -260,12 +281,14 @@ fn summary_sql(dims: &[&str]) -> String {
             format!(
                 "SELECT '{d}' AS dimension, CAST({d} AS VARCHAR) AS key, count(*) AS sales, \
                  sum(revenue) AS revenue, min(unit_price) AS min_price, \
-                 max(unit_price) AS max_price, avg(unit_price) AS mean_price, \
-                 stddev(unit_price) AS stddev_price, \
-                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY unit_price) AS median_price, \
-                 approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY unit_price) AS p90_price, \
-                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY unit_price) AS p99_price \
-                 FROM {PRICE_SALES} GROUP BY {d}"
+                 max(unit_price) AS max_price, \
+                 CAST(avg(unit_price) AS {PRICE_SQL}) AS mean_price, \
+                 CAST(stddev(CAST(unit_price AS DOUBLE)) AS {PRICE_SQL}) AS stddev_price, \
+                 {} AS median_price, {} AS p90_price, {} AS p99_price \
+                 FROM {PRICE_SALES} GROUP BY {d}",
+                percentile_sql(0.5),
+                percentile_sql(0.9),
+                percentile_sql(0.99),
             )
         })
         .collect();
@@ -275,12 +298,33 @@ fn summary_sql(dims: &[&str]) -> String {
     )
 }
 
-/// `CASE` over the unit price giving the band index for `edges`.
-fn band_case_sql(edges: &[f64]) -> String {
+/// The `q` quantile of the unit price (t-digest, over its value as a double) rounded to
+/// the cent.
+fn percentile_sql(q: f64) -> String {
+    format!(
+        "CAST(approx_percentile_cont({q:?}) WITHIN GROUP (ORDER BY CAST(unit_price AS DOUBLE)) \
+         AS {PRICE_SQL})"
+    )
+}
+
+/// A price of `cents` as a SQL literal of type [`PRICE`].
+fn price_literal_sql(cents: i128) -> String {
+    format!("CAST('{}' AS {PRICE_SQL})", cents_text(cents))
+}
+
+/// `cents` as a plain decimal number with two decimals (`-12.05`).
+fn cents_text(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// `CASE` over the unit price giving the band index for `edges` (in cents).
+fn band_case_sql(edges: &[i128]) -> String {
     let arms: String = edges
         .iter()
         .enumerate()
-        .map(|(i, e)| format!(" WHEN unit_price < {e:?} THEN {i}"))
+        .map(|(i, e)| format!(" WHEN unit_price < {} THEN {i}", price_literal_sql(*e)))
         .collect();
     if arms.is_empty() {
         return "0".to_string();
@@ -289,19 +333,19 @@ fn band_case_sql(edges: &[f64]) -> String {
 }
 
 /// `CASE` over the band index giving its lower (`upper == false`) or upper edge.
-fn band_edge_sql(edges: &[f64], upper: bool) -> String {
+fn band_edge_sql(edges: &[i128], upper: bool) -> String {
     let arms: String = (0..=edges.len())
         .filter_map(|band| band_edge(edges, band, upper).map(|e| (band, e)))
-        .map(|(band, e)| format!(" WHEN {band} THEN {e:?}"))
+        .map(|(band, e)| format!(" WHEN {band} THEN {}", price_literal_sql(e)))
         .collect();
     if arms.is_empty() {
-        return "CAST(NULL AS DOUBLE)".to_string();
+        return format!("CAST(NULL AS {PRICE_SQL})");
     }
     format!("CASE band{arms} END")
 }
 
-fn bands_sql(category: &str, quantile_edges: &[f64]) -> String {
-    let scheme = |name: &str, edges: &[f64]| {
+fn bands_sql(category: &str, quantile_edges: &[i128]) -> String {
+    let scheme = |name: &str, edges: &[i128]| {
         format!(
             "SELECT '{name}' AS scheme, category, band, {low} AS low, {high} AS high, sales, \
              revenue FROM (SELECT {category} AS category, {case} AS band, count(*) AS sales, \
@@ -314,7 +358,7 @@ fn bands_sql(category: &str, quantile_edges: &[f64]) -> String {
     };
     format!(
         "SELECT * FROM ({} UNION ALL {}) ORDER BY scheme, category, band",
-        scheme("fixed", FIXED_EDGES),
+        scheme("fixed", &fixed_edges()),
         scheme("quantile", quantile_edges)
     )
 }
@@ -333,7 +377,8 @@ fn top_products_sql(category: &str) -> String {
 fn monthly_sql(category: &str) -> String {
     format!(
         "SELECT category, month, revenue, previous_revenue, \
-           (revenue - previous_revenue) / previous_revenue AS change FROM (\
+           round(CAST(revenue - previous_revenue AS DOUBLE) / CAST(previous_revenue AS DOUBLE), \
+             4) AS change FROM (\
            SELECT category, month, revenue, lag(revenue) OVER (PARTITION BY category \
              ORDER BY month) AS previous_revenue \
            FROM (SELECT {category} AS category, \
@@ -346,8 +391,19 @@ fn monthly_sql(category: &str) -> String {
 
 // ---- the DSL form ----
 
+/// The `q` quantile of the unit price (t-digest, over its value as a double) rounded to
+/// the cent.
 fn percentile(q: f64) -> Expr {
-    approx_percentile_cont(col("unit_price").sort(true, false), lit(q), None)
+    let price = cast(col("unit_price"), DataType::Float64);
+    cast(
+        approx_percentile_cont(price.sort(true, false), lit(q), None),
+        PRICE,
+    )
+}
+
+/// A price of `cents` as a literal of type [`PRICE`].
+fn price_literal(cents: i128) -> Expr {
+    lit(ScalarValue::Decimal128(Some(cents), 12, 2))
 }
 
 fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
@@ -360,8 +416,9 @@ fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
                 sum(col("revenue")).alias("revenue"),
                 min(col("unit_price")).alias("min_price"),
                 max(col("unit_price")).alias("max_price"),
-                avg(col("unit_price")).alias("mean_price"),
-                stddev(col("unit_price")).alias("stddev_price"),
+                cast(avg(col("unit_price")), PRICE).alias("mean_price"),
+                cast(stddev(cast(col("unit_price"), DataType::Float64)), PRICE)
+                    .alias("stddev_price"),
                 percentile(0.5).alias("median_price"),
                 percentile(0.9).alias("p90_price"),
                 percentile(0.99).alias("p99_price"),
@@ -393,29 +450,30 @@ fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
     ])
 }
 
-/// The band index of the unit price for `edges`.
-fn band_case_dsl(edges: &[f64]) -> Result<Expr> {
+/// The band index of the unit price for `edges` (in cents).
+fn band_case_dsl(edges: &[i128]) -> Result<Expr> {
     let mut arms = edges.iter().enumerate();
     let Some((_, first)) = arms.next() else {
         return Ok(lit(0_i64));
     };
-    let mut case = when(col("unit_price").lt(lit(*first)), lit(0_i64));
+    let mut case = when(col("unit_price").lt(price_literal(*first)), lit(0_i64));
     for (i, e) in arms {
-        case = case.when(col("unit_price").lt(lit(*e)), lit(i as i64));
+        case = case.when(col("unit_price").lt(price_literal(*e)), lit(i as i64));
     }
     Ok(case.otherwise(lit(edges.len() as i64))?)
 }
 
 /// The lower or upper edge of the band in column `band`.
-fn band_edge_dsl(edges: &[f64], upper: bool) -> Result<Expr> {
+fn band_edge_dsl(edges: &[i128], upper: bool) -> Result<Expr> {
     let mut arms =
         (0..=edges.len()).filter_map(|band| band_edge(edges, band, upper).map(|e| (band, e)));
     let Some((band, e)) = arms.next() else {
-        return Ok(lit(ScalarValue::Float64(None)));
+        return Ok(lit(ScalarValue::Decimal128(None, 12, 2)));
     };
-    let mut case = datafusion::logical_expr::case(col("band")).when(lit(band as i64), lit(e));
+    let mut case =
+        datafusion::logical_expr::case(col("band")).when(lit(band as i64), price_literal(e));
     for (band, e) in arms {
-        case = case.when(lit(band as i64), lit(e));
+        case = case.when(lit(band as i64), price_literal(e));
     }
     Ok(case.end()?)
 }
@@ -423,9 +481,9 @@ fn band_edge_dsl(edges: &[f64], upper: bool) -> Result<Expr> {
 fn bands_dsl<'s>(
     sales: &Dataset<'s>,
     category: &str,
-    quantile_edges: &[f64],
+    quantile_edges: &[i128],
 ) -> Result<Dataset<'s>> {
-    let scheme = |name: &str, edges: &[f64]| -> Result<Dataset<'s>> {
+    let scheme = |name: &str, edges: &[i128]| -> Result<Dataset<'s>> {
         sales
             .filter(col("unit_price").is_not_null())?
             .select(vec![
@@ -448,7 +506,7 @@ fn bands_dsl<'s>(
                 col("revenue"),
             ])
     };
-    scheme("fixed", FIXED_EDGES)?
+    scheme("fixed", &fixed_edges())?
         .union(&scheme("quantile", quantile_edges)?)?
         .sort(vec![
             col("scheme").sort(true, false),
@@ -523,7 +581,12 @@ fn monthly_dsl<'s>(sales: &Dataset<'s>, category: &str) -> Result<Dataset<'s>> {
             col("month"),
             col("revenue"),
             col("previous_revenue"),
-            ((col("revenue") - col("previous_revenue")) / col("previous_revenue")).alias("change"),
+            round(vec![
+                cast(col("revenue") - col("previous_revenue"), DataType::Float64)
+                    / cast(col("previous_revenue"), DataType::Float64),
+                lit(4_i64),
+            ])
+            .alias("change"),
         ])?
         .sort(vec![
             col("category").sort(true, false),
@@ -535,7 +598,7 @@ fn monthly_dsl<'s>(sales: &Dataset<'s>, category: &str) -> Result<Dataset<'s>> {
 
 /// The lower (or upper) edge of `band` for `edges`; none below the first band or above the
 /// last.
-fn band_edge(edges: &[f64], band: usize, upper: bool) -> Option<f64> {
+fn band_edge(edges: &[i128], band: usize, upper: bool) -> Option<i128> {
     if upper {
         edges.get(band).copied()
     } else {
@@ -543,19 +606,23 @@ fn band_edge(edges: &[f64], band: usize, upper: bool) -> Option<f64> {
     }
 }
 
-/// The unit prices at [`BAND_QUANTILES`] over all sales, computed in the given form; equal
-/// edges (few distinct prices) are kept once.
-async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<f64>> {
+/// [`FIXED_EDGES`] in cents.
+fn fixed_edges() -> Vec<i128> {
+    FIXED_EDGES
+        .iter()
+        .map(|e| (e * 100.0).round() as i128)
+        .collect()
+}
+
+/// The unit prices at [`BAND_QUANTILES`] over all sales (in cents), computed in the given
+/// form; equal edges (few distinct prices) are kept once.
+async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<i128>> {
     let result = match form {
         ReportForm::Sql => {
             let columns: Vec<String> = BAND_QUANTILES
                 .iter()
                 .enumerate()
-                .map(|(i, q)| {
-                    format!(
-                        "approx_percentile_cont({q:?}) WITHIN GROUP (ORDER BY unit_price) AS q{i}"
-                    )
-                })
+                .map(|(i, q)| format!("{} AS q{i}", percentile_sql(*q)))
                 .collect();
             session
                 .sql(&format!("SELECT {} FROM {PRICE_SALES}", columns.join(", ")))
@@ -579,12 +646,11 @@ async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<f64>>
     let mut edges = Vec::new();
     for batch in &result.batches {
         for column in batch.columns() {
-            let values =
-                column
-                    .as_primitive_opt::<Float64Type>()
-                    .ok_or_else(|| EmberError::Internal {
-                        message: format!("a price quantile of type {}", column.data_type()),
-                    })?;
+            let values = column.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
+                EmberError::Internal {
+                    message: format!("a price quantile of type {}", column.data_type()),
+                }
+            })?;
             for i in 0..values.len() {
                 if values.is_valid(i) {
                     edges.push(values.value(i));
@@ -603,6 +669,68 @@ pub struct PriceRun {
     pub tables: Vec<(&'static str, QueryResult)>,
     /// Rows written per table, when the report went to an output folder.
     pub written: Vec<(&'static str, u64)>,
+    /// What the report read.
+    pub input: PriceInput,
+}
+
+impl PriceRun {
+    /// The table called `name`, when the report has it.
+    pub fn table(&self, name: &str) -> Option<&QueryResult> {
+        self.tables.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+}
+
+/// What the report read: the sales of `price_sales` and the files behind them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceInput {
+    /// Rows of `price_sales` (sales that found their product).
+    pub sales: u64,
+    /// Files read (sales and catalog; lineitem and part; the diamonds file).
+    pub files: usize,
+    /// The first and last sale date (days since 1970-01-01), for data with dates.
+    pub dates: Option<(i32, i32)>,
+}
+
+/// Counts the rows, files and dates behind the registered `price_sales`.
+async fn price_input(session: &Session, source: &PriceSource) -> Result<PriceInput> {
+    let folders = match source {
+        PriceSource::Products(dir) => vec![dir.join("sales"), dir.join("products")],
+        PriceSource::Tpch(dir) => vec![dir.join("lineitem"), dir.join("part")],
+        PriceSource::Diamonds(_) => Vec::new(),
+    };
+    let mut files = usize::from(folders.is_empty());
+    for folder in &folders {
+        files += session.output_files(&path_text(folder)?).await?;
+    }
+    let counts = session
+        .table(PRICE_SALES)
+        .await?
+        .group_by(vec![])
+        .agg(vec![
+            count(lit(1)).alias("sales"),
+            min(col("sale_date")).alias("first"),
+            max(col("sale_date")).alias("last"),
+        ])?
+        .collect()
+        .await?;
+    let mut input = PriceInput {
+        sales: 0,
+        files,
+        dates: None,
+    };
+    if let Some(batch) = counts.batches.iter().find(|b| b.num_rows() > 0) {
+        let sales = batch.column(0).as_primitive_opt::<Int64Type>();
+        input.sales = sales.map_or(0, |s| u64::try_from(s.value(0)).unwrap_or(0));
+        let day = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive_opt::<Date32Type>()
+                .filter(|d| d.is_valid(0))
+                .map(|d| d.value(0))
+        };
+        input.dates = day(1).zip(day(2));
+    }
+    Ok(input)
 }
 
 /// Runs the report over `source` in `form`; with `out`, writes each table as Parquet under
@@ -623,6 +751,7 @@ pub async fn run_product_prices(
     let mut run = PriceRun {
         tables: Vec::new(),
         written: Vec::new(),
+        input: price_input(session, source).await?,
     };
     for (name, rows) in &report.tables {
         let rows = match out {

@@ -19,7 +19,7 @@ mod tpch;
 
 pub use error::DatasetError;
 pub use products::{
-    ProductsOptions, ProductsSummary, generate_products, products_schema, sales_schema,
+    PRICE_TYPE, ProductsOptions, ProductsSummary, generate_products, products_schema, sales_schema,
 };
 pub use tpch::{
     SUCCESS_MARKER, TableSummary, TpchOptions, TpchSummary, TpchTable, generate_tpch,

@@ -5,6 +5,7 @@
 //! DIR/products/part-0.parquet     product_id, name, category, brand, list_price
 //! DIR/sales/part-<i>.parquet      sale_id, sale_date, product_id, category, brand,
 //!                                 quantity, unit_price, region, customer_id
+//!                                 (prices are Decimal128(12, 2): money in cents)
 //! DIR/sales-csv/sales.csv         (with --dirty-fraction) the sales as CSV, that share of
 //!                                 rows malformed; DIR/sales-csv/_DIRTY_ROWS holds the count
 //! DIR/_SUCCESS                    written last
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    ArrayBuilder, ArrayRef, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder,
     StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -56,6 +57,11 @@ const CATEGORIES: &[(&str, f64, f64)] = &[
     ("Health", 16.0, 0.6),
     ("Furniture", 300.0, 0.7),
 ];
+
+/// The type of every price: money to the cent, up to ten digits before the point.
+pub const PRICE_TYPE: DataType = DataType::Decimal128(PRICE_PRECISION, PRICE_SCALE);
+const PRICE_PRECISION: u8 = 12;
+const PRICE_SCALE: i8 = 2;
 
 /// Brands per category.
 const BRANDS: usize = 40;
@@ -142,6 +148,17 @@ fn brand_name(category: usize, brand: usize) -> String {
 
 fn cents(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
+}
+
+/// A price rounded to the cent, as the integer number of cents that Decimal128(12, 2)
+/// stores.
+fn to_cents(value: f64) -> i128 {
+    (value * 100.0).round() as i128
+}
+
+/// A builder of prices in [`PRICE_TYPE`].
+fn price_builder() -> Decimal128Builder {
+    Decimal128Builder::new().with_data_type(PRICE_TYPE)
 }
 
 fn invalid(option: &'static str, message: String) -> DatasetError {
@@ -415,7 +432,7 @@ pub fn products_schema() -> SchemaRef {
         Field::new("name", DataType::Utf8, false),
         Field::new("category", DataType::Utf8, false),
         Field::new("brand", DataType::Utf8, true),
-        Field::new("list_price", DataType::Float64, false),
+        Field::new("list_price", PRICE_TYPE, false),
     ]))
 }
 
@@ -428,19 +445,30 @@ pub fn sales_schema() -> SchemaRef {
         Field::new("category", DataType::Utf8, false),
         Field::new("brand", DataType::Utf8, true),
         Field::new("quantity", DataType::Int32, false),
-        Field::new("unit_price", DataType::Float64, true),
+        Field::new("unit_price", PRICE_TYPE, true),
         Field::new("region", DataType::Utf8, true),
         Field::new("customer_id", DataType::Int64, true),
     ]))
 }
 
-#[derive(Default)]
 struct ProductBatch {
     id: Int64Builder,
     name: StringBuilder,
     category: StringBuilder,
     brand: StringBuilder,
-    price: Float64Builder,
+    price: Decimal128Builder,
+}
+
+impl Default for ProductBatch {
+    fn default() -> Self {
+        Self {
+            id: Int64Builder::new(),
+            name: StringBuilder::new(),
+            category: StringBuilder::new(),
+            brand: StringBuilder::new(),
+            price: price_builder(),
+        }
+    }
 }
 
 impl BatchBuilder<Product> for ProductBatch {
@@ -455,7 +483,7 @@ impl BatchBuilder<Product> for ProductBatch {
         self.category.append_value(category);
         self.brand
             .append_option(p.brand.map(|b| brand_name(p.category, b)));
-        self.price.append_value(p.list_price);
+        self.price.append_value(to_cents(p.list_price));
     }
 
     fn len(&self) -> usize {
@@ -474,7 +502,6 @@ impl BatchBuilder<Product> for ProductBatch {
     }
 }
 
-#[derive(Default)]
 struct SaleBatch {
     id: Int64Builder,
     day: Date32Builder,
@@ -482,9 +509,25 @@ struct SaleBatch {
     category: StringBuilder,
     brand: StringBuilder,
     quantity: Int32Builder,
-    price: Float64Builder,
+    price: Decimal128Builder,
     region: StringBuilder,
     customer: Int64Builder,
+}
+
+impl Default for SaleBatch {
+    fn default() -> Self {
+        Self {
+            id: Int64Builder::new(),
+            day: Date32Builder::new(),
+            product: Int64Builder::new(),
+            category: StringBuilder::new(),
+            brand: StringBuilder::new(),
+            quantity: Int32Builder::new(),
+            price: price_builder(),
+            region: StringBuilder::new(),
+            customer: Int64Builder::new(),
+        }
+    }
 }
 
 impl BatchBuilder<Sale> for SaleBatch {
@@ -500,7 +543,7 @@ impl BatchBuilder<Sale> for SaleBatch {
         self.brand
             .append_option(s.brand.map(|b| brand_name(s.category, b)));
         self.quantity.append_value(s.quantity);
-        self.price.append_option(s.unit_price);
+        self.price.append_option(s.unit_price.map(to_cents));
         self.region.append_option(s.region.map(|r| REGIONS[r]));
         self.customer.append_option(s.customer);
     }
@@ -529,8 +572,8 @@ impl BatchBuilder<Sale> for SaleBatch {
 mod tests {
     use std::collections::HashMap;
 
-    use arrow::array::{Array, AsArray, Float64Array};
-    use arrow::datatypes::Float64Type;
+    use arrow::array::{Array, AsArray, Decimal128Array};
+    use arrow::datatypes::Decimal128Type;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
@@ -581,7 +624,8 @@ mod tests {
                     .all(|d| (FIRST_DAY..FIRST_DAY + DAYS).contains(d))
             );
             let categories = batch.column(3).as_string::<i32>();
-            let prices: &Float64Array = batch.column(6).as_primitive::<Float64Type>();
+            let prices: &Decimal128Array = batch.column(6).as_primitive::<Decimal128Type>();
+            assert_eq!(prices.data_type(), &PRICE_TYPE);
             missing_price += prices.null_count();
             missing_brand += batch.column(4).null_count();
             for i in 0..batch.num_rows() {
@@ -590,7 +634,7 @@ mod tests {
                     .or_default();
                 entry.0 += 1;
                 if prices.is_valid(i) {
-                    entry.1 += prices.value(i);
+                    entry.1 += prices.value(i) as f64 / 100.0;
                 }
             }
         }

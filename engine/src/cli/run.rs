@@ -10,6 +10,7 @@ use super::{ClusterArgs, finish_progress, new_session, print_result};
 
 mod forest;
 use crate::OutputFormat;
+use crate::examples::price_summary::{DEFAULT_TOP, SummaryContext, price_summary};
 use crate::examples::product_prices::{
     PriceSource, ReportForm, ensure_products, run_product_prices,
 };
@@ -69,9 +70,16 @@ pub(crate) struct RunArgs {
     /// forest-prep: how imputers fill missing numbers: mean or median.
     #[arg(long, default_value = "mean")]
     impute: String,
-    /// Where the pipeline writes its tables as Parquet (a folder that must be empty).
+    /// Where the pipeline writes its tables as Parquet (a folder that must be empty;
+    /// product-prices: default `out/product-prices`, replaced on every run).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// product-prices: what to print with --format table: a short summary, or every table.
+    #[arg(long, value_enum, default_value_t = Show::Summary)]
+    show: Show,
+    /// product-prices: categories in the summary, by revenue.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP)]
+    top: usize,
     /// product-prices: read TPC-H `part` and `lineitem` from this folder.
     #[arg(long, value_name = "DIR", conflicts_with = "diamonds")]
     tpch: Option<PathBuf>,
@@ -106,6 +114,18 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
 }
+
+/// What `run product-prices` prints.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Show {
+    /// What was read, the top categories and the price bands, in about 30 lines.
+    Summary,
+    /// Every table of the report.
+    All,
+}
+
+/// Where `run product-prices` writes its tables without `--out`.
+const DEFAULT_PRICES_OUT: &str = "out/product-prices";
 
 /// The two forms of the product-price report.
 #[derive(Clone, Copy, ValueEnum)]
@@ -228,6 +248,9 @@ fn price_source(args: &RunArgs) -> anyhow::Result<PriceSource> {
 }
 
 async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
+    if args.top == 0 {
+        anyhow::bail!("invalid setting --top: expected at least 1 category, got 0");
+    }
     let source = price_source(args)?;
     if let PriceSource::Products(dir) = &source {
         // An object-store URL is read as it is; a local folder is checked (and made).
@@ -249,26 +272,46 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
         Form::Dsl => ReportForm::Dsl,
         Form::Sql => ReportForm::Sql,
     };
-    let (session, bar) = new_session(&args.cluster).await?;
+    // The default folder is the pipeline's own: each run replaces the one before, unless
+    // --mode says otherwise.
+    let mut cluster = args.cluster.clone();
+    let out_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => {
+            cluster.mode.get_or_insert_with(|| "overwrite".to_string());
+            PathBuf::from(DEFAULT_PRICES_OUT)
+        }
+    };
+    let out = out_dir.to_string_lossy().into_owned();
+    let (session, bar) = new_session(&cluster).await?;
     let started = std::time::Instant::now();
-    let out = args
-        .out
-        .as_deref()
-        .map(|p| p.to_string_lossy().into_owned());
-    let run = run_product_prices(&session, &source, form, out.as_deref()).await;
+    let run = run_product_prices(&session, &source, form, Some(&out)).await;
     finish_progress(bar.as_deref());
     let run = run?;
     let elapsed = started.elapsed().as_secs_f64();
-    for (name, rows) in &run.tables {
-        if *name == "summary" || args.out.is_none() {
-            println!("{name}:");
-            print_result(rows, args.format)?;
+    if args.format == OutputFormat::Table && args.show == Show::Summary {
+        let context = SummaryContext {
+            source: source.clone(),
+            form,
+            top: args.top,
+            out: Some(out),
+            executors: session.config().executors,
+            seconds: elapsed,
+        };
+        let mut stdout = std::io::stdout().lock();
+        for line in price_summary(&run, &context)? {
+            writeln!(stdout, "{line}")?;
         }
+        return Ok(());
+    }
+    for (name, rows) in &run.tables {
+        println!("{name}:");
+        print_result(rows, args.format)?;
     }
     for (name, count) in &run.written {
         eprintln!(
             "wrote {count} rows of {name} to {}",
-            out_folder(args, name).display()
+            Path::new(&out).join(name).display()
         );
     }
     eprintln!(
@@ -278,13 +321,6 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
         elapsed
     );
     Ok(())
-}
-
-fn out_folder(args: &RunArgs, table: &str) -> PathBuf {
-    args.out
-        .as_deref()
-        .unwrap_or_else(|| Path::new("."))
-        .join(table)
 }
 
 fn source_name(source: &PriceSource) -> String {

@@ -457,7 +457,7 @@ fn the_showcase_pipelines_run_and_print_their_figures() {
     ]);
     assert!(out.starts_with("summary:\n"), "{out}");
     assert!(
-        out.contains("cut,Ideal,21551,74513487.0,326.0,18806.0"),
+        out.contains("cut,Ideal,21551,74513487.00,326.00,18806.00,3457.54,"),
         "{out}"
     );
     for table in ["summary", "bands", "top_products"] {
@@ -489,6 +489,77 @@ fn the_showcase_pipelines_run_and_print_their_figures() {
     assert!(out.contains("53940 labelled rows: RMSE"), "{out}");
 }
 
+/// Whether `text` has a number with more than two decimals.
+fn long_decimals(text: &str) -> Option<&str> {
+    text.lines().find(|line| {
+        let bytes = line.as_bytes();
+        bytes.iter().enumerate().any(|(i, b)| {
+            *b == b'.'
+                && i > 0
+                && bytes[i - 1].is_ascii_digit()
+                && bytes[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count()
+                    > 2
+        })
+    })
+}
+
+#[test]
+fn the_readme_first_command_prints_a_short_summary_from_a_fresh_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args([
+                "run",
+                "product-prices",
+                "--rows",
+                "20000",
+                "--executors",
+                "2",
+            ])
+            .current_dir(dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("ember runs")
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("made 20000 sales in data/products"),
+        "{}",
+        stderr(&first)
+    );
+    let out = stdout(&first);
+    let lines = out.lines().count() + stderr(&first).lines().count();
+    assert!(lines <= 40, "{lines} lines:\n{out}");
+    assert!(
+        out.starts_with("product-prices, DSL form: 20,000 sales from 5 files in data/products"),
+        "{out}"
+    );
+    assert!(out.contains("Top 10 of 16 categories by revenue"), "{out}");
+    assert!(out.contains("Price bands, all categories"), "{out}");
+    assert!(out.contains("as Parquet in out/product-prices"), "{out}");
+    assert_eq!(long_decimals(&out), None, "{out}");
+    for table in ["summary", "bands", "top_products", "monthly"] {
+        assert!(
+            dir.path().join("out/product-prices").join(table).is_dir(),
+            "{table} written"
+        );
+    }
+    // The default output folder is the pipeline's own: a second run replaces it.
+    let second = run();
+    assert!(second.status.success(), "{}", stderr(&second));
+    let again = stdout(&second);
+    let top = |text: &str| text.lines().skip(5).take(10).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        top(&again),
+        top(&out),
+        "the same data gives the same top 10"
+    );
+}
+
 #[test]
 fn bad_pipeline_options_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -505,6 +576,18 @@ fn bad_pipeline_options_are_named() {
     assert_fails_naming(
         &ember(&["run", "product-prices", "--form", "python"]),
         &["--form", "python"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--show", "everything"]),
+        &["--show", "everything"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--top", "0"]),
+        &["--top", "0"],
+    );
+    assert_fails_naming(
+        &ember(&["run", "product-prices", "--format", "xml"]),
+        &["--format", "xml"],
     );
     assert_fails_naming(
         &ember(&["run", "forest-train", "--input", &diamonds()]),
