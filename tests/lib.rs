@@ -374,21 +374,30 @@ impl Drop for S3Server {
     }
 }
 
-/// Makes sure `tmux` is on the machine, installing Debian's package when it is not (once,
-/// under a lock, when several tests need it at the same moment); the shell tests drive
-/// `ember sql` in a tmux terminal.
+/// Makes sure `tmux` is on the machine, installing Debian's package when it is not (see
+/// [`ensure_debian_package`]); the shell tests drive `ember sql` in a tmux terminal.
 pub fn ensure_tmux() {
+    ensure_debian_package("tmux", "tmux", &["-V"]);
+}
+
+/// Makes sure `command` runs (`command PROBE_ARGS` exits 0), installing Debian's
+/// `package` with `apt-get install -y --no-install-recommends` when it does not (after an
+/// `apt-get update` if the first try fails). The install holds a lock file in the temp
+/// dir, so tests and test binaries that need a package at the same moment install it
+/// once, one after the other; apt-get itself waits for other users of dpkg.
+pub fn ensure_debian_package(package: &str, command: &str, probe_args: &[&str]) {
     let present = || {
-        std::process::Command::new("tmux")
-            .arg("-V")
+        std::process::Command::new(command)
+            .args(probe_args)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
     if present() {
         return;
     }
-    let lock_path = std::env::temp_dir().join("ember-tests-tmux.lock");
+    let lock_path = std::env::temp_dir().join("ember-tests-apt.lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -400,22 +409,211 @@ pub fn ensure_tmux() {
     if present() {
         return;
     }
-    let install = || {
+    let apt_get = |args: &[&str]| {
         std::process::Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "tmux"])
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    let installed = install()
-        || (std::process::Command::new("apt-get")
-            .arg("update")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-            && install());
+    let install = || apt_get(&["install", "-y", "--no-install-recommends", package]);
+    let installed = install() || (apt_get(&["update"]) && install());
     assert!(
         installed && present(),
-        "tmux is missing and apt-get install tmux failed"
+        "{command} is missing and apt-get install {package} failed"
     );
+}
+
+/// Debian's `chromium`, installed (once, see [`ensure_debian_package`]) when missing; the
+/// tests open pictures and reports in it headless.
+pub fn chromium() -> &'static Path {
+    static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
+    CHROMIUM.get_or_init(|| {
+        ensure_debian_package("chromium", "chromium", &["--version"]);
+        PathBuf::from("chromium")
+    })
+}
+
+/// What headless Chromium saw when it opened a page.
+#[derive(Debug)]
+pub struct PageLoad {
+    /// The page's console messages (uncaught exceptions among them, as
+    /// `Uncaught Error: …`) and XML parse errors; Chromium's log does not tell a
+    /// `console.log` from a `console.error`, so a page that should be quiet has none.
+    pub errors: Vec<String>,
+    /// The DOM after scripts ran, serialized.
+    pub dom: String,
+    /// A PNG screenshot of the window.
+    pub screenshot: Vec<u8>,
+}
+
+/// Opens the local file `page` in headless [`chromium`] in a `width` x `height` window
+/// (a fresh profile each time, so tests may run at once): its console messages, its DOM
+/// and a screenshot. Panics if Chromium does not finish within 120 s.
+pub fn open_in_chromium(page: &Path, width: u32, height: u32) -> PageLoad {
+    let page = page
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    let url = format!("file://{}", page.display());
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let png = scratch.path().join("screenshot.png");
+    let run = |mode: &str, profile: &str| {
+        let profile = scratch.path().join(profile);
+        let mut child = std::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--enable-logging=stderr",
+                "--v=0",
+                &format!("--user-data-dir={}", profile.display()),
+                &format!("--window-size={width},{height}"),
+                mode,
+                &url,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("chromium starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while child.try_wait().expect("waiting for chromium").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromium {mode} {url} did not finish within 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().expect("chromium's output");
+        assert!(
+            output.status.success(),
+            "chromium {mode} {url} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    let dumped = run("--dump-dom", "dom-profile");
+    let shot = run(
+        &format!("--screenshot={}", png.display()),
+        "screenshot-profile",
+    );
+    let dom = String::from_utf8_lossy(&dumped.stdout).into_owned();
+    let mut errors: Vec<String> = [&dumped.stderr, &shot.stderr]
+        .iter()
+        .flat_map(|stderr| {
+            String::from_utf8_lossy(stderr)
+                .lines()
+                .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+                .map(|l| l.split_once("] ").map_or(l, |(_, m)| m).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Both runs load the page, so each message shows twice.
+    errors.dedup();
+    errors.sort();
+    errors.dedup();
+    if let Some(at) = dom.find("<parsererror") {
+        let end = dom[at..]
+            .find("</parsererror>")
+            .map_or(dom.len(), |e| at + e);
+        errors.push(format!("XML parse error: {}", &dom[at..end]));
+    }
+    let screenshot =
+        std::fs::read(&png).unwrap_or_else(|e| panic!("reading {}: {e}", png.display()));
+    PageLoad {
+        errors,
+        dom,
+        screenshot,
+    }
+}
+
+/// The width and height of a PNG image, from its header; `None` if `png` is not one.
+pub fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    let signature = b"\x89PNG\r\n\x1a\n";
+    if png.len() < 24 || &png[..8] != signature || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let word = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    Some((word(16), word(20)))
+}
+
+/// The number of distinct colours of an 8-bit RGB or RGBA PNG (what Chromium's
+/// screenshots are), decoded here: 1 for a blank page. `None` for another kind of PNG.
+pub fn png_colours(png: &[u8]) -> Option<usize> {
+    use std::io::Read;
+    let (width, height) = png_size(png)?;
+    let (depth, colour_type) = (png[24], png[25]);
+    let channels = match (depth, colour_type) {
+        (8, 2) => 3,
+        (8, 6) => 4,
+        _ => return None,
+    };
+    // The image data: every IDAT chunk's payload, in order, as one zlib stream.
+    let mut data = Vec::new();
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let length = u32::from_be_bytes(png[at..at + 4].try_into().ok()?) as usize;
+        let kind = &png[at + 4..at + 8];
+        let body = png.get(at + 8..at + 8 + length)?;
+        if kind == b"IDAT" {
+            data.extend_from_slice(body);
+        }
+        at += 12 + length;
+    }
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&data[..])
+        .read_to_end(&mut raw)
+        .ok()?;
+    let stride = width as usize * channels;
+    let mut previous = vec![0u8; stride];
+    let mut colours = std::collections::HashSet::new();
+    for row in raw.chunks(stride + 1).take(height as usize) {
+        let (filter, line) = row.split_first()?;
+        let mut current = line.to_vec();
+        for i in 0..current.len() {
+            let left = if i >= channels {
+                current[i - channels]
+            } else {
+                0
+            };
+            let up = previous[i];
+            let up_left = if i >= channels {
+                previous[i - channels]
+            } else {
+                0
+            };
+            let predicted = match filter {
+                0 => 0,
+                1 => left,
+                2 => up,
+                3 => ((u16::from(left) + u16::from(up)) / 2) as u8,
+                4 => {
+                    let p = i16::from(left) + i16::from(up) - i16::from(up_left);
+                    let (pa, pb, pc) = (
+                        (p - i16::from(left)).abs(),
+                        (p - i16::from(up)).abs(),
+                        (p - i16::from(up_left)).abs(),
+                    );
+                    if pa <= pb && pa <= pc {
+                        left
+                    } else if pb <= pc {
+                        up
+                    } else {
+                        up_left
+                    }
+                }
+                _ => return None,
+            };
+            current[i] = current[i].wrapping_add(predicted);
+        }
+        for pixel in current.chunks(channels) {
+            colours.insert(pixel.to_vec());
+        }
+        previous = current;
+    }
+    Some(colours.len())
 }

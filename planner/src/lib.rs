@@ -16,11 +16,13 @@
 //! and its leaves are table scans or [`ShuffleReaderExec`]s of earlier stages. Plans travel
 //! to executors as bytes ([`encode_plan`] / [`decode_plan`], datafusion-proto with
 //! [`EmberCodec`]). The planner never touches files or the network: the executor that runs
-//! a task supplies the shuffle I/O through a [`ShuffleRuntime`].
+//! a task supplies the shuffle I/O through a [`ShuffleRuntime`]. [`draw`] pictures a stage
+//! graph ([`stage_graph_svg`], [`stage_graph_dot`]) for `ember explain` and the web UI.
 
 mod cache;
 mod codec;
 mod cut;
+pub mod draw;
 mod env;
 mod error;
 mod exchange;
@@ -37,6 +39,7 @@ mod stage;
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
+pub use draw::{stage_graph_dot, stage_graph_svg};
 pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};

@@ -4,6 +4,7 @@ mod bad_rows;
 mod cluster;
 mod dataset;
 mod examples;
+mod explain;
 mod flight_sql;
 mod forest;
 mod functions;

@@ -55,9 +55,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run SQL statements and print their results (a shell on a terminal when none are given).
-    Sql(QueryArgs),
-    /// Print the stage graph of a query: stages, operators, partitions and inputs.
-    Explain(QueryArgs),
+    Sql(SqlArgs),
+    /// Print the stage graph of a query: stages, operators, partitions and inputs, as text,
+    /// an SVG picture or Graphviz DOT.
+    Explain(ExplainArgs),
     /// Generate data sets.
     Datasets {
         #[command(subcommand)]
@@ -274,9 +275,6 @@ struct QueryArgs {
     /// the extension when left out). Repeatable.
     #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
     tables: Vec<TableSpec>,
-    /// Output format: table, csv or json.
-    #[arg(long, default_value = "table")]
-    format: OutputFormat,
     /// Run the statements of this file ('-' for standard input), in order.
     #[arg(long, value_name = "F.sql", conflicts_with = "query")]
     file: Option<PathBuf>,
@@ -302,6 +300,53 @@ struct QueryArgs {
     /// The SQL text. With no query, -c or --file, statements are read from standard
     /// input, or (on a terminal) typed into an interactive shell.
     query: Option<String>,
+}
+
+/// `ember sql`: the query arguments and how results are printed.
+#[derive(Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+}
+
+/// `ember explain`: the query arguments and how the stage graph is printed.
+#[derive(Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Stage graph format: text (stages and their operators), svg (a self-contained
+    /// picture) or dot (Graphviz).
+    #[arg(long, default_value = "text")]
+    format: ExplainFormat,
+}
+
+/// How `ember explain` prints the stage graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExplainFormat {
+    /// Stages and their operator trees, as text.
+    Text,
+    /// One self-contained SVG document (see [`crate::planner::stage_graph_svg`]).
+    Svg,
+    /// A Graphviz DOT digraph.
+    Dot,
+}
+
+impl std::str::FromStr for ExplainFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(ExplainFormat::Text),
+            "svg" => Ok(ExplainFormat::Svg),
+            "dot" => Ok(ExplainFormat::Dot),
+            other => Err(format!(
+                "unknown explain format '{other}' (expected text, svg or dot)"
+            )),
+        }
+    }
 }
 
 impl QueryArgs {
@@ -448,29 +493,43 @@ fn one_line(message: &str) -> String {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     match cli.command {
-        Command::Sql(args) => {
+        Command::Sql(SqlArgs {
+            query: args,
+            format,
+        }) => {
             let input = args.input()?;
             let (session, bar) = args.session().await?;
             let ran = match &input {
                 sql::Input::Script(sources) => {
                     let options = sql::ScriptOptions {
-                        format: args.format,
+                        format,
                         timing: args.timing,
                         keep_going: args.keep_going,
                     };
                     sql::run_script(&session, sources, options).await
                 }
-                sql::Input::Shell => shell::run_shell(&session, args.format).await,
+                sql::Input::Shell => shell::run_shell(&session, format).await,
             };
             finish_progress(bar.as_deref());
             report_bad_rows(&session);
             ran?;
         }
-        Command::Explain(args) => {
+        Command::Explain(ExplainArgs {
+            query: args,
+            format,
+        }) => {
             let sql = args.sql()?;
             let (session, _bar) = args.session().await?;
             let graph = session.explain(&sql).await?;
-            write!(stdout.lock(), "{graph}")?;
+            match format {
+                ExplainFormat::Text => write!(stdout.lock(), "{graph}")?,
+                ExplainFormat::Svg => {
+                    write!(stdout.lock(), "{}", crate::planner::stage_graph_svg(&graph))?
+                }
+                ExplainFormat::Dot => {
+                    write!(stdout.lock(), "{}", crate::planner::stage_graph_dot(&graph))?
+                }
+            }
         }
         Command::Datasets {
             which:
