@@ -246,15 +246,7 @@ pub fn install_venv_using(
     if let Some(parent) = venv.parent() {
         std::fs::create_dir_all(parent).expect("the venv's parent folder can be made");
     }
-    let lock_path = venv.with_extension("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    let _lock = hold_lock(&venv.with_extension("lock"));
     // Another process may have installed it while this one waited for the lock.
     if !installed(&python) {
         let made = std::process::Command::new(python3)
@@ -397,15 +389,7 @@ pub fn ensure_debian_package(package: &str, command: &str, probe_args: &[&str]) 
     if present() {
         return;
     }
-    let lock_path = std::env::temp_dir().join("ember-tests-apt.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    let _lock = hold_lock(&std::env::temp_dir().join("ember-tests-apt.lock"));
     if present() {
         return;
     }
@@ -616,4 +600,18 @@ pub fn png_colours(png: &[u8]) -> Option<usize> {
         previous = current;
     }
     Some(colours.len())
+}
+
+/// Takes the exclusive lock on the file `path` (made if missing), waiting for whoever holds
+/// it; the lock goes with the returned file. Installs that tests race for happen under one.
+fn hold_lock(path: &Path) -> std::fs::File {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    lock
 }

@@ -165,16 +165,22 @@ impl RemoteCluster {
         }
     }
 
-    /// The executors registered now.
-    pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
-        let state = self
+    /// What the scheduler reports of the cluster now.
+    async fn cluster_state(&self) -> Result<proto::ClusterStateResponse> {
+        Ok(self
             .client
             .clone()
             .cluster_state(Empty {})
             .await
             .map_err(|s| self.status(s))?
-            .into_inner();
-        Ok(state
+            .into_inner())
+    }
+
+    /// The executors registered now.
+    pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
+        Ok(self
+            .cluster_state()
+            .await?
             .executors
             .into_iter()
             .map(|e| ExecutorStatus {
@@ -188,26 +194,13 @@ impl RemoteCluster {
 
     /// Jobs whose stages are running or waiting to run on the cluster now.
     pub async fn running_jobs(&self) -> Result<usize> {
-        let state = self
-            .client
-            .clone()
-            .cluster_state(Empty {})
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let state = self.cluster_state().await?;
         Ok(usize::try_from(state.running_jobs).unwrap_or(usize::MAX))
     }
 
     /// Map tasks the scheduler recomputed after executor losses (`job/stage.partition`).
     pub async fn recomputed(&self) -> Result<Vec<String>> {
-        Ok(self
-            .client
-            .clone()
-            .cluster_state(Empty {})
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner()
-            .recomputed)
+        Ok(self.cluster_state().await?.recomputed)
     }
 
     async fn run_job(

@@ -120,6 +120,17 @@ pub enum EmberError {
     DataFusion(#[from] DataFusionError),
 }
 
+/// A message on one line: multi-line texts (DataFusion's among them) joined with spaces,
+/// blank lines dropped.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// DataFusion's error text without the wrapping "External error: " noise.
 fn strip_datafusion_prefix(error: &DataFusionError) -> String {
     match error {

@@ -474,20 +474,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
+            eprintln!("error: {}", crate::error::one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The message on one line: DataFusion's multi-line texts joined with spaces.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

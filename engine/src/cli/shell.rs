@@ -273,7 +273,7 @@ async fn run_one_statement(
                 true
             }
             Err(e) => {
-                eprintln!("error: {}", super::one_line(&e.to_string()));
+                eprintln!("error: {}", crate::error::one_line(&e.to_string()));
                 false
             }
         },

@@ -144,7 +144,7 @@ pub(super) async fn run_script(
                 if !options.keep_going {
                     anyhow::bail!(message);
                 }
-                eprintln!("error: {}", super::one_line(&message));
+                eprintln!("error: {}", crate::error::one_line(&message));
                 failed += 1;
             }
         }

@@ -46,7 +46,7 @@ use super::sessions::FlightSqlSessions;
 use super::statements::{
     Cancelled, QueryBody, StatementOrQuery, Statements, runs_at_once, statement_or_query,
 };
-use crate::error::{EmberError, Result};
+use crate::error::{EmberError, Result, one_line};
 use crate::session::Session;
 
 /// The stream type of every `DoGet` answer.
@@ -252,16 +252,6 @@ fn is_user_error(e: &DataFusionError) -> bool {
         DataFusionError::Diagnostic(_, inner) => is_user_error(inner),
         _ => false,
     }
-}
-
-/// DataFusion's multi-line texts joined with spaces.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[tonic::async_trait]

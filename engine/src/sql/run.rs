@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{self, ObjectType};
 use ember_planner::WriteFormat;
 
 use crate::commit::WriteMode;
-use crate::error::{EmberError, Result};
+use crate::error::{EmberError, Result, one_line};
 use crate::result_stream::ResultStream;
 use crate::session::{QueryResult, Session};
 use crate::sql::catalog::{CatalogChange, CatalogEntry, EntryKind};
@@ -40,16 +40,6 @@ pub(crate) fn in_statement(
         line: statement.line,
         message,
     }
-}
-
-/// A message on one line: multi-line texts joined with spaces.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 impl QueryResult {
