@@ -14,6 +14,7 @@
 //!  under 10.00         123,456  12.3%  1,234,567.89
 //! ...
 //! Full tables (summary, bands, top_products, monthly) as Parquet in out/product-prices
+//! Report with charts: out/product-prices/report.html
 //! ```
 //!
 //! Money is printed to the cent with thousands separators; the month-over-month change is
@@ -29,6 +30,9 @@ use crate::error::{EmberError, Result};
 use crate::examples::product_prices::{PriceRun, PriceSource, ReportForm};
 use crate::session::QueryResult;
 
+use crate::report::format::percent;
+pub use crate::report::format::{count, money};
+
 /// Categories shown by default.
 pub const DEFAULT_TOP: usize = 10;
 
@@ -43,6 +47,8 @@ pub struct SummaryContext {
     pub top: usize,
     /// Where the tables were written, when they were.
     pub out: Option<String>,
+    /// Where the HTML report was written, when it was.
+    pub report: Option<String>,
     /// Executors of the cluster.
     pub executors: usize,
     /// Seconds the pipeline took.
@@ -107,7 +113,7 @@ pub fn price_summary(run: &PriceRun, context: &SummaryContext) -> Result<Vec<Str
             c.key.clone(),
             money(c.revenue),
             count(c.sales),
-            c.median.map(money).unwrap_or_else(|| "-".into()),
+            c.median().map(money).unwrap_or_else(|| "-".into()),
         ];
         if last_month.is_some() {
             row.push(match c.change {
@@ -132,35 +138,51 @@ pub fn price_summary(run: &PriceRun, context: &SummaryContext) -> Result<Vec<Str
         )),
         None => lines.push(format!("Tables ({}) not written", names.join(", "))),
     }
+    if let Some(report) = &context.report {
+        lines.push(format!("Report with charts: {report}"));
+    }
     lines.push("(--show all prints them here; --format csv or json for machines)".to_string());
     Ok(lines)
 }
 
-/// One category of the summary table.
-struct Category {
-    key: String,
-    sales: i128,
-    revenue: i128,
-    median: Option<i128>,
+/// One category of the summary table (money in cents).
+pub(crate) struct Category {
+    pub(crate) key: String,
+    pub(crate) sales: i128,
+    pub(crate) revenue: i128,
+    /// Lowest, 25th percentile, median, 75th percentile and highest unit price.
+    pub(crate) prices: [Option<i128>; 5],
     /// The last month and its change from the month before.
-    change: Option<(i32, Option<f64>)>,
+    pub(crate) change: Option<(i32, Option<f64>)>,
 }
 
-/// The categories by revenue, highest first (ties by name).
-fn categories(run: &PriceRun, dimension: &str) -> Result<Vec<Category>> {
+impl Category {
+    pub(crate) fn median(&self) -> Option<i128> {
+        self.prices[2]
+    }
+}
+
+/// The categories (keys of `dimension`) by revenue, highest first (ties by name).
+pub(crate) fn categories(run: &PriceRun, dimension: &str) -> Result<Vec<Category>> {
     let summary = Columns::new(table(run, "summary")?)?;
     let dims = summary.strings("dimension")?;
     let keys = summary.strings("key")?;
     let sales = summary.ints("sales")?;
     let revenue = summary.cents("revenue")?;
-    let median = summary.cents("median_price")?;
+    let prices = [
+        summary.cents("min_price")?,
+        summary.cents("p25_price")?,
+        summary.cents("median_price")?,
+        summary.cents("p75_price")?,
+        summary.cents("max_price")?,
+    ];
     let mut categories: Vec<Category> = (0..dims.len())
         .filter(|i| dims[*i].as_deref() == Some(dimension))
         .map(|i| Category {
             key: keys[i].clone().unwrap_or_else(|| "(none)".into()),
             sales: sales[i].unwrap_or(0).into(),
             revenue: revenue[i].unwrap_or(0),
-            median: median[i],
+            prices: [0, 1, 2, 3, 4].map(|q| prices[q][i]),
             change: None,
         })
         .collect();
@@ -180,8 +202,28 @@ fn categories(run: &PriceRun, dimension: &str) -> Result<Vec<Category>> {
     Ok(categories)
 }
 
-/// The fixed-edge bands summed over categories: price range, sales, share, revenue.
-fn bands(run: &PriceRun) -> Result<Vec<Vec<String>>> {
+/// One fixed-edge price band summed over categories (money in cents).
+pub(crate) struct Band {
+    pub(crate) low: Option<i128>,
+    pub(crate) high: Option<i128>,
+    pub(crate) sales: i128,
+    pub(crate) revenue: i128,
+}
+
+impl Band {
+    /// Its price range in words (`10.00 to 25.00`).
+    pub(crate) fn range(&self) -> String {
+        match (self.low, self.high) {
+            (None, Some(h)) => format!("under {}", money(h)),
+            (Some(l), Some(h)) => format!("{} to {}", money(l), money(h)),
+            (Some(l), None) => format!("{} and up", money(l)),
+            (None, None) => "any".to_string(),
+        }
+    }
+}
+
+/// The fixed-edge bands summed over categories, those with sales, cheapest first.
+pub(crate) fn fixed_bands(run: &PriceRun) -> Result<Vec<Band>> {
     let bands = Columns::new(table(run, "bands")?)?;
     let schemes = bands.strings("scheme")?;
     let band = bands.ints("band")?;
@@ -189,57 +231,62 @@ fn bands(run: &PriceRun) -> Result<Vec<Vec<String>>> {
     let high = bands.cents("high")?;
     let sales = bands.ints("sales")?;
     let revenue = bands.cents("revenue")?;
-    // band -> (low, high, sales, revenue)
-    let mut per_band: Vec<(Option<i128>, Option<i128>, i128, i128)> = Vec::new();
+    let mut per_band: Vec<Band> = Vec::new();
     for i in (0..schemes.len()).filter(|i| schemes[*i].as_deref() == Some("fixed")) {
         let b = usize::try_from(band[i].unwrap_or(0)).unwrap_or(0);
         if per_band.len() <= b {
-            per_band.resize(b + 1, (None, None, 0, 0));
+            per_band.resize_with(b + 1, || Band {
+                low: None,
+                high: None,
+                sales: 0,
+                revenue: 0,
+            });
         }
         let entry = &mut per_band[b];
-        entry.0 = low[i];
-        entry.1 = high[i];
-        entry.2 += i128::from(sales[i].unwrap_or(0));
-        entry.3 += revenue[i].unwrap_or(0);
+        entry.low = low[i];
+        entry.high = high[i];
+        entry.sales += i128::from(sales[i].unwrap_or(0));
+        entry.revenue += revenue[i].unwrap_or(0);
     }
-    let total: i128 = per_band.iter().map(|b| b.2).sum();
+    per_band.retain(|b| b.sales > 0);
+    Ok(per_band)
+}
+
+/// The fixed-edge bands as summary rows: price range, sales, share, revenue.
+fn bands(run: &PriceRun) -> Result<Vec<Vec<String>>> {
+    let bands = fixed_bands(run)?;
+    let total: i128 = bands.iter().map(|b| b.sales).sum();
     let mut rows = vec![vec![
         "price".to_string(),
         "sales".to_string(),
         "share".to_string(),
         "revenue".to_string(),
     ]];
-    for (low, high, sales, revenue) in per_band.iter().filter(|b| b.2 > 0) {
-        let range = match (low, high) {
-            (None, Some(h)) => format!("under {}", money(*h)),
-            (Some(l), Some(h)) => format!("{} to {}", money(*l), money(*h)),
-            (Some(l), None) => format!("{} and up", money(*l)),
-            (None, None) => "any".to_string(),
-        };
-        let share = *sales as f64 * 100.0 / (total.max(1)) as f64;
-        let share = if share < 0.05 {
-            "<0.1%".to_string()
-        } else {
-            format!("{share:.1}%")
-        };
-        rows.push(vec![range, count(*sales), share, money(*revenue)]);
+    for band in &bands {
+        let share = band.sales as f64 / (total.max(1)) as f64;
+        rows.push(vec![
+            band.range(),
+            count(band.sales),
+            percent(share),
+            money(band.revenue),
+        ]);
     }
     Ok(rows)
 }
 
-fn table<'r>(run: &'r PriceRun, name: &str) -> Result<&'r QueryResult> {
+pub(crate) fn table<'r>(run: &'r PriceRun, name: &str) -> Result<&'r QueryResult> {
     run.table(name).ok_or_else(|| EmberError::Internal {
         message: format!("the product-price report has no {name} table"),
     })
 }
 
 /// A table's rows as one batch, with its columns read as the summary needs them.
-struct Columns {
+pub(crate) struct Columns {
     batch: RecordBatch,
 }
 
 impl Columns {
-    fn new(result: &QueryResult) -> Result<Self> {
+    pub(crate) fn new(result: &QueryResult) -> Result<Self> {
         let batch =
             concat_batches(&result.schema, &result.batches).map_err(DataFusionError::from)?;
         Ok(Self { batch })
@@ -255,7 +302,7 @@ impl Columns {
         Ok(cast(column, to).map_err(DataFusionError::from)?)
     }
 
-    fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
         let column = self.column(name, &DataType::Utf8)?;
         Ok(column
             .as_string::<i32>()
@@ -264,23 +311,23 @@ impl Columns {
             .collect())
     }
 
-    fn ints(&self, name: &str) -> Result<Vec<Option<i64>>> {
+    pub(crate) fn ints(&self, name: &str) -> Result<Vec<Option<i64>>> {
         let column = self.column(name, &DataType::Int64)?;
         Ok(column.as_primitive::<Int64Type>().iter().collect())
     }
 
     /// Money in cents (rounded to the cent).
-    fn cents(&self, name: &str) -> Result<Vec<Option<i128>>> {
+    pub(crate) fn cents(&self, name: &str) -> Result<Vec<Option<i128>>> {
         let column = self.column(name, &DataType::Decimal128(38, 2))?;
         Ok(column.as_primitive::<Decimal128Type>().iter().collect())
     }
 
-    fn floats(&self, name: &str) -> Result<Vec<Option<f64>>> {
+    pub(crate) fn floats(&self, name: &str) -> Result<Vec<Option<f64>>> {
         let column = self.column(name, &DataType::Float64)?;
         Ok(column.as_primitive::<Float64Type>().iter().collect())
     }
 
-    fn dates(&self, name: &str) -> Result<Vec<Option<i32>>> {
+    pub(crate) fn dates(&self, name: &str) -> Result<Vec<Option<i32>>> {
         let column = self.column(name, &DataType::Date32)?;
         Ok(column.as_primitive::<Date32Type>().iter().collect())
     }
@@ -316,38 +363,13 @@ fn aligned(rows: &[Vec<String>], right: &[bool]) -> Vec<String> {
         .collect()
 }
 
-/// `cents` as money: thousands separated, two decimals (`1,264,897.27`).
-pub fn money(cents: i128) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    format!("{sign}{}.{:02}", grouped(abs / 100), abs % 100)
-}
-
-/// A count with thousands separated (`1,000,000`).
-pub fn count(n: i128) -> String {
-    let sign = if n < 0 { "-" } else { "" };
-    format!("{sign}{}", grouped(n.unsigned_abs()))
-}
-
-fn grouped(n: u128) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
-}
-
-fn day(days: i32) -> String {
+pub(crate) fn day(days: i32) -> String {
     date32_to_datetime(days)
         .map(|d| d.date().to_string())
         .unwrap_or_else(|| days.to_string())
 }
 
-fn plural(dimension: &str) -> String {
+pub(crate) fn plural(dimension: &str) -> String {
     match dimension {
         "category" => "categories".to_string(),
         "clarity" => "clarities".to_string(),
@@ -355,24 +377,10 @@ fn plural(dimension: &str) -> String {
     }
 }
 
-fn source_place(source: &PriceSource) -> String {
+pub(crate) fn source_place(source: &PriceSource) -> String {
     match source {
         PriceSource::Products(dir) => dir.display().to_string(),
         PriceSource::Tpch(dir) => format!("{} (TPC-H)", dir.display()),
         PriceSource::Diamonds(file) => file.display().to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn money_and_counts_are_grouped_by_thousands() {
-        assert_eq!(money(126_489_727), "1,264,897.27");
-        assert_eq!(money(5), "0.05");
-        assert_eq!(money(-100_000), "-1,000.00");
-        assert_eq!(count(1_000_000), "1,000,000");
-        assert_eq!(count(999), "999");
     }
 }

@@ -26,7 +26,8 @@
 //! by row:
 //!
 //! - `summary`: per dimension and key, the number of sales, revenue, and the minimum,
-//!   maximum, mean, standard deviation, approximate median, p90 and p99 of the unit price;
+//!   maximum, mean, standard deviation and the approximate quartiles (p25, median, p75),
+//!   p90 and p99 of the unit price;
 //! - `bands`: sales and revenue per category in price bands, with fixed edges and with
 //!   edges at the 20/40/60/80 % quantiles of the unit price;
 //! - `top_products`: the 10 best-selling products of each category by revenue
@@ -284,9 +285,11 @@ fn summary_sql(dims: &[&str]) -> String {
                  max(unit_price) AS max_price, \
                  CAST(avg(unit_price) AS {PRICE_SQL}) AS mean_price, \
                  CAST(stddev(CAST(unit_price AS DOUBLE)) AS {PRICE_SQL}) AS stddev_price, \
-                 {} AS median_price, {} AS p90_price, {} AS p99_price \
-                 FROM {PRICE_SALES} GROUP BY {d}",
+                 {} AS p25_price, {} AS median_price, {} AS p75_price, {} AS p90_price, \
+                 {} AS p99_price FROM {PRICE_SALES} GROUP BY {d}",
+                percentile_sql(0.25),
                 percentile_sql(0.5),
+                percentile_sql(0.75),
                 percentile_sql(0.9),
                 percentile_sql(0.99),
             )
@@ -419,7 +422,9 @@ fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
                 cast(avg(col("unit_price")), PRICE).alias("mean_price"),
                 cast(stddev(cast(col("unit_price"), DataType::Float64)), PRICE)
                     .alias("stddev_price"),
+                percentile(0.25).alias("p25_price"),
                 percentile(0.5).alias("median_price"),
+                percentile(0.75).alias("p75_price"),
                 percentile(0.9).alias("p90_price"),
                 percentile(0.99).alias("p99_price"),
             ])?
@@ -432,7 +437,9 @@ fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
                 col("max_price"),
                 col("mean_price"),
                 col("stddev_price"),
+                col("p25_price"),
                 col("median_price"),
+                col("p75_price"),
                 col("p90_price"),
                 col("p99_price"),
             ])?;

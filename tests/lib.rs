@@ -436,10 +436,15 @@ pub struct PageLoad {
 /// (a fresh profile each time, so tests may run at once): its console messages, its DOM
 /// and a screenshot. Panics if Chromium does not finish within 120 s.
 pub fn open_in_chromium(page: &Path, width: u32, height: u32) -> PageLoad {
+    open_in_chromium_at(page, "", width, height)
+}
+
+/// [`open_in_chromium`] with `fragment` (`#sort=…`, or empty) after the file's URL.
+pub fn open_in_chromium_at(page: &Path, fragment: &str, width: u32, height: u32) -> PageLoad {
     let page = page
         .canonicalize()
         .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
-    let url = format!("file://{}", page.display());
+    let url = format!("file://{}{fragment}", page.display());
     let scratch = tempfile::tempdir().expect("a temp dir");
     let png = scratch.path().join("screenshot.png");
     let run = |mode: &str, profile: &str| {
@@ -463,16 +468,36 @@ pub fn open_in_chromium(page: &Path, width: u32, height: u32) -> PageLoad {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("chromium starts");
+        // Both pipes are drained while it runs: a DOM larger than a pipe's buffer would
+        // otherwise block Chromium on its write, and the wait below would never end.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while child.try_wait().expect("waiting for chromium").is_none() {
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for chromium") {
+                break status;
+            }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("chromium {mode} {url} did not finish within 120 s");
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let output = child.wait_with_output().expect("chromium's output");
+        };
+        let output = std::process::Output {
+            status,
+            stdout: stdout.join().expect("chromium's output"),
+            stderr: stderr.join().expect("chromium's errors"),
+        };
         assert!(
             output.status.success(),
             "chromium {mode} {url} failed: {}",

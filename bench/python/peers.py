@@ -45,7 +45,13 @@ TPCH_TABLES = [
 DIMENSIONS = ["category", "brand"]
 FIXED_EDGES = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0]
 BAND_QUANTILES = [0.2, 0.4, 0.6, 0.8]
-SUMMARY_QUANTILES = {"median_price": 0.5, "p90_price": 0.9, "p99_price": 0.99}
+SUMMARY_QUANTILES = {
+    "p25_price": 0.25,
+    "median_price": 0.5,
+    "p75_price": 0.75,
+    "p90_price": 0.9,
+    "p99_price": 0.99,
+}
 TOP_PRODUCTS = 10
 
 

@@ -3,7 +3,7 @@
 //! (`bench/python/peers.py`), each result checked against Ember embedded's.
 //!
 //! Approximate percentiles differ between engines by design (each has its own sketch), so
-//! the check skips the summary's median, p90 and p99 columns and the bands cut at the
+//! the check skips the summary's quartile, p90 and p99 columns and the bands cut at the
 //! approximate quantiles; every other cell must agree.
 
 use std::collections::BTreeMap;
@@ -12,22 +12,28 @@ use std::time::Instant;
 
 use anyhow::bail;
 use ember::Session;
+use ember::examples::price_report::{REPORT_FILE, price_report_page};
+use ember::examples::price_summary::{DEFAULT_TOP, SummaryContext};
 use ember::examples::product_prices::{
-    PRICE_SALES, PriceSource, ReportForm, ensure_products, run_product_prices,
+    PRICE_SALES, PriceRun, PriceSource, ReportForm, ensure_products, run_product_prices,
 };
 
 use crate::peers::{Peer, PipelineRun, median_after_warmup, rows_agree};
 use crate::report::{Figure, Report};
 use crate::tpch::text_rows;
 
-/// The summary's approximate-percentile columns (median, p90, p99).
-const APPROXIMATE_SUMMARY_COLUMNS: std::ops::Range<usize> = 8..11;
+/// The summary's approximate-percentile columns (p25, median, p75, p90, p99).
+const APPROXIMATE_SUMMARY_COLUMNS: std::ops::Range<usize> = 8..13;
 
 /// Ember's tables as text, by name.
 type Tables = BTreeMap<String, Vec<Vec<String>>>;
 
-/// One run of Ember's report (DSL form), its time in milliseconds and its tables.
-async fn ember_run(session: &Session, source: &PriceSource) -> anyhow::Result<(f64, Tables)> {
+/// One run of Ember's report (DSL form): its time in milliseconds, its tables as text,
+/// and the run itself.
+async fn ember_run(
+    session: &Session,
+    source: &PriceSource,
+) -> anyhow::Result<(f64, Tables, PriceRun)> {
     // Each run registers its view of the sales afresh.
     session.context().deregister_table(PRICE_SALES)?;
     let started = Instant::now();
@@ -37,7 +43,25 @@ async fn ember_run(session: &Session, source: &PriceSource) -> anyhow::Result<(f
     for (name, result) in &run.tables {
         tables.insert(name.to_string(), text_rows(&result.batches)?);
     }
-    Ok((ms, tables))
+    Ok((ms, tables, run))
+}
+
+/// Builds the HTML report of `run` (what `ember run product-prices` writes beside its
+/// tables) and writes it to a temporary file: milliseconds taken and bytes written.
+fn html_report(run: &PriceRun, source: &PriceSource, seconds: f64) -> anyhow::Result<(f64, u64)> {
+    let context = SummaryContext {
+        source: source.clone(),
+        form: ReportForm::Dsl,
+        top: DEFAULT_TOP,
+        out: None,
+        report: None,
+        executors: 2,
+        seconds,
+    };
+    let scratch = tempfile::tempdir()?;
+    let started = Instant::now();
+    let bytes = price_report_page(run, &context)?.write(&scratch.path().join(REPORT_FILE))?;
+    Ok((started.elapsed().as_secs_f64() * 1e3, bytes))
 }
 
 /// The cells of `table` that every engine must agree on.
@@ -92,16 +116,22 @@ pub async fn run(
     let mut times: Vec<(String, Option<f64>)> = Vec::new();
     let mut expected = Tables::new();
     let mut ember_times = Vec::new();
+    let mut last = None;
     for _ in 0..runs {
-        let (ms, tables) = ember_run(embedded, &source).await?;
+        let (ms, tables, run) = ember_run(embedded, &source).await?;
         ember_times.push(ms);
         expected = tables;
+        last = Some((ms, run));
     }
     times.push(("Ember embedded".into(), median_after_warmup(&ember_times)));
+    let html = match &last {
+        Some((ms, run)) => Some(html_report(run, &source, ms / 1e3)?),
+        None => None,
+    };
     if let Some(processes) = processes {
         let mut process_times = Vec::new();
         for _ in 0..runs {
-            let (ms, tables) = ember_run(processes, &source).await?;
+            let (ms, tables, _) = ember_run(processes, &source).await?;
             process_times.push(ms);
             let wrong = differing(&expected, &tables);
             if !wrong.is_empty() {
@@ -165,6 +195,16 @@ pub async fn run(
         let cell = time.map_or("n/a".to_string(), |t| format!("{t:.0}"));
         report.line(format!("| {engine} | {cell} | {ratio} |"));
     }
+    if let Some((ms, bytes)) = html {
+        let line = format!(
+            "HTML report of the last Ember embedded run (`report.html`, charts and every \
+             table): built and written in {ms:.0} ms beyond the pipeline, {:.0} KB",
+            bytes as f64 / 1e3
+        );
+        eprintln!("product-prices: {line}");
+        report.blank();
+        report.line(line);
+    }
     report.figures.push(Figure {
         workload: "product prices".to_string(),
         times,
@@ -186,7 +226,7 @@ mod tests {
     fn approximate_cells_are_not_compared_and_exact_ones_are() {
         let summary = |median: &str, sales: &str| {
             table(&[&[
-                "category", "A", sales, "10.0", "1", "9", "5", "2", median, "8", "9",
+                "category", "A", sales, "10.0", "1", "9", "5", "2", "3", median, "7", "8", "9",
             ]])
         };
         let bands = |scheme: &str, sales: &str| table(&[&[scheme, "A", "0", "", "10.0", sales]]);

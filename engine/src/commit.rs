@@ -206,6 +206,18 @@ impl Session {
             .len())
     }
 
+    /// Writes `bytes` as the one file `location` (a path or an `s3://`, `memory://` or
+    /// `file://` URL), replacing it whole: the object store's put, which on a local disk
+    /// writes a temporary file and renames it, so a reader never sees half of it.
+    pub async fn put_object(&self, location: &str, bytes: Vec<u8>) -> Result<()> {
+        let dest = Destination::resolve(self, location, true)?;
+        dest.store
+            .put(&dest.prefix, bytes.into())
+            .await
+            .map_err(|e| dest.error("writing", e))?;
+        Ok(())
+    }
+
     /// Runs `plan` and writes its rows as `format` files under the folder `location`
     /// (a path or an `s3://`, `memory://` or `file://` URL), through the commit protocol
     /// (see the module's documentation). Returns one row, `count`: the rows written.

@@ -13,6 +13,8 @@ pub use matrix_multiply::{MatrixProduct, matrix_multiply, register_matrix_functi
 pub use word_count::{WORD_SEPARATORS, word_count};
 #[path = "../../examples/forest/mod.rs"]
 pub mod forest;
+#[path = "../../examples/price_report.rs"]
+pub mod price_report;
 #[path = "../../examples/price_summary.rs"]
 pub mod price_summary;
 #[path = "../../examples/product_prices.rs"]

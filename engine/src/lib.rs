@@ -41,6 +41,7 @@ pub mod flight_sql;
 pub mod output;
 pub mod pipelines;
 pub mod progress;
+pub mod report;
 pub mod result_stream;
 mod rows;
 pub mod scheduler;

@@ -10,10 +10,12 @@
 //! | [`prep`] | the forest-prep pipeline and per-bin label statistics |
 //! | [`train`] | growing trees level by level from statistics reduced across partitions |
 //! | [`model`] | the trained model, its JSON, prediction and evaluation |
+//! | [`report`] | how a model errs on held-out rows, and forest-train's HTML report |
 
 pub mod fit;
 pub mod model;
 pub mod prep;
+pub mod report;
 pub mod sketch;
 pub mod train;
 pub mod transformers;
@@ -32,6 +34,7 @@ use self::model::{
     Evaluation, FeatureInfo, ForestModel, TREE_FEATURES, TrainParams, evaluate, predict,
 };
 use self::prep::labelled_input;
+use self::report::{Diagnostics, diagnose};
 use self::train::{FeatureSubset, GrowOptions, GrowReport, Task, grow_forest};
 use self::transformers::{FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer};
 use crate::error::{EmberError, Result};
@@ -141,6 +144,8 @@ pub struct TrainOutcome {
     pub model: ForestModel,
     /// Its evaluation on the test rows (none without test rows).
     pub evaluation: Option<Evaluation>,
+    /// How it errs on the test rows (none without test rows).
+    pub diagnostics: Option<Diagnostics>,
     /// Training rows.
     pub train_rows: u64,
     /// Passes over the training rows.
@@ -374,16 +379,22 @@ pub async fn forest_train(session: &Session, options: &TrainOptions) -> Result<T
 
     // Evaluate on the held-out rows.
     let started = Instant::now();
-    let evaluation = if options.test_fraction > 0.0 {
+    let (evaluation, diagnostics) = if options.test_fraction > 0.0 {
         let predicted = predict(&test, &model, "forest.model")?;
         let evaluation = evaluate(&predicted, &model).await?;
-        (evaluation.rows > 0).then_some(evaluation)
+        if evaluation.rows > 0 {
+            let diagnostics = diagnose(&predicted, &model, evaluation.rows).await?;
+            (Some(evaluation), Some(diagnostics))
+        } else {
+            (None, None)
+        }
     } else {
-        None
+        (None, None)
     };
     Ok(TrainOutcome {
         model,
         evaluation,
+        diagnostics,
         train_rows,
         report,
         seconds: [fitted, grown_seconds, started.elapsed().as_secs_f64()],

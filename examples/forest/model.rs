@@ -84,6 +84,14 @@ pub struct Node {
     pub prediction: Vec<f64>,
     /// Weight of the training rows that reached it.
     pub weight: f64,
+    /// What its split gained: its weighted impurity less its children's (0 on a leaf;
+    /// absent from models saved before it was kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gain: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// One tree.
@@ -180,6 +188,18 @@ impl ForestModel {
                 nodes: nodes
                     .iter()
                     .map(|n| {
+                        let weighted = |node: &GrowNode| {
+                            if node.stats.is_empty() {
+                                0.0
+                            } else {
+                                task.weight(&node.stats) * task.impurity(&node.stats)
+                            }
+                        };
+                        let child = |i: u32| nodes.get(i as usize).map_or(0.0, weighted);
+                        let gain = match n.split {
+                            Some(_) => (weighted(n) - child(n.left) - child(n.right)).max(0.0),
+                            None => 0.0,
+                        };
                         let split = n.split.as_ref().map(|s| match s {
                             BinSplit::Numeric { feature, bin } => Split::Numeric {
                                 feature: *feature,
@@ -197,6 +217,7 @@ impl ForestModel {
                                 leaf_prediction(task, &n.stats)
                             },
                             weight: task_weight(task, &n.stats),
+                            gain,
                             split,
                             left: n.left,
                             right: n.right,
@@ -215,6 +236,40 @@ impl ForestModel {
             trees,
             params,
         }
+    }
+
+    /// How much each feature's splits reduced impurity, as Spark's `featureImportances`:
+    /// per tree the gains of each feature's splits over the tree's total, averaged over
+    /// the trees, normalized to sum to 1 (all zeros for a forest without splits).
+    pub fn feature_importances(&self) -> Vec<f64> {
+        let mut total = vec![0.0; self.features.len()];
+        for tree in &self.trees {
+            let mut per_feature = vec![0.0; self.features.len()];
+            for node in &tree.nodes {
+                let feature = match &node.split {
+                    Some(Split::Numeric { feature, .. } | Split::Categorical { feature, .. }) => {
+                        *feature as usize
+                    }
+                    None => continue,
+                };
+                if let Some(slot) = per_feature.get_mut(feature) {
+                    *slot += node.gain;
+                }
+            }
+            let sum: f64 = per_feature.iter().sum();
+            if sum > 0.0 {
+                for (t, f) in total.iter_mut().zip(&per_feature) {
+                    *t += f / sum;
+                }
+            }
+        }
+        let sum: f64 = total.iter().sum();
+        if sum > 0.0 {
+            for t in &mut total {
+                *t /= sum;
+            }
+        }
+        total
     }
 
     /// The model as JSON.

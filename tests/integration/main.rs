@@ -12,6 +12,7 @@ mod input_errors;
 mod liveness;
 mod outputs;
 mod prices;
+mod reports;
 mod retry;
 mod setup;
 mod shuffle;

@@ -144,12 +144,13 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
                 .push(price);
         }
     }
-    // The approximate median, p90 and p99 (t-digest) land within 1 % of rank of the exact
-    // quantile of each group.
+    // The approximate quartiles, p90 and p99 (t-digest) land within 1 % of rank of the
+    // exact quantile of each group.
     for row in summary {
         let mut sorted = prices[&(row[0].clone(), row[1].clone())].clone();
         sorted.sort_by(f64::total_cmp);
-        for (q, cell) in [(0.5, &row[8]), (0.9, &row[9]), (0.99, &row[10])] {
+        for (q, cell) in [0.25, 0.5, 0.75, 0.9, 0.99].iter().zip(&row[8..13]) {
+            let q = *q;
             let value: f64 = cell.parse().expect("a quantile");
             let (low, high) = rank_range(&sorted, value);
             assert!(
@@ -399,6 +400,7 @@ async fn products_summary_names_the_top_category_and_its_revenue_to_the_cent() {
         form: ReportForm::Dsl,
         top: 10,
         out: out_dir.to_str().map(str::to_string),
+        report: None,
         executors: 2,
         seconds: 1.5,
     };

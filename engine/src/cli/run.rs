@@ -10,6 +10,7 @@ use super::{ClusterArgs, finish_progress, new_session, print_result};
 
 mod forest;
 use crate::OutputFormat;
+use crate::examples::price_report::{REPORT_FILE, price_report_page};
 use crate::examples::price_summary::{DEFAULT_TOP, SummaryContext, price_summary};
 use crate::examples::product_prices::{
     PriceSource, ReportForm, ensure_products, run_product_prices,
@@ -60,7 +61,8 @@ pub(crate) struct RunArgs {
     /// classification sqrt), all, sqrt, log2, onethird, a fraction or a count.
     #[arg(long, default_value = "auto")]
     feature_subset: String,
-    /// forest-train: where to save the model (JSON); forest-predict: the model to load.
+    /// forest-train: where to save the model (JSON; default model.json in --out);
+    /// forest-predict: the model to load.
     #[arg(long)]
     model: Option<PathBuf>,
     /// forest-prep: what string indexers do with unseen labels and nulls: error, skip or
@@ -70,8 +72,10 @@ pub(crate) struct RunArgs {
     /// forest-prep: how imputers fill missing numbers: mean or median.
     #[arg(long, default_value = "mean")]
     impute: String,
-    /// Where the pipeline writes its tables as Parquet (a folder that must be empty;
-    /// product-prices: default `out/product-prices`, replaced on every run).
+    /// Where the pipeline writes its outputs. product-prices: its tables as Parquet and
+    /// report.html (default `out/product-prices`, replaced on every run; a given folder must
+    /// be empty); forest-train: model.json and report.html (default `out/forest-train`);
+    /// forest-prep and forest-predict: rows as Parquet (a folder that must be empty).
     #[arg(long)]
     out: Option<PathBuf>,
     /// product-prices: what to print with --format table: a short summary, or every table.
@@ -108,7 +112,7 @@ pub(crate) struct RunArgs {
     /// pricing: where its data lives (default: `data/tpch-sf<SF>`).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output format: table, csv or json.
+    /// Output format: table, csv or json (forest-*: the summary's figures for machines).
     #[arg(long, default_value = "table")]
     format: OutputFormat,
     #[command(flatten)]
@@ -289,15 +293,20 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
     finish_progress(bar.as_deref());
     let run = run?;
     let elapsed = started.elapsed().as_secs_f64();
+    let mut context = SummaryContext {
+        source: source.clone(),
+        form,
+        top: args.top,
+        out: Some(out.clone()),
+        report: None,
+        executors: session.config().executors,
+        seconds: elapsed,
+    };
+    let report = format!("{}/{REPORT_FILE}", out.trim_end_matches('/'));
+    let page = price_report_page(&run, &context)?.render();
+    session.put_object(&report, page.into_bytes()).await?;
+    context.report = Some(report);
     if args.format == OutputFormat::Table && args.show == Show::Summary {
-        let context = SummaryContext {
-            source: source.clone(),
-            form,
-            top: args.top,
-            out: Some(out),
-            executors: session.config().executors,
-            seconds: elapsed,
-        };
         let mut stdout = std::io::stdout().lock();
         for line in price_summary(&run, &context)? {
             writeln!(stdout, "{line}")?;
@@ -313,6 +322,9 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
             "wrote {count} rows of {name} to {}",
             Path::new(&out).join(name).display()
         );
+    }
+    if let Some(report) = &context.report {
+        eprintln!("wrote the report to {report}");
     }
     eprintln!(
         "product prices over {} on {} executors: {:.2} s",

@@ -472,12 +472,18 @@ fn the_showcase_pipelines_run_and_print_their_figures() {
     };
     let out = run(format!(
         "run forest-train --input {} --label price --trees 3 --max-depth 4 --model {} \
-         --executors 2",
+         --out {} --executors 2",
         diamonds(),
-        model.display()
+        model.display(),
+        dir.path().join("train").display()
     ));
     assert!(out.contains("trained 3 trees"), "{out}");
     assert!(out.contains("test rows: RMSE"), "{out}");
+    assert!(dir.path().join("train/report.html").is_file(), "{out}");
+    assert!(
+        !dir.path().join("train/model.json").exists(),
+        "--model says where"
+    );
     let predictions = dir.path().join("predictions");
     let out = run(format!(
         "run forest-predict --model {} --input {} --out {} --executors 2",

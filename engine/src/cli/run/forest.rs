@@ -1,16 +1,23 @@
 //! `ember run forest-prep`, `forest-train` and `forest-predict`: options checked and
-//! named, the pipeline run, its figures printed.
+//! named, the pipeline run, and what it did printed: a short summary for people (sizes,
+//! metrics, times, where the model and the report went), or with `--format json|csv` the
+//! same [`Figures`] for machines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use serde_json::{Value, json};
+
 use super::RunArgs;
+use crate::OutputFormat;
 use crate::cli::{finish_progress, new_session, print_result, report_bad_rows};
 use crate::examples::forest::model::Evaluation;
 use crate::examples::forest::prep::{PrepOptions, forest_prep};
+use crate::examples::forest::report::{TrainFacts, train_report_page};
 use crate::examples::forest::{
     TrainOptions, forest_predict, forest_train, register_forest_functions,
 };
+use crate::report::format::{bytes, count, percent};
 
 fn required<'a, T>(value: &'a Option<T>, option: &str, example: &str) -> anyhow::Result<&'a T> {
     value
@@ -34,6 +41,12 @@ fn input(args: &RunArgs, example: &str) -> anyhow::Result<PathBuf> {
     Ok(input.clone())
 }
 
+/// Where forest-train writes its model and report without `--out`.
+const DEFAULT_TRAIN_OUT: &str = "out/forest-train";
+
+/// Transformers listed by name in forest-prep's summary; the rest are counted.
+const LISTED_STEPS: usize = 16;
+
 /// Prints an evaluation on one line.
 fn evaluation_line(rows_kind: &str, evaluation: &Evaluation) -> String {
     let mut line = format!("{} {rows_kind} rows", evaluation.rows);
@@ -44,6 +57,63 @@ fn evaluation_line(rows_kind: &str, evaluation: &Evaluation) -> String {
         line.push_str(&format!(": accuracy {accuracy:.4}"));
     }
     line
+}
+
+/// What a forest command did, by name, in the order it is told: printed by `--format
+/// json` as one object and by `--format csv` as `figure,value` lines.
+#[derive(Default)]
+struct Figures(Vec<(&'static str, Value)>);
+
+impl Figures {
+    fn add(&mut self, name: &'static str, value: impl Into<Value>) -> &mut Self {
+        self.0.push((name, value.into()));
+        self
+    }
+
+    fn evaluation(&mut self, evaluation: Option<&Evaluation>) -> &mut Self {
+        if let Some(e) = evaluation {
+            self.add("evaluated_rows", e.rows);
+            for (name, value) in [("rmse", e.rmse), ("r2", e.r2), ("accuracy", e.accuracy)] {
+                if let Some(value) = value {
+                    self.add(name, value);
+                }
+            }
+        }
+        self
+    }
+
+    /// Prints the figures as `format` says; false for `table`, which prints nothing.
+    fn print(&self, format: OutputFormat) -> anyhow::Result<bool> {
+        match format {
+            OutputFormat::Table => return Ok(false),
+            OutputFormat::Json => {
+                let object: serde_json::Map<String, Value> = self
+                    .0
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), v.clone()))
+                    .collect();
+                println!("{}", Value::Object(object));
+            }
+            OutputFormat::Csv => {
+                let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
+                writer.write_record(["figure", "value"])?;
+                for (name, value) in &self.0 {
+                    let text = match value {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    writer.write_record([*name, text.as_str()])?;
+                }
+                writer.flush()?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
 }
 
 /// `ember run forest-prep`.
@@ -66,37 +136,57 @@ pub(super) async fn prep(args: &RunArgs) -> anyhow::Result<()> {
     finish_progress(bar.as_deref());
     let outcome = outcome?;
     let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "fitted {} transformers on {} training rows ({} held out for testing):",
-        outcome.pipeline.steps.len(),
-        outcome.train_rows,
-        outcome.test_rows
-    );
-    for step in &outcome.pipeline.steps {
-        println!("  {}", describe(step));
-    }
     let features: std::collections::BTreeSet<&str> = outcome
         .bin_stats
         .iter()
         .map(|s| s.feature.as_str())
         .collect();
+    let mut figures = Figures::default();
+    figures
+        .add("input", path_text(&options.input))
+        .add("label", options.label.clone())
+        .add("train_rows", outcome.train_rows)
+        .add("test_rows", outcome.test_rows)
+        .add("transformers", outcome.pipeline.steps.len())
+        .add("features", features.len())
+        .add("bins", outcome.bin_stats.len())
+        .add("out", options.out.as_deref().map(path_text))
+        .add("executors", session.config().executors)
+        .add("seconds", elapsed);
+    if figures.print(args.format)? {
+        report_bad_rows(&session);
+        return Ok(());
+    }
+    println!(
+        "forest-prep: {} training rows, {} held out for testing, from {}",
+        count(outcome.train_rows.into()),
+        count(outcome.test_rows.into()),
+        options.input.display()
+    );
+    println!("fitted {} transformers:", outcome.pipeline.steps.len());
+    for step in outcome.pipeline.steps.iter().take(LISTED_STEPS) {
+        println!("  {}", describe(step));
+    }
+    if outcome.pipeline.steps.len() > LISTED_STEPS {
+        println!(
+            "  ... and {} more (every one in pipeline.json)",
+            outcome.pipeline.steps.len() - LISTED_STEPS
+        );
+    }
     println!(
         "bin statistics of '{}': {} bins over {} features",
         outcome.stats_label,
         outcome.bin_stats.len(),
         features.len()
     );
-    if let Some(out) = &options.out {
-        println!(
+    match &options.out {
+        Some(out) => println!(
             "wrote train/, test/, bin_stats/ and pipeline.json to {}",
             out.display()
-        );
+        ),
+        None => println!("nothing written (--out DIR writes the rows, bins and pipeline)"),
     }
-    eprintln!(
-        "forest-prep over {} on {} executors: {elapsed:.2} s",
-        options.input.display(),
-        session.config().executors
-    );
+    println!("{elapsed:.2} s on {} executors", session.config().executors);
     report_bad_rows(&session);
     Ok(())
 }
@@ -145,7 +235,8 @@ fn describe(step: &crate::examples::forest::transformers::Transformer) -> String
     }
 }
 
-/// `ember run forest-train`.
+/// `ember run forest-train`: trains, saves the model (`--model`, or `model.json` in the
+/// output folder) and writes `report.html` there.
 pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
     let mut options = TrainOptions::new(
         input(args, "forest-train")?,
@@ -157,25 +248,89 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
     options.seed = args.seed;
     options.test_fraction = args.test_fraction;
     options.feature_subset = args.feature_subset.clone();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TRAIN_OUT));
+    if out.is_file() {
+        anyhow::bail!(
+            "invalid setting --out: {} is a file; forest-train writes model.json and \
+             report.html into a folder",
+            out.display()
+        );
+    }
+    let model_path = args.model.clone().unwrap_or_else(|| out.join("model.json"));
     let (session, bar) = new_session(&args.cluster).await?;
     let started = Instant::now();
     let outcome = forest_train(&session, &options).await;
     finish_progress(bar.as_deref());
     let outcome = outcome?;
-    let elapsed = started.elapsed().as_secs_f64();
     let model = &outcome.model;
+    if let Some(dir) = model_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
+    model.save(&model_path)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report_path = out.join("report.html");
+    let facts = TrainFacts {
+        input: &path_text(&options.input),
+        model_path: &path_text(&model_path),
+        executors: session.config().executors,
+        seconds: elapsed,
+    };
+    let report_bytes = train_report_page(&outcome, &facts)?.write(&report_path)?;
+    let model_bytes = std::fs::metadata(&model_path).map_or(0, |m| m.len());
+
     let nodes: usize = model.trees.iter().map(|t| t.nodes.len()).sum();
     let depth = model.trees.iter().map(|t| t.depth()).max().unwrap_or(0);
     let [fit, grow, evaluate] = outcome.seconds;
+    let mut ranked: Vec<(&str, f64)> = model
+        .features
+        .iter()
+        .map(|f| f.name.as_str())
+        .zip(model.feature_importances())
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut figures = Figures::default();
+    figures
+        .add("input", facts.input)
+        .add("label", options.label.clone())
+        .add("trees", model.trees.len())
+        .add("nodes", nodes)
+        .add("depth", depth)
+        .add("features", model.features.len())
+        .add("train_rows", outcome.train_rows)
+        .add("passes", outcome.report.passes)
+        .evaluation(outcome.evaluation.as_ref())
+        .add(
+            "importances",
+            ranked
+                .iter()
+                .map(|(name, share)| json!({"feature": name, "importance": share}))
+                .collect::<Vec<_>>(),
+        )
+        .add("features_seconds", fit)
+        .add("trees_seconds", grow)
+        .add("evaluation_seconds", evaluate)
+        .add("seconds", elapsed)
+        .add("executors", session.config().executors)
+        .add("model", facts.model_path)
+        .add("model_bytes", model_bytes)
+        .add("report", path_text(&report_path))
+        .add("report_bytes", report_bytes);
+    if figures.print(args.format)? {
+        report_bad_rows(&session);
+        return Ok(());
+    }
     println!(
-        "trained {} trees ({nodes} nodes, depth {depth}) on {} rows of {} features in {} \
-         passes",
+        "forest-train: trained {} trees ({nodes} nodes, depth {depth}) on {} rows of {} \
+         features in {} passes",
         model.trees.len(),
-        outcome.train_rows,
+        count(outcome.train_rows.into()),
         model.features.len(),
         outcome.report.passes
     );
-    println!("times: features {fit:.2} s, trees {grow:.2} s, evaluation {evaluate:.2} s");
     match &outcome.evaluation {
         Some(evaluation) => println!("{}", evaluation_line("test", evaluation)),
         None => println!(
@@ -183,14 +338,26 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
             options.test_fraction
         ),
     }
-    if let Some(path) = &args.model {
-        model.save(path)?;
-        println!("saved the model to {}", path.display());
-    }
-    eprintln!(
-        "forest-train over {} on {} executors: {elapsed:.2} s",
-        options.input.display(),
+    let top: Vec<String> = ranked
+        .iter()
+        .take(5)
+        .map(|(name, share)| format!("{name} {}", percent(*share)))
+        .collect();
+    println!("most important features: {}", top.join(", "));
+    println!(
+        "times: features {fit:.2} s, trees {grow:.2} s, evaluation {evaluate:.2} s; \
+         {elapsed:.2} s in all on {} executors",
         session.config().executors
+    );
+    println!(
+        "saved the model to {} ({})",
+        model_path.display(),
+        bytes(model_bytes)
+    );
+    println!(
+        "report with charts: {} ({})",
+        report_path.display(),
+        bytes(report_bytes)
     );
     report_bad_rows(&session);
     Ok(())
@@ -201,21 +368,45 @@ pub(super) async fn predict(args: &RunArgs) -> anyhow::Result<()> {
     let model = required(&args.model, "--model FILE", "forest-predict")?;
     let input = input(args, "forest-predict")?;
     let (session, bar) = new_session(&args.cluster).await?;
+    let started = Instant::now();
     let outcome = forest_predict(&session, model, &input, args.out.as_deref()).await;
     finish_progress(bar.as_deref());
     let outcome = outcome?;
-    print_result(&outcome.preview, args.format)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut figures = Figures::default();
+    figures
+        .add("model", path_text(model))
+        .add("input", path_text(&input))
+        .add("rows", outcome.rows)
+        .evaluation(outcome.evaluation.as_ref())
+        .add("out", args.out.as_deref().map(path_text))
+        .add("executors", session.config().executors)
+        .add("seconds", elapsed);
+    if figures.print(args.format)? {
+        report_bad_rows(&session);
+        return Ok(());
+    }
+    println!("first rows with their predictions:");
+    print_result(&outcome.preview, OutputFormat::Table)?;
     match &args.out {
         Some(out) => println!(
             "wrote {} rows with predictions to {}",
             outcome.rows,
             out.display()
         ),
-        None => println!("predicted {} rows", outcome.rows),
+        None => println!(
+            "predicted {} rows (--out DIR writes them as Parquet)",
+            outcome.rows
+        ),
     }
     if let Some(evaluation) = &outcome.evaluation {
         println!("{}", evaluation_line("labelled", evaluation));
     }
+    println!(
+        "{elapsed:.2} s on {} executors with the model {}",
+        session.config().executors,
+        model.display()
+    );
     report_bad_rows(&session);
     Ok(())
 }
