@@ -184,8 +184,9 @@ class PriceSql:
 
 
 def double(value):
-    """A SQL literal of type DOUBLE (a bare `10.0` is a decimal in DuckDB and Spark)."""
-    return f"CAST({value!r} AS DOUBLE)"
+    """A SQL literal of type DOUBLE (a bare `10.0` is a decimal in DuckDB and Spark); the
+    edges may come back from an engine as `Decimal`s, whose repr is not SQL."""
+    return f"CAST({float(value)!r} AS DOUBLE)"
 
 
 def edge_case(bounds, side):
