@@ -74,6 +74,13 @@ fn failed(title: &str, error: impl std::fmt::Display) -> EmberError {
     }
 }
 
+/// The segmented axis of `n` rows: integer ranges are inclusive in `plotters`, so `0..n - 1`
+/// is `n` rows; a single row gets an empty one beside it (a range of one value has no
+/// ticks, so no label).
+fn rows(n: usize) -> std::ops::Range<i32> {
+    0..(n as i32 - 1).max(1)
+}
+
 /// The width of the label area for labels of up to `longest` characters.
 fn label_width(longest: usize) -> u32 {
     (longest as u32 * 8 + 14).clamp(48, 280)
@@ -120,8 +127,7 @@ pub fn bars(
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(label_width(longest))
-            // Integer ranges are inclusive in plotters: `0..n - 1` is `n` rows.
-            .build_cartesian_2d(0f64..top, (0..n as i32 - 1).into_segmented())
+            .build_cartesian_2d(0f64..top, rows(n).into_segmented())
             .map_err(|e| failed(title, e))?;
         chart
             .configure_mesh()
@@ -207,7 +213,7 @@ pub fn box_plots(
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(label_width(longest))
-            .build_cartesian_2d((low..high).log_scale(), (0..n as i32 - 1).into_segmented())
+            .build_cartesian_2d((low..high).log_scale(), rows(n).into_segmented())
             .map_err(|e| failed(title, e))?;
         chart
             .configure_mesh()
@@ -482,10 +488,7 @@ pub fn heat_map(
             .margin(10)
             .x_label_area_size(46)
             .y_label_area_size(label_width(longest) + 20)
-            .build_cartesian_2d(
-                (0..n as i32 - 1).into_segmented(),
-                (0..n as i32 - 1).into_segmented(),
-            )
+            .build_cartesian_2d(rows(n).into_segmented(), rows(n).into_segmented())
             .map_err(|e| failed(title, e))?;
         chart
             .configure_mesh()
