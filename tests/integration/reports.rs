@@ -286,6 +286,11 @@ fn forest_commands_print_their_figures_as_json_for_machines() {
         "json",
     ]);
     let figures: serde_json::Value = serde_json::from_str(printed.trim()).expect("one JSON object");
+    assert!(
+        printed.starts_with("{\"input\":")
+            && printed.find("\"trees\"") < printed.find("\"seconds\""),
+        "the figures in the summary's order: {printed}"
+    );
     assert_eq!(figures["trees"], 2);
     assert_eq!(figures["label"], "price");
     let rows = figures["train_rows"].as_u64().expect("train_rows");

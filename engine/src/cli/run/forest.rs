@@ -87,12 +87,13 @@ impl Figures {
         match format {
             OutputFormat::Table => return Ok(false),
             OutputFormat::Json => {
-                let object: serde_json::Map<String, Value> = self
+                // In the order told (a `serde_json::Map` would sort the keys).
+                let members: Vec<String> = self
                     .0
                     .iter()
-                    .map(|(k, v)| ((*k).to_string(), v.clone()))
+                    .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
                     .collect();
-                println!("{}", Value::Object(object));
+                println!("{{{}}}", members.join(","));
             }
             OutputFormat::Csv => {
                 let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
