@@ -20,6 +20,11 @@ pub(crate) mod remote;
 pub(crate) mod service;
 pub(crate) mod wire;
 
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
