@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::ArrowPrimitiveType;
@@ -34,6 +34,7 @@ use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
 use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
 use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
+use crate::sync::lock;
 use crate::tables::TableSpec;
 
 /// Rows and schema of a query, with the metrics of the job that computed them.
@@ -692,12 +693,4 @@ pub(crate) fn new_job_id(prefix: &str) -> String {
         NEXT_JOB.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>() & 0xff_ffff
     )
-}
-
-/// Locks a mutex, taking over a poisoned one (the data are plain counters).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }

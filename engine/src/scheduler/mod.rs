@@ -39,7 +39,7 @@ pub use pool::{ExecutorPool, ExecutorStatus, Policy};
 pub use service::{SchedulerProcessConfig, run_scheduler_process};
 
 use crate::error::{EmberError, Result};
-use crate::session::lock;
+use crate::sync::lock;
 
 /// One stage of a job as the scheduler needs it: the plan its tasks run, already encoded.
 #[derive(Debug, Clone)]

@@ -36,8 +36,8 @@ use super::pool::{ExecutorPool, Policy};
 use super::remote::RemoteExecutor;
 use super::{JobSpec, Scheduler, SchedulerConfig};
 use crate::error::{EmberError, Result};
-use crate::session::lock;
 use crate::sql::catalog::{CatalogChange, CatalogDir};
+use crate::sync::lock;
 
 /// How a scheduler process is set up.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use super::{
     SchedulerConfig, StageSpec,
 };
 use crate::error::Result;
-use crate::session::lock;
+use crate::sync::lock;
 
 /// How long a test waits for the scheduler to reach a state before it gives up.
 const PATIENCE: Duration = Duration::from_secs(10);

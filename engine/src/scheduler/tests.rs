@@ -174,7 +174,7 @@ async fn a_non_retryable_error_fails_the_job_on_its_first_attempt() {
                 4,
                 &[("e0", 1), ("e1", 1)],
                 &[],
-                move |_| match crate::session::lock(&shared).take() {
+                move |_| match crate::sync::lock(&shared).take() {
                     Some(error) => Reply::Fail(error),
                     None => Reply::Finish,
                 },
