@@ -30,7 +30,7 @@ use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
-use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
+use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec, new_job_id};
 use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
 use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
@@ -80,7 +80,6 @@ pub struct Session {
     pending_broadcasts: Mutex<Vec<(String, Arc<[u8]>)>>,
 }
 
-static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
 static NEXT_CACHE: AtomicU64 = AtomicU64::new(0);
 
 impl Session {
@@ -681,16 +680,4 @@ struct FinishedJob {
     outcome: JobOutcome,
     final_stage: usize,
     final_partitions: usize,
-}
-
-/// A new job id, unique in this process and unlikely to meet another's: `PREFIX-PID-N-R`.
-pub(crate) fn new_job_id(prefix: &str) -> String {
-    // The random part keeps the ids of drivers on different machines (or in containers,
-    // all PID 1) apart where they share a shuffle directory.
-    format!(
-        "{prefix}-{}-{}-{:06x}",
-        std::process::id(),
-        NEXT_JOB.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>() & 0xff_ffff
-    )
 }

@@ -13,6 +13,7 @@
 
 mod client;
 mod events;
+mod ids;
 mod job;
 mod metrics;
 mod pool;
@@ -34,6 +35,7 @@ use ember_planner::{StageGraph, encode_plan};
 
 pub use client::ExecutorClient;
 pub use events::{JobEvent, JobListener};
+pub(crate) use ids::new_job_id;
 pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 pub use pool::{ExecutorPool, ExecutorStatus, Policy};
 pub use service::{SchedulerProcessConfig, run_scheduler_process};
