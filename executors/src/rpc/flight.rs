@@ -30,7 +30,8 @@ use super::proto::ShuffleTicket;
 use super::security::{ClientSecurity, error_chain, is_connection_refused};
 use super::server::MAX_MESSAGE_BYTES;
 use crate::error::{ExecutorError, Result};
-use crate::executor::{Executor, lock};
+use crate::executor::Executor;
+use crate::sync::lock;
 use arrow_flight::flight_service_client::FlightServiceClient;
 
 /// Bytes of shuffle data (as written) that one executor fetches at once.

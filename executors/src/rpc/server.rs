@@ -36,8 +36,9 @@ use super::proto::scheduler_service_client::SchedulerServiceClient;
 use super::proto::{self, Empty};
 use super::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
 use crate::error::{ExecutorError, Result};
-use crate::executor::{Executor, ExecutorConfig, lock, work_dir_lock};
+use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
+use crate::sync::lock;
 
 /// The largest gRPC message accepted (task plans with many inputs, broadcasts).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
