@@ -26,9 +26,9 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::MAX_MESSAGE_BYTES;
 use super::proto::ShuffleTicket;
 use super::security::{ClientSecurity, error_chain, is_connection_refused};
-use super::server::MAX_MESSAGE_BYTES;
 use crate::error::{ExecutorError, Result};
 use crate::executor::Executor;
 use crate::sync::lock;

@@ -9,6 +9,10 @@ pub mod flight;
 pub mod security;
 pub mod server;
 
+/// The largest gRPC message accepted or sent (task plans with many inputs, broadcasts,
+/// shuffle pieces sent one record batch per message), by servers and clients alike.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
 /// The generated gRPC messages, clients and servers of `proto/ember.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 pub mod proto {

@@ -40,8 +40,9 @@ use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
 use crate::sync::lock;
 
-/// The largest gRPC message accepted (task plans with many inputs, broadcasts).
-pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// The message limit, also under this module's name, where callers outside the crate
+/// have found it.
+pub use super::MAX_MESSAGE_BYTES;
 
 /// Prepares every executor this process creates (registers the user's scalar functions).
 pub type ExecutorSetup = Arc<dyn Fn(&Executor) + Send + Sync>;
