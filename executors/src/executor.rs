@@ -18,7 +18,7 @@ use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
-use crate::rpc::flight::PeerClients;
+use crate::rpc::flight_client::PeerClients;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::ClientSecurity;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};

@@ -1,11 +1,12 @@
 //! The network side of an executor: the gRPC messages of `proto/ember.proto` and their
 //! conversions ([`proto`], [`convert`]), authentication and TLS for every call
-//! ([`security`]), the Flight service that serves shuffle data and the client that fetches
-//! it ([`flight`]), and the executor process: its gRPC service, registration and heartbeats
-//! ([`server`]).
+//! ([`security`]), the Flight service that serves shuffle data ([`flight_server`]) and the
+//! client that fetches it ([`flight_client`]), and the executor process: its gRPC service,
+//! registration and heartbeats ([`server`]).
 
 pub mod convert;
-pub mod flight;
+pub mod flight_client;
+pub mod flight_server;
 pub mod security;
 pub mod server;
 

@@ -30,7 +30,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::flight::{CurrentExecutor, ShuffleFlightService};
+use super::flight_server::{CurrentExecutor, ShuffleFlightService};
 use super::proto::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use super::proto::scheduler_service_client::SchedulerServiceClient;
 use super::proto::{self, Empty};
