@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use ember_executors::rpc::MAX_MESSAGE_BYTES;
 use ember_executors::rpc::proto::scheduler_service_client::SchedulerServiceClient;
 use ember_executors::rpc::proto::{self, Empty};
 use ember_executors::rpc::security::{AddToken, ClientSecurity};
-use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
 use ember_executors::storage::{StoreOptions, remove_prefix};
 use ember_executors::{Executor, ExecutorConfig, ResultClients, ShuffleLocation, read_job_output};
 use futures::StreamExt;

@@ -48,6 +48,7 @@ pub mod scheduler;
 pub mod session;
 mod shared;
 pub mod sql;
+pub(crate) mod sync;
 pub mod tables;
 pub mod typed;
 

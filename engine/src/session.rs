@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::ArrowPrimitiveType;
@@ -30,10 +30,11 @@ use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
-use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec};
+use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec, new_job_id};
 use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
 use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
+use crate::sync::lock;
 use crate::tables::TableSpec;
 
 /// Rows and schema of a query, with the metrics of the job that computed them.
@@ -79,7 +80,6 @@ pub struct Session {
     pending_broadcasts: Mutex<Vec<(String, Arc<[u8]>)>>,
 }
 
-static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
 static NEXT_CACHE: AtomicU64 = AtomicU64::new(0);
 
 impl Session {
@@ -680,24 +680,4 @@ struct FinishedJob {
     outcome: JobOutcome,
     final_stage: usize,
     final_partitions: usize,
-}
-
-/// A new job id, unique in this process and unlikely to meet another's: `PREFIX-PID-N-R`.
-pub(crate) fn new_job_id(prefix: &str) -> String {
-    // The random part keeps the ids of drivers on different machines (or in containers,
-    // all PID 1) apart where they share a shuffle directory.
-    format!(
-        "{prefix}-{}-{}-{:06x}",
-        std::process::id(),
-        NEXT_JOB.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>() & 0xff_ffff
-    )
-}
-
-/// Locks a mutex, taking over a poisoned one (the data are plain counters).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
@@ -18,11 +18,12 @@ use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
-use crate::rpc::flight::PeerClients;
+use crate::rpc::flight_client::PeerClients;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::ClientSecurity;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
+use crate::sync::lock;
 use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
 /// How an executor is set up.
@@ -392,14 +393,6 @@ fn check_job_id(job_id: &str) -> Result<()> {
             key: "job id".into(),
             message: format!("{job_id:?} is not a plain name"),
         })
-    }
-}
-
-/// Locks a mutex, taking over a poisoned one (the data stay consistent: plain sets).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

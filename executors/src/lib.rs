@@ -16,6 +16,7 @@ pub mod memory;
 pub mod rpc;
 pub mod shuffle;
 pub mod storage;
+mod sync;
 mod task;
 
 pub use error::{ExecutorError, Result};

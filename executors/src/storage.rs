@@ -23,7 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use crate::executor::lock;
+use crate::sync::lock;
 
 /// The prefix of the settings that carry S3 options: `ember.s3.endpoint`,
 /// `ember.s3.region`, `ember.s3.access_key_id`, `ember.s3.secret_access_key`,

@@ -18,8 +18,9 @@ use rustyline::{Context, Editor, Helper};
 
 use super::sql::print_result;
 use crate::output::OutputFormat;
-use crate::session::{Session, lock};
+use crate::session::Session;
 use crate::sql::script::{self, ScriptStatement};
+use crate::sync::lock;
 
 /// Words the shell completes besides table and column names.
 const KEYWORDS: &[&str] = &[

@@ -26,8 +26,9 @@ use futures::future::AbortHandle;
 
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
-use crate::session::{Session, lock};
+use crate::session::Session;
 use crate::sql::statement::{self, EmberStatement};
+use crate::sync::lock;
 
 /// How long a planned query waits for its `DoGet` before it is forgotten.
 const QUERY_TTL: Duration = Duration::from_secs(600);

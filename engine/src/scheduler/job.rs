@@ -10,10 +10,12 @@ use datafusion::error::DataFusionError;
 use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
+use super::client::ExecutorClient;
 use super::events::{JobEvent, JobListener};
 use super::metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
+use super::outcome::JobOutcome;
 use super::pool::{ExecutorPool, Placement};
-use super::{ExecutorClient, JobOutcome, JobSpec, SchedulerConfig};
+use super::spec::{JobSpec, SchedulerConfig};
 use crate::error::{EmberError, Result};
 
 /// How often a waiting job looks at the clock (for the grace period).

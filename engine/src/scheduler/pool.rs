@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::client::ExecutorClient;
-use crate::session::lock;
+use crate::sync::lock;
 
 /// How free slots are shared between jobs running at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,10 +10,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ember_executors::rpc::MAX_MESSAGE_BYTES;
 use ember_executors::rpc::proto::executor_service_client::ExecutorServiceClient;
 use ember_executors::rpc::proto::{self};
 use ember_executors::rpc::security::{AddToken, ClientSecurity, is_connection_refused};
-use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
 use ember_executors::storage::is_secret;
 use ember_executors::{ExecutorError, TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ember_executors::rpc::MAX_MESSAGE_BYTES;
 use ember_executors::rpc::proto::scheduler_service_server::{
     SchedulerService, SchedulerServiceServer,
 };
@@ -23,7 +24,6 @@ use ember_executors::rpc::proto::{self, Empty};
 use ember_executors::rpc::security::{
     ClientSecurity, ServerSecurity, accept, check_exposure, error_chain,
 };
-use ember_executors::rpc::server::MAX_MESSAGE_BYTES;
 use ember_executors::storage::{StoreOptions, remove_prefix};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -31,13 +31,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use super::Scheduler;
 use super::events::{JobEvent, JobListener};
 use super::pool::{ExecutorPool, Policy};
 use super::remote::RemoteExecutor;
-use super::{JobSpec, Scheduler, SchedulerConfig};
+use super::spec::{JobSpec, SchedulerConfig};
 use crate::error::{EmberError, Result};
-use crate::session::lock;
 use crate::sql::catalog::{CatalogChange, CatalogDir};
+use crate::sync::lock;
 
 /// How a scheduler process is set up.
 #[derive(Debug, Clone)]

@@ -7,7 +7,9 @@ use ember_executors::is_plain_name;
 use ember_executors::rpc::convert::{key_values, settings};
 use ember_executors::rpc::proto;
 
-use super::{JobMetrics, JobOutcome, JobSpec, StageSpec};
+use super::metrics::JobMetrics;
+use super::outcome::JobOutcome;
+use super::spec::{JobSpec, StageSpec};
 use crate::error::{EmberError, Result};
 
 fn size(value: u64) -> usize {

@@ -30,17 +30,19 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::flight::{CurrentExecutor, ShuffleFlightService};
+use super::flight_server::{CurrentExecutor, ShuffleFlightService};
 use super::proto::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use super::proto::scheduler_service_client::SchedulerServiceClient;
 use super::proto::{self, Empty};
 use super::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
 use crate::error::{ExecutorError, Result};
-use crate::executor::{Executor, ExecutorConfig, lock, work_dir_lock};
+use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
+use crate::sync::lock;
 
-/// The largest gRPC message accepted (task plans with many inputs, broadcasts).
-pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// The message limit, also under this module's name, where callers outside the crate
+/// have found it.
+pub use super::MAX_MESSAGE_BYTES;
 
 /// Prepares every executor this process creates (registers the user's scalar functions).
 pub type ExecutorSetup = Arc<dyn Fn(&Executor) + Send + Sync>;

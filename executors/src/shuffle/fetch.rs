@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::read_locations;
 use crate::error::ExecutorError;
-use crate::rpc::flight::{MAX_BYTES_IN_FLIGHT, PeerClients};
+use crate::rpc::flight_client::{MAX_BYTES_IN_FLIGHT, PeerClients};
 use crate::rpc::proto::ShuffleTicket;
 use crate::storage::{StoreOptions, download};
 use crate::task::ShuffleLocation;

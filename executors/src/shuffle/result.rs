@@ -24,7 +24,7 @@ use prost::Message;
 use super::fetch::{Piece, decode};
 use super::read_locations;
 use crate::error::ExecutorError;
-use crate::rpc::flight::FlightChannels;
+use crate::rpc::flight_client::FlightChannels;
 use crate::rpc::proto::ShuffleTicket;
 use crate::rpc::security::{ClientSecurity, error_chain};
 use crate::storage::{StoreOptions, download};

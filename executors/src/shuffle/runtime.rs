@@ -14,7 +14,7 @@ use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWrite
 use super::ShuffleCompression;
 use super::fetch::{Piece, RemoteInputs, read_pieces};
 use super::writer::MapOutputWriter;
-use crate::rpc::flight::PeerClients;
+use crate::rpc::flight_client::PeerClients;
 use crate::storage::StoreOptions;
 use crate::task::ShuffleLocation;
 

@@ -1,0 +1,119 @@
+//! What the scheduler is asked to run: a [`JobSpec`] of [`StageSpec`]s (encoded stage plans
+//! and how they connect), and the [`SchedulerConfig`] it retries and waits by. A leaf of the
+//! scheduler: the job loop, the wire conversions and the service read these types without
+//! depending on the scheduler module itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember_planner::{StageGraph, encode_plan};
+
+use crate::error::{EmberError, Result};
+
+/// One stage of a job as the scheduler needs it: the plan its tasks run, already encoded.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// The stage's id, its index in the job.
+    pub id: usize,
+    /// The stage plan, encoded with `ember_planner::encode_plan`.
+    pub plan: Arc<Vec<u8>>,
+    /// The stages whose output it reads.
+    pub inputs: Vec<usize>,
+    /// Its number of tasks.
+    pub partitions: usize,
+    /// How it spreads its output (`hash`, `round-robin`, `single`, `preserve`).
+    pub output_kind: String,
+    /// The number of partitions of its output.
+    pub output_partitions: usize,
+}
+
+/// A job to run: its stages and the settings its tasks run with.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Unique id; names the job's folder on every executor.
+    pub job_id: String,
+    /// The stages, in id order (a stage reads only stages with smaller ids).
+    pub stages: Vec<StageSpec>,
+    /// DataFusion settings for the tasks.
+    pub settings: Vec<(String, String)>,
+    /// The stage whose output is the job's result.
+    pub final_stage: usize,
+    /// Keep the final stage's output on the executors until the job is removed (a cached
+    /// dataset), rather than once the client has read it.
+    pub retain_output: bool,
+    /// The staging URLs of the job's writes (`StagedWriteExec`): removed by a scheduler
+    /// process whose client goes away before the job ends.
+    pub staging: Vec<String>,
+}
+
+impl JobSpec {
+    /// The job that runs `graph`, with every stage plan encoded.
+    pub fn from_graph(
+        job_id: &str,
+        graph: &StageGraph,
+        settings: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let mut stages = Vec::with_capacity(graph.stages().len());
+        for (index, stage) in graph.stages().iter().enumerate() {
+            if stage.id() != index || stage.inputs().iter().any(|i| *i >= index) {
+                return Err(EmberError::Internal {
+                    message: format!("stage {} is out of order in its graph", stage.id()),
+                });
+            }
+            stages.push(StageSpec {
+                id: stage.id(),
+                plan: Arc::new(encode_plan(Arc::clone(stage.plan()))?),
+                inputs: stage.inputs().to_vec(),
+                partitions: stage.partitions(),
+                output_kind: stage.output().kind().to_string(),
+                output_partitions: stage.output().partition_count(),
+            });
+        }
+        Ok(Self {
+            job_id: job_id.to_string(),
+            stages,
+            settings,
+            final_stage: graph.final_stage().id(),
+            retain_output: false,
+            staging: staging_urls(graph),
+        })
+    }
+
+    /// Tasks over all stages, without retries.
+    pub fn total_tasks(&self) -> usize {
+        self.stages.iter().map(|s| s.partitions).sum()
+    }
+}
+
+/// The staging URL of every write in `graph`'s stage plans.
+fn staging_urls(graph: &StageGraph) -> Vec<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut urls = Vec::new();
+    for stage in graph.stages() {
+        let _ = stage.plan().apply(|node| {
+            if let Some(write) = node.downcast_ref::<ember_planner::StagedWriteExec>() {
+                urls.push(write.staging().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    urls
+}
+
+/// How a scheduler retries and waits.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Tries per task.
+    pub max_attempts: usize,
+    /// How long a job waits for an executor when none is left.
+    pub grace_period: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
