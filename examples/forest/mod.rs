@@ -10,8 +10,10 @@
 //! | [`prep`] | the forest-prep pipeline and per-bin label statistics |
 //! | [`train`] | growing trees level by level from statistics reduced across partitions |
 //! | [`model`] | the trained model, its JSON, prediction and evaluation |
-//! | [`report`] | how a model errs on held-out rows, and forest-train's HTML report |
+//! | [`diagnose`] | how a model errs on held-out rows |
+//! | [`report`] | forest-train's HTML report |
 
+pub mod diagnose;
 pub mod fit;
 pub mod model;
 pub mod prep;
@@ -27,6 +29,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::ident;
 use datafusion::prelude::{cast, col};
 
+use self::diagnose::{Diagnostics, diagnose};
 use self::fit::{
     ProfileSpec, SPLIT_FN, SplitSpec, TRANSFORM_FN, feature_columns, profile, quantile_edges,
 };
@@ -34,7 +37,6 @@ use self::model::{
     Evaluation, FeatureInfo, ForestModel, TREE_FEATURES, TrainParams, evaluate, predict,
 };
 use self::prep::labelled_input;
-use self::report::{Diagnostics, diagnose};
 use self::train::{FeatureSubset, GrowOptions, GrowReport, Task, grow_forest};
 use self::transformers::{FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer};
 use crate::error::{EmberError, Result};

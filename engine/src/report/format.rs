@@ -1,6 +1,6 @@
 //! How numbers read in reports and terminal summaries: money to the cent with thousands
 //! separated (`1,264,897.27`), counts grouped (`1,000,000`), decimals of any scale, and
-//! short axis labels (`1.2M`).
+//! short axis labels (`1.2M`); and text made safe for HTML.
 
 /// `cents` as money: thousands separated, two decimals (`1,264,897.27`).
 pub fn money(cents: i128) -> String {
@@ -81,6 +81,22 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// Text made safe for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn grouped(n: u128) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -106,6 +122,14 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(decimal(12_345, 3), "12.345");
         assert_eq!(decimal(-7, 0), "-7");
+    }
+
+    #[test]
+    fn markup_in_text_is_escaped() {
+        assert_eq!(
+            escape(r#"<b>"Tom" & 'Jerry'</b>"#),
+            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
+        );
     }
 
     #[test]

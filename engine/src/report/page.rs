@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::escape;
+use super::format::escape;
 use super::table::Table;
 use crate::error::{EmberError, Result};
 

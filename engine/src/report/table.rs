@@ -11,8 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64T
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 
-use super::escape;
-use super::format::{count, decimal};
+use super::format::{count, decimal, escape};
 use crate::error::Result;
 use crate::session::QueryResult;
 
