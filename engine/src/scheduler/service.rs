@@ -31,10 +31,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::Scheduler;
 use super::events::{JobEvent, JobListener};
 use super::pool::{ExecutorPool, Policy};
 use super::remote::RemoteExecutor;
+use super::runner::Scheduler;
 use super::spec::{JobSpec, SchedulerConfig};
 use crate::error::{EmberError, Result};
 use crate::sql::catalog::{CatalogChange, CatalogDir};

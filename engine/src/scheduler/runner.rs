@@ -1,0 +1,153 @@
+//! [`Scheduler`]: the front of the scheduler. It holds the executor pool and the broadcast
+//! variables, runs each job through its own job loop, and removes jobs' files from the
+//! executors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::client::ExecutorClient;
+use super::events::JobListener;
+use super::job;
+use super::outcome::JobOutcome;
+use super::pool::ExecutorPool;
+use super::spec::{JobSpec, SchedulerConfig};
+use crate::error::Result;
+use crate::sync::lock;
+
+/// Runs jobs on the executors of its pool.
+pub struct Scheduler {
+    pool: Arc<ExecutorPool>,
+    config: SchedulerConfig,
+    /// Broadcast variables, re-sent to executors that join later.
+    broadcasts: Mutex<HashMap<String, Arc<[u8]>>>,
+    /// Map tasks recomputed after executor losses, over all jobs: `job/stage.partition`.
+    recomputed: Mutex<Vec<String>>,
+}
+
+impl Scheduler {
+    /// A scheduler over `pool`.
+    pub fn new(pool: Arc<ExecutorPool>, config: SchedulerConfig) -> Self {
+        Self {
+            pool,
+            config: SchedulerConfig {
+                max_attempts: config.max_attempts.max(1),
+                ..config
+            },
+            broadcasts: Mutex::new(HashMap::new()),
+            recomputed: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The executors.
+    pub fn pool(&self) -> &Arc<ExecutorPool> {
+        &self.pool
+    }
+
+    /// Map tasks recomputed after executor losses so far, as `job/stage.partition`.
+    pub fn recomputed(&self) -> Vec<String> {
+        lock(&self.recomputed).clone()
+    }
+
+    /// Adds an executor, sending it the broadcast variables it has missed.
+    pub async fn add_executor(&self, client: Arc<dyn ExecutorClient>) -> Result<()> {
+        let broadcasts: Vec<(String, Arc<[u8]>)> = lock(&self.broadcasts)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        for (name, bytes) in broadcasts {
+            client.put_broadcast(&name, bytes).await?;
+        }
+        self.pool.add(client);
+        Ok(())
+    }
+
+    /// Runs every stage of `job`; returns where the final output lies.
+    ///
+    /// The job's shuffle files stay on the executors until [`Scheduler::remove_job`].
+    pub async fn run_job(
+        &self,
+        job: &JobSpec,
+        listener: Option<&dyn JobListener>,
+    ) -> Result<JobOutcome> {
+        // The run leaves the pool when it is dropped, also when its future is.
+        let seq = self.pool.join_job();
+        let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
+            .run()
+            .await?;
+        if !outcome.metrics.recomputed.is_empty() {
+            lock(&self.recomputed).extend(
+                outcome
+                    .metrics
+                    .recomputed
+                    .iter()
+                    .map(|r| format!("{}/{}.{}", job.job_id, r.stage_id, r.partition)),
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes the files of one stage of a job on every executor.
+    pub async fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
+        let calls = self
+            .pool
+            .clients()
+            .into_iter()
+            .map(|c| (c.id().to_string(), c.remove_stage(job_id, stage_id)));
+        first_error(calls).await
+    }
+
+    /// Deletes a job's shuffle files on every executor.
+    pub async fn remove_job(&self, job_id: &str) -> Result<()> {
+        let calls = self
+            .pool
+            .clients()
+            .into_iter()
+            .map(|c| (c.id().to_string(), c.remove_job(job_id)));
+        first_error(calls).await
+    }
+
+    /// Sends a broadcast variable to every executor (and to those that join later).
+    pub async fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<()> {
+        lock(&self.broadcasts).insert(name.to_string(), Arc::clone(&bytes));
+        let calls = self.pool.clients().into_iter().map(|c| {
+            (
+                c.id().to_string(),
+                c.put_broadcast(name, Arc::clone(&bytes)),
+            )
+        });
+        first_error(calls).await
+    }
+
+    /// Whether executor `executor_id` is alive and still holds `path`.
+    pub async fn holds(&self, executor_id: &str, path: &std::path::Path) -> bool {
+        match self.pool.client(executor_id) {
+            Some(client) => client.holds(path).await,
+            None => false,
+        }
+    }
+}
+
+/// Awaits every call, logging each failure; returns the first.
+async fn first_error(
+    calls: impl Iterator<
+        Item = (
+            String,
+            futures::future::BoxFuture<
+                'static,
+                std::result::Result<(), ember_executors::ExecutorError>,
+            >,
+        ),
+    >,
+) -> Result<()> {
+    let mut first = None;
+    for (id, call) in calls {
+        if let Err(e) = call.await {
+            tracing::warn!(executor = %id, "cleanup failed: {e}");
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
