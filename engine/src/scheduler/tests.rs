@@ -610,3 +610,74 @@ async fn a_job_of_twenty_stages_runs_each_stage_once_in_order() {
     assert!(outcome.final_output.iter().all(|l| l.stage_id == 19));
     assert_eq!(outcome.metrics.tasks.len(), 40);
 }
+
+#[tokio::test]
+async fn a_job_left_without_executors_waits_the_grace_period_then_fails() {
+    let job = job("alone", &[(1, &[], 1)]);
+    let harness = Harness::new(&job, 3, &[("e0", 1)], &[], |_| Reply::Hold);
+    let running = harness.start(&job);
+    harness
+        .wait_for("the task to start", |calls| calls.len() == 1)
+        .await;
+    let lost_at = std::time::Instant::now();
+    assert!(harness.scheduler.pool().mark_lost("e0", "test"));
+    match harness.outcome(running).await {
+        Err(EmberError::NoExecutorsLeft { job_id, waited }) => {
+            assert_eq!(job_id, "alone");
+            // The harness's grace period is 1 s; the loop checks it every 200 ms.
+            assert_eq!(waited, std::time::Duration::from_secs(1));
+            let elapsed = lost_at.elapsed();
+            assert!(
+                elapsed >= waited && elapsed < std::time::Duration::from_secs(3),
+                "failed after {elapsed:?}"
+            );
+        }
+        other => panic!("expected NoExecutorsLeft, got {other:?}"),
+    }
+    // The task ran once: nothing was left to run it again.
+    assert_eq!(harness.keys(), vec![key(0, 0, 0, "e0")]);
+}
+
+#[tokio::test]
+async fn tasks_requeued_because_their_executor_was_lost_are_not_counted_against_the_limit() {
+    // Quirk Q2: with max 1 attempt, a task whose executor is declared lost while it runs
+    // is run again (its loss is counted but never checked), as many times as that happens.
+    let job = job("requeue", &[(1, &[], 1)]);
+    let harness = Harness::new(
+        &job,
+        1,
+        &[("e0", 1), ("e1", 1), ("e2", 1), ("e3", 1)],
+        &[],
+        |_| Reply::Hold,
+    );
+    let running = harness.start(&job);
+    for (lost, launches) in [("e0", 1), ("e1", 2), ("e2", 3)] {
+        harness
+            .wait_for("the next launch", |calls| calls.len() == launches)
+            .await;
+        assert_eq!(harness.calls()[launches - 1].executor, lost);
+        if lost == "e2" {
+            harness.set_script(|_| Reply::Finish);
+        }
+        assert!(harness.scheduler.pool().mark_lost(lost, "test"));
+    }
+    let outcome = harness
+        .outcome(running)
+        .await
+        .expect("the fourth attempt runs");
+    assert_eq!(
+        harness.keys(),
+        vec![
+            key(0, 0, 0, "e0"),
+            key(0, 0, 1, "e1"),
+            key(0, 0, 2, "e2"),
+            key(0, 0, 3, "e3"),
+        ]
+    );
+    assert_eq!(records(&outcome), vec![key(0, 0, 3, "e3")]);
+    // Each loss is reported as a failure that will be retried.
+    assert_eq!(
+        failures(&harness.events()),
+        vec![(0, 0, 0, true), (0, 0, 1, true), (0, 0, 2, true)]
+    );
+}
