@@ -148,7 +148,7 @@ impl<'a> JobRun<'a> {
                         stage_id: s.id,
                         partitions: s.partitions,
                         inputs: s.inputs.clone(),
-                        output: s.output_kind.clone(),
+                        output: s.output_kind,
                     })
                     .collect(),
                 ..Default::default()

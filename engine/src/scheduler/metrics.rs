@@ -3,6 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ember_planner::AccumulatorValue;
+
+use super::spec::OutputKind;
 use std::time::Duration;
 
 /// One successful task attempt.
@@ -65,8 +67,9 @@ pub struct StageSummary {
     pub partitions: usize,
     /// The stages it read.
     pub inputs: Vec<usize>,
-    /// How it spread its output (`hash`, `round-robin`, `single`, `preserve`).
-    pub output: String,
+    /// How it spread its output (`"hash"`, `"round-robin"`, `"single"`, `"preserve"` in
+    /// JSON).
+    pub output: OutputKind,
 }
 
 /// Everything recorded about one job.

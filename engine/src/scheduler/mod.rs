@@ -37,4 +37,4 @@ pub use outcome::{JobOutcome, ResultLease};
 pub use pool::{ExecutorPool, ExecutorStatus, Policy};
 pub use runner::Scheduler;
 pub use service::{SchedulerProcessConfig, run_scheduler_process};
-pub use spec::{JobSpec, SchedulerConfig, StageSpec};
+pub use spec::{JobSpec, OutputKind, SchedulerConfig, StageSpec};

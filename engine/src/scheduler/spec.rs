@@ -1,14 +1,70 @@
 //! What the scheduler is asked to run: a [`JobSpec`] of [`StageSpec`]s (encoded stage plans
-//! and how they connect), and the [`SchedulerConfig`] it retries and waits by. A leaf of the
+//! and how they connect, with the [`OutputKind`] of each), and the [`SchedulerConfig`] it retries and waits by. A leaf of the
 //! scheduler: the job loop, the wire conversions and the service read these types without
 //! depending on the scheduler module itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_planner::{StageGraph, encode_plan};
+use ember_planner::{ShuffleOutput, StageGraph, encode_plan};
 
 use crate::error::{EmberError, Result};
+
+/// How a stage spreads its output over the partitions of the stages that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// By a hash of key columns.
+    Hash,
+    /// Rows dealt out in turn.
+    RoundRobin,
+    /// Everything to one partition.
+    Single,
+    /// Each partition to the partition of the same number.
+    Preserve,
+}
+
+impl OutputKind {
+    /// Its name on the wire and in metrics (`hash`, `round-robin`, `single`, `preserve`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hash => "hash",
+            Self::RoundRobin => "round-robin",
+            Self::Single => "single",
+            Self::Preserve => "preserve",
+        }
+    }
+}
+
+impl From<&ShuffleOutput> for OutputKind {
+    fn from(output: &ShuffleOutput) -> Self {
+        match output {
+            ShuffleOutput::Hash { .. } => Self::Hash,
+            ShuffleOutput::RoundRobin { .. } => Self::RoundRobin,
+            ShuffleOutput::Single => Self::Single,
+            ShuffleOutput::Preserve { .. } => Self::Preserve,
+        }
+    }
+}
+
+impl std::str::FromStr for OutputKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        [Self::Hash, Self::RoundRobin, Self::Single, Self::Preserve]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown output kind '{text}' (known: hash, round-robin, single, preserve)")
+            })
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One stage of a job as the scheduler needs it: the plan its tasks run, already encoded.
 #[derive(Debug, Clone)]
@@ -21,8 +77,8 @@ pub struct StageSpec {
     pub inputs: Vec<usize>,
     /// Its number of tasks.
     pub partitions: usize,
-    /// How it spreads its output (`hash`, `round-robin`, `single`, `preserve`).
-    pub output_kind: String,
+    /// How it spreads its output.
+    pub output_kind: OutputKind,
     /// The number of partitions of its output.
     pub output_partitions: usize,
 }
@@ -65,7 +121,7 @@ impl JobSpec {
                 plan: Arc::new(encode_plan(Arc::clone(stage.plan()))?),
                 inputs: stage.inputs().to_vec(),
                 partitions: stage.partitions(),
-                output_kind: stage.output().kind().to_string(),
+                output_kind: OutputKind::from(stage.output()),
                 output_partitions: stage.output().partition_count(),
             });
         }

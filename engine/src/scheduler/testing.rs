@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    ExecutorClient, ExecutorPool, JobEvent, JobListener, JobOutcome, JobSpec, Policy, Scheduler,
-    SchedulerConfig, StageSpec,
+    ExecutorClient, ExecutorPool, JobEvent, JobListener, JobOutcome, JobSpec, OutputKind, Policy,
+    Scheduler, SchedulerConfig, StageSpec,
 };
 use crate::error::Result;
 use crate::sync::lock;
@@ -209,7 +209,7 @@ pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
                 plan: Arc::new(Vec::new()),
                 inputs: inputs.to_vec(),
                 partitions: *partitions,
-                output_kind: "hash".to_string(),
+                output_kind: OutputKind::Hash,
                 output_partitions: *outputs,
             })
             .collect(),

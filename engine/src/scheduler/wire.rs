@@ -28,7 +28,7 @@ impl From<&JobSpec> for proto::JobSpec {
                     plan: s.plan.as_ref().clone(),
                     inputs: s.inputs.iter().map(|i| *i as u64).collect(),
                     partitions: s.partitions as u64,
-                    output_kind: s.output_kind.clone(),
+                    output_kind: s.output_kind.as_str().to_string(),
                     output_partitions: s.output_partitions as u64,
                 })
                 .collect(),
@@ -61,7 +61,10 @@ impl TryFrom<proto::JobSpec> for JobSpec {
                 plan: Arc::new(s.plan.clone()),
                 inputs,
                 partitions: size(s.partitions),
-                output_kind: s.output_kind.clone(),
+                output_kind: s
+                    .output_kind
+                    .parse()
+                    .map_err(|e: String| bad(format!("stage {index}: {e}")))?,
                 output_partitions: size(s.output_partitions),
             });
         }
@@ -110,5 +113,57 @@ impl TryFrom<proto::JobResult> for JobOutcome {
             metrics,
             lease: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::spec::OutputKind;
+
+    fn spec(kind: OutputKind) -> JobSpec {
+        JobSpec {
+            job_id: "wire".into(),
+            stages: vec![StageSpec {
+                id: 0,
+                plan: Arc::new(vec![1, 2, 3]),
+                inputs: Vec::new(),
+                partitions: 2,
+                output_kind: kind,
+                output_partitions: 3,
+            }],
+            settings: Vec::new(),
+            final_stage: 0,
+            retain_output: false,
+            staging: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn output_kinds_cross_the_wire_by_name_and_unknown_ones_are_refused() {
+        for kind in [
+            OutputKind::Hash,
+            OutputKind::RoundRobin,
+            OutputKind::Single,
+            OutputKind::Preserve,
+        ] {
+            let message = proto::JobSpec::from(&spec(kind));
+            assert_eq!(message.stages[0].output_kind, kind.as_str());
+            let back = JobSpec::try_from(message).expect("a valid job");
+            assert_eq!(back.stages[0].output_kind, kind);
+        }
+        let mut message = proto::JobSpec::from(&spec(OutputKind::Hash));
+        message.stages[0].output_kind = "range".into();
+        let error = JobSpec::try_from(message).expect_err("an unknown kind");
+        let text = error.to_string();
+        assert!(
+            text.contains("invalid job wire") && text.contains("unknown output kind 'range'"),
+            "{text}"
+        );
+        // Metrics keep the names in JSON.
+        assert_eq!(
+            serde_json::to_string(&OutputKind::RoundRobin).expect("JSON"),
+            "\"round-robin\""
+        );
     }
 }
