@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::RunArgs;
+use super::args::RunArgs;
 use crate::OutputFormat;
-use crate::cli::{finish_progress, new_session, print_result, report_bad_rows};
+use crate::cli::common::{finish_progress, new_session, print_result, report_bad_rows};
 use crate::examples::forest::model::Evaluation;
 use crate::examples::forest::prep::{PrepOptions, forest_prep};
 use crate::examples::forest::report::{TrainFacts, train_report_page};

@@ -1,0 +1,171 @@
+//! What the `ember` subcommands share: the cluster and security options ([`ClusterArgs`],
+//! [`SecurityArgs`], [`ServerTlsArgs`]), the session they open ([`new_session`]), and how
+//! they print results, bad-row counts and the end of a progress bar. A leaf of `cli`: the
+//! subcommand modules use it without depending on `cli` itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
+use crate::progress::ProgressBar;
+use crate::{EmberConfig, OutputFormat, QueryResult, Session, write_result};
+
+/// Authentication and TLS options shared by every process and client.
+#[derive(Args, Clone)]
+pub(super) struct SecurityArgs {
+    /// Shared-secret token that every gRPC and Flight call must carry.
+    #[arg(
+        long,
+        env = "EMBER_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(super) auth_token: Option<String>,
+    /// PEM file of the CA that signed the cluster's certificates (for https:// URLs).
+    #[arg(long, env = "EMBER_TLS_CA", value_name = "PEM")]
+    pub(super) tls_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    pub(super) fn client(&self) -> ClientSecurity {
+        ClientSecurity {
+            token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            ca: self.tls_ca.clone(),
+        }
+    }
+
+    pub(super) fn server(&self, tls: &ServerTlsArgs) -> ServerSecurity {
+        ServerSecurity {
+            token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            tls: tls.tls_cert.clone().zip(tls.tls_key.clone()),
+        }
+    }
+}
+
+/// The certificate a server presents, and whether it may serve other hosts without a token.
+#[derive(Args, Clone)]
+pub(super) struct ServerTlsArgs {
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(super) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(super) tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without --auth-token: anyone who reaches it can
+    /// register executors and run jobs (a warning is logged).
+    #[arg(long)]
+    pub(super) allow_unauthenticated: bool,
+}
+
+#[derive(Args, Clone)]
+pub(super) struct ClusterArgs {
+    /// Executors of the embedded cluster (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub(super) executors: Option<usize>,
+    /// Task slots per executor (default 1).
+    #[arg(long, value_name = "N")]
+    pub(super) slots: Option<usize>,
+    /// Any setting as KEY=VALUE (see `ember config`); repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub(super) conf: Vec<String>,
+    /// Memory each executor of the embedded cluster may hold (such as 512M) before it
+    /// spills; on a process cluster, plans for executors started with this limit (joins
+    /// become sort-merge joins, which spill).
+    #[arg(long, value_name = "SIZE")]
+    pub(super) memory_limit: Option<String>,
+    /// CSV and JSON rows that do not parse: fail (naming file and line), skip (counted),
+    /// or quarantine=PATH (written there with file, line and reason, counted). With this
+    /// option CSV and JSON inputs are read record by record.
+    #[arg(long, value_name = "POLICY")]
+    pub(super) bad_rows: Option<String>,
+    /// What writes (COPY ... TO, --out) do when the destination holds files: error (the
+    /// default), overwrite (replace them once the new files are committed) or append.
+    #[arg(long, value_name = "MODE")]
+    pub(super) mode: Option<String>,
+    /// Copy map outputs to this object-store URL (such as s3://bucket/shuffle), where they
+    /// outlive the executor that wrote them (`ember.shuffle.dir`).
+    #[arg(long, value_name = "URL")]
+    pub(super) shuffle_dir: Option<String>,
+    /// Run on the process cluster of this scheduler instead of an embedded one.
+    #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
+    pub(super) scheduler: Option<String>,
+    #[command(flatten)]
+    pub(super) security: SecurityArgs,
+}
+
+impl ClusterArgs {
+    pub(super) fn config(&self) -> crate::Result<EmberConfig> {
+        let mut config = EmberConfig::default();
+        for pair in &self.conf {
+            config.set_pair(pair)?;
+        }
+        if let Some(n) = self.executors {
+            config.set("ember.executors", &n.to_string())?;
+        }
+        if let Some(n) = self.slots {
+            config.set("ember.executor.slots", &n.to_string())?;
+        }
+        if let Some(size) = &self.memory_limit {
+            config.set("ember.executor.memory_limit", size)?;
+        }
+        if let Some(policy) = &self.bad_rows {
+            config.set("ember.input.bad_rows", policy)?;
+        }
+        if let Some(mode) = &self.mode {
+            config.set("ember.output.mode", mode)?;
+        }
+        if let Some(dir) = &self.shuffle_dir {
+            config.set("ember.shuffle.dir", dir)?;
+        }
+        Ok(config)
+    }
+}
+
+/// A session on the embedded cluster, or on the process cluster of `--scheduler`, with a
+/// progress bar when stderr is a terminal.
+pub(super) async fn new_session(
+    cluster: &ClusterArgs,
+) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+    let config = cluster.config()?;
+    let mut session = match &cluster.scheduler {
+        Some(url) => Session::connect_with(url, cluster.security.client(), config).await?,
+        None => Session::new(config)?,
+    };
+    let bar = ProgressBar::for_terminal().map(Arc::new);
+    if let Some(bar) = &bar {
+        session.set_listener(Arc::clone(bar) as Arc<dyn crate::scheduler::JobListener>);
+    }
+    Ok((session, bar))
+}
+
+/// Writes a query's rows to stdout.
+pub(super) fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()> {
+    write_result(
+        &mut std::io::stdout().lock(),
+        &result.schema,
+        &result.batches,
+        format,
+    )
+}
+
+/// Says how many bad input rows were skipped or quarantined, under those policies.
+pub(super) fn report_bad_rows(session: &Session) {
+    match &session.config().bad_rows {
+        Some(crate::BadRows::Skip) => eprintln!("skipped {} bad rows", session.bad_rows()),
+        Some(crate::BadRows::Quarantine(dir)) => eprintln!(
+            "quarantined {} bad rows in {}",
+            session.bad_rows(),
+            dir.display()
+        ),
+        _ => {}
+    }
+}
+
+/// Clears the progress bar, if one is drawn, before results or errors print.
+pub(super) fn finish_progress(bar: Option<&ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+}
