@@ -54,6 +54,8 @@ struct TaskState {
     losses: usize,
     /// The executor of the last failed attempt.
     avoid: Option<String>,
+    /// After an interrupted call, the task waits until then before it runs again.
+    not_before: Option<Instant>,
     /// Its accumulator updates were added (a recomputed task adds nothing more).
     counted: bool,
 }
@@ -307,7 +309,10 @@ impl<'a> JobRun<'a> {
         let mut index = 0;
         while index < self.queue.len() {
             let (stage, partition) = self.queue[index];
-            if !self.inputs_complete(stage) {
+            let paused = self.tasks[stage][partition]
+                .not_before
+                .is_some_and(|at| at > Instant::now());
+            if paused || !self.inputs_complete(stage) {
                 index += 1;
                 continue;
             }
@@ -486,9 +491,12 @@ impl<'a> JobRun<'a> {
             }
             ExecutorError::Interrupted { .. } => {
                 // The executor may well be alive and busy: its heartbeats decide that. The
-                // attempt's outcome is unknown, so it runs again.
+                // attempt's outcome is unknown, so it runs again, after a pause that doubles
+                // with each interruption, so that an executor that died gets the time to
+                // miss its heartbeats before the task's attempts are spent on it.
                 let state = &mut self.tasks[task.stage][task.partition];
                 state.losses += 1;
+                state.not_before = Some(Instant::now() + interrupted_pause(state.losses));
                 (false, state.losses <= self.config.max_attempts)
             }
             ExecutorError::FetchFailed {
@@ -648,5 +656,25 @@ impl<'a> JobRun<'a> {
                 }
             }
         }
+    }
+}
+
+/// How long a task waits before it runs again after its `losses`-th interrupted call:
+/// 200 ms, doubling each time, at most 3.2 s (0.2 + 0.4 + 0.8 + 1.6 s before a fifth try).
+fn interrupted_pause(losses: usize) -> Duration {
+    let doublings = u32::try_from(losses.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(4);
+    Duration::from_millis(200) * 2_u32.pow(doublings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_task_waits_longer_each_time_up_to_a_cap() {
+        let pauses: Vec<u128> = (1..=7).map(|n| interrupted_pause(n).as_millis()).collect();
+        assert_eq!(pauses, vec![200, 400, 800, 1600, 3200, 3200, 3200]);
     }
 }
