@@ -81,21 +81,9 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Text made safe for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text made safe for HTML element content and attribute values: the stage graph's XML
+/// escaping, which HTML5 reads the same.
+pub use ember_planner::draw::escape_xml as escape;
 
 fn grouped(n: u128) -> String {
     let digits = n.to_string();
@@ -128,7 +116,7 @@ mod tests {
     fn markup_in_text_is_escaped() {
         assert_eq!(
             escape(r#"<b>"Tom" & 'Jerry'</b>"#),
-            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
+            "&lt;b&gt;&quot;Tom&quot; &amp; &apos;Jerry&apos;&lt;/b&gt;"
         );
     }
 

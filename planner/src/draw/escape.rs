@@ -2,7 +2,7 @@
 
 /// `text` as XML character data or an attribute value: markup characters as entities,
 /// and characters that XML 1.0 forbids (most control characters) as U+FFFD.
-pub(super) fn xml(text: &str) -> String {
+pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

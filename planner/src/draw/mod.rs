@@ -18,6 +18,7 @@ mod layout;
 mod picture;
 mod svg;
 
+pub use escape::xml as escape_xml;
 pub use layout::{Layout, Placed, Route, layout};
 pub use picture::{OperatorLine, Picture, ShuffleArrow, StageBox, describe, shuffle_label};
 
