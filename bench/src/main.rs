@@ -14,6 +14,9 @@
 //! Polars, Spark and Ballista), writes the report into `BENCHMARKS.md` and the figures for
 //! the chart ([`suite`]); `bench/run` installs the peers and calls it.
 //!
+//! `ember-bench scheduler --tasks 100000 --executors 200` drives the scheduler alone over
+//! fake executors and prints launches per second and scheduling latency ([`scheduler`]).
+//!
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
 
@@ -23,6 +26,7 @@ mod forest;
 mod peers;
 mod prices;
 mod report;
+mod scheduler;
 mod suite;
 mod tpch;
 
@@ -52,6 +56,9 @@ enum Command {
     Dsl(dsl::DslBench),
     /// Random-forest feature preparation and training against Spark MLlib.
     Forest(forest::ForestBench),
+    /// The scheduler alone: launches per second and scheduling latency over fake
+    /// executors.
+    Scheduler(scheduler::SchedulerBench),
 }
 
 #[tokio::main]
@@ -61,5 +68,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Forest(bench) => forest::run(&bench).await,
         Command::Tpch(bench) => tpch::run(&bench, &mut report::Report::default()).await,
         Command::Suite(suite) => suite::run(&suite).await,
+        Command::Scheduler(bench) => scheduler::run(&bench).await,
     }
 }

@@ -26,8 +26,8 @@ use tonic::transport::Channel;
 use crate::config::EmberConfig;
 use crate::error::{EmberError, Result};
 use crate::scheduler::{
-    ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome, JobSpec,
-    ResultLease, Scheduler, SchedulerConfig,
+    EventLogDir, ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome,
+    JobSpec, ResultLease, Scheduler, SchedulerConfig,
 };
 use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
 
@@ -82,6 +82,10 @@ impl LocalCluster {
             pool,
             SchedulerConfig {
                 max_attempts: config.max_attempts,
+                event_log: config
+                    .event_log
+                    .as_ref()
+                    .map(|dir| EventLogDir::new(dir.clone(), config.storage.clone())),
                 ..SchedulerConfig::default()
             },
         ));

@@ -101,6 +101,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Where CREATE TABLE ... AS writes a table that names no LOCATION: a folder named after the table under this one.",
     },
     ConfigEntry {
+        key: "ember.eventlog.dir",
+        kind: "path or URL",
+        default: "none (no event log)",
+        description: "Folder where each job's scheduler events are appended as JSON lines (JOB_ID.jsonl), read by `ember history`. Also --event-log DIR.",
+    },
+    ConfigEntry {
         key: "ember.work_dir",
         kind: "path",
         default: "a new folder in the system temp dir",
@@ -190,6 +196,8 @@ pub struct EmberConfig {
     pub catalog_dir: Option<PathBuf>,
     /// `ember.sql.warehouse`.
     pub warehouse: String,
+    /// `ember.eventlog.dir`; `None` for no event log.
+    pub event_log: Option<String>,
 }
 
 impl Default for EmberConfig {
@@ -211,6 +219,7 @@ impl Default for EmberConfig {
             datafusion: Vec::new(),
             catalog_dir: None,
             warehouse: "ember-warehouse".into(),
+            event_log: None,
         }
     }
 }
@@ -241,6 +250,15 @@ impl EmberConfig {
                     config_err!(key, "expected a folder or URL");
                 }
                 self.warehouse = value.to_string();
+            }
+            "ember.eventlog.dir" => {
+                if value.trim().is_empty() {
+                    config_err!(key, "expected a folder or URL");
+                }
+                if let Err(e) = location_url(value) {
+                    config_err!(key, "{e}");
+                }
+                self.event_log = Some(value.to_string());
             }
             "ember.shuffle.dir" => {
                 if !value.contains("://") {
@@ -323,6 +341,7 @@ impl EmberConfig {
             "ember.catalog.dir" => path(&self.catalog_dir).unwrap_or_default(),
             "ember.sql.warehouse" => self.warehouse.clone(),
             "ember.shuffle.dir" => self.shuffle_dir.clone().unwrap_or_default(),
+            "ember.eventlog.dir" => self.event_log.clone().unwrap_or_default(),
             "ember.executor.memory_limit" => {
                 self.memory_limit.map(|b| b.to_string()).unwrap_or_default()
             }

@@ -70,6 +70,14 @@ pub enum EmberError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// The job was cancelled (by its client, or by a `CancelJob` call).
+    #[error("job {job_id} was cancelled: {reason}")]
+    Cancelled {
+        /// The job.
+        job_id: String,
+        /// Why, as the canceller said.
+        reason: String,
+    },
     /// The scheduler of a process cluster reported an error, or could not be reached.
     #[error("{message}")]
     Cluster {

@@ -37,6 +37,11 @@ use crate::sql::statement::{self, EmberStatement};
 use crate::sync::lock;
 use crate::tables::TableSpec;
 
+tokio::task_local! {
+    /// The text of the statement being run, which names the jobs it starts.
+    static JOB_NAME: String;
+}
+
 /// Rows and schema of a query, with the metrics of the job that computed them.
 #[derive(Debug)]
 pub struct QueryResult {
@@ -313,6 +318,13 @@ impl Session {
     /// `COPY` on the cluster. With a catalog, definitions made elsewhere are loaded first
     /// and the ones made here are recorded.
     pub async fn execute(&self, text: &str) -> Result<ResultStream> {
+        // The statement names the jobs it runs, in the event log and `ember history`.
+        JOB_NAME
+            .scope(text.trim().to_string(), self.execute_named(text))
+            .await
+    }
+
+    async fn execute_named(&self, text: &str) -> Result<ResultStream> {
         self.sync_catalog().await?;
         match statement::parse(text)? {
             EmberStatement::SetEmber { key, value } => {
@@ -533,6 +545,7 @@ impl Session {
         let final_stage = graph.final_stage().id();
         let final_partitions = graph.final_stage().output().partition_count();
         let mut job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
+        job.name = JOB_NAME.try_with(Clone::clone).ok();
         job.retain_output = retain_output;
         let pending = std::mem::take(&mut *lock(&self.pending_broadcasts));
         for (name, bytes) in pending {

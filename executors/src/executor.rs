@@ -325,6 +325,22 @@ impl Executor {
         remove_dir(self.job_dir(job_id).join(format!("stage-{stage_id}")))
     }
 
+    /// Deletes the files one attempt of one task wrote (a cancelled or superseded attempt).
+    pub fn remove_attempt(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+        partition: usize,
+        attempt: usize,
+    ) -> Result<()> {
+        check_job_id(job_id)?;
+        remove_dir(
+            self.job_dir(job_id)
+                .join(format!("stage-{stage_id}"))
+                .join(format!("map-{partition}-attempt-{attempt}")),
+        )
+    }
+
     /// The folder of one job's shuffle files.
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
         self.config.work_dir.join(job_id)

@@ -88,6 +88,11 @@ pub(super) struct ClusterArgs {
     /// outlive the executor that wrote them (`ember.shuffle.dir`).
     #[arg(long, value_name = "URL")]
     pub(super) shuffle_dir: Option<String>,
+    /// Append each job's scheduler events as JSON lines to DIR/JOB_ID.jsonl (a folder or
+    /// an object-store URL), for `ember history` (`ember.eventlog.dir`). Embedded cluster
+    /// only: a scheduler process logs with its own --event-log.
+    #[arg(long, value_name = "DIR")]
+    pub(super) event_log: Option<String>,
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     pub(super) scheduler: Option<String>,
@@ -118,6 +123,9 @@ impl ClusterArgs {
         }
         if let Some(dir) = &self.shuffle_dir {
             config.set("ember.shuffle.dir", dir)?;
+        }
+        if let Some(dir) = &self.event_log {
+            config.set("ember.eventlog.dir", dir)?;
         }
         Ok(config)
     }

@@ -29,9 +29,12 @@ use crate::datasets::{
 use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
+use crate::executors::storage::StoreOptions;
 use crate::flight_sql::{FlightSqlConfig, FlightSqlServer};
 use crate::progress::ProgressBar;
-use crate::scheduler::{Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process};
+use crate::scheduler::{
+    EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
+};
 use crate::{EmberConfig, OutputFormat, Session, TableSpec};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +44,7 @@ use self::common::{
 };
 
 mod common;
+mod history;
 mod run;
 mod shell;
 mod sql;
@@ -76,6 +80,8 @@ enum Command {
     Scheduler(SchedulerArgs),
     /// Run an executor process that registers with a scheduler and runs its tasks.
     Executor(ExecutorArgs),
+    /// List the jobs of an event-log folder, or print one job's stages and tasks.
+    History(history::HistoryArgs),
 }
 
 #[derive(Args)]
@@ -105,6 +111,10 @@ struct SchedulerArgs {
     /// client sees, across scheduler restarts.
     #[arg(long, value_name = "DIR")]
     catalog: Option<PathBuf>,
+    /// Append each job's scheduler events as JSON lines to DIR/JOB_ID.jsonl (a folder or
+    /// an object-store URL), for `ember history`.
+    #[arg(long, value_name = "DIR")]
+    event_log: Option<String>,
     /// Also serve Arrow Flight SQL (ADBC, JDBC and other Flight SQL clients) on this
     /// address, with the scheduler's token and TLS. A non-loopback address needs
     /// --auth-token (or --allow-unauthenticated).
@@ -481,6 +491,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scheduler(args) => run_scheduler(args).await?,
         Command::Executor(args) => run_executor(args).await?,
+        Command::History(args) => history::run_history(args).await?,
     }
     Ok(())
 }
@@ -501,6 +512,10 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         scheduler: SchedulerConfig {
             max_attempts: args.max_attempts.max(1),
             grace_period: seconds(args.grace_period, "--grace-period")?,
+            event_log: args
+                .event_log
+                .clone()
+                .map(|dir| EventLogDir::new(dir, StoreOptions::default())),
         },
         heartbeat_timeout: seconds(args.heartbeat_timeout, "--heartbeat-timeout")?,
         server: args.security.server(&args.tls),

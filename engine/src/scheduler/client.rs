@@ -37,6 +37,16 @@ pub trait ExecutorClient: Send + Sync {
         name: &str,
         bytes: Arc<[u8]>,
     ) -> BoxFuture<'static, Result<(), ExecutorError>>;
+    /// Stops attempt `attempt` of task `stage_id.partition` of job `job_id` if it still
+    /// runs, and removes the files it wrote. An executor in this process stops when its
+    /// launch future is dropped, so it only removes the files.
+    fn cancel_task(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+        partition: usize,
+        attempt: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>>;
     /// Whether the executor still holds the file `path` (a cached partition).
     fn holds(&self, path: &Path) -> BoxFuture<'static, bool>;
 }
@@ -79,6 +89,17 @@ impl ExecutorClient for Arc<Executor> {
     ) -> BoxFuture<'static, Result<(), ExecutorError>> {
         Executor::put_broadcast(self, name, bytes);
         Box::pin(async { Ok(()) })
+    }
+
+    fn cancel_task(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+        partition: usize,
+        attempt: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let result = Executor::remove_attempt(self, job_id, stage_id, partition, attempt);
+        Box::pin(async move { result })
     }
 
     fn holds(&self, path: &Path) -> BoxFuture<'static, bool> {
@@ -139,6 +160,15 @@ pub(crate) mod tests {
             &self,
             _name: &str,
             _bytes: Arc<[u8]>,
+        ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn cancel_task(
+            &self,
+            _job_id: &str,
+            _stage_id: usize,
+            _partition: usize,
+            _attempt: usize,
         ) -> BoxFuture<'static, Result<(), ExecutorError>> {
             Box::pin(async { Ok(()) })
         }

@@ -12,6 +12,7 @@
 //! The same scheduler drives the embedded cluster and a cluster of processes.
 
 mod client;
+mod eventlog;
 mod events;
 mod ids;
 mod job;
@@ -22,19 +23,28 @@ pub(crate) mod remote;
 mod runner;
 pub(crate) mod service;
 mod spec;
+mod state;
 pub(crate) mod wire;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use client::ExecutorClient;
+pub use eventlog::{EventLogDir, LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};
 pub(crate) use ids::new_job_id;
+pub use ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 pub use outcome::{JobOutcome, ResultLease};
 pub use pool::{ExecutorPool, ExecutorStatus, Policy};
 pub use runner::Scheduler;
 pub use service::{SchedulerProcessConfig, run_scheduler_process};
 pub use spec::{JobSpec, OutputKind, SchedulerConfig, StageSpec};
+pub use state::{
+    Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location, StageShape, Status,
+    TaskReport, Timer,
+};

@@ -72,6 +72,8 @@ struct PoolState {
     jobs: BTreeMap<u64, Demand>,
     /// Every executor declared lost, in order.
     lost: Vec<String>,
+    /// The address of every member in another process, while membership is unchanged.
+    addresses: Option<Arc<HashMap<String, String>>>,
     next_job: u64,
 }
 
@@ -127,14 +129,18 @@ impl ExecutorPool {
     pub fn add(&self, client: Arc<dyn ExecutorClient>) {
         let id = client.id().to_string();
         tracing::info!(executor = %id, slots = client.slots(), address = client.address().unwrap_or("(in process)"), "executor joined");
-        lock(&self.state).members.insert(
-            id,
-            Member {
-                free: client.slots(),
-                client,
-                last_seen: Instant::now(),
-            },
-        );
+        {
+            let mut state = lock(&self.state);
+            state.members.insert(
+                id,
+                Member {
+                    free: client.slots(),
+                    client,
+                    last_seen: Instant::now(),
+                },
+            );
+            state.addresses = None;
+        }
         self.bump();
     }
 
@@ -145,6 +151,7 @@ impl ExecutorPool {
             let removed = state.members.remove(id).is_some();
             if removed {
                 state.lost.push(id.to_string());
+                state.addresses = None;
             }
             removed
         };
@@ -220,6 +227,23 @@ impl ExecutorPool {
             .iter()
             .filter_map(|(id, m)| Some((id.clone(), m.client.address()?.to_string())))
             .collect()
+    }
+
+    /// [`Self::addresses`], shared: worked out again only when the membership changes.
+    pub fn shared_addresses(&self) -> Arc<HashMap<String, String>> {
+        let mut state = lock(&self.state);
+        if let Some(addresses) = &state.addresses {
+            return Arc::clone(addresses);
+        }
+        let addresses: Arc<HashMap<String, String>> = Arc::new(
+            state
+                .members
+                .iter()
+                .filter_map(|(id, m)| Some((id.clone(), m.client.address()?.to_string())))
+                .collect(),
+        );
+        state.addresses = Some(Arc::clone(&addresses));
+        addresses
     }
 
     /// A snapshot of the members.

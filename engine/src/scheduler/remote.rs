@@ -168,6 +168,25 @@ impl ExecutorClient for RemoteExecutor {
         Box::pin(map_status(result, on_error))
     }
 
+    fn cancel_task(
+        &self,
+        job_id: &str,
+        stage_id: usize,
+        partition: usize,
+        attempt: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let mut client = self.client.clone();
+        let request = proto::CancelTaskRequest {
+            job_id: job_id.to_string(),
+            stage_id: stage_id as u64,
+            partition: partition as u64,
+            attempt: attempt as u64,
+        };
+        let on_error = self.on_error();
+        let result = async move { client.cancel_task(request).await.map(|_| ()) };
+        Box::pin(map_status(result, on_error))
+    }
+
     fn holds(&self, path: &Path) -> BoxFuture<'static, bool> {
         let mut client = self.client.clone();
         let request = proto::HoldsRequest {

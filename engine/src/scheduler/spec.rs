@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ember_planner::{ShuffleOutput, StageGraph, encode_plan};
 
+use super::eventlog::EventLogDir;
 use crate::error::{EmberError, Result};
 
 /// How a stage spreads its output over the partitions of the stages that read it.
@@ -88,6 +89,8 @@ pub struct StageSpec {
 pub struct JobSpec {
     /// Unique id; names the job's folder on every executor.
     pub job_id: String,
+    /// What the job is, for people: its SQL text or its job's name (event log, history).
+    pub name: Option<String>,
     /// The stages, in id order (a stage reads only stages with smaller ids).
     pub stages: Vec<StageSpec>,
     /// DataFusion settings for the tasks.
@@ -127,6 +130,7 @@ impl JobSpec {
         }
         Ok(Self {
             job_id: job_id.to_string(),
+            name: None,
             stages,
             settings,
             final_stage: graph.final_stage().id(),
@@ -156,13 +160,16 @@ fn staging_urls(graph: &StageGraph) -> Vec<String> {
     urls
 }
 
-/// How a scheduler retries and waits.
+/// How a scheduler retries and waits, and where it logs its jobs' events.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// Tries per task.
     pub max_attempts: usize,
     /// How long a job waits for an executor when none is left.
     pub grace_period: Duration,
+    /// Where each job's event log goes (`ember.eventlog.dir`, `--event-log DIR`); none by
+    /// default.
+    pub event_log: Option<EventLogDir>,
 }
 
 impl Default for SchedulerConfig {
@@ -170,6 +177,7 @@ impl Default for SchedulerConfig {
         Self {
             max_attempts: 4,
             grace_period: Duration::from_secs(30),
+            event_log: None,
         }
     }
 }

@@ -58,6 +58,8 @@ struct Shared {
     script: Mutex<Script>,
     calls: Mutex<Vec<Call>>,
     held: Mutex<HashMap<(usize, usize, usize), oneshot::Sender<Reply>>>,
+    /// Attempts the scheduler cancelled: `(stage, partition, attempt)`.
+    cancelled: Mutex<Vec<(usize, usize, usize)>>,
     /// The number of output partitions of each stage, by stage id.
     output_partitions: Vec<usize>,
     /// Bytes of each output location written by an executor, by executor id (1 if absent).
@@ -180,6 +182,17 @@ impl ExecutorClient for ScriptedExecutor {
         Box::pin(async { Ok(()) })
     }
 
+    fn cancel_task(
+        &self,
+        _job_id: &str,
+        stage_id: usize,
+        partition: usize,
+        attempt: usize,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        lock(&self.shared.cancelled).push((stage_id, partition, attempt));
+        Box::pin(async { Ok(()) })
+    }
+
     fn holds(&self, _path: &Path) -> BoxFuture<'static, bool> {
         Box::pin(async { false })
     }
@@ -200,6 +213,7 @@ impl JobListener for Recorder {
 /// executors never read.
 pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
     JobSpec {
+        name: None,
         job_id: id.to_string(),
         stages: stages
             .iter()
@@ -242,6 +256,7 @@ impl Harness {
             script: Mutex::new(Box::new(script)),
             calls: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(Vec::new()),
             output_partitions: job.stages.iter().map(|s| s.output_partitions).collect(),
             bytes: bytes.iter().map(|(id, b)| (id.to_string(), *b)).collect(),
             launched: Notify::new(),
@@ -258,6 +273,7 @@ impl Harness {
         let config = SchedulerConfig {
             max_attempts,
             grace_period: Duration::from_secs(1),
+            event_log: None,
         };
         Self {
             scheduler: Arc::new(Scheduler::new(pool, config)),

@@ -36,6 +36,7 @@ impl From<&JobSpec> for proto::JobSpec {
             final_stage: job.final_stage as u64,
             retain_output: job.retain_output,
             staging: job.staging.clone(),
+            name: job.name.clone().unwrap_or_default(),
         }
     }
 }
@@ -74,6 +75,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
         }
         Ok(Self {
             job_id: job.job_id,
+            name: (!job.name.is_empty()).then_some(job.name),
             stages,
             settings: settings(job.settings),
             final_stage,
@@ -124,6 +126,7 @@ mod tests {
     fn spec(kind: OutputKind) -> JobSpec {
         JobSpec {
             job_id: "wire".into(),
+            name: Some("SELECT 1".into()),
             stages: vec![StageSpec {
                 id: 0,
                 plan: Arc::new(vec![1, 2, 3]),

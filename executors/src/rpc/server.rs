@@ -108,13 +108,18 @@ struct ExecutorRpc {
 #[derive(Default)]
 struct RunningTasks {
     next: AtomicU64,
-    tasks: std::sync::Mutex<HashMap<u64, (String, tokio::task::AbortHandle)>>,
+    tasks: std::sync::Mutex<HashMap<u64, (String, String, tokio::task::AbortHandle)>>,
 }
 
 impl RunningTasks {
-    fn enter(self: &Arc<Self>, owner: &str, abort: tokio::task::AbortHandle) -> RunningTask {
+    fn enter(
+        self: &Arc<Self>,
+        owner: &str,
+        name: &str,
+        abort: tokio::task::AbortHandle,
+    ) -> RunningTask {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.tasks).insert(key, (owner.to_string(), abort));
+        lock(&self.tasks).insert(key, (owner.to_string(), name.to_string(), abort));
         RunningTask {
             tasks: Arc::clone(self),
             key,
@@ -129,13 +134,27 @@ impl RunningTasks {
     fn cancel_owned_by(&self, owner: &str) -> usize {
         let tasks = lock(&self.tasks);
         let mut cancelled = 0;
-        for (id, abort) in tasks.values() {
+        for (id, _, abort) in tasks.values() {
             if id == owner {
                 abort.abort();
                 cancelled += 1;
             }
         }
         cancelled
+    }
+
+    /// Cancels the task attempt named `name` (`job/stage.partition#attempt`); returns
+    /// whether it was running.
+    fn cancel_named(&self, name: &str) -> bool {
+        let tasks = lock(&self.tasks);
+        let mut found = false;
+        for (_, task, abort) in tasks.values() {
+            if task == name {
+                abort.abort();
+                found = true;
+            }
+        }
+        found
     }
 }
 
@@ -148,7 +167,7 @@ struct RunningTask {
 
 impl Drop for RunningTask {
     fn drop(&mut self) {
-        if let Some((_, abort)) = lock(&self.tasks.tasks).remove(&self.key) {
+        if let Some((_, _, abort)) = lock(&self.tasks.tasks).remove(&self.key) {
             abort.abort();
         }
     }
@@ -171,7 +190,7 @@ impl ExecutorService for ExecutorRpc {
         let handle = self
             .task_runtime
             .spawn(async move { executor.run_task(task).await });
-        let _running = self.tasks.enter(&owner, handle.abort_handle());
+        let _running = self.tasks.enter(&owner, &name, handle.abort_handle());
         let result = match handle.await {
             Ok(result) => result,
             Err(e) if e.is_cancelled() => Err(ExecutorError::Remote {
@@ -224,6 +243,35 @@ impl ExecutorService for ExecutorRpc {
             .get()
             .put_broadcast(&broadcast.name, Arc::from(broadcast.value));
         Ok(Response::new(Empty {}))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<proto::CancelTaskRequest>,
+    ) -> std::result::Result<Response<proto::CancelTaskResponse>, Status> {
+        let request = request.into_inner();
+        let index = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let (stage, partition, attempt) = (
+            index(request.stage_id),
+            index(request.partition),
+            index(request.attempt),
+        );
+        let name = format!("{}/{stage}.{partition}#{attempt}", request.job_id);
+        let was_running = self.tasks.cancel_named(&name);
+        // The aborted task stops at its next await; its folder goes now, and again if it
+        // was still writing when the first removal ran.
+        let executor = self.current.get();
+        executor
+            .remove_attempt(&request.job_id, stage, partition, attempt)
+            .map_err(status)?;
+        if was_running {
+            let job = request.job_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let _ = executor.remove_attempt(&job, stage, partition, attempt);
+            });
+        }
+        Ok(Response::new(proto::CancelTaskResponse { was_running }))
     }
 
     async fn holds(

@@ -1,0 +1,1193 @@
+//! [`JobState`]: one job as a state machine with no I/O. It changes only through
+//! [`Event`]s (`JobState::on(event) -> Vec<Action>`) and says what should happen next as
+//! [`Action`]s: launch a task, withdraw or cancel one, declare an executor lost, start a
+//! timer, tell the listener, finish or fail the job. It never touches a socket, a clock or a
+//! thread; the driver (`job.rs`) owns those and feeds their results back in.
+//!
+//! Because every change is an event, the events are also the job's log: replaying a log
+//! through a fresh `JobState` rebuilds the state the live run ended in (`eventlog.rs`).
+//!
+//! The rules, in short: a stage starts once every stage it reads is done; a failed attempt
+//! runs again up to `max_attempts` (lost executors and failed fetches count apart, so that
+//! a dying machine does not use up a task's tries); a lost executor's running tasks, and the
+//! tasks reading from it, run again; the finished map outputs it held are recomputed where a
+//! later stage (or the result) still needs them, and only those; with no executor left the
+//! job waits `grace_period` before it fails.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember_executors::{ExecutorError, ShuffleLocation};
+use ember_planner::AccumulatorValue;
+
+use super::events::JobEvent;
+use super::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
+use super::metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
+use super::spec::{JobSpec, OutputKind, SchedulerConfig};
+
+/// The shape of one stage: all `JobState` needs of a [`StageSpec`](super::StageSpec).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageShape {
+    /// The stage.
+    pub id: StageId,
+    /// The stages whose output it reads.
+    pub inputs: Vec<StageId>,
+    /// Its number of tasks.
+    pub partitions: usize,
+    /// How it spreads its output.
+    pub output: OutputKind,
+}
+
+/// The shape of a job and the rules it runs by: what a `JobState` is made from, and the
+/// first line of its event log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobShape {
+    /// The job.
+    pub job_id: JobId,
+    /// Its stages, in id order.
+    pub stages: Vec<StageShape>,
+    /// The stage whose output is the job's result.
+    pub final_stage: StageId,
+    /// Tries per task.
+    pub max_attempts: usize,
+    /// How long the job waits for an executor when none is left.
+    #[serde(with = "millis")]
+    pub grace_period: Duration,
+}
+
+impl JobShape {
+    /// The shape of `job`, run by the rules of `config`.
+    pub fn of(job: &JobSpec, config: &SchedulerConfig) -> Self {
+        Self {
+            job_id: JobId::from(job.job_id.as_str()),
+            stages: job
+                .stages
+                .iter()
+                .map(|s| StageShape {
+                    id: StageId(s.id),
+                    inputs: s.inputs.iter().copied().map(StageId).collect(),
+                    partitions: s.partitions,
+                    output: s.output_kind,
+                })
+                .collect(),
+            final_stage: StageId(job.final_stage),
+            max_attempts: config.max_attempts.max(1),
+            grace_period: config.grace_period,
+        }
+    }
+
+    /// Tasks over all stages, without retries.
+    pub fn total_tasks(&self) -> usize {
+        self.stages.iter().map(|s| s.partitions).sum()
+    }
+}
+
+/// Why a task attempt failed, as far as the rules care.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// Its executor could not be reached: the executor is lost.
+    Lost {
+        /// What went wrong.
+        message: String,
+    },
+    /// The call broke off; the executor may be alive (its heartbeats decide).
+    Interrupted {
+        /// What went wrong.
+        message: String,
+    },
+    /// It could not fetch its input from executor `from`, which is then lost.
+    FetchFailed {
+        /// The executor that did not serve the input.
+        from: ExecutorId,
+        /// What went wrong.
+        message: String,
+    },
+    /// The task itself failed.
+    Error {
+        /// The error, as text.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+impl Failure {
+    /// The rules' view of `error`.
+    pub fn of(error: &ExecutorError) -> Self {
+        let message = error.to_string();
+        match error {
+            ExecutorError::Lost { .. } => Self::Lost { message },
+            ExecutorError::Interrupted { .. } => Self::Interrupted { message },
+            ExecutorError::FetchFailed { executor_id, .. } => Self::FetchFailed {
+                from: ExecutorId::from(executor_id.as_str()),
+                message,
+            },
+            other => Self::Error {
+                message,
+                retryable: other.is_retryable(),
+            },
+        }
+    }
+
+    /// The error, as text.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Lost { message }
+            | Self::Interrupted { message }
+            | Self::FetchFailed { message, .. }
+            | Self::Error { message, .. } => message,
+        }
+    }
+}
+
+/// What a successful attempt reports.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TaskReport {
+    /// The shuffle files it wrote.
+    pub locations: Vec<Location>,
+    /// Its wall time.
+    #[serde(with = "micros")]
+    pub elapsed: Duration,
+    /// Bytes spilled to disk.
+    #[serde(default)]
+    pub spilled_bytes: u64,
+    /// Spill files written.
+    #[serde(default)]
+    pub spills: u64,
+    /// What its user functions added to each accumulator.
+    #[serde(default)]
+    pub accumulators: Vec<(String, AccumulatorValue)>,
+}
+
+/// A [`ShuffleLocation`] in the event log's form.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Location {
+    /// The reduce partition it belongs to.
+    pub output_partition: usize,
+    /// The executor that holds the file.
+    pub executor: ExecutorId,
+    /// The file (or its URL in a shuffle directory).
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Bytes in the file.
+    pub bytes: u64,
+}
+
+impl Location {
+    /// The log's form of `location`.
+    pub fn of(location: &ShuffleLocation) -> Self {
+        Self {
+            output_partition: location.output_partition,
+            executor: ExecutorId::from(location.executor_id.as_str()),
+            path: location.path.to_string_lossy().into_owned(),
+            rows: location.rows,
+            bytes: location.bytes,
+        }
+    }
+
+    /// Whether the piece lies in an object store, where it outlives its executor.
+    fn is_stored(&self) -> bool {
+        self.path.contains("://")
+    }
+
+    fn shuffle_location(&self, task: TaskId) -> ShuffleLocation {
+        ShuffleLocation {
+            stage_id: task.stage.0,
+            map_partition: task.partition,
+            attempt: task.attempt,
+            output_partition: self.output_partition,
+            executor_id: self.executor.to_string(),
+            path: self.path.clone().into(),
+            rows: self.rows,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// A timer the job asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Timer {
+    /// A task paused after an interrupted call may run again.
+    Retry {
+        /// The task.
+        task: PartitionId,
+    },
+    /// The grace period of the `generation`-th time the executors were all gone is over.
+    Grace {
+        /// Which time the executors were gone.
+        generation: u64,
+    },
+}
+
+/// Something that happened to the job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The job was submitted: its first stages start.
+    Submitted,
+    /// A launched attempt was placed on an executor.
+    TaskStarted {
+        /// The attempt.
+        task: TaskId,
+        /// Where it runs.
+        executor: ExecutorId,
+    },
+    /// An attempt succeeded.
+    TaskFinished {
+        /// The attempt.
+        task: TaskId,
+        /// Where it ran.
+        executor: ExecutorId,
+        /// What it wrote.
+        report: TaskReport,
+    },
+    /// An attempt failed.
+    TaskFailed {
+        /// The attempt.
+        task: TaskId,
+        /// Where it ran.
+        executor: ExecutorId,
+        /// Why.
+        failure: Failure,
+    },
+    /// An executor was declared lost (missed heartbeats, a broken call, a failed fetch).
+    ExecutorLost {
+        /// The executor.
+        executor: ExecutorId,
+    },
+    /// No executor is left in the pool.
+    ExecutorsGone,
+    /// An executor joined an empty pool.
+    ExecutorsBack,
+    /// The job is to stop.
+    Cancel {
+        /// Why, for the error the client sees.
+        reason: String,
+    },
+    /// A timer the job asked for is due.
+    Timer(Timer),
+}
+
+/// One task to launch: the attempt, its inputs, and where it would like to run.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The attempt.
+    pub task: TaskId,
+    /// The outputs of the stages it reads, shared by the stage's tasks.
+    pub inputs: Arc<Vec<ShuffleLocation>>,
+    /// Bytes of its input each executor holds (empty when its input is nowhere in
+    /// particular).
+    pub local_bytes: Arc<Vec<(ExecutorId, u64)>>,
+    /// The executor of its last failed attempt, avoided while another has room.
+    pub avoid: Option<ExecutorId>,
+    /// A task running again after a failure: it goes before launches already waiting.
+    pub urgent: bool,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobFailure {
+    /// A task failed on its last allowed attempt.
+    Task {
+        /// The task.
+        task: PartitionId,
+        /// How many times it ran.
+        attempts: usize,
+        /// The last error.
+        failure: Failure,
+    },
+    /// No executor came back within the grace period.
+    NoExecutors {
+        /// How long the job waited.
+        #[serde(with = "millis")]
+        waited: Duration,
+    },
+    /// The job was cancelled.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+    /// The rules found nothing left to run before the final stage (a bug).
+    Stuck,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Task {
+                task,
+                attempts,
+                failure,
+            } => write!(
+                f,
+                "task {task} failed after {attempts} attempt(s): {}",
+                failure.message()
+            ),
+            Self::NoExecutors { waited } => write!(
+                f,
+                "no executor left after waiting {:.1}s",
+                waited.as_secs_f64()
+            ),
+            Self::Cancelled { reason } => write!(f, "cancelled: {reason}"),
+            Self::Stuck => f.write_str("nothing left to run before the final stage"),
+        }
+    }
+}
+
+/// What the driver is to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Run this attempt on an executor with a free slot, then say [`Event::TaskStarted`].
+    Launch(Launch),
+    /// Forget a launch not yet placed: its inputs are gone.
+    Withdraw(TaskId),
+    /// Stop an attempt in flight on its executor and remove what it wrote.
+    Cancel {
+        /// The attempt.
+        task: TaskId,
+        /// Where it runs.
+        executor: ExecutorId,
+    },
+    /// Take this executor out of the pool (every job then hears [`Event::ExecutorLost`]).
+    DeclareLost {
+        /// The executor.
+        executor: ExecutorId,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Send [`Event::Timer`] after this long.
+    StartTimer {
+        /// The timer.
+        timer: Timer,
+        /// When it is due, from now.
+        after: Duration,
+    },
+    /// Tell the job's listener.
+    Notify(JobEvent),
+    /// The job succeeded; its result lies here.
+    Finish {
+        /// The final stage's output.
+        final_output: Vec<ShuffleLocation>,
+    },
+    /// The job failed.
+    Fail(JobFailure),
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Not submitted yet.
+    New,
+    /// Running.
+    Running,
+    /// Done: the final stage's output is complete.
+    Succeeded,
+    /// Ended without a result.
+    Failed(JobFailure),
+}
+
+/// Where one task stands.
+#[derive(Debug, Clone)]
+enum Part {
+    /// Not needed now: its stage has not started, or its output was lost and no one needs
+    /// it.
+    Idle,
+    /// In its stage's queue, waiting for the stage's inputs.
+    Queued,
+    /// Waiting for a retry timer after an interrupted call.
+    Paused,
+    /// Launched, not placed yet; it will read from the executors in `reads_from`.
+    Offered {
+        task: TaskId,
+        reads_from: Arc<BTreeSet<ExecutorId>>,
+    },
+    /// Running on `executor`, reading from the executors in `reads_from`.
+    Running {
+        task: TaskId,
+        executor: ExecutorId,
+        reads_from: Arc<BTreeSet<ExecutorId>>,
+    },
+    /// Done; its output lies here.
+    Done {
+        task: TaskId,
+        locations: Vec<Location>,
+    },
+}
+
+/// The counters of one task over its attempts.
+#[derive(Debug, Default, Clone)]
+struct Tries {
+    /// The number of the next attempt.
+    next_attempt: usize,
+    /// Failed attempts that count against `max_attempts`.
+    failures: usize,
+    /// Attempts that failed fetching their input.
+    fetch_failures: usize,
+    /// Attempts whose executor was lost (or whose call broke off) while they ran.
+    losses: usize,
+    /// The executor of the last failed attempt.
+    avoid: Option<ExecutorId>,
+    /// Its accumulator updates were added (a recomputed task adds nothing more).
+    counted: bool,
+    /// It runs again after a failure, so it goes before tasks already waiting for a slot.
+    urgent: bool,
+}
+
+/// What the tasks of a stage read, worked out once when they first launch.
+#[derive(Debug)]
+struct StageInputs {
+    locations: Arc<Vec<ShuffleLocation>>,
+    /// Bytes per executor for each reduce partition.
+    local_bytes: Vec<Arc<Vec<(ExecutorId, u64)>>>,
+    /// The executors serving the input (pieces in a shuffle directory need none).
+    reads_from: Arc<BTreeSet<ExecutorId>>,
+}
+
+#[derive(Debug)]
+struct StageState {
+    shape: StageShape,
+    consumers: Vec<StageId>,
+    parts: Vec<Part>,
+    tries: Vec<Tries>,
+    /// Parts that are `Done`.
+    done: usize,
+    /// Queued parts, in launch order.
+    queue: VecDeque<usize>,
+    started: bool,
+    /// `StageFinished` was told (once, even if the stage is recomputed later).
+    reported: bool,
+    inputs: Option<Arc<StageInputs>>,
+}
+
+impl StageState {
+    fn is_done(&self) -> bool {
+        self.done == self.parts.len()
+    }
+}
+
+/// One job's state. See the module documentation for its rules.
+#[derive(Debug)]
+pub struct JobState {
+    shape: JobShape,
+    stages: Vec<StageState>,
+    status: Status,
+    /// Attempts launched and not yet ended (offered, running) or paused.
+    in_flight: usize,
+    /// Executors declared lost, so a second report changes nothing.
+    lost: BTreeSet<ExecutorId>,
+    /// The executors are all gone since this generation's `ExecutorsGone`.
+    gone: Option<u64>,
+    generation: u64,
+    metrics: JobMetrics,
+}
+
+impl JobState {
+    /// A job of this shape, not yet submitted.
+    pub fn new(shape: JobShape) -> Self {
+        let mut consumers = vec![Vec::new(); shape.stages.len()];
+        for stage in &shape.stages {
+            for input in &stage.inputs {
+                if let Some(list) = consumers.get_mut(input.0) {
+                    list.push(stage.id);
+                }
+            }
+        }
+        let stages = shape
+            .stages
+            .iter()
+            .zip(consumers)
+            .map(|(s, consumers)| StageState {
+                shape: s.clone(),
+                consumers,
+                parts: vec![Part::Idle; s.partitions],
+                tries: vec![Tries::default(); s.partitions],
+                done: 0,
+                queue: VecDeque::new(),
+                started: false,
+                reported: false,
+                inputs: None,
+            })
+            .collect();
+        let metrics = JobMetrics {
+            job_id: shape.job_id.to_string(),
+            stages: shape
+                .stages
+                .iter()
+                .map(|s| StageSummary {
+                    stage_id: s.id.0,
+                    partitions: s.partitions,
+                    inputs: s.inputs.iter().map(|i| i.0).collect(),
+                    output: s.output,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Self {
+            shape,
+            stages,
+            status: Status::New,
+            in_flight: 0,
+            lost: BTreeSet::new(),
+            gone: None,
+            generation: 0,
+            metrics,
+        }
+    }
+
+    /// The job's shape.
+    pub fn shape(&self) -> &JobShape {
+        &self.shape
+    }
+
+    /// Where the job stands.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// What ran where so far (without the job's wall time, which the driver measures).
+    pub fn metrics(&self) -> &JobMetrics {
+        &self.metrics
+    }
+
+    /// Takes the metrics out, leaving empty ones.
+    pub fn take_metrics(&mut self) -> JobMetrics {
+        std::mem::take(&mut self.metrics)
+    }
+
+    /// Attempts launched and not ended, or paused before a retry.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The attempts running now, with their executors.
+    pub fn running(&self) -> Vec<(TaskId, ExecutorId)> {
+        self.stages
+            .iter()
+            .flat_map(|s| &s.parts)
+            .filter_map(|p| match p {
+                Part::Running { task, executor, .. } => Some((*task, executor.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The successful attempt of each finished task, in stage and partition order.
+    pub fn done_attempts(&self) -> Vec<TaskId> {
+        self.stages
+            .iter()
+            .flat_map(|s| &s.parts)
+            .filter_map(|p| match p {
+                Part::Done { task, .. } => Some(*task),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Takes in one event; returns what the driver is to do, in order.
+    pub fn on(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if matches!(self.status, Status::Succeeded | Status::Failed(_)) {
+            // A finished job wants nothing more: stop whatever still reports in.
+            if let Event::TaskStarted { task, executor } = event {
+                actions.push(Action::Cancel { task, executor });
+            }
+            return actions;
+        }
+        match event {
+            Event::Submitted => self.submitted(&mut actions),
+            Event::TaskStarted { task, executor } => self.started(task, executor, &mut actions),
+            Event::TaskFinished {
+                task,
+                executor,
+                report,
+            } => self.finished(task, executor, report, &mut actions),
+            Event::TaskFailed {
+                task,
+                executor,
+                failure,
+            } => self.failed(task, executor, failure, &mut actions),
+            Event::ExecutorLost { executor } => self.executor_lost(executor, &mut actions),
+            Event::ExecutorsGone => {
+                self.generation += 1;
+                self.gone = Some(self.generation);
+                actions.push(Action::StartTimer {
+                    timer: Timer::Grace {
+                        generation: self.generation,
+                    },
+                    after: self.shape.grace_period,
+                });
+            }
+            Event::ExecutorsBack => self.gone = None,
+            Event::Cancel { reason } => self.fail(JobFailure::Cancelled { reason }, &mut actions),
+            Event::Timer(Timer::Retry { task }) => {
+                if let Some(stage) = self.stages.get_mut(task.stage.0)
+                    && matches!(stage.parts.get(task.partition), Some(Part::Paused))
+                {
+                    stage.parts[task.partition] = Part::Queued;
+                    stage.queue.push_front(task.partition);
+                    stage.tries[task.partition].urgent = true;
+                    self.in_flight -= 1;
+                }
+            }
+            Event::Timer(Timer::Grace { generation }) => {
+                if self.gone == Some(generation) {
+                    let waited = self.shape.grace_period;
+                    self.fail(JobFailure::NoExecutors { waited }, &mut actions);
+                }
+            }
+        }
+        if self.status == Status::Running {
+            self.offer(&mut actions);
+            if self.in_flight == 0 && !self.final_done() {
+                self.fail(JobFailure::Stuck, &mut actions);
+            }
+        }
+        actions
+    }
+
+    fn final_done(&self) -> bool {
+        self.stages
+            .get(self.shape.final_stage.0)
+            .is_some_and(StageState::is_done)
+    }
+
+    fn inputs_done(&self, stage: usize) -> bool {
+        self.stages[stage]
+            .shape
+            .inputs
+            .iter()
+            .all(|input| self.stages.get(input.0).is_some_and(StageState::is_done))
+    }
+
+    fn submitted(&mut self, actions: &mut Vec<Action>) {
+        if self.status != Status::New {
+            return;
+        }
+        self.status = Status::Running;
+        actions.push(Action::Notify(JobEvent::JobStarted {
+            job_id: self.shape.job_id.to_string(),
+            stages: self.shape.stages.len(),
+            tasks: self.shape.total_tasks(),
+        }));
+        self.start_ready(actions);
+        self.finish_if_done(actions);
+    }
+
+    /// Starts every stage not yet started whose inputs are all done. One pass in id order
+    /// suffices: a stage's inputs have smaller ids.
+    fn start_ready(&mut self, actions: &mut Vec<Action>) {
+        for id in 0..self.stages.len() {
+            if self.stages[id].started || !self.inputs_done(id) {
+                continue;
+            }
+            let stage = &mut self.stages[id];
+            stage.started = true;
+            let tasks = stage.parts.len();
+            actions.push(Action::Notify(JobEvent::StageStarted {
+                stage_id: id,
+                tasks,
+            }));
+            if tasks == 0 {
+                stage.reported = true;
+                actions.push(Action::Notify(JobEvent::StageFinished { stage_id: id }));
+                continue;
+            }
+            for partition in 0..tasks {
+                stage.parts[partition] = Part::Queued;
+                stage.queue.push_back(partition);
+            }
+        }
+    }
+
+    /// Launches the queued tasks of every stage whose inputs are done.
+    fn offer(&mut self, actions: &mut Vec<Action>) {
+        for id in 0..self.stages.len() {
+            if self.stages[id].queue.is_empty() || !self.inputs_done(id) {
+                continue;
+            }
+            let inputs = self.stage_inputs(id);
+            let stage = &mut self.stages[id];
+            while let Some(partition) = stage.queue.pop_front() {
+                if !matches!(stage.parts[partition], Part::Queued) {
+                    continue;
+                }
+                let tries = &mut stage.tries[partition];
+                let task = TaskId {
+                    stage: StageId(id),
+                    partition,
+                    attempt: tries.next_attempt,
+                };
+                tries.next_attempt += 1;
+                let urgent = std::mem::take(&mut tries.urgent);
+                stage.parts[partition] = Part::Offered {
+                    task,
+                    reads_from: Arc::clone(&inputs.reads_from),
+                };
+                self.in_flight += 1;
+                actions.push(Action::Launch(Launch {
+                    task,
+                    inputs: Arc::clone(&inputs.locations),
+                    local_bytes: inputs
+                        .local_bytes
+                        .get(partition)
+                        .cloned()
+                        .unwrap_or_default(),
+                    avoid: tries.avoid.clone(),
+                    urgent,
+                }));
+            }
+        }
+    }
+
+    /// What the tasks of `stage` read (its inputs are done), worked out once.
+    fn stage_inputs(&mut self, stage: usize) -> Arc<StageInputs> {
+        if let Some(inputs) = &self.stages[stage].inputs {
+            return Arc::clone(inputs);
+        }
+        let partitions = self.stages[stage].parts.len();
+        let mut locations = Vec::new();
+        let mut local: Vec<HashMap<ExecutorId, u64>> = vec![HashMap::new(); partitions];
+        let mut reads_from = BTreeSet::new();
+        for input in &self.stages[stage].shape.inputs {
+            for part in &self.stages[input.0].parts {
+                let Part::Done {
+                    task,
+                    locations: pieces,
+                } = part
+                else {
+                    continue;
+                };
+                for piece in pieces {
+                    locations.push(piece.shuffle_location(*task));
+                    if piece.is_stored() {
+                        continue;
+                    }
+                    reads_from.insert(piece.executor.clone());
+                    if let Some(bytes) = local.get_mut(piece.output_partition) {
+                        *bytes.entry(piece.executor.clone()).or_default() += piece.bytes;
+                    }
+                }
+            }
+        }
+        let inputs = Arc::new(StageInputs {
+            locations: Arc::new(locations),
+            local_bytes: local
+                .into_iter()
+                .map(|bytes| {
+                    let mut bytes: Vec<(ExecutorId, u64)> = bytes.into_iter().collect();
+                    bytes.sort();
+                    Arc::new(bytes)
+                })
+                .collect(),
+            reads_from: Arc::new(reads_from),
+        });
+        self.stages[stage].inputs = Some(Arc::clone(&inputs));
+        inputs
+    }
+
+    /// The stages reading `stage` must work their inputs out again.
+    fn inputs_changed(&mut self, stage: usize) {
+        let consumers = self.stages[stage].consumers.clone();
+        for consumer in consumers {
+            self.stages[consumer.0].inputs = None;
+        }
+    }
+
+    fn started(&mut self, task: TaskId, executor: ExecutorId, actions: &mut Vec<Action>) {
+        let reads_from = match self
+            .stages
+            .get(task.stage.0)
+            .and_then(|s| s.parts.get(task.partition))
+        {
+            Some(Part::Offered {
+                task: offered,
+                reads_from,
+            }) if *offered == task => Arc::clone(reads_from),
+            _ => {
+                // Withdrawn before it was placed: nothing wants it.
+                actions.push(Action::Cancel { task, executor });
+                return;
+            }
+        };
+        self.stages[task.stage.0].parts[task.partition] = Part::Running {
+            task,
+            executor,
+            reads_from,
+        };
+    }
+
+    /// The part of `task` when that attempt is the one running; `None` for an attempt
+    /// superseded by another (or never launched).
+    fn running_part(&self, task: TaskId, executor: &ExecutorId) -> bool {
+        matches!(
+            self.stages.get(task.stage.0).and_then(|s| s.parts.get(task.partition)),
+            Some(Part::Running { task: t, executor: e, .. }) if *t == task && e == executor
+        )
+    }
+
+    fn finished(
+        &mut self,
+        task: TaskId,
+        executor: ExecutorId,
+        report: TaskReport,
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.running_part(task, &executor) {
+            // A superseded attempt that ran to its end anyway: its output is not used.
+            actions.push(Action::Cancel { task, executor });
+            return;
+        }
+        self.in_flight -= 1;
+        let stage_index = task.stage.0;
+        self.metrics.tasks.push(TaskRecord {
+            stage_id: stage_index,
+            partition: task.partition,
+            attempt: task.attempt,
+            executor_id: executor.to_string(),
+            rows: report.locations.iter().map(|l| l.rows).sum(),
+            bytes: report.locations.iter().map(|l| l.bytes).sum(),
+            elapsed: report.elapsed,
+            spilled_bytes: report.spilled_bytes,
+            spills: report.spills,
+        });
+        let stage = &mut self.stages[stage_index];
+        let tries = &mut stage.tries[task.partition];
+        if !tries.counted {
+            tries.counted = true;
+            for (name, value) in report.accumulators {
+                self.metrics
+                    .accumulators
+                    .entry(name)
+                    .and_modify(|v| v.merge(value))
+                    .or_insert(value);
+            }
+        }
+        stage.parts[task.partition] = Part::Done {
+            task,
+            locations: report.locations,
+        };
+        stage.done += 1;
+        actions.push(Action::Notify(JobEvent::TaskFinished {
+            stage_id: stage_index,
+            partition: task.partition,
+            executor_id: executor.to_string(),
+        }));
+        self.inputs_changed(stage_index);
+        if self.stages[stage_index].is_done() {
+            if !self.stages[stage_index].reported {
+                self.stages[stage_index].reported = true;
+                actions.push(Action::Notify(JobEvent::StageFinished {
+                    stage_id: stage_index,
+                }));
+            }
+            self.start_ready(actions);
+            self.finish_if_done(actions);
+        }
+    }
+
+    fn finish_if_done(&mut self, actions: &mut Vec<Action>) {
+        if !self.final_done() {
+            return;
+        }
+        let final_output = self.stages[self.shape.final_stage.0]
+            .parts
+            .iter()
+            .flat_map(|part| match part {
+                Part::Done { task, locations } => locations
+                    .iter()
+                    .map(|l| l.shuffle_location(*task))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        // Recomputations that lost their purpose stop here.
+        self.stop_all(actions);
+        self.status = Status::Succeeded;
+        actions.push(Action::Finish { final_output });
+    }
+
+    fn failed(
+        &mut self,
+        task: TaskId,
+        executor: ExecutorId,
+        failure: Failure,
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.running_part(task, &executor) {
+            return;
+        }
+        let max = self.shape.max_attempts;
+        let part_id = task.partition_id();
+        let tries = &mut self.stages[task.stage.0].tries[task.partition];
+        let mut pause = None;
+        let (counts, retry) = match &failure {
+            Failure::Lost { message } => {
+                actions.push(Action::DeclareLost {
+                    executor: executor.clone(),
+                    reason: message.clone(),
+                });
+                tries.losses += 1;
+                (false, tries.losses <= max)
+            }
+            Failure::Interrupted { .. } => {
+                // The executor may well be alive and busy: its heartbeats decide that. The
+                // attempt's outcome is unknown, so it runs again, after a pause that doubles
+                // with each interruption, so that an executor that died gets the time to
+                // miss its heartbeats before the task's attempts are spent on it.
+                tries.losses += 1;
+                pause = Some(interrupted_pause(tries.losses));
+                (false, tries.losses <= max)
+            }
+            Failure::FetchFailed { from, message } => {
+                actions.push(Action::DeclareLost {
+                    executor: from.clone(),
+                    reason: format!(
+                        "task {part_id} of job {} could not fetch its data: {message}",
+                        self.shape.job_id
+                    ),
+                });
+                tries.fetch_failures += 1;
+                (false, tries.fetch_failures < max)
+            }
+            Failure::Error { retryable, .. } => {
+                tries.failures += 1;
+                (true, *retryable && tries.failures < max)
+            }
+        };
+        if counts {
+            tries.avoid = Some(executor.clone());
+        }
+        let attempts = tries.failures + tries.fetch_failures + tries.losses;
+        self.record_failure(
+            task,
+            &executor,
+            failure.message().to_string(),
+            retry,
+            actions,
+        );
+        self.in_flight -= 1;
+        if !retry {
+            self.stages[task.stage.0].parts[task.partition] = Part::Idle;
+            self.fail(
+                JobFailure::Task {
+                    task: part_id,
+                    attempts,
+                    failure,
+                },
+                actions,
+            );
+            return;
+        }
+        let stage = &mut self.stages[task.stage.0];
+        match pause {
+            Some(after) => {
+                stage.parts[task.partition] = Part::Paused;
+                self.in_flight += 1;
+                actions.push(Action::StartTimer {
+                    timer: Timer::Retry { task: part_id },
+                    after,
+                });
+            }
+            None => {
+                stage.parts[task.partition] = Part::Queued;
+                stage.queue.push_front(task.partition);
+                stage.tries[task.partition].urgent = true;
+            }
+        }
+    }
+
+    fn record_failure(
+        &mut self,
+        task: TaskId,
+        executor: &ExecutorId,
+        error: String,
+        will_retry: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        actions.push(Action::Notify(JobEvent::TaskFailed {
+            stage_id: task.stage.0,
+            partition: task.partition,
+            attempt: task.attempt,
+            error: error.clone(),
+            will_retry,
+        }));
+        self.metrics.failures.push(FailedAttempt {
+            stage_id: task.stage.0,
+            partition: task.partition,
+            attempt: task.attempt,
+            executor_id: executor.to_string(),
+            error,
+        });
+    }
+
+    /// Re-queues the tasks that ran on `lost` or read from it, and recomputes the finished
+    /// map tasks whose output it held where a later stage (or the result) still needs it.
+    fn executor_lost(&mut self, lost: ExecutorId, actions: &mut Vec<Action>) {
+        if !self.lost.insert(lost.clone()) {
+            return;
+        }
+        let mut gone: HashMap<PartitionId, ExecutorId> = HashMap::new();
+        for stage_index in 0..self.stages.len() {
+            let mut output_lost = false;
+            for partition in 0..self.stages[stage_index].parts.len() {
+                let stage = &mut self.stages[stage_index];
+                match &stage.parts[partition] {
+                    Part::Running {
+                        task,
+                        executor,
+                        reads_from,
+                    } if *executor == lost || reads_from.contains(&lost) => {
+                        let (task, executor) = (*task, executor.clone());
+                        let why = if executor == lost {
+                            stage.tries[partition].losses += 1;
+                            format!("it was running on lost executor {lost}")
+                        } else {
+                            format!("it was reading from lost executor {lost}")
+                        };
+                        stage.parts[partition] = Part::Queued;
+                        stage.queue.push_front(partition);
+                        stage.tries[partition].urgent = true;
+                        self.in_flight -= 1;
+                        actions.push(Action::Cancel {
+                            task,
+                            executor: executor.clone(),
+                        });
+                        self.record_failure(
+                            task,
+                            &executor,
+                            format!("the task runs again: {why}"),
+                            true,
+                            actions,
+                        );
+                    }
+                    Part::Offered { task, reads_from } if reads_from.contains(&lost) => {
+                        actions.push(Action::Withdraw(*task));
+                        // It never ran, so its attempt number is free again.
+                        stage.tries[partition].next_attempt = task.attempt;
+                        stage.tries[partition].urgent = true;
+                        stage.parts[partition] = Part::Queued;
+                        stage.queue.push_front(partition);
+                        self.in_flight -= 1;
+                    }
+                    Part::Done { locations, .. }
+                        if locations
+                            .iter()
+                            .any(|l| l.executor == lost && !l.is_stored()) =>
+                    {
+                        stage.parts[partition] = Part::Idle;
+                        stage.done -= 1;
+                        output_lost = true;
+                        gone.insert(
+                            PartitionId {
+                                stage: StageId(stage_index),
+                                partition,
+                            },
+                            lost.clone(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            if output_lost {
+                self.inputs_changed(stage_index);
+            }
+        }
+        // Highest id first: whether a stage is still needed depends on its readers, which
+        // have higher ids and are decided by then.
+        for stage_index in (0..self.stages.len()).rev() {
+            let stage = &self.stages[stage_index];
+            let needed = StageId(stage_index) == self.shape.final_stage
+                || stage.consumers.iter().any(|c| !self.stages[c.0].is_done());
+            if !stage.started || !needed {
+                continue;
+            }
+            for partition in 0..stage.parts.len() {
+                let stage = &mut self.stages[stage_index];
+                if !matches!(stage.parts[partition], Part::Idle) {
+                    continue;
+                }
+                stage.parts[partition] = Part::Queued;
+                stage.queue.push_back(partition);
+                let part_id = PartitionId {
+                    stage: StageId(stage_index),
+                    partition,
+                };
+                if let Some(executor) = gone.get(&part_id) {
+                    self.metrics.recomputed.push(RecomputedTask {
+                        stage_id: stage_index,
+                        partition,
+                        lost_executor: executor.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops every attempt in flight.
+    fn stop_all(&mut self, actions: &mut Vec<Action>) {
+        for stage in &mut self.stages {
+            stage.queue.clear();
+            for part in &mut stage.parts {
+                match part {
+                    Part::Offered { task, .. } => actions.push(Action::Withdraw(*task)),
+                    Part::Running { task, executor, .. } => actions.push(Action::Cancel {
+                        task: *task,
+                        executor: executor.clone(),
+                    }),
+                    Part::Queued | Part::Paused => {}
+                    Part::Idle | Part::Done { .. } => continue,
+                }
+                *part = Part::Idle;
+            }
+        }
+        self.in_flight = 0;
+    }
+
+    fn fail(&mut self, failure: JobFailure, actions: &mut Vec<Action>) {
+        self.stop_all(actions);
+        self.status = Status::Failed(failure.clone());
+        actions.push(Action::Fail(failure));
+    }
+}
+
+/// How long a task waits before it runs again after its `losses`-th interrupted call:
+/// 200 ms, doubling each time, at most 3.2 s (0.2 + 0.4 + 0.8 + 1.6 s before a fifth try).
+pub(super) fn interrupted_pause(losses: usize) -> Duration {
+    let doublings = u32::try_from(losses.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(4);
+    Duration::from_millis(200) * 2_u32.pow(doublings)
+}
+
+/// Durations as whole milliseconds in the log.
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// Task times as whole microseconds in the log.
+mod micros {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let us: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_micros(us))
+    }
+}
