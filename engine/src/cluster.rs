@@ -192,6 +192,7 @@ impl RemoteCluster {
                 address: Some(e.address),
                 slots: e.slots as usize,
                 free: e.free_slots as usize,
+                running_tasks: e.running_tasks as usize,
             })
             .collect())
     }
@@ -200,6 +201,20 @@ impl RemoteCluster {
     pub async fn running_jobs(&self) -> Result<usize> {
         let state = self.cluster_state().await?;
         Ok(usize::try_from(state.running_jobs).unwrap_or(usize::MAX))
+    }
+
+    /// Asks the scheduler to cancel job `job_id`; `false` when it runs no such job.
+    pub async fn cancel_job(&self, job_id: &str, reason: &str) -> Result<bool> {
+        let reply = self
+            .client
+            .clone()
+            .cancel_job(proto::CancelJobRequest {
+                job_id: job_id.to_string(),
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(reply.into_inner().found)
     }
 
     /// Map tasks the scheduler recomputed after executor losses (`job/stage.partition`).
@@ -276,6 +291,15 @@ impl Cluster {
         match self {
             Cluster::Local(local) => local.scheduler.run_job(job, listener).await,
             Cluster::Remote(remote) => remote.run_job(job, listener).await,
+        }
+    }
+
+    /// Cancels running job `job_id`: its attempts are stopped on their executors and the
+    /// job fails with [`EmberError::Cancelled`]. `false` when no such job runs.
+    pub async fn cancel_job(&self, job_id: &str, reason: &str) -> Result<bool> {
+        match self {
+            Cluster::Local(local) => Ok(local.scheduler.cancel_job(job_id, reason)),
+            Cluster::Remote(remote) => remote.cancel_job(job_id, reason).await,
         }
     }
 

@@ -225,6 +225,13 @@ impl Session {
         &self.cluster
     }
 
+    /// Cancels job `job_id` (the id a listener's `JobStarted` gives): its running attempts
+    /// are stopped on their executors, their files removed, and the job's caller gets
+    /// [`EmberError::Cancelled`]. `false` when no job of that id runs.
+    pub async fn cancel_job(&self, job_id: &str, reason: &str) -> Result<bool> {
+        self.cluster.cancel_job(job_id, reason).await
+    }
+
     /// Queues a broadcast variable for the executors; it is shipped before the next job.
     pub(crate) fn queue_broadcast(&self, name: &str, bytes: Arc<[u8]>) {
         let mut pending = lock(&self.pending_broadcasts);

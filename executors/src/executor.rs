@@ -56,6 +56,8 @@ pub struct Executor {
     peers: Arc<PeerClients>,
     /// The jobs it ran tasks of: the only jobs whose files a Flight ticket may name.
     jobs: Mutex<HashSet<String>>,
+    /// Tasks running now (a task that is stopped counts down as it is dropped).
+    running: Arc<std::sync::atomic::AtomicUsize>,
     /// The locked file beside its work directory (see [`work_dir_lock`]), held while it
     /// lives so that no other executor reclaims the folder.
     _work_dir_lock: std::fs::File,
@@ -118,6 +120,7 @@ impl Executor {
             functions: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
             broadcasts: Arc::default(),
             jobs: Mutex::new(HashSet::new()),
+            running: Arc::default(),
             _work_dir_lock: work_dir_lock,
         })
     }
@@ -130,6 +133,11 @@ impl Executor {
     /// Tasks it runs at once.
     pub fn slots(&self) -> usize {
         self.config.slots
+    }
+
+    /// Tasks running now.
+    pub fn running_tasks(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The root of its work directory.
@@ -154,6 +162,7 @@ impl Executor {
 
     /// Runs one task to completion and reports the shuffle files it wrote.
     pub async fn run_task(&self, task: TaskDefinition) -> Result<TaskOutput> {
+        let _running = Running::enter(&self.running);
         self.accept_job(&task.job_id)?;
         let started = Instant::now();
         let task_dir = self
@@ -375,6 +384,22 @@ impl Executor {
             return Err("the ticket names a path outside the work directory".into());
         }
         Ok(path)
+    }
+}
+
+/// One task counted in [`Executor::running_tasks`] while it lives.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Running {
+    fn enter(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

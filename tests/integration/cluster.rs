@@ -384,10 +384,10 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
 }
 
 /// A value the event hook fills in.
-type Shared<T> = Arc<Mutex<T>>;
+pub(crate) type Shared<T> = Arc<Mutex<T>>;
 
 /// The executor a hook killed; fails the test when it killed none.
-fn victim_of(killed: &Shared<Option<String>>) -> String {
+pub(crate) fn victim_of(killed: &Shared<Option<String>>) -> String {
     killed
         .lock()
         .expect("lock")
@@ -399,7 +399,7 @@ fn victim_of(killed: &Shared<Option<String>>) -> String {
 /// of its map tasks (the reducers are then reading, and its map outputs are gone with it);
 /// the executor's id lands in the first slot returned, the executors of the stage's map
 /// tasks (one entry per task) in the second.
-fn kill_a_map_executor_after_the_first_stage(
+pub(crate) fn kill_a_map_executor_after_the_first_stage(
     cluster: &TestCluster,
     session: &mut Session,
 ) -> (Shared<Option<String>>, Shared<Vec<String>>) {

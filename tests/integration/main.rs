@@ -14,6 +14,7 @@ mod outputs;
 mod prices;
 mod reports;
 mod retry;
+mod scheduler_events;
 mod setup;
 mod shuffle;
 mod spill;

@@ -113,7 +113,10 @@ impl<'a> JobRun<'a> {
     }
 
     /// Runs the job to its end.
-    pub(super) async fn run(mut self) -> Result<JobOutcome> {
+    pub(super) async fn run(
+        mut self,
+        mut cancels: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> Result<JobOutcome> {
         let started = Instant::now();
         let mut changes = self.pool.subscribe();
         self.feed(Event::Submitted);
@@ -129,6 +132,7 @@ impl<'a> JobRun<'a> {
                 Some(joined) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.task_ended(joined);
                 }
+                Some(reason) = cancels.recv() => self.feed(Event::Cancel { reason }),
                 _ = changes.changed() => {}
                 () = sleep_until(next_timer) => self.fire_timers(),
             }

@@ -55,6 +55,8 @@ struct Member {
     client: Arc<dyn ExecutorClient>,
     free: usize,
     last_seen: Instant,
+    /// Tasks it runs, as its last heartbeat said.
+    running_tasks: usize,
 }
 
 /// What the pool knows of a running job.
@@ -97,6 +99,9 @@ pub struct ExecutorStatus {
     pub slots: usize,
     /// Slots not running a task.
     pub free: usize,
+    /// Tasks it runs, as its last heartbeat said (0 for an executor in this process,
+    /// which does not heartbeat).
+    pub running_tasks: usize,
 }
 
 /// The executors and the slot accounting shared by every job of a scheduler.
@@ -137,6 +142,7 @@ impl ExecutorPool {
                     free: client.slots(),
                     client,
                     last_seen: Instant::now(),
+                    running_tasks: 0,
                 },
             );
             state.addresses = None;
@@ -162,11 +168,13 @@ impl ExecutorPool {
         removed
     }
 
-    /// Notes a heartbeat; `false` when the executor is not (or no longer) a member.
-    pub fn touch(&self, id: &str) -> bool {
+    /// Notes a heartbeat and the tasks the executor says it runs; `false` when the
+    /// executor is not (or no longer) a member.
+    pub fn touch(&self, id: &str, running_tasks: usize) -> bool {
         match lock(&self.state).members.get_mut(id) {
             Some(member) => {
                 member.last_seen = Instant::now();
+                member.running_tasks = running_tasks;
                 true
             }
             None => false,
@@ -256,6 +264,7 @@ impl ExecutorPool {
                 address: m.client.address().map(str::to_string),
                 slots: m.client.slots(),
                 free: m.free,
+                running_tasks: m.running_tasks,
             })
             .collect()
     }
@@ -430,7 +439,7 @@ mod tests {
         let pool = pool(Policy::Fifo, &[1, 1]);
         assert!(pool.mark_lost("e1", "test"));
         assert!(!pool.mark_lost("e1", "test"));
-        assert!(!pool.touch("e1"));
+        assert!(!pool.touch("e1", 0));
         let (lost, cursor) = pool.lost_since(0);
         assert_eq!((lost, cursor), (vec!["e1".to_string()], 1));
         assert_eq!(pool.lost_since(1).0, Vec::<String>::new());

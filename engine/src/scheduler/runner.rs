@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
+
 use super::client::ExecutorClient;
 use super::events::JobListener;
 use super::job;
@@ -22,6 +24,20 @@ pub struct Scheduler {
     broadcasts: Mutex<HashMap<String, Arc<[u8]>>>,
     /// Map tasks recomputed after executor losses, over all jobs: `job/stage.partition`.
     recomputed: Mutex<Vec<String>>,
+    /// How to reach each running job's loop to cancel it, by job id.
+    cancels: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+}
+
+/// Takes a job out of [`Scheduler::cancels`] when its run ends or is dropped.
+struct Registered<'a> {
+    cancels: &'a Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+    job_id: &'a str,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(self.cancels).remove(self.job_id);
+    }
 }
 
 impl Scheduler {
@@ -35,6 +51,7 @@ impl Scheduler {
             },
             broadcasts: Mutex::new(HashMap::new()),
             recomputed: Mutex::new(Vec::new()),
+            cancels: Mutex::new(HashMap::new()),
         }
     }
 
@@ -70,9 +87,15 @@ impl Scheduler {
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
         // The run leaves the pool when it is dropped, also when its future is.
+        let (cancel, cancelled) = mpsc::unbounded_channel();
+        lock(&self.cancels).insert(job.job_id.clone(), cancel);
+        let _registered = Registered {
+            cancels: &self.cancels,
+            job_id: &job.job_id,
+        };
         let seq = self.pool.join_job();
         let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
-            .run()
+            .run(cancelled)
             .await?;
         if !outcome.metrics.recomputed.is_empty() {
             lock(&self.recomputed).extend(
@@ -84,6 +107,15 @@ impl Scheduler {
             );
         }
         Ok(outcome)
+    }
+
+    /// Cancels running job `job_id`: its attempts are stopped on their executors (and
+    /// their files removed) and the job fails with `EmberError::Cancelled`. `false` when
+    /// no job of that id runs here.
+    pub fn cancel_job(&self, job_id: &str, reason: &str) -> bool {
+        lock(&self.cancels)
+            .get(job_id)
+            .is_some_and(|cancel| cancel.send(reason.to_string()).is_ok())
     }
 
     /// Deletes the files of one stage of a job on every executor.

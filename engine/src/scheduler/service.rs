@@ -136,8 +136,10 @@ impl SchedulerService for SchedulerRpc {
         &self,
         request: Request<proto::HeartbeatRequest>,
     ) -> std::result::Result<Response<proto::HeartbeatResponse>, Status> {
-        let id = request.into_inner().executor_id;
-        if self.scheduler.pool().touch(&id) {
+        let request = request.into_inner();
+        let id = request.executor_id;
+        let running = usize::try_from(request.running_tasks).unwrap_or(usize::MAX);
+        if self.scheduler.pool().touch(&id, running) {
             return Ok(Response::new(proto::HeartbeatResponse {
                 reregister: false,
             }));
@@ -292,11 +294,27 @@ impl SchedulerService for SchedulerRpc {
                     address: e.address.unwrap_or_default(),
                     slots: u32::try_from(e.slots).unwrap_or(u32::MAX),
                     free_slots: u32::try_from(e.free).unwrap_or(u32::MAX),
+                    running_tasks: u32::try_from(e.running_tasks).unwrap_or(u32::MAX),
                 })
                 .collect(),
             running_jobs: pool.running_jobs() as u64,
             recomputed: self.scheduler.recomputed(),
         }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<proto::CancelJobRequest>,
+    ) -> std::result::Result<Response<proto::CancelJobResponse>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() {
+            "cancelled by a client".to_string()
+        } else {
+            request.reason
+        };
+        let found = self.scheduler.cancel_job(&request.job_id, &reason);
+        tracing::info!(job = %request.job_id, found, "cancel requested: {reason}");
+        Ok(Response::new(proto::CancelJobResponse { found }))
     }
 
     async fn get_catalog(

@@ -820,3 +820,73 @@ fn corrupt_parquet_files_are_named_and_fail_without_retries() {
         &["b.parquet: corrupt Parquet data", "1 attempt(s)"],
     );
 }
+
+#[test]
+fn history_lists_logged_jobs_prints_one_and_reports_bad_lines_by_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("events");
+    let logs_text = logs.to_str().expect("utf-8 path");
+    let query = "SELECT g % 3 AS k, count(*) AS n FROM generate_series(1, 1000) t(g) GROUP BY k";
+    ember_ok(&["sql", "--executors", "2", "--event-log", logs_text, query]);
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .expect("the log folder exists")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "one job, one log: {files:?}");
+    let job_id = files[0]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a job id")
+        .to_string();
+
+    let listed = ember_ok(&["history", "--log-dir", logs_text, "--format", "csv"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&job_id))
+        .unwrap_or_else(|| panic!("{job_id} is not listed:\n{listed}"));
+    assert!(row.contains("succeeded"), "{row}");
+    assert!(
+        row.contains("GROUP BY k"),
+        "the job is named by its SQL: {row}"
+    );
+    assert!(
+        listed
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("tasks_done"))
+    );
+
+    let detail = ember_ok(&["history", "--log-dir", logs_text, &job_id]);
+    assert!(
+        detail.contains("stages") && detail.contains("tasks"),
+        "{detail}"
+    );
+    assert!(detail.contains("executor-0") || detail.contains("executor-1"));
+
+    // A corrupt line and a line cut short are skipped and named; the rest is read.
+    let mut text = std::fs::read_to_string(&files[0]).expect("the log");
+    let lines = text.lines().count();
+    text.push_str("this is not json\n{\"v\":1,\"kind\":\"event\",\"at_us\":");
+    std::fs::write(&files[0], text).expect("write");
+    let out = ember(&["history", "--log-dir", logs_text, "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = files[0].display().to_string();
+    assert!(err.contains(&format!("{file}:{}:", lines + 1)), "{err}");
+    assert!(err.contains(&format!("{file}:{}:", lines + 2)), "{err}");
+    assert!(stdout(&out).contains("succeeded"), "{}", stdout(&out));
+
+    // The skipped lines are warned about first; the error is the last line.
+    let missing = ember(&["history", "--log-dir", logs_text, "job-that-never-ran"]);
+    assert!(!missing.status.success());
+    let err = stderr(&missing);
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("job-that-never-ran") && last.contains(&job_id),
+        "{err}"
+    );
+    let nowhere = dir.path().join("nowhere");
+    let out = ember(&["history", "--log-dir", nowhere.to_str().expect("utf-8")]);
+    assert_fails_naming(&out, &["--log-dir", "nowhere"]);
+}
