@@ -16,8 +16,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EmberError, Result};
-use crate::rows::{register_map_fn, register_reducer};
 use crate::session::Session;
+use crate::{FunctionRegistry, TypedFunctions};
 
 /// Where one block of one matrix lies, and how to generate it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -109,20 +109,20 @@ fn multiply(a: &Block, b: &Block) -> Block {
     }
 }
 
-/// Registers the example's functions in this process (idempotent).
-pub fn register_matrix_functions() -> Result<()> {
+/// Registers the example's functions in `functions` (idempotent).
+pub fn register_matrix_functions(functions: &FunctionRegistry) -> Result<()> {
     // A's block (i, k) keyed by k, carrying i.
-    register_map_fn("matrix.a_block", |spec: BlockSpec| {
+    functions.register_map_fn("matrix.a_block", |spec: BlockSpec| {
         (spec.col, (spec.row, generate(&spec)))
     })?;
     // B's block (k, j) keyed by k, carrying j.
-    register_map_fn("matrix.b_block", |spec: BlockSpec| {
+    functions.register_map_fn("matrix.b_block", |spec: BlockSpec| {
         (spec.row, (spec.col, generate(&spec)))
     })?;
-    register_map_fn("matrix.multiply", |(_k, ((i, a), (j, b))): BlockPair| {
+    functions.register_map_fn("matrix.multiply", |(_k, ((i, a), (j, b))): BlockPair| {
         ((i, j), multiply(&a, &b))
     })?;
-    register_reducer::<(i64, i64), Block>("matrix.add", |mut x, y| {
+    functions.register_reducer::<(i64, i64), Block>("matrix.add", |mut x, y| {
         for (a, b) in x.values.iter_mut().zip(&y.values) {
             *a += b;
         }
@@ -150,7 +150,7 @@ pub async fn matrix_multiply(
         .ok()
         .filter(|b| (1..=n).contains(b))
         .ok_or_else(|| bad("--block", format!("expected 1 to --n ({n}), not {block}")))?;
-    register_matrix_functions()?;
+    register_matrix_functions(session.functions())?;
     let per_side = (n + block - 1) / block;
     let specs = |matrix: u64| -> Vec<BlockSpec> {
         (0..per_side)

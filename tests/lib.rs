@@ -169,19 +169,28 @@ pub fn key_value_schema() -> arrow::datatypes::SchemaRef {
 /// an HTTP/2 keep-alive interval and timeout together, as a CPU-bound task may.
 pub const STALL_BATCH_MILLIS: u64 = 20_000;
 
-/// Registers the functions of the cluster tests: `cluster_test.slow` passes `(key, value)`
-/// batches through unchanged after [`SLOW_BATCH_MILLIS`], `cluster_test.stall` after
-/// [`STALL_BATCH_MILLIS`] (both block their thread, as CPU-bound work does). The test
-/// process registers them for planning, the `ember-node` executors for running.
-pub fn register_cluster_functions() {
-    ember::register_batch_fn("cluster_test.slow", key_value_schema(), |batch| {
+/// Registers in `functions` those of the cluster tests: `cluster_test.slow` passes
+/// `(key, value)` batches through unchanged after [`SLOW_BATCH_MILLIS`],
+/// `cluster_test.stall` after [`STALL_BATCH_MILLIS`] (both block their thread, as
+/// CPU-bound work does). The test sessions plan with them ([`cluster_functions`]), the
+/// `ember-node` executors run them.
+pub fn register_cluster_functions(functions: &ember::FunctionRegistry) {
+    functions.register_batch_fn("cluster_test.slow", key_value_schema(), |batch| {
         std::thread::sleep(std::time::Duration::from_millis(SLOW_BATCH_MILLIS));
         Ok(batch)
     });
-    ember::register_batch_fn("cluster_test.stall", key_value_schema(), |batch| {
+    functions.register_batch_fn("cluster_test.stall", key_value_schema(), |batch| {
         std::thread::sleep(std::time::Duration::from_millis(STALL_BATCH_MILLIS));
         Ok(batch)
     });
+}
+
+/// A registry of the built-in functions and the cluster tests' ones
+/// ([`register_cluster_functions`]), for the sessions that drive `ember-node` clusters.
+pub fn cluster_functions() -> ember::FunctionRegistry {
+    let functions = ember::builtin_functions();
+    register_cluster_functions(&functions);
+    functions
 }
 
 /// Where the tests find a Python with `moto[server]`: `EMBER_MOTO_PYTHON`, or a virtual

@@ -1,7 +1,12 @@
-//! `ember-node`: the `ember` command with the cluster tests' functions registered, the way
-//! a user's own binary carries their functions to its executors.
+//! `ember-node`: the `ember` command with the cluster tests' functions registered (and the
+//! example pipelines', as the stock command has them), the way a user's own binary
+//! carries their functions to its executors.
 
 fn main() -> std::process::ExitCode {
-    ember_tests::register_cluster_functions();
-    ember::cli::main()
+    ember::cli::main_with(|registry| {
+        ember::examples::register_matrix_functions(registry)?;
+        ember::examples::forest::register_forest_functions(registry);
+        ember_tests::register_cluster_functions(registry);
+        Ok(())
+    })
 }

@@ -25,7 +25,7 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext, col, lit};
 use ember::examples::{WORD_SEPARATORS, word_count};
-use ember::{EmberConfig, Session, register_batch_fn, register_flat_map_fn, register_reducer};
+use ember::{EmberConfig, FunctionRegistry, Session, TypedFunctions};
 
 /// The word-count SQL, with words defined as the example defines them.
 fn word_count_sql() -> String {
@@ -72,7 +72,6 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
         .join(format!("pairs-{}-{}", bench.rows, bench.keys));
     make_text(&text_dir, bench.text_mb)?;
     make_pairs(&pairs_dir, bench.rows, bench.keys)?;
-    register_functions()?;
 
     let partitions = bench.executors;
     let datafusion =
@@ -92,6 +91,7 @@ pub async fn run(bench: &DslBench) -> anyhow::Result<()> {
         slots: 1,
         ..EmberConfig::default()
     })?;
+    register_functions(ember.functions())?;
     ember
         .register_table(&format!("pairs={pairs_path}:parquet").parse()?)
         .await?;
@@ -307,16 +307,16 @@ fn words(line: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
-fn register_functions() -> anyhow::Result<()> {
-    register_flat_map_fn("bench.words", |(line,): (Option<String>,)| {
+fn register_functions(functions: &FunctionRegistry) -> anyhow::Result<()> {
+    functions.register_flat_map_fn("bench.words", |(line,): (Option<String>,)| {
         line.map(|l| words(&l).map(|w| (w, 1_i64)).collect::<Vec<_>>())
             .unwrap_or_default()
     })?;
-    register_reducer::<String, i64>("bench.add", |a, b| a + b)?;
-    register_reducer::<i64, i64>("bench.sum", |a, b| a + b)?;
+    functions.register_reducer::<String, i64>("bench.add", |a, b| a + b)?;
+    functions.register_reducer::<i64, i64>("bench.sum", |a, b| a + b)?;
     let schema = Arc::new(Schema::new(vec![Field::new("word", DataType::Utf8, false)]));
     let out = Arc::clone(&schema);
-    register_batch_fn("bench.split_words", schema, move |batch| {
+    functions.register_batch_fn("bench.split_words", schema, move |batch| {
         let lines = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
         let lines = lines.as_string::<i32>();
         let mut builder = StringBuilder::new();

@@ -137,7 +137,6 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
 /// The enlarged input (made when missing) and an embedded cluster with the forest
 /// functions.
 fn setup(bench: &ForestBench) -> anyhow::Result<(PathBuf, Session)> {
-    register_forest_functions();
     std::fs::create_dir_all(&bench.work)?;
     let big = bench.work.join(format!("diamonds-{}x.csv", bench.scale));
     enlarge(&bench.diamonds, &big, bench.scale)?;
@@ -146,6 +145,7 @@ fn setup(bench: &ForestBench) -> anyhow::Result<(PathBuf, Session)> {
         slots: 1,
         ..EmberConfig::default()
     })?;
+    register_forest_functions(session.functions());
     Ok((big, session))
 }
 

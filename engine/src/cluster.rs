@@ -18,6 +18,7 @@ use ember_executors::rpc::proto::{self, Empty};
 use ember_executors::rpc::security::{AddToken, ClientSecurity};
 use ember_executors::storage::{StoreOptions, remove_prefix};
 use ember_executors::{Executor, ExecutorConfig, ResultClients, ShuffleLocation, read_job_output};
+use ember_planner::FunctionRegistry;
 use futures::StreamExt;
 use tempfile::TempDir;
 use tonic::service::interceptor::InterceptedService;
@@ -42,8 +43,9 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `config.executors` executors with `config.slots` slots each.
-    pub fn start(config: &EmberConfig) -> Result<Self> {
+    /// Starts `config.executors` executors with `config.slots` slots each, sharing the
+    /// registry `functions`.
+    pub fn start(config: &EmberConfig, functions: &FunctionRegistry) -> Result<Self> {
         if config.executors == 0 {
             return Err(EmberError::NoExecutors);
         }
@@ -70,6 +72,7 @@ impl LocalCluster {
                     compression: config.compression,
                     security: ClientSecurity::default(),
                     memory_limit: config.memory_limit,
+                    functions: functions.clone(),
                 })
                 .map(Arc::new)
             })

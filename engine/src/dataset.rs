@@ -208,8 +208,11 @@ impl<'s> Dataset<'s> {
     }
 
     /// Every batch mapped through the batch function registered as `name`
-    /// ([`register_batch_fn`](crate::register_batch_fn)), in the executors, partition by
-    /// partition. Fails here, naming it, when no function has that name.
+    /// in the session's registry ([`FunctionRegistry::register_batch_fn`]), in the
+    /// executors, partition by partition. Fails here, naming it, when no function has that
+    /// name.
+    ///
+    /// [`FunctionRegistry::register_batch_fn`]: crate::FunctionRegistry::register_batch_fn
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -218,17 +221,17 @@ impl<'s> Dataset<'s> {
     ///
     /// use ember::datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
     /// use ember::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
-    /// use ember::{Session, register_batch_fn};
+    /// use ember::Session;
     ///
     /// let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
     /// let out = Arc::clone(&schema);
-    /// // Once per process, in the driver and in every executor binary.
-    /// register_batch_fn("double", Arc::clone(&schema), move |batch| {
+    /// let session = Session::local(2)?;
+    /// // In the session's registry here; in the binary's registry for executor processes.
+    /// session.functions().register_batch_fn("double", Arc::clone(&schema), move |batch| {
     ///     let doubled: Int64Array = batch.column(0).as_primitive::<Int64Type>().unary(|n| n * 2);
     ///     Ok(RecordBatch::try_new(Arc::clone(&out), vec![Arc::new(doubled)])?)
     /// });
     ///
-    /// let session = Session::local(2)?;
     /// let numbers = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])?;
     /// let doubled = session.from_batches(vec![numbers])?.map_batches("double")?;
     /// let result = doubled.collect().await?;
@@ -250,7 +253,8 @@ impl<'s> Dataset<'s> {
 
     fn call_function(&self, name: &str, args: String) -> Result<Self> {
         let (state, plan) = self.frame.clone().into_parts();
-        let plan = MapPartitions::with_args(plan, name, args)?.into_plan();
+        let plan =
+            MapPartitions::with_args(plan, self.session.functions(), name, args)?.into_plan();
         Ok(self.with(DataFrame::new(state, plan)))
     }
 

@@ -57,14 +57,11 @@ pub use cluster::{Cluster, LocalCluster, RemoteCluster};
 pub use commit::WriteMode;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
-pub use ember_planner::{AccumulatorValue, register_batch_fn};
+pub use ember_planner::{AccumulatorValue, FunctionRegistry};
 pub use error::{EmberError, Result};
 pub use output::{OutputFormat, ResultWriter, write_result};
 pub use result_stream::ResultStream;
-pub use rows::{
-    Row, register_aggregator, register_filter_fn, register_flat_map_fn, register_key_fn,
-    register_map_fn, register_reducer,
-};
+pub use rows::{Row, TypedFunctions};
 pub use session::{QueryResult, Session};
 pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
 pub use tables::{FileFormat, TableSpec};
@@ -75,10 +72,18 @@ pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;
 
-/// Registers in this process the functions that Ember's own plans call by name (the
-/// record-by-record reader behind [`BadRows`]). Every executor must carry them: `ember
-/// executor` registers them, and so does a user's own binary that hands over to
-/// [`cli::main`].
-pub fn register_builtin_functions() {
-    bad_rows::register_bad_rows_function();
+/// Registers in `functions` the functions that Ember's own plans call by name (the
+/// record-by-record reader behind [`BadRows`], and the planner's sampler). Every session
+/// and executor must carry them: [`builtin_functions`] starts with them, and every
+/// registry a [`Session`] or [`cli::main_with`] is given gets them.
+pub fn register_builtin_functions(functions: &FunctionRegistry) {
+    bad_rows::register_bad_rows_function(functions);
+}
+
+/// A new [`FunctionRegistry`] holding Ember's built-in functions only: the start of every
+/// session's and every executor process's registry.
+pub fn builtin_functions() -> FunctionRegistry {
+    let functions = FunctionRegistry::new();
+    register_builtin_functions(&functions);
+    functions
 }

@@ -1,11 +1,15 @@
 //! Typed user functions: rows of Rust types that implement serde's `Serialize` and
 //! `Deserialize`, converted to and from Arrow batches with serde_arrow, and registered by
-//! name in the process's function registry so that the driver and every executor find them.
+//! name in a [`FunctionRegistry`] ([`TypedFunctions`]) so that the driver and every
+//! executor find them.
 //!
-//! Each `register_*` function is the one line a job needs per function, run once per
-//! process before the function is used (in the driver, and in an executor built from the
-//! user's own binary). Rows must be structs or tuples (they become columns; a tuple's
-//! fields are the columns `0`, `1`, ...).
+//! Each `register_*` method is the one line a job needs per function, run before the
+//! function is used: on the session's registry ([`Session::functions`]) in the driver,
+//! and in the registry that [`cli::main_with`](crate::cli::main_with) hands a user's own
+//! binary, for its executors. Rows must be structs or tuples (they become columns; a
+//! tuple's fields are the columns `0`, `1`, ...).
+//!
+//! [`Session::functions`]: crate::Session::functions
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use arrow::datatypes::{
 };
 use datafusion::error::{DataFusionError, Result as DfResult};
 use ember_planner::{
-    EachBatch, FunctionOutput, PartitionFn, RowTypes, UserFunction, register_function,
+    EachBatch, FunctionOutput, FunctionRegistry, PartitionFn, RowTypes, UserFunction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,8 +90,10 @@ pub(crate) fn from_batch<T: DeserializeOwned>(batch: &RecordBatch) -> DfResult<V
 /// Arrow): what a following reducer fuses with.
 type RowsOf<U> = Arc<dyn Fn(&RecordBatch) -> DfResult<Vec<U>> + Send + Sync>;
 
-/// Registers a function of rows `T -> U` that maps each batch with `per_batch`.
+/// Registers in `functions` a function of rows `T -> U` that maps each batch with
+/// `per_batch`.
 fn register_rows<T: Row, U: Row>(
+    functions: &FunctionRegistry,
     name: &str,
     per_batch: impl Fn(Vec<T>) -> Vec<U> + Send + Sync + 'static,
 ) -> Result<()> {
@@ -109,62 +115,7 @@ fn register_rows<T: Row, U: Row>(
         },
     )
     .with_rows(Arc::new(rows));
-    register_function(function);
-    Ok(())
-}
-
-/// Registers `f` as the row function `name` for [`TypedDataset::map`](crate::TypedDataset::map).
-pub fn register_map_fn<T: Row, U: Row>(
-    name: &str,
-    f: impl Fn(T) -> U + Send + Sync + 'static,
-) -> Result<()> {
-    register_rows::<T, U>(name, move |rows| rows.into_iter().map(&f).collect())
-}
-
-/// Registers `f` as the row function `name` for
-/// [`TypedDataset::flat_map`](crate::TypedDataset::flat_map): each row becomes any number
-/// of rows.
-pub fn register_flat_map_fn<T: Row, U: Row, I: IntoIterator<Item = U>>(
-    name: &str,
-    f: impl Fn(T) -> I + Send + Sync + 'static,
-) -> Result<()> {
-    register_rows::<T, U>(name, move |rows| rows.into_iter().flat_map(&f).collect())
-}
-
-/// Registers `f` as the key function `name` for
-/// [`TypedDataset::key_by`](crate::TypedDataset::key_by): each row `t` becomes `(f(&t), t)`.
-pub fn register_key_fn<T: Row, K: Row>(
-    name: &str,
-    f: impl Fn(&T) -> K + Send + Sync + 'static,
-) -> Result<()> {
-    register_rows::<T, (K, T)>(name, move |rows| {
-        rows.into_iter().map(|row| (f(&row), row)).collect()
-    })
-}
-
-/// Registers `f` as the predicate `name` for
-/// [`TypedDataset::filter`](crate::TypedDataset::filter). The rows kept are the input's
-/// own columns, untouched.
-pub fn register_filter_fn<T: Row>(
-    name: &str,
-    f: impl Fn(&T) -> bool + Send + Sync + 'static,
-) -> Result<()> {
-    let f = Arc::new(f);
-    register_function(UserFunction::new(
-        name,
-        FunctionOutput::SameAsInput,
-        Some(RowTypes::of::<T, T>()),
-        move |_| {
-            let f = Arc::clone(&f);
-            Ok(Box::new(EachBatch(move |batch: RecordBatch| {
-                let keep: BooleanArray = from_batch::<T>(&batch)?
-                    .iter()
-                    .map(|row| Some(f(row)))
-                    .collect();
-                Ok(filter_record_batch(&batch, &keep)?)
-            })) as Box<dyn PartitionFn>)
-        },
-    ));
+    functions.register(function);
     Ok(())
 }
 
@@ -247,11 +198,12 @@ impl<K: Row + Hash + Eq, V: Row, U: Row> CombineSteps<K, V, U> {
     }
 }
 
-/// Registers a combine `(K, V) -> (K, U)` that starts each key's state with `zero` and
+/// Registers in `functions` a combine `(K, V) -> (K, U)` that starts each key's state with `zero` and
 /// folds the key's next values in with `fold`. It fuses with a typed function that returns
 /// `(K, V)` right before it (`map`, `flat_map`, `key_by`): the pairs then go straight into
 /// the hash table instead of through Arrow.
 fn register_combine<K, V, U>(
+    functions: &FunctionRegistry,
     name: &str,
     zero: impl Fn(V) -> U + Send + Sync + 'static,
     fold: impl Fn(U, V) -> U + Send + Sync + 'static,
@@ -285,7 +237,7 @@ where
             };
             Some(fusing.function(before.name(), Arc::clone(rows), types))
         });
-    register_function(function);
+    functions.register(function);
     Ok(())
 }
 
@@ -345,40 +297,158 @@ fn pairs_of_columns<K: 'static, V: 'static>(batch: &RecordBatch) -> Option<Vec<(
     Some(keys.into_iter().zip(values).collect())
 }
 
-/// Registers `merge` as the reducer `name` for
-/// [`TypedDataset::reduce_by_key`](crate::TypedDataset::reduce_by_key): the values of each
-/// key are merged pairwise, first within each map task, then after the shuffle.
-pub fn register_reducer<K: Row + Hash + Eq, V: Row>(
-    name: &str,
-    merge: impl Fn(V, V) -> V + Send + Sync + 'static,
-) -> Result<()> {
-    register_combine::<K, V, V>(name, |v| v, merge)
-}
-
 /// The registered name of an aggregator's merge step.
 pub(crate) fn merge_name(aggregator: &str) -> String {
     format!("{aggregator}#merge")
 }
 
-/// Registers the aggregator `name` for
-/// [`TypedDataset::aggregate_by_key`](crate::TypedDataset::aggregate_by_key): each key's
-/// values are folded into `zero()` with `seq` within each map task, and the partial results
-/// are merged with `comb` after the shuffle.
-pub fn register_aggregator<K, V, U>(
-    name: &str,
-    zero: impl Fn() -> U + Send + Sync + 'static,
-    seq: impl Fn(U, V) -> U + Send + Sync + 'static,
-    comb: impl Fn(U, U) -> U + Send + Sync + 'static,
-) -> Result<()>
-where
-    K: Row + Hash + Eq,
-    V: Row,
-    U: Row,
-{
-    let seq = Arc::new(seq);
-    let first = Arc::clone(&seq);
-    register_combine::<K, V, U>(name, move |v| first(zero(), v), move |u, v| seq(u, v))?;
-    register_combine::<K, U, U>(&merge_name(name), |u| u, comb)
+/// Registers typed row functions in a [`FunctionRegistry`]: a session's
+/// ([`Session::functions`](crate::Session::functions)) or the one
+/// [`cli::main_with`](crate::cli::main_with) hands a binary. A later registration of the
+/// same name replaces the earlier one.
+///
+/// ```
+/// # fn main() -> ember::Result<()> {
+/// use ember::{FunctionRegistry, TypedFunctions};
+///
+/// let functions = ember::builtin_functions();
+/// functions.register_map_fn("double", |x: (i64,)| (x.0 * 2,))?;
+/// functions.register_reducer::<String, i64>("add", |a, b| a + b)?;
+/// assert!(functions.names().contains(&"double".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+pub trait TypedFunctions {
+    /// Registers `f` as the row function `name` for
+    /// [`TypedDataset::map`](crate::TypedDataset::map).
+    fn register_map_fn<T: Row, U: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Result<()>;
+
+    /// Registers `f` as the row function `name` for
+    /// [`TypedDataset::flat_map`](crate::TypedDataset::flat_map): each row becomes any
+    /// number of rows.
+    fn register_flat_map_fn<T: Row, U: Row, I: IntoIterator<Item = U>>(
+        &self,
+        name: &str,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> Result<()>;
+
+    /// Registers `f` as the key function `name` for
+    /// [`TypedDataset::key_by`](crate::TypedDataset::key_by): each row `t` becomes
+    /// `(f(&t), t)`.
+    fn register_key_fn<T: Row, K: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Result<()>;
+
+    /// Registers `f` as the predicate `name` for
+    /// [`TypedDataset::filter`](crate::TypedDataset::filter). The rows kept are the
+    /// input's own columns, untouched.
+    fn register_filter_fn<T: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(&T) -> bool + Send + Sync + 'static,
+    ) -> Result<()>;
+
+    /// Registers `merge` as the reducer `name` for
+    /// [`TypedDataset::reduce_by_key`](crate::TypedDataset::reduce_by_key): the values of
+    /// each key are merged pairwise, first within each map task, then after the shuffle.
+    fn register_reducer<K: Row + Hash + Eq, V: Row>(
+        &self,
+        name: &str,
+        merge: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Result<()>;
+
+    /// Registers the aggregator `name` for
+    /// [`TypedDataset::aggregate_by_key`](crate::TypedDataset::aggregate_by_key): each
+    /// key's values are folded into `zero()` with `seq` within each map task, and the
+    /// partial results are merged with `comb` after the shuffle.
+    fn register_aggregator<K: Row + Hash + Eq, V: Row, U: Row>(
+        &self,
+        name: &str,
+        zero: impl Fn() -> U + Send + Sync + 'static,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Result<()>;
+}
+
+impl TypedFunctions for FunctionRegistry {
+    fn register_map_fn<T: Row, U: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Result<()> {
+        register_rows::<T, U>(self, name, move |rows| rows.into_iter().map(&f).collect())
+    }
+
+    fn register_flat_map_fn<T: Row, U: Row, I: IntoIterator<Item = U>>(
+        &self,
+        name: &str,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> Result<()> {
+        register_rows::<T, U>(self, name, move |rows| {
+            rows.into_iter().flat_map(&f).collect()
+        })
+    }
+
+    fn register_key_fn<T: Row, K: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Result<()> {
+        register_rows::<T, (K, T)>(self, name, move |rows| {
+            rows.into_iter().map(|row| (f(&row), row)).collect()
+        })
+    }
+
+    fn register_filter_fn<T: Row>(
+        &self,
+        name: &str,
+        f: impl Fn(&T) -> bool + Send + Sync + 'static,
+    ) -> Result<()> {
+        let f = Arc::new(f);
+        self.register(UserFunction::new(
+            name,
+            FunctionOutput::SameAsInput,
+            Some(RowTypes::of::<T, T>()),
+            move |_| {
+                let f = Arc::clone(&f);
+                Ok(Box::new(EachBatch(move |batch: RecordBatch| {
+                    let keep: BooleanArray = from_batch::<T>(&batch)?
+                        .iter()
+                        .map(|row| Some(f(row)))
+                        .collect();
+                    Ok(filter_record_batch(&batch, &keep)?)
+                })) as Box<dyn PartitionFn>)
+            },
+        ));
+        Ok(())
+    }
+
+    fn register_reducer<K: Row + Hash + Eq, V: Row>(
+        &self,
+        name: &str,
+        merge: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Result<()> {
+        register_combine::<K, V, V>(self, name, |v| v, merge)
+    }
+
+    fn register_aggregator<K: Row + Hash + Eq, V: Row, U: Row>(
+        &self,
+        name: &str,
+        zero: impl Fn() -> U + Send + Sync + 'static,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Result<()> {
+        let seq = Arc::new(seq);
+        let first = Arc::clone(&seq);
+        register_combine::<K, V, U>(self, name, move |v| first(zero(), v), move |u, v| seq(u, v))?;
+        register_combine::<K, U, U>(self, &merge_name(name), |u| u, comb)
+    }
 }
 
 #[cfg(test)]

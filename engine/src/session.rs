@@ -22,7 +22,7 @@ use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
 use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry};
 use ember_planner::{
     AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
-    StageGraph, WriteFormat, cut_stages,
+    FunctionRegistry, StageGraph, WriteFormat, cut_stages,
 };
 use futures::future::BoxFuture;
 
@@ -72,6 +72,9 @@ impl QueryResult {
 pub struct Session {
     pub(crate) ctx: SessionContext,
     cluster: Cluster,
+    /// The named user functions its jobs may call; the embedded cluster's executors share
+    /// it.
+    functions: FunctionRegistry,
     /// The settings; `SET ember.…` changes the ones a session may change.
     config: RwLock<EmberConfig>,
     /// Where table and view definitions outlive the session, when anywhere.
@@ -97,10 +100,18 @@ impl Session {
         Self::new(config)
     }
 
-    /// A session on a new embedded cluster set up by `config`.
+    /// A session on a new embedded cluster set up by `config`, with a registry of its own
+    /// that holds the built-in functions ([`crate::builtin_functions`]).
     pub fn new(config: EmberConfig) -> Result<Self> {
-        let cluster = Cluster::Local(LocalCluster::start(&config)?);
-        Self::on_cluster(cluster, config)
+        Self::with_functions(config, crate::builtin_functions())
+    }
+
+    /// A session on a new embedded cluster set up by `config`, whose jobs and executors
+    /// find the functions they name in `functions` (given the built-ins too).
+    pub fn with_functions(config: EmberConfig, functions: FunctionRegistry) -> Result<Self> {
+        crate::register_builtin_functions(&functions);
+        let cluster = Cluster::Local(LocalCluster::start(&config, &functions)?);
+        Self::on_cluster(cluster, config, functions)
     }
 
     /// A session on the process cluster whose scheduler listens at `url`
@@ -120,22 +131,39 @@ impl Session {
     pub async fn connect_with(
         url: &str,
         security: ClientSecurity,
-        mut config: EmberConfig,
+        config: EmberConfig,
     ) -> Result<Self> {
+        Self::connect_with_functions(url, security, config, crate::builtin_functions()).await
+    }
+
+    /// [`Session::connect_with`], planning with the functions of `functions` (given the
+    /// built-ins too). The cluster's executors must carry the same ones: run them from a
+    /// binary that registers them ([`crate::cli::main_with`]).
+    pub async fn connect_with_functions(
+        url: &str,
+        security: ClientSecurity,
+        mut config: EmberConfig,
+        functions: FunctionRegistry,
+    ) -> Result<Self> {
+        crate::register_builtin_functions(&functions);
         let remote = RemoteCluster::connect(url, security).await?;
         let executors = remote.executors().await?;
         let slots: usize = executors.iter().map(|e| e.slots).sum();
         config.executors = executors.len().max(1);
         config.slots = slots.div_ceil(config.executors).max(1);
         let served = remote.served_catalog().await?;
-        let mut session = Self::on_cluster(Cluster::Remote(remote), config)?;
+        let mut session = Self::on_cluster(Cluster::Remote(remote), config, functions)?;
         if session.catalog.is_none() {
             session.catalog = served;
         }
         Ok(session)
     }
 
-    fn on_cluster(cluster: Cluster, config: EmberConfig) -> Result<Self> {
+    fn on_cluster(
+        cluster: Cluster,
+        config: EmberConfig,
+        functions: FunctionRegistry,
+    ) -> Result<Self> {
         let catalog = match &config.catalog_dir {
             Some(dir) => Some(Arc::new(CatalogDir::open(dir)?) as Arc<dyn CatalogStore>),
             None => None,
@@ -165,6 +193,7 @@ impl Session {
         Ok(Self {
             ctx: crate::sql::files::with_tables_by_path(SessionContext::new_with_state(state)),
             cluster,
+            functions,
             config: RwLock::new(config),
             catalog,
             catalog_seen: tokio::sync::Mutex::new(None),
@@ -230,6 +259,13 @@ impl Session {
     /// [`EmberError::Cancelled`]. `false` when no job of that id runs.
     pub async fn cancel_job(&self, job_id: &str, reason: &str) -> Result<bool> {
         self.cluster.cancel_job(job_id, reason).await
+    }
+
+    /// The named user functions this session's jobs may call: register a job's functions
+    /// here ([`FunctionRegistry::register_batch_fn`], [`crate::TypedFunctions`]) before
+    /// its datasets name them. Another session's registry is its own.
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.functions
     }
 
     /// Queues a broadcast variable for the executors; it is shipped before the next job.

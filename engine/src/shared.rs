@@ -2,8 +2,8 @@
 //! read by user functions, and accumulators ([`LongAccumulator`], [`DoubleAccumulator`])
 //! that user functions add to and the driver reads after an action.
 //!
-//! Both are found by name, so a function registered once per process (in the driver and in
-//! an executor built from the user's binary) can use them without capturing anything that
+//! Both are found by name, so a registered function (in the session's registry, and in the
+//! registry of an executor built from the user's binary) can use them without capturing anything that
 //! cannot travel. An accumulator counts the additions of each task's successful attempt
 //! only: a task that fails after adding and is tried again adds once.
 //!
@@ -12,10 +12,11 @@
 //! # tokio::runtime::Runtime::new()?.block_on(async {
 //! use std::collections::HashMap;
 //!
-//! use ember::{Broadcast, LongAccumulator, Session, register_map_fn};
+//! use ember::{Broadcast, LongAccumulator, Session, TypedFunctions};
 //!
-//! // Once per process: a function that reads a broadcast table and counts misses.
-//! register_map_fn("price_in_euro", |(item, dollars): (String, f64)| {
+//! let session = Session::local(2)?;
+//! // A function that reads a broadcast table and counts misses.
+//! session.functions().register_map_fn("price_in_euro", |(item, dollars): (String, f64)| {
 //!     let rates = Broadcast::<HashMap<String, f64>>::named("rates").value().unwrap_or_default();
 //!     let rate = rates.get("EUR").copied().unwrap_or_else(|| {
 //!         LongAccumulator::named("missing_rates").add(1);
@@ -24,7 +25,6 @@
 //!     (item, dollars * rate)
 //! })?;
 //!
-//! let session = Session::local(2)?;
 //! session.broadcast("rates", &HashMap::from([("EUR".to_string(), 0.5)]))?;
 //! let misses = session.long_accumulator("missing_rates");
 //! let prices = session

@@ -10,15 +10,15 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Runtime::new()?.block_on(async {
-//! use ember::{Session, register_flat_map_fn, register_reducer};
-//!
-//! // Once per process, in the driver and in every executor binary.
-//! register_flat_map_fn("words", |(line,): (String,)| {
-//!     line.split_whitespace().map(|w| (w.to_lowercase(), 1_i64)).collect::<Vec<_>>()
-//! })?;
-//! register_reducer::<String, i64>("add", |a, b| a + b)?;
+//! use ember::{Session, TypedFunctions};
 //!
 //! let session = Session::local(2)?;
+//! // In the session's registry here; in the binary's registry for executor processes.
+//! session.functions().register_flat_map_fn("words", |(line,): (String,)| {
+//!     line.split_whitespace().map(|w| (w.to_lowercase(), 1_i64)).collect::<Vec<_>>()
+//! })?;
+//! session.functions().register_reducer::<String, i64>("add", |a, b| a + b)?;
+//!
 //! let lines = vec![("the cat".to_string(),), ("The dog".to_string(),)];
 //! let mut counts = session
 //!     .parallelize(lines)?
@@ -39,7 +39,7 @@ use datafusion::functions::core::expr_fn::{coalesce, named_struct};
 use datafusion::functions_aggregate::expr_fn::{array_agg, count};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::lit;
-use ember_planner::{MapPartitions, fused_name, user_fn};
+use ember_planner::{MapPartitions, fused_name};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -118,7 +118,7 @@ impl<'s, T: Row> TypedDataset<'s, T> {
 
     /// Runs the typed function `name`, checking that it reads `T` and returns `U`.
     fn apply<U: Row>(&self, operation: &'static str, name: &str) -> Result<TypedDataset<'s, U>> {
-        let function = user_fn(name)?;
+        let function = self.rows.session().functions().get(name)?;
         let expected = ember_planner::RowTypes::of::<T, U>();
         match function.row_types() {
             Some(types) if types == expected => {}
@@ -160,8 +160,10 @@ impl<'s, T: Row> TypedDataset<'s, T> {
             && before.args().is_empty()
         {
             let fused = fused_name(before.function().name(), name);
-            if user_fn(&fused).is_ok() {
-                let plan = MapPartitions::new(before.input().clone(), &fused)?.into_plan();
+            let functions = self.rows.session().functions();
+            if functions.get(&fused).is_ok() {
+                let plan =
+                    MapPartitions::new(before.input().clone(), functions, &fused)?.into_plan();
                 return Ok(TypedDataset::new(self.rows.with_plan(plan)));
             }
         }
@@ -169,25 +171,25 @@ impl<'s, T: Row> TypedDataset<'s, T> {
     }
 
     /// Each row mapped through the row function `name`
-    /// ([`register_map_fn`](crate::register_map_fn)).
+    /// ([`register_map_fn`](crate::TypedFunctions::register_map_fn)).
     pub fn map<U: Row>(&self, name: &str) -> Result<TypedDataset<'s, U>> {
         self.apply("map", name)
     }
 
     /// Each row mapped to any number of rows by `name`
-    /// ([`register_flat_map_fn`](crate::register_flat_map_fn)).
+    /// ([`register_flat_map_fn`](crate::TypedFunctions::register_flat_map_fn)).
     pub fn flat_map<U: Row>(&self, name: &str) -> Result<TypedDataset<'s, U>> {
         self.apply("flat_map", name)
     }
 
     /// The rows for which the predicate `name` is true
-    /// ([`register_filter_fn`](crate::register_filter_fn)).
+    /// ([`register_filter_fn`](crate::TypedFunctions::register_filter_fn)).
     pub fn filter(&self, name: &str) -> Result<Self> {
         self.apply("filter", name)
     }
 
     /// Each row `t` as the pair `(key(t), t)`, with the key function `name`
-    /// ([`register_key_fn`](crate::register_key_fn)).
+    /// ([`register_key_fn`](crate::TypedFunctions::register_key_fn)).
     pub fn key_by<K: Row>(&self, name: &str) -> Result<TypedDataset<'s, (K, T)>> {
         self.apply("key_by", name)
     }
@@ -279,7 +281,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     }
 
     /// One pair per key, its values merged by the reducer `name`
-    /// ([`register_reducer`](crate::register_reducer)): merged within each map task
+    /// ([`register_reducer`](crate::TypedFunctions::register_reducer)): merged within each map task
     /// (map-side combine), shuffled by key, and merged again.
     pub fn reduce_by_key(&self, name: &str) -> Result<Self> {
         let combined: Self = self.apply_fused("reduce_by_key", name)?;
@@ -289,7 +291,7 @@ impl<'s, K: Row, V: Row> TypedDataset<'s, (K, V)> {
     }
 
     /// One pair per key, its values folded by the aggregator `name`
-    /// ([`register_aggregator`](crate::register_aggregator)): folded within each map task,
+    /// ([`register_aggregator`](crate::TypedFunctions::register_aggregator)): folded within each map task,
     /// shuffled by key, and the partial results merged.
     pub fn aggregate_by_key<U: Row>(&self, name: &str) -> Result<TypedDataset<'s, (K, U)>> {
         let partial: TypedDataset<'s, (K, U)> = self.apply_fused("aggregate_by_key", name)?;

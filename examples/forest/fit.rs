@@ -20,7 +20,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{EachBatch, FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{EachBatch, FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::sketch::QuantileSketch;
@@ -314,15 +314,15 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, args: &str) -> DfResult<T> 
         .map_err(|e| DataFusionError::Execution(format!("bad {what} arguments: {e}")))
 }
 
-/// Registers `forest.profile`, `forest.split` and `forest.transform` in this process.
-pub fn register_fit_functions() {
+/// Registers `forest.profile`, `forest.split` and `forest.transform` in `functions`.
+pub fn register_fit_functions(functions: &FunctionRegistry) {
     let profile_schema = Arc::new(Schema::new(vec![Field::new(
         "profile",
         DataType::Utf8,
         false,
     )]));
     let schema = Arc::clone(&profile_schema);
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         PROFILE_FN,
         FunctionOutput::Fixed(profile_schema),
         None,
@@ -335,7 +335,7 @@ pub fn register_fit_functions() {
             }) as Box<dyn PartitionFn>)
         },
     ));
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         SPLIT_FN,
         FunctionOutput::FromArgs(Arc::new(|args: &str, input: &SchemaRef| {
             let spec: SplitSpec = parse(SPLIT_FN, args)?;
@@ -349,7 +349,7 @@ pub fn register_fit_functions() {
             })) as Box<dyn PartitionFn>)
         },
     ));
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         TRANSFORM_FN,
         FunctionOutput::FromArgs(Arc::new(|args: &str, input: &SchemaRef| {
             FeaturePipeline::from_json(args)?.output_schema(input)

@@ -39,6 +39,7 @@ use self::model::{
 use self::prep::labelled_input;
 use self::train::{FeatureSubset, GrowOptions, GrowReport, Task, grow_forest};
 use self::transformers::{FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer};
+use crate::FunctionRegistry;
 use crate::error::{EmberError, Result};
 use crate::session::Session;
 
@@ -47,12 +48,12 @@ pub use self::model::PREDICT_FN;
 /// The most classes a classifier takes.
 pub const MAX_CLASSES: usize = 1000;
 
-/// Registers every forest function in this process (the driver's, and each executor's).
-pub fn register_forest_functions() {
-    fit::register_fit_functions();
-    prep::register_prep_functions();
-    train::register_train_functions();
-    model::register_model_functions();
+/// Registers every forest function in `functions` (a session's, or an executor binary's).
+pub fn register_forest_functions(functions: &FunctionRegistry) {
+    fit::register_fit_functions(functions);
+    prep::register_prep_functions(functions);
+    train::register_train_functions(functions);
+    model::register_model_functions(functions);
 }
 
 /// What forest-train does.
@@ -165,7 +166,7 @@ fn json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
 /// Trains a forest on the training share of `options.input` and evaluates it on the rest.
 pub async fn forest_train(session: &Session, options: &TrainOptions) -> Result<TrainOutcome> {
     let subset = options.check()?;
-    register_forest_functions();
+    register_forest_functions(session.functions());
     let started = Instant::now();
     let data = labelled_input(session, &options.input, &options.label).await?;
     let schema = data.arrow_schema();
@@ -421,7 +422,7 @@ pub async fn forest_predict(
     input: &std::path::Path,
     out: Option<&std::path::Path>,
 ) -> Result<PredictOutcome> {
-    register_forest_functions();
+    register_forest_functions(session.functions());
     let model = ForestModel::load(model)?;
     if let Some(out) = out {
         crate::pipelines::check_empty_output(session, &out.to_string_lossy()).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::train::{BinSplit, GrowNode, Task};
@@ -431,9 +431,9 @@ impl PartitionFn for Predict {
     }
 }
 
-/// Registers [`PREDICT_FN`] in this process.
-pub fn register_model_functions() {
-    register_function(UserFunction::new(
+/// Registers [`PREDICT_FN`] in `functions`.
+pub fn register_model_functions(functions: &FunctionRegistry) {
+    functions.register(UserFunction::new(
         PREDICT_FN,
         FunctionOutput::FromArgs(Arc::new(|args: &str, input: &SchemaRef| {
             let args: PredictArgs = serde_json::from_str(args).map_err(|e| {

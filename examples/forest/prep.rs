@@ -23,7 +23,7 @@ use datafusion::functions::expr_fn::{abs, isnan};
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::ident;
 use datafusion::prelude::{cast, col, lit};
-use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::fit::{
@@ -554,8 +554,8 @@ impl PartitionFn for BinStatsPartition {
     }
 }
 
-/// Registers [`BIN_STATS_FN`] in this process.
-pub fn register_prep_functions() {
+/// Registers [`BIN_STATS_FN`] in `functions`.
+pub fn register_prep_functions(functions: &FunctionRegistry) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("feature", DataType::UInt32, false),
         Field::new("bin", DataType::UInt32, false),
@@ -564,7 +564,7 @@ pub fn register_prep_functions() {
         Field::new("sum_squares", DataType::Float64, false),
     ]));
     let output = Arc::clone(&schema);
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         BIN_STATS_FN,
         FunctionOutput::Fixed(output),
         None,

@@ -25,7 +25,7 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::prelude::col;
-use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -536,8 +536,8 @@ fn level_of() -> DfResult<Arc<PreparedLevel>> {
         .map_err(|e| DataFusionError::Execution(e.to_string()))
 }
 
-/// Registers the training functions in this process.
-pub fn register_train_functions() {
+/// Registers the training functions in `functions`.
+pub fn register_train_functions(functions: &FunctionRegistry) {
     let stats_schema = Arc::new(Schema::new(vec![
         Field::new("slot", DataType::UInt32, false),
         Field::new(
@@ -547,7 +547,7 @@ pub fn register_train_functions() {
         ),
     ]));
     let schema = Arc::clone(&stats_schema);
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         LEVEL_STATS_FN,
         FunctionOutput::Fixed(stats_schema),
         None,
@@ -564,7 +564,7 @@ pub fn register_train_functions() {
         Field::new("choice", DataType::Utf8, false),
     ]));
     let schema = Arc::clone(&choice_schema);
-    register_function(UserFunction::new(
+    functions.register(UserFunction::new(
         BEST_SPLITS_FN,
         FunctionOutput::Fixed(choice_schema),
         None,

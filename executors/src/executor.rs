@@ -14,7 +14,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::common::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ember_planner::{BroadcastStore, ShuffleRuntimeHandle, TaskEnv, decode_plan};
+use ember_planner::{BroadcastStore, FunctionRegistry, ShuffleRuntimeHandle, TaskEnv, decode_plan};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
@@ -42,14 +42,17 @@ pub struct ExecutorConfig {
     /// Bytes its tasks' operators may hold together before they spill to disk (`None`:
     /// no limit).
     pub memory_limit: Option<usize>,
+    /// The named user functions its task plans may call: the embedded cluster's executors
+    /// share their session's registry, an executor process has its binary's.
+    pub functions: FunctionRegistry,
 }
 
 /// A worker that runs tasks and keeps their shuffle output until the job ends.
 pub struct Executor {
     config: ExecutorConfig,
-    /// Holds the function registry (built-ins plus registered user functions) and the
+    /// Holds DataFusion's function registry (built-ins plus registered UDFs) and the
     /// runtime environment (object stores, memory pool) that tasks run with.
-    functions: SessionContext,
+    context: SessionContext,
     /// The broadcast variables shipped to this executor, readable by user functions.
     broadcasts: Arc<BroadcastStore>,
     /// Connections to the executors whose shuffle data its tasks fetch.
@@ -117,7 +120,7 @@ impl Executor {
         Ok(Self {
             peers: Arc::new(PeerClients::new(config.security.clone())),
             config,
-            functions: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
+            context: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
             broadcasts: Arc::default(),
             jobs: Mutex::new(HashSet::new()),
             running: Arc::default(),
@@ -145,19 +148,24 @@ impl Executor {
         &self.config.work_dir
     }
 
+    /// The named user functions its task plans may call.
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.config.functions
+    }
+
     /// Makes a scalar function available to the plans this executor decodes.
     pub fn register_udf(&self, udf: ScalarUDF) {
-        self.functions.register_udf(udf);
+        self.context.register_udf(udf);
     }
 
     /// Makes an aggregate function available to the plans this executor decodes.
     pub fn register_udaf(&self, udaf: AggregateUDF) {
-        self.functions.register_udaf(udaf);
+        self.context.register_udaf(udaf);
     }
 
     /// Makes a window function available to the plans this executor decodes.
     pub fn register_udwf(&self, udwf: WindowUDF) {
-        self.functions.register_udwf(udwf);
+        self.context.register_udwf(udwf);
     }
 
     /// Runs one task to completion and reports the shuffle files it wrote.
@@ -202,7 +210,7 @@ impl Executor {
         let shuffle = LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
             .with_stores(stores.clone());
 
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.functions.runtime_env())
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.context.runtime_env())
             .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))
             .build_arc()?;
         let mut config = SessionConfig::new();
@@ -219,12 +227,12 @@ impl Executor {
         let config = config
             .with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))))
             .with_extension(Arc::clone(&env));
-        let context = TaskContext::from(&self.functions.state())
+        let context = TaskContext::from(&self.context.state())
             .with_session_config(config)
             .with_runtime(runtime)
             .with_task_id(task.name());
 
-        let plan = cooperative_joins(decode_plan(&task.plan, &context)?)?;
+        let plan = cooperative_joins(decode_plan(&task.plan, &context, &self.config.functions)?)?;
         let context = Arc::new(context);
         let run = async {
             let stream = plan.execute(task.partition, Arc::clone(&context))?;
@@ -479,6 +487,7 @@ mod tests {
             compression: ShuffleCompression::default(),
             security: ClientSecurity::default(),
             memory_limit: None,
+            functions: FunctionRegistry::new(),
         })
     }
 
@@ -518,6 +527,7 @@ mod tests {
             compression: ShuffleCompression::default(),
             security: ClientSecurity::default(),
             memory_limit: Some(1 << 20),
+            functions: FunctionRegistry::new(),
         })
         .expect("executor");
         assert!(

@@ -17,7 +17,7 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionContext;
-use ember_planner::{cut_stages, decode_plan, encode_plan};
+use ember_planner::{FunctionRegistry, cut_stages, decode_plan, encode_plan};
 use libfuzzer_sys::fuzz_target;
 
 const QUERIES: &[&str] = &[
@@ -69,7 +69,7 @@ fn seeds() -> &'static Vec<Vec<u8>> {
 }
 
 fn check(bytes: &[u8], ctx: &TaskContext) {
-    if let Ok(plan) = decode_plan(bytes, ctx) {
+    if let Ok(plan) = decode_plan(bytes, ctx, &FunctionRegistry::new()) {
         // What was accepted is a plan: it has a schema and travels again.
         let _ = plan.schema();
         let _ = encode_plan(plan);

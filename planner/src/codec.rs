@@ -30,7 +30,7 @@ use prost::Message;
 
 use crate::cache::{CacheScanExec, CachedPiece};
 use crate::error::{PlannerError, Result};
-use crate::functions::{MapPartitionsExec, user_fn};
+use crate::functions::{FunctionRegistry, MapPartitionsExec};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::sink::{StagedWriteExec, WriteFormat};
 
@@ -39,7 +39,9 @@ pub const PLAN_WIRE_VERSION: u32 = 6;
 
 /// Serializes a stage plan (DataFusion nodes and Ember's shuffle nodes) to bytes.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
-    physical_plan_to_bytes_with_extension_codec(plan, &EmberCodec)
+    // Encoding writes a function's name only; the registry is for decoding.
+    let codec = EmberCodec::new(FunctionRegistry::new());
+    physical_plan_to_bytes_with_extension_codec(plan, &codec)
         .map(|bytes| bytes.to_vec())
         .map_err(|source| {
             // DataFusion asks the extension codec last, after every built-in node failed:
@@ -66,14 +68,19 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
 /// How [`EmberCodec`] refuses a node it does not know; [`encode_plan`] looks for it.
 const UNSERIALIZABLE: &str = "Ember cannot serialize plan node ";
 
-/// Rebuilds a stage plan from [`encode_plan`]'s bytes; functions resolve through `ctx`'s
-/// registry.
+/// Rebuilds a stage plan from [`encode_plan`]'s bytes; the functions it names resolve
+/// through `functions`, the decoding process's own registry.
 ///
 /// Bytes from the network may be anything: a decoder that panics on them (arrow's IPC
 /// reader does on some corrupt in-memory batches) yields an error here, not a panic.
-pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
+pub fn decode_plan(
+    bytes: &[u8],
+    ctx: &TaskContext,
+    functions: &FunctionRegistry,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let codec = EmberCodec::new(functions.clone());
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        physical_plan_from_bytes_with_proto_converter(bytes, ctx, &EmberCodec, &CheckedConverter)
+        physical_plan_from_bytes_with_proto_converter(bytes, ctx, &codec, &CheckedConverter)
     }));
     let source = match decoded {
         Ok(Ok(plan)) => return Ok(plan),
@@ -178,9 +185,19 @@ fn check_ipc_stream(buf: &[u8]) -> DfResult<()> {
 }
 
 /// The datafusion-proto extension codec for [`ShuffleWriterExec`], [`ShuffleReaderExec`],
-/// [`MapPartitionsExec`] (by function name) and [`CacheScanExec`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EmberCodec;
+/// [`MapPartitionsExec`] (by function name, resolved in its [`FunctionRegistry`] when
+/// decoding) and [`CacheScanExec`].
+#[derive(Debug, Clone)]
+pub struct EmberCodec {
+    functions: FunctionRegistry,
+}
+
+impl EmberCodec {
+    /// A codec that finds the functions a plan names in `functions`.
+    pub fn new(functions: FunctionRegistry) -> Self {
+        Self { functions }
+    }
+}
 
 /// Wire form of an Ember extension node.
 #[derive(Clone, PartialEq, Message)]
@@ -401,7 +418,7 @@ impl PhysicalExtensionCodec for EmberCodec {
             };
             // The executor's own registry: a function the driver knows but this process
             // lacks fails here, naming it.
-            let function = user_fn(&map.function)?;
+            let function = self.functions.get(&map.function)?;
             return Ok(Arc::new(MapPartitionsExec::new(
                 Arc::clone(input),
                 function,
@@ -645,7 +662,8 @@ mod tests {
             &include_bytes!("../tests/fixtures/corrupt-memory-batch-plan.bin")[..],
             &include_bytes!("../tests/fixtures/huge-ipc-length-plan.bin")[..],
         ] {
-            let Err(err) = decode_plan(bytes, &TaskContext::default()) else {
+            let Err(err) = decode_plan(bytes, &TaskContext::default(), &FunctionRegistry::new())
+            else {
                 panic!("a corrupt plan decoded");
             };
             assert!(err.to_string().contains("corrupt"), "{err}");
@@ -675,7 +693,8 @@ mod tests {
         .expect("the facts fit the schema");
 
         let bytes = encode_plan(Arc::new(reader)).expect("encodes");
-        let decoded = decode_plan(&bytes, &TaskContext::default()).expect("decodes");
+        let decoded = decode_plan(&bytes, &TaskContext::default(), &FunctionRegistry::new())
+            .expect("decodes");
         let group = decoded.properties().eq_properties.eq_group();
         assert_eq!(group.is_expr_constant(&column("year")), Some(year_1999));
         assert!(group.exprs_equal(&column("b"), &column("c")), "{group}");

@@ -1,24 +1,24 @@
-//! Named user functions: the registry that the driver and every executor hold, and the
-//! plan nodes that call them.
+//! Named user functions: the [`FunctionRegistry`] that a session and every executor own,
+//! and the plan nodes that call them.
 //!
 //! A closure cannot travel to another process, so a plan refers to a user function by a
-//! stable name. The registry is per process: the embedded cluster's executors share the
-//! driver's, and a remote executor built from the user's own binary registers the same
-//! functions when it starts. A plan naming an unregistered function fails when it is
-//! planned ([`MapPartitions::new`]) and, on an executor that lacks it, when the task plan is
-//! decoded.
+//! stable name. Each session owns a registry (pre-filled with the built-ins) and the
+//! embedded cluster's executors share their session's; a remote executor built from the
+//! user's own binary fills its own with the same functions when it starts. A plan naming
+//! an unregistered function fails when it is planned ([`MapPartitions::new`]) and, on an
+//! executor that lacks it, when the task plan is decoded.
 //!
 //! Every function runs partition by partition ([`PartitionFn`]): it sees the batches of its
 //! task's partition in order and may return a batch after each one and at the end. A batch
-//! function ([`register_batch_fn`]) is the stateless case; a map-side combine keeps a hash
-//! table across the partition and returns it at the end.
+//! function ([`FunctionRegistry::register_batch_fn`]) is the stateless case; a map-side
+//! combine keeps a hash table across the partition and returns it at the end.
 
 use std::any::{Any, TypeId};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -244,47 +244,139 @@ impl<F: FnMut(RecordBatch) -> Result<RecordBatch> + Send> PartitionFn for EachBa
     }
 }
 
-static FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<UserFunction>>>> = LazyLock::new(|| {
-    let sample = crate::sample::sample_function();
-    RwLock::new(HashMap::from([(
-        sample.name().to_string(),
-        Arc::new(sample),
-    )]))
-});
-
-/// Registers `function` in this process under its name. A later registration of the same
-/// name replaces the earlier one.
-pub fn register_function(function: UserFunction) {
-    let name = function.name.clone();
-    let function = Arc::new(function);
-    let mut registry = match FUNCTIONS.write() {
-        Ok(registry) => registry,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if !name.contains(FUSE_SEPARATOR) {
-        // Fusions are rebuilt on demand: drop those that may include an older version.
-        registry.retain(|existing, _| !existing.contains(FUSE_SEPARATOR));
-    }
-    registry.insert(name, function);
+/// The user functions a driver or an executor knows, by name: a value, not a process
+/// global, so that two sessions in one process may give one name different functions.
+///
+/// [`FunctionRegistry::new`] starts with the planner's built-ins. Clones share one table
+/// (an `Arc` inside): the embedded cluster's executors hold clones of their session's
+/// registry and see what it registers later; a fresh registry sees nothing of another.
+#[derive(Clone)]
+pub struct FunctionRegistry {
+    functions: Arc<RwLock<HashMap<String, Arc<UserFunction>>>>,
 }
 
-/// Registers `apply` in this process under `name`, mapping every batch to a batch of
-/// `output_schema`. A later registration of the same name replaces the earlier one.
-pub fn register_batch_fn(
-    name: impl Into<String>,
-    output_schema: SchemaRef,
-    apply: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
-) {
-    let apply: Arc<BatchFn> = Arc::new(apply);
-    register_function(UserFunction::new(
-        name,
-        FunctionOutput::Fixed(output_schema),
-        None,
-        move |_| {
-            let apply = Arc::clone(&apply);
-            Ok(Box::new(EachBatch(move |batch| apply(batch))) as Box<dyn PartitionFn>)
-        },
-    ));
+impl Default for FunctionRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for FunctionRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FunctionRegistry")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+impl FunctionRegistry {
+    /// A registry holding the planner's built-in functions (the sampler of
+    /// [`SAMPLE_FUNCTION`](crate::SAMPLE_FUNCTION)).
+    pub fn new() -> Self {
+        let registry = Self {
+            functions: Arc::default(),
+        };
+        registry.register(crate::sample::sample_function());
+        registry
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<UserFunction>>> {
+        match self.functions.read() {
+            Ok(functions) => functions,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Registers `function` under its name. A later registration of the same name
+    /// replaces the earlier one.
+    pub fn register(&self, function: UserFunction) {
+        let name = function.name.clone();
+        let function = Arc::new(function);
+        let mut functions = match self.functions.write() {
+            Ok(functions) => functions,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !name.contains(FUSE_SEPARATOR) {
+            // Fusions are rebuilt on demand: drop those that may include an older version.
+            functions.retain(|existing, _| !existing.contains(FUSE_SEPARATOR));
+        }
+        functions.insert(name, function);
+    }
+
+    /// Registers `apply` under `name`, mapping every batch to a batch of `output_schema`.
+    /// A later registration of the same name replaces the earlier one.
+    pub fn register_batch_fn(
+        &self,
+        name: impl Into<String>,
+        output_schema: SchemaRef,
+        apply: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) {
+        let apply: Arc<BatchFn> = Arc::new(apply);
+        self.register(UserFunction::new(
+            name,
+            FunctionOutput::Fixed(output_schema),
+            None,
+            move |_| {
+                let apply = Arc::clone(&apply);
+                Ok(Box::new(EachBatch(move |batch| apply(batch))) as Box<dyn PartitionFn>)
+            },
+        ));
+    }
+
+    /// The names registered, sorted (fusions built so far included).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The function registered under `name` (or the fusion of two registered functions,
+    /// for a name made by [`fused_name`]); a plan error naming the registered ones when
+    /// there is none.
+    pub fn get(&self, name: &str) -> Result<Arc<UserFunction>> {
+        let found = self.read().get(name).cloned();
+        if let Some(function) = found.or_else(|| self.fuse_by_name(name)) {
+            return Ok(function);
+        }
+        let known: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !n.starts_with("ember.") && !n.contains(FUSE_SEPARATOR))
+            .collect();
+        plan_err!(
+            "no function named '{name}' is registered (registered: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    }
+
+    /// The fusion of two registered functions whose names join to `name`, registered
+    /// under `name` once built.
+    fn fuse_by_name(&self, name: &str) -> Option<Arc<UserFunction>> {
+        let lookup = |n: &str| self.read().get(n).cloned();
+        for (at, _) in name.match_indices(FUSE_SEPARATOR) {
+            let (before, after) = (&name[..at], &name[at + 1..]);
+            let Some(first) = lookup(before).or_else(|| self.fuse_by_name(before)) else {
+                continue;
+            };
+            let Some(second) = lookup(after) else {
+                continue;
+            };
+            let mut fused = second.fuse.as_ref().and_then(|fuse| fuse(&first))?;
+            fused.name = name.to_string();
+            let fused = Arc::new(fused);
+            let mut functions = match self.functions.write() {
+                Ok(functions) => functions,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            functions.insert(name.to_string(), Arc::clone(&fused));
+            return Some(fused);
+        }
+        None
+    }
 }
 
 /// The name of the function that runs `before`, then `after`, in one pass.
@@ -293,65 +385,6 @@ pub fn fused_name(before: &str, after: &str) -> String {
 }
 
 const FUSE_SEPARATOR: char = '>';
-
-/// The fusion of two registered functions whose names join to `name`, registered under
-/// `name` once built.
-fn fuse_by_name(name: &str) -> Option<Arc<UserFunction>> {
-    let lookup = |n: &str| match FUNCTIONS.read() {
-        Ok(registry) => registry.get(n).cloned(),
-        Err(poisoned) => poisoned.into_inner().get(n).cloned(),
-    };
-    for (at, _) in name.match_indices(FUSE_SEPARATOR) {
-        let (before, after) = (&name[..at], &name[at + 1..]);
-        let Some(first) = lookup(before).or_else(|| fuse_by_name(before)) else {
-            continue;
-        };
-        let Some(second) = lookup(after) else {
-            continue;
-        };
-        let fused = second.fuse.as_ref().and_then(|fuse| fuse(&first))?;
-        let mut fused = fused;
-        fused.name = name.to_string();
-        register_function(fused);
-        return lookup(name);
-    }
-    None
-}
-
-/// The function registered under `name` in this process (or the fusion of two registered
-/// functions, for a name made by [`fused_name`]).
-pub fn user_fn(name: &str) -> Result<Arc<UserFunction>> {
-    let found = match FUNCTIONS.read() {
-        Ok(registry) => registry.get(name).cloned(),
-        Err(poisoned) => poisoned.into_inner().get(name).cloned(),
-    };
-    if let Some(function) = found.or_else(|| fuse_by_name(name)) {
-        return Ok(function);
-    }
-    let registry = match FUNCTIONS.read() {
-        Ok(registry) => registry,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    match registry.get(name) {
-        Some(function) => Ok(Arc::clone(function)),
-        None => {
-            let mut known: Vec<&str> = registry
-                .keys()
-                .map(String::as_str)
-                .filter(|n| !n.starts_with("ember."))
-                .collect();
-            known.sort_unstable();
-            plan_err!(
-                "no function named '{name}' is registered (registered: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )
-        }
-    }
-}
 
 /// The logical node that runs every partition of its input through a named function.
 #[derive(Debug, Clone)]
@@ -363,14 +396,21 @@ pub struct MapPartitions {
 }
 
 impl MapPartitions {
-    /// `input` run through the function registered as `name`; fails when none is.
-    pub fn new(input: LogicalPlan, name: &str) -> Result<Self> {
-        Self::with_args(input, name, String::new())
+    /// `input` run through the function registered in `functions` as `name`; fails when
+    /// none is.
+    pub fn new(input: LogicalPlan, functions: &FunctionRegistry, name: &str) -> Result<Self> {
+        Self::with_args(input, functions, name, String::new())
     }
 
-    /// `input` run through the function registered as `name`, which receives `args`.
-    pub fn with_args(input: LogicalPlan, name: &str, args: String) -> Result<Self> {
-        let function = user_fn(name)?;
+    /// `input` run through the function registered in `functions` as `name`, which
+    /// receives `args`.
+    pub fn with_args(
+        input: LogicalPlan,
+        functions: &FunctionRegistry,
+        name: &str,
+        args: String,
+    ) -> Result<Self> {
+        let function = functions.get(name)?;
         let schema = match function.output() {
             FunctionOutput::SameAsInput => Arc::clone(input.schema()),
             _ => {
@@ -681,10 +721,13 @@ mod tests {
 
     #[test]
     fn a_plan_names_its_function_and_the_executor_finds_it_by_that_name() {
-        register_batch_fn("codec_identity", schema(), Ok);
-        let plan = plan_calling(user_fn("codec_identity").expect("registered"));
+        let driver = FunctionRegistry::new();
+        driver.register_batch_fn("codec_identity", schema(), Ok);
+        let plan = plan_calling(driver.get("codec_identity").expect("registered"));
         let bytes = encode_plan(plan).expect("encodes");
-        let decoded = decode_plan(&bytes, &TaskContext::default()).expect("decodes");
+        let executor = FunctionRegistry::new();
+        executor.register_batch_fn("codec_identity", schema(), Ok);
+        let decoded = decode_plan(&bytes, &TaskContext::default(), &executor).expect("decodes");
         let map = decoded
             .downcast_ref::<MapPartitionsExec>()
             .expect("a MapPartitionsExec");
@@ -701,7 +744,39 @@ mod tests {
             |_| Ok(Box::new(EachBatch(Ok)) as Box<dyn PartitionFn>),
         ));
         let bytes = encode_plan(plan_calling(stranger)).expect("encodes");
-        let err = decode_plan(&bytes, &TaskContext::default()).expect_err("unknown here");
+        let err = decode_plan(&bytes, &TaskContext::default(), &FunctionRegistry::new())
+            .expect_err("unknown here");
         assert!(err.to_string().contains("only_on_the_driver"), "{err}");
+    }
+
+    #[test]
+    fn two_registries_give_one_name_their_own_functions() {
+        let doubles = FunctionRegistry::new();
+        let halves = FunctionRegistry::new();
+        doubles.register(UserFunction::new(
+            "scale",
+            FunctionOutput::Fixed(schema()),
+            None,
+            |_| Ok(Box::new(EachBatch(Ok)) as Box<dyn PartitionFn>),
+        ));
+        halves.register(UserFunction::new(
+            "scale",
+            FunctionOutput::SameAsInput,
+            None,
+            |_| Ok(Box::new(EachBatch(Ok)) as Box<dyn PartitionFn>),
+        ));
+        let output = |registry: &FunctionRegistry| {
+            format!("{:?}", registry.get("scale").expect("registered").output())
+        };
+        assert!(
+            output(&doubles).starts_with("Fixed"),
+            "{}",
+            output(&doubles)
+        );
+        assert_eq!(output(&halves), "SameAsInput");
+        let shared = doubles.clone();
+        shared.register_batch_fn("later", schema(), Ok);
+        assert!(doubles.get("later").is_ok(), "a clone shares its registry");
+        assert!(halves.get("later").is_err(), "another registry does not");
     }
 }

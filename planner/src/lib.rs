@@ -44,9 +44,9 @@ pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};
 pub use functions::{
-    BatchFn, EachBatch, FunctionCall, FunctionOutput, FuseFn, MapPartitions, MapPartitionsExec,
-    OutputFromArgs, PartitionFactory, PartitionFn, RowTypes, UserFunction, fused_name,
-    register_batch_fn, register_function, user_fn,
+    BatchFn, EachBatch, FunctionCall, FunctionOutput, FunctionRegistry, FuseFn, MapPartitions,
+    MapPartitionsExec, OutputFromArgs, PartitionFactory, PartitionFn, RowTypes, UserFunction,
+    fused_name,
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{

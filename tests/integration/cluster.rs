@@ -18,7 +18,7 @@ use ember::pipelines::register_tpch;
 use ember::scheduler::{JobEvent, JobListener};
 use ember::{BadRows, EmberConfig, Session};
 use ember_tests::{
-    S3Server, datafusion_rows, key_value_schema, register_cluster_functions, rows, rows_match,
+    S3Server, cluster_functions, datafusion_rows, key_value_schema, rows, rows_match,
     run_tpch_against_datafusion, tpch_dir, tpch_query,
 };
 use tempfile::TempDir;
@@ -211,9 +211,14 @@ impl TestCluster {
 
     /// A session on this cluster, with the TPC-H test tables.
     pub(crate) async fn session(&self) -> Session {
-        let session = Session::connect_with(&self.url, self.security(), EmberConfig::default())
-            .await
-            .expect("the client connects");
+        let session = Session::connect_with_functions(
+            &self.url,
+            self.security(),
+            EmberConfig::default(),
+            cluster_functions(),
+        )
+        .await
+        .expect("the client connects");
         register_tpch(&session, tpch_dir())
             .await
             .expect("the TPC-H tables register");
@@ -329,7 +334,6 @@ pub(crate) fn expected_sums(rows: i64, keys: i64) -> Vec<(i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed() {
-    register_cluster_functions();
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
     let mut session = cluster.session().await;
     let (killed, map_executors) = kill_a_map_executor_after_the_first_stage(&cluster, &mut session);
@@ -435,7 +439,6 @@ pub(crate) fn kill_a_map_executor_after_the_first_stage(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
-    register_cluster_functions();
     let s3 = S3Server::shared();
     s3.create_bucket("shuffle");
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
@@ -444,9 +447,14 @@ async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
     config
         .set("ember.shuffle.dir", "s3://shuffle/jobs")
         .expect("a URL");
-    let mut session = Session::connect_with(&cluster.url, cluster.security(), config.clone())
-        .await
-        .expect("the client connects");
+    let mut session = Session::connect_with_functions(
+        &cluster.url,
+        cluster.security(),
+        config.clone(),
+        cluster_functions(),
+    )
+    .await
+    .expect("the client connects");
     let (killed, _) = kill_a_map_executor_after_the_first_stage(&cluster, &mut session);
     let (rows, keys) = (30_000, 20);
     let got = slow_sums(&session, rows, keys)
@@ -497,7 +505,6 @@ async fn with_the_shuffle_dir_in_s3_a_lost_executor_costs_no_recomputation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_executor_killed_a_job_fails_after_the_grace_period() {
-    register_cluster_functions();
     let cluster = TestCluster::start(
         2,
         &["--heartbeat-timeout", "1", "--grace-period", "2"],
@@ -671,7 +678,6 @@ pub(crate) fn signal(node: &Node, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
-    register_cluster_functions();
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "1.5"], None);
     let mut session = cluster.session().await;
     let stopped = Arc::new(Mutex::new(None::<usize>));
@@ -822,7 +828,6 @@ async fn with_tls_every_call_is_encrypted_and_a_client_without_the_ca_is_refused
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_dataset_is_kept_on_the_executors_and_read_back_over_flight() {
-    register_cluster_functions();
     let cluster = TestCluster::start(2, &[], None);
     let session = cluster.session().await;
     // Through the slow function and a shuffle, so the cached partitions lie on both
@@ -1118,7 +1123,6 @@ async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_t
     use ember::WriteMode;
     use ember::planner::WriteFormat;
 
-    register_cluster_functions();
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
     let mut session = cluster.session().await;
     let out = TempDir::new().expect("temp dir");

@@ -19,12 +19,13 @@ fn diamonds() -> PathBuf {
 }
 
 fn session() -> Session {
-    register_forest_functions();
-    Session::new(EmberConfig {
+    let session = Session::new(EmberConfig {
         executors: 2,
         ..EmberConfig::default()
     })
-    .expect("the cluster starts")
+    .expect("the cluster starts");
+    register_forest_functions(session.functions());
+    session
 }
 
 fn column_values(batches: &[RecordBatch], name: &str) -> Vec<f64> {

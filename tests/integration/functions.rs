@@ -1,5 +1,6 @@
-//! Named batch functions: registered once, called in the executors after the task plan
-//! was serialized, and refused by name when missing.
+//! Named batch functions: registered in a session's registry, called in the executors
+//! after the task plan was serialized, refused by name when missing, and private to the
+//! session that registered them.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use arrow::array::{AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::prelude::col;
-use ember::{EmberConfig, Session, register_batch_fn};
+use ember::{EmberConfig, Session, TypedFunctions};
 
 fn prices() -> Vec<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
@@ -31,30 +32,32 @@ fn prices() -> Vec<RecordBatch> {
 }
 
 /// `with_tax`: the product and its price with 20% tax.
-fn register_with_tax() {
+fn register_with_tax(session: &Session) {
     let output = Arc::new(Schema::new(vec![
         Field::new("product", DataType::Utf8, false),
         Field::new("gross", DataType::Float64, false),
     ]));
     let schema = Arc::clone(&output);
-    register_batch_fn("with_tax", output, move |batch| {
-        let prices = batch.column(1).as_primitive::<Float64Type>();
-        let gross: Float64Array = prices.unary(|p| p * 1.2);
-        Ok(RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::clone(batch.column(0)), Arc::new(gross)],
-        )?)
-    });
+    session
+        .functions()
+        .register_batch_fn("with_tax", output, move |batch| {
+            let prices = batch.column(1).as_primitive::<Float64Type>();
+            let gross: Float64Array = prices.unary(|p| p * 1.2);
+            Ok(RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::clone(batch.column(0)), Arc::new(gross)],
+            )?)
+        });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_function_runs_in_the_executors_and_matches_plain_rust() {
-    register_with_tax();
     let session = Session::new(EmberConfig {
         executors: 2,
         ..EmberConfig::default()
     })
     .expect("cluster");
+    register_with_tax(&session);
     let batches = prices();
     let expected: f64 = batches
         .iter()
@@ -102,8 +105,8 @@ async fn an_unregistered_function_fails_at_planning_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_that_breaks_its_schema_fails_the_job_naming_it() {
     let promised = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-    register_batch_fn("liar", promised, Ok);
     let session = Session::local(2).expect("cluster");
+    session.functions().register_batch_fn("liar", promised, Ok);
     let err = session
         .from_batches(prices())
         .expect("dataset")
@@ -115,4 +118,48 @@ async fn a_function_that_breaks_its_schema_fails_the_job_naming_it() {
     let message = err.to_string();
     assert!(message.contains("'liar'"), "{message}");
     assert!(message.contains("but promised"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_in_one_process_each_run_their_own_function_of_one_name() {
+    let doubling = Session::local(2).expect("cluster");
+    let negating = Session::local(2).expect("cluster");
+    doubling
+        .functions()
+        .register_map_fn("adjust", |(n,): (i64,)| (n * 2,))
+        .expect("a row");
+    negating
+        .functions()
+        .register_map_fn("adjust", |(n,): (i64,)| (-n,))
+        .expect("a row");
+    let only_here = Session::local(1).expect("cluster");
+
+    let numbers: Vec<(i64,)> = (1..=100).map(|n| (n,)).collect();
+    let mut doubled = doubling
+        .parallelize(numbers.clone())
+        .expect("dataset")
+        .map::<(i64,)>("adjust")
+        .expect("registered in this session")
+        .collect_rows()
+        .await
+        .expect("runs");
+    let mut negated = negating
+        .parallelize(numbers.clone())
+        .expect("dataset")
+        .map::<(i64,)>("adjust")
+        .expect("registered in this session")
+        .collect_rows()
+        .await
+        .expect("runs");
+    doubled.sort_unstable();
+    negated.sort_unstable();
+    assert_eq!(doubled, (1..=100).map(|n| (n * 2,)).collect::<Vec<_>>());
+    assert_eq!(negated, (-100..=-1).map(|n| (n,)).collect::<Vec<_>>());
+    let err = only_here
+        .parallelize(numbers)
+        .expect("dataset")
+        .map::<(i64,)>("adjust")
+        .err()
+        .expect("a third session has no 'adjust'");
+    assert!(err.to_string().contains("adjust"), "{err}");
 }

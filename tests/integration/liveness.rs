@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::{col, lit};
 use ember::scheduler::JobEvent;
-use ember_tests::{key_value_schema, register_cluster_functions};
+use ember_tests::key_value_schema;
 
 use crate::cluster::{
     Hook, NODE, Node, Options, TestCluster, args, certificates, executor_command, expected_sums,
@@ -77,7 +77,6 @@ async fn an_executor_that_answers_late_but_heartbeats_in_time_is_not_declared_lo
     // scheduler took the failed call for a lost executor. SIGSTOP stands in for the busy
     // runtime; heartbeats alone decide liveness, so a freeze shorter than the heartbeat
     // timeout loses nothing.
-    register_cluster_functions();
     let cluster = TestCluster::start(1, &["--heartbeat-timeout", "40"], None);
     let mut session = cluster.session().await;
     let frozen = Arc::new(Mutex::new(None::<Instant>));
@@ -117,7 +116,6 @@ async fn an_executor_that_answers_late_but_heartbeats_in_time_is_not_declared_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_whose_task_threads_are_all_stalled_is_not_declared_lost() {
-    register_cluster_functions();
     let cluster = TestCluster::start_with(
         1,
         Options {

@@ -62,18 +62,20 @@ async fn count(session: &Session, path: &str) -> u64 {
 }
 
 /// Fails on the batch holding value 7_777: a job that breaks in the middle of a write.
-fn register_failing_function() {
-    ember::register_batch_fn("outputs_test.fail", key_value_schema(), |batch| {
-        let values = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| DataFusionError::Execution("values must be Int64".into()))?;
-        if values.iter().flatten().any(|v| v == 7_777) {
-            return Err(DataFusionError::Execution("value 7777 is poison".into()));
-        }
-        Ok(batch)
-    });
+fn register_failing_function(session: &Session) {
+    session
+        .functions()
+        .register_batch_fn("outputs_test.fail", key_value_schema(), |batch| {
+            let values = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| DataFusionError::Execution("values must be Int64".into()))?;
+            if values.iter().flatten().any(|v| v == 7_777) {
+                return Err(DataFusionError::Execution("value 7777 is poison".into()));
+            }
+            Ok(batch)
+        });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +144,7 @@ async fn writes_commit_whole_outputs_and_modes_decide_what_happens_to_existing_f
     assert_eq!(count(&session, &dest_text).await, 5_000);
 
     // A job that fails half-way leaves the destination exactly as it was, and no staging.
-    register_failing_function();
+    register_failing_function(&session);
     let before = listing(&dest);
     let err = data(10_000, 0)
         .map_batches("outputs_test.fail")

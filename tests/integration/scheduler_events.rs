@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ember::scheduler::{EventLogDir, JobEvent, JobMetrics, Status, scan_event_logs};
 use ember::{Cluster, EmberError, Session};
-use ember_tests::{datafusion_rows_in, register_cluster_functions, rows, rows_match, tpch_query};
+use ember_tests::{cluster_functions, datafusion_rows_in, rows, rows_match, tpch_query};
 
 use crate::cluster::{
     Hook, TestCluster, kill_a_map_executor_after_the_first_stage, slow_sums, victim_of,
@@ -107,14 +107,17 @@ async fn cancel_a_slow_job(mut session: Session, report_lag: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_stops_its_tasks_on_the_embedded_cluster_within_two_seconds() {
-    register_cluster_functions();
-    let session = Session::local(2).expect("an embedded cluster");
+    let config = ember::EmberConfig {
+        executors: 2,
+        ..ember::EmberConfig::default()
+    };
+    let session =
+        Session::with_functions(config, cluster_functions()).expect("an embedded cluster");
     cancel_a_slow_job(session, Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_stops_its_tasks_on_every_executor_process_within_two_seconds() {
-    register_cluster_functions();
     let cluster = TestCluster::start(2, &[], None);
     let session = cluster.session().await;
     // The test cluster's executors heartbeat every 0.2 s.
@@ -153,7 +156,6 @@ fn essence(metrics: &JobMetrics) -> (BTreeSet<String>, BTreeSet<String>, Vec<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_logs_of_q18_and_q21_with_an_executor_killed_gives_the_live_state() {
-    register_cluster_functions();
     let logs = tempfile::tempdir().expect("temp dir");
     let logs_text = logs.path().to_str().expect("utf-8 path").to_string();
     let cluster = TestCluster::start(

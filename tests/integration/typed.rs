@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::datatypes::{DataType, Field, Schema};
-use ember::{
-    EmberConfig, LongAccumulator, Session, register_aggregator, register_batch_fn,
-    register_filter_fn, register_flat_map_fn, register_key_fn, register_map_fn, register_reducer,
-};
+use ember::{EmberConfig, FunctionRegistry, LongAccumulator, Session, TypedFunctions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -30,35 +27,49 @@ fn sales() -> Vec<Sale> {
         .collect()
 }
 
+/// A session whose registry holds the functions of [`register_functions`].
 fn session(executors: usize) -> Session {
-    Session::new(EmberConfig {
+    let session = Session::new(EmberConfig {
         executors,
         ..EmberConfig::default()
     })
-    .expect("cluster")
+    .expect("cluster");
+    register_functions(session.functions());
+    session
 }
 
-fn register_functions() {
-    register_filter_fn("bulk", |s: &Sale| s.quantity >= 3).expect("register");
-    register_map_fn("revenue", |s: Sale| {
-        (s.product, s.price * s.quantity as f64)
-    })
-    .expect("register");
-    register_flat_map_fn("units", |s: Sale| {
-        (0..s.quantity).map(move |_| (s.product.clone(), 1_i64))
-    })
-    .expect("register");
-    register_key_fn("by_product", |s: &Sale| s.product.clone()).expect("register");
-    register_reducer::<String, i64>("add_i64", |a, b| a + b).expect("register");
-    register_reducer::<String, f64>("add_f64", |a, b| a + b).expect("register");
+fn register_functions(functions: &FunctionRegistry) {
+    functions
+        .register_filter_fn("bulk", |s: &Sale| s.quantity >= 3)
+        .expect("register");
+    functions
+        .register_map_fn("revenue", |s: Sale| {
+            (s.product, s.price * s.quantity as f64)
+        })
+        .expect("register");
+    functions
+        .register_flat_map_fn("units", |s: Sale| {
+            (0..s.quantity).map(move |_| (s.product.clone(), 1_i64))
+        })
+        .expect("register");
+    functions
+        .register_key_fn("by_product", |s: &Sale| s.product.clone())
+        .expect("register");
+    functions
+        .register_reducer::<String, i64>("add_i64", |a, b| a + b)
+        .expect("register");
+    functions
+        .register_reducer::<String, f64>("add_f64", |a, b| a + b)
+        .expect("register");
     // Per product: (rows, max price), as an aggregator with a different state type.
-    register_aggregator::<String, Sale, (i64, f64)>(
-        "rows_and_max",
-        || (0, f64::MIN),
-        |(n, top), s| (n + 1, top.max(s.price)),
-        |(n1, t1), (n2, t2)| (n1 + n2, t1.max(t2)),
-    )
-    .expect("register");
+    functions
+        .register_aggregator::<String, Sale, (i64, f64)>(
+            "rows_and_max",
+            || (0, f64::MIN),
+            |(n, top), s| (n + 1, top.max(s.price)),
+            |(n1, t1), (n2, t2)| (n1 + n2, t1.max(t2)),
+        )
+        .expect("register");
 }
 
 fn sorted<T: PartialOrd>(mut rows: Vec<T>) -> Vec<T> {
@@ -68,7 +79,6 @@ fn sorted<T: PartialOrd>(mut rows: Vec<T>) -> Vec<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_functions_and_reducers_match_plain_rust() {
-    register_functions();
     let session = session(2);
     let data = session.parallelize(sales()).expect("parallelize");
 
@@ -161,7 +171,6 @@ async fn row_functions_and_reducers_match_plain_rust() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_operations_match_plain_rust() {
-    register_functions();
     let session = session(2);
     let orders: Vec<(i64, String)> = (0..200).map(|i| (i % 40, format!("o{i}"))).collect();
     let customers: Vec<(i64, String)> = (20..60).map(|i| (i, format!("c{i}"))).collect();
@@ -254,7 +263,6 @@ async fn key_value_operations_match_plain_rust() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_mistyped_functions_fail_at_planning_with_their_names() {
-    register_functions();
     let session = session(1);
     let data = session.parallelize(sales()).expect("parallelize");
     let err = data
@@ -276,15 +284,17 @@ async fn missing_and_mistyped_functions_fail_at_planning_with_their_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_values_reach_functions_in_every_executor() {
-    register_map_fn("discounted", |s: Sale| {
-        let discounts = ember::Broadcast::<HashMap<String, f64>>::named("discounts")
-            .value()
-            .expect("broadcast on this executor");
-        let rate = discounts.get(&s.product).copied().unwrap_or(0.0);
-        (s.product, s.price * (1.0 - rate))
-    })
-    .expect("register");
     let session = session(3);
+    session
+        .functions()
+        .register_map_fn("discounted", |s: Sale| {
+            let discounts = ember::Broadcast::<HashMap<String, f64>>::named("discounts")
+                .value()
+                .expect("broadcast on this executor");
+            let rate = discounts.get(&s.product).copied().unwrap_or(0.0);
+            (s.product, s.price * (1.0 - rate))
+        })
+        .expect("register");
     let discounts: HashMap<String, f64> = (0..37)
         .step_by(2)
         .map(|i| (format!("p{i}"), 0.25))
@@ -319,16 +329,18 @@ async fn a_retried_task_adds_to_an_accumulator_once() {
         Field::new("quantity", DataType::Int64, false),
         Field::new("price", DataType::Float64, false),
     ]));
-    register_batch_fn("count_then_fail_once", schema, |batch| {
-        LongAccumulator::named("rows_seen").add(batch.num_rows() as i64);
-        if !FAILED_ONCE.swap(true, Ordering::SeqCst) {
-            return Err(datafusion::error::DataFusionError::Execution(
-                "injected failure after counting".into(),
-            ));
-        }
-        Ok(batch)
-    });
     let session = session(2);
+    session
+        .functions()
+        .register_batch_fn("count_then_fail_once", schema, |batch| {
+            LongAccumulator::named("rows_seen").add(batch.num_rows() as i64);
+            if !FAILED_ONCE.swap(true, Ordering::SeqCst) {
+                return Err(datafusion::error::DataFusionError::Execution(
+                    "injected failure after counting".into(),
+                ));
+            }
+            Ok(batch)
+        });
     let seen = session.long_accumulator("rows_seen");
     let result = session
         .parallelize(sales())
@@ -352,13 +364,17 @@ async fn a_retried_task_adds_to_an_accumulator_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_dataset_is_computed_once_and_recomputed_when_lost() {
-    register_map_fn("counted_revenue", |s: Sale| {
-        LongAccumulator::named("revenue_calls").add(1);
-        (s.product, s.price * s.quantity as f64)
-    })
-    .expect("register");
-    register_reducer::<String, f64>("sum_revenue", |a, b| a + b).expect("register");
     let session = session(2);
+    let functions = session.functions();
+    functions
+        .register_map_fn("counted_revenue", |s: Sale| {
+            LongAccumulator::named("revenue_calls").add(1);
+            (s.product, s.price * s.quantity as f64)
+        })
+        .expect("register");
+    functions
+        .register_reducer::<String, f64>("sum_revenue", |a, b| a + b)
+        .expect("register");
     let calls = session.long_accumulator("revenue_calls");
     let cached = session
         .parallelize(sales())

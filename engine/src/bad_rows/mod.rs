@@ -21,7 +21,7 @@ use arrow::compute::kernels::cast_utils::Parser;
 use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use ember_executors::ExecutorError;
-use ember_planner::{FunctionOutput, PartitionFn, UserFunction, register_function};
+use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
@@ -526,10 +526,10 @@ pub fn parse_csv_checked(name: &str, bytes: &[u8], policy: &BadRows) -> Result<(
     Ok((batch, partition.bad))
 }
 
-/// Registers [`CHECKED_CSV_FN`] in this process: the driver plans with it, and every
+/// Registers [`CHECKED_CSV_FN`] in `functions`: the driver plans with it, and every
 /// executor carries it as a built-in (see [`crate::register_builtin_functions`]).
-pub fn register_bad_rows_function() {
-    register_function(UserFunction::new(
+pub fn register_bad_rows_function(functions: &FunctionRegistry) {
+    functions.register(UserFunction::new(
         CHECKED_CSV_FN,
         FunctionOutput::FromArgs(Arc::new(|args: &str, _input: &SchemaRef| {
             parse_spec(args)?.schema()
@@ -644,7 +644,6 @@ impl Session {
     }
 
     fn read_checked(&self, path: &str, policy: &BadRows, json: bool) -> Result<Dataset<'_>> {
-        register_bad_rows_function();
         let files = if json {
             input_files(Path::new(path), &["json", "ndjson"])?
         } else {

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::progress::ProgressBar;
-use crate::{EmberConfig, OutputFormat, QueryResult, Session, write_result};
+use crate::{EmberConfig, FunctionRegistry, OutputFormat, QueryResult, Session, write_result};
 
 /// Authentication and TLS options shared by every process and client.
 #[derive(Args, Clone)]
@@ -132,14 +132,20 @@ impl ClusterArgs {
 }
 
 /// A session on the embedded cluster, or on the process cluster of `--scheduler`, with a
-/// progress bar when stderr is a terminal.
+/// progress bar when stderr is a terminal. Its jobs call the functions of `functions`, the
+/// registry of the binary that runs the command.
 pub(super) async fn new_session(
     cluster: &ClusterArgs,
+    functions: &FunctionRegistry,
 ) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
     let config = cluster.config()?;
+    let functions = functions.clone();
     let mut session = match &cluster.scheduler {
-        Some(url) => Session::connect_with(url, cluster.security.client(), config).await?,
-        None => Session::new(config)?,
+        Some(url) => {
+            Session::connect_with_functions(url, cluster.security.client(), config, functions)
+                .await?
+        }
+        None => Session::with_functions(config, functions)?,
     };
     let bar = ProgressBar::for_terminal().map(Arc::new);
     if let Some(bar) = &bar {

@@ -3,16 +3,20 @@
 //! processes (`ember scheduler`, `ember executor`). Errors print as one line on stderr with a non-zero exit
 //! status.
 //!
-//! [`main`] is the whole command, so a user's own binary can be `ember` with its own
-//! functions: it registers them first, then hands over. Every executor that binary starts
-//! carries those functions, which is how a job's named functions reach executors in other
-//! processes.
+//! [`main_with`] is the whole command, so a user's own binary can be `ember` with its own
+//! functions: its closure registers them in the command's [`FunctionRegistry`] (which
+//! already holds the built-ins), then the command runs. The sessions of `ember sql` and
+//! `ember run` plan with that registry, and every executor that `ember executor` starts
+//! runs tasks with it, which is how a job's named functions reach executors in other
+//! processes. [`main`] is the command with the built-ins only.
 //!
 //! ```no_run
+//! use ember::TypedFunctions;
+//!
 //! fn main() -> std::process::ExitCode {
-//!     ember::register_reducer::<String, i64>("add", |a, b| a + b)
-//!         .expect("a pair of strings and integers is a row");
-//!     ember::cli::main()
+//!     ember::cli::main_with(|registry| {
+//!         registry.register_reducer::<String, i64>("add", |a, b| a + b)
+//!     })
 //! }
 //! ```
 
@@ -26,7 +30,6 @@ use std::time::Duration;
 use crate::datasets::{
     ProductsOptions, TpchOptions, generate_products, generate_tpch_with_progress,
 };
-use crate::examples::register_matrix_functions;
 use crate::executors::ShuffleCompression;
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
 use crate::executors::storage::StoreOptions;
@@ -35,7 +38,7 @@ use crate::progress::ProgressBar;
 use crate::scheduler::{
     EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
 };
-use crate::{EmberConfig, OutputFormat, Session, TableSpec};
+use crate::{EmberConfig, FunctionRegistry, OutputFormat, Session, TableSpec};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -269,7 +272,10 @@ impl QueryArgs {
         }
     }
 
-    async fn session(&self) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
+    async fn session(
+        &self,
+        functions: &FunctionRegistry,
+    ) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
         if self.catalog.is_some() && self.cluster.scheduler.is_some() {
             anyhow::bail!(
                 "invalid setting --catalog: a process cluster's catalog is the scheduler's; \
@@ -282,7 +288,7 @@ impl QueryArgs {
                 .conf
                 .push(format!("ember.catalog.dir={}", dir.display()));
         }
-        let (session, bar) = new_session(&cluster).await?;
+        let (session, bar) = new_session(&cluster, functions).await?;
         for table in &self.tables {
             match &session.config().bad_rows {
                 Some(policy) if table.resolve_format()? != crate::FileFormat::Parquet => {
@@ -338,8 +344,26 @@ enum DatasetCommand {
     },
 }
 
-/// Runs the `ember` command with this process's arguments and returns its exit status.
+/// Runs the `ember` command with this process's arguments and returns its exit status;
+/// its registry holds the built-in functions only.
 pub fn main() -> ExitCode {
+    main_with(|_| Ok(()))
+}
+
+/// Runs the `ember` command with this process's arguments, after `register` has put the
+/// binary's own functions into the command's registry (which starts with the built-ins),
+/// and returns its exit status. Sessions of the command plan with that registry and the
+/// executors of `ember executor` run with it. A failing `register` ends the command with
+/// its error.
+pub fn main_with(register: impl FnOnce(&FunctionRegistry) -> crate::Result<()>) -> ExitCode {
+    let functions = crate::builtin_functions();
+    if let Err(e) = register(&functions) {
+        eprintln!(
+            "error: registering the binary's functions: {}",
+            crate::error::one_line(&e.to_string())
+        );
+        return ExitCode::FAILURE;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -374,7 +398,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &functions)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", crate::error::one_line(&e.to_string()));
@@ -383,7 +407,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     match cli.command {
         Command::Sql(SqlArgs {
@@ -391,7 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
         }) => {
             let input = args.input()?;
-            let (session, bar) = args.session().await?;
+            let (session, bar) = args.session(functions).await?;
             let ran = match &input {
                 sql::Input::Script(sources) => {
                     let options = sql::ScriptOptions {
@@ -412,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
         }) => {
             let sql = args.sql()?;
-            let (session, _bar) = args.session().await?;
+            let (session, _bar) = args.session(functions).await?;
             let graph = session.explain(&sql).await?;
             match format {
                 ExplainFormat::Text => write!(stdout.lock(), "{graph}")?,
@@ -485,12 +509,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
         }
-        Command::Run(args) => run::run_example(*args).await?,
+        Command::Run(args) => run::run_example(*args, functions).await?,
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
         }
         Command::Scheduler(args) => run_scheduler(args).await?,
-        Command::Executor(args) => run_executor(args).await?,
+        Command::Executor(args) => run_executor(args, functions).await?,
         Command::History(args) => history::run_history(args).await?,
     }
     Ok(())
@@ -568,13 +592,9 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
-    // An executor carries Ember's built-in functions, which its own plans call (`--bad-rows`),
-    // and those of the example pipelines, so `ember run` works on a cluster of stock
-    // executors too.
-    crate::register_builtin_functions();
-    register_matrix_functions()?;
-    crate::examples::forest::register_forest_functions();
+/// `ember executor`: its executors run tasks with `functions`, the registry of the binary
+/// that runs the command (Ember's built-ins and whatever that binary registered).
+async fn run_executor(args: ExecutorArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let slots = match args.slots {
         Some(0) => anyhow::bail!("invalid setting --slots: must be at least 1"),
         Some(n) => n,
@@ -598,6 +618,7 @@ async fn run_executor(args: ExecutorArgs) -> anyhow::Result<()> {
         server: args.security.server(&args.tls),
         client: args.security.client(),
         setup: None,
+        functions: functions.clone(),
         allow_unauthenticated: args.tls.allow_unauthenticated,
     };
     run_executor_process(

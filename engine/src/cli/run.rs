@@ -9,7 +9,6 @@ use super::common::{finish_progress, new_session, print_result};
 mod args;
 mod forest;
 
-use crate::OutputFormat;
 use crate::examples::price_report::{REPORT_FILE, price_report_page};
 use crate::examples::price_summary::{SummaryContext, price_summary};
 use crate::examples::product_prices::{
@@ -17,6 +16,7 @@ use crate::examples::product_prices::{
 };
 use crate::examples::{distributed_sum, matrix_multiply, word_count};
 use crate::pipelines::run_pricing;
+use crate::{FunctionRegistry, OutputFormat};
 pub(crate) use args::RunArgs;
 use args::{DEFAULT_PRICES_OUT, Form, Show};
 
@@ -25,7 +25,7 @@ const EXAMPLES: &str = "pricing, product-prices, forest-prep, forest-train, fore
                         word-count, distributed-sum, matrix-multiply";
 
 /// Runs the example `args` names.
-pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
+pub(super) async fn run_example(args: RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     match args.example.as_str() {
         "pricing" => {
@@ -33,7 +33,7 @@ pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.scale_factor)));
-            let (session, bar) = new_session(&args.cluster).await?;
+            let (session, bar) = new_session(&args.cluster, functions).await?;
             let started = std::time::Instant::now();
             let result = run_pricing(&session, &dir, args.scale_factor).await;
             finish_progress(bar.as_deref());
@@ -50,12 +50,12 @@ pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        "product-prices" => product_prices(&args).await?,
-        "forest-prep" => forest::prep(&args).await?,
-        "forest-train" => forest::train(&args).await?,
-        "forest-predict" => forest::predict(&args).await?,
+        "product-prices" => product_prices(&args, functions).await?,
+        "forest-prep" => forest::prep(&args, functions).await?,
+        "forest-train" => forest::train(&args, functions).await?,
+        "forest-predict" => forest::predict(&args, functions).await?,
         "word-count" => {
-            let (session, bar) = new_session(&args.cluster).await?;
+            let (session, bar) = new_session(&args.cluster, functions).await?;
             let top = word_count(&session, &args.inputs, 20).await;
             finish_progress(bar.as_deref());
             let mut out = stdout.lock();
@@ -64,14 +64,14 @@ pub(super) async fn run_example(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         "distributed-sum" => {
-            let (session, bar) = new_session(&args.cluster).await?;
+            let (session, bar) = new_session(&args.cluster, functions).await?;
             let total = distributed_sum(&session, args.n.unwrap_or(1_000_000)).await;
             finish_progress(bar.as_deref());
             writeln!(stdout.lock(), "{}", total?)?;
         }
         "matrix-multiply" => {
             let n = args.n.unwrap_or(512);
-            let (session, bar) = new_session(&args.cluster).await?;
+            let (session, bar) = new_session(&args.cluster, functions).await?;
             let product = matrix_multiply(&session, n, args.block, args.seed).await;
             finish_progress(bar.as_deref());
             let product = product?;
@@ -135,7 +135,7 @@ fn price_source(args: &RunArgs) -> anyhow::Result<PriceSource> {
     Ok(PriceSource::Products(dir))
 }
 
-async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
+async fn product_prices(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     if args.top == 0 {
         anyhow::bail!("invalid setting --top: expected at least 1 category, got 0");
     }
@@ -171,7 +171,7 @@ async fn product_prices(args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     let out = out_dir.to_string_lossy().into_owned();
-    let (session, bar) = new_session(&cluster).await?;
+    let (session, bar) = new_session(&cluster, functions).await?;
     let started = std::time::Instant::now();
     let run = run_product_prices(&session, &source, form, Some(&out)).await;
     finish_progress(bar.as_deref());

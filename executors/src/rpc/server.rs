@@ -39,6 +39,7 @@ use crate::error::{ExecutorError, Result};
 use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
 use crate::sync::lock;
+use ember_planner::FunctionRegistry;
 
 /// The message limit, also under this module's name, where callers outside the crate
 /// have found it.
@@ -75,6 +76,9 @@ pub struct ExecutorProcessConfig {
     pub client: ClientSecurity,
     /// Run on every executor this process creates.
     pub setup: Option<ExecutorSetup>,
+    /// The named user functions of the binary that starts the process: every executor it
+    /// creates runs task plans with them.
+    pub functions: FunctionRegistry,
     /// Serve on a non-loopback address without a token (see
     /// [`check_exposure`](super::security::check_exposure)).
     pub allow_unauthenticated: bool,
@@ -522,6 +526,7 @@ async fn register(
         compression: config.compression,
         security: config.client.clone(),
         memory_limit: config.memory_limit,
+        functions: config.functions.clone(),
     })?;
     if let Some(setup) = &config.setup {
         setup(&executor);
@@ -661,6 +666,7 @@ mod tests {
             compression: ShuffleCompression::default(),
             security: ClientSecurity::default(),
             memory_limit: None,
+            functions: FunctionRegistry::new(),
         })
         .expect("executor");
         let gone = root.path().join("executor-gone");

@@ -9,15 +9,13 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::args::RunArgs;
-use crate::OutputFormat;
 use crate::cli::common::{finish_progress, new_session, print_result, report_bad_rows};
 use crate::examples::forest::model::Evaluation;
 use crate::examples::forest::prep::{PrepOptions, forest_prep};
 use crate::examples::forest::report::{TrainFacts, train_report_page};
-use crate::examples::forest::{
-    TrainOptions, forest_predict, forest_train, register_forest_functions,
-};
+use crate::examples::forest::{TrainOptions, forest_predict, forest_train};
 use crate::report::format::{bytes, count, percent};
+use crate::{FunctionRegistry, OutputFormat};
 
 fn required<'a, T>(value: &'a Option<T>, option: &str, example: &str) -> anyhow::Result<&'a T> {
     value
@@ -118,7 +116,7 @@ fn path_text(path: &Path) -> String {
 }
 
 /// `ember run forest-prep`.
-pub(super) async fn prep(args: &RunArgs) -> anyhow::Result<()> {
+pub(super) async fn prep(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let mut options = PrepOptions::new(
         input(args, "forest-prep")?,
         required(&args.label, "--label COLUMN", "forest-prep")?,
@@ -130,8 +128,7 @@ pub(super) async fn prep(args: &RunArgs) -> anyhow::Result<()> {
     options.buckets = args.max_bins;
     options.handle_invalid = parse(&args.handle_invalid, "--handle-invalid")?;
     options.impute = parse(&args.impute, "--impute")?;
-    register_forest_functions();
-    let (session, bar) = new_session(&args.cluster).await?;
+    let (session, bar) = new_session(&args.cluster, functions).await?;
     let started = Instant::now();
     let outcome = forest_prep(&session, &options).await;
     finish_progress(bar.as_deref());
@@ -238,7 +235,7 @@ fn describe(step: &crate::examples::forest::transformers::Transformer) -> String
 
 /// `ember run forest-train`: trains, saves the model (`--model`, or `model.json` in the
 /// output folder) and writes `report.html` there.
-pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
+pub(super) async fn train(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let mut options = TrainOptions::new(
         input(args, "forest-train")?,
         required(&args.label, "--label COLUMN", "forest-train")?,
@@ -261,7 +258,7 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     let model_path = args.model.clone().unwrap_or_else(|| out.join("model.json"));
-    let (session, bar) = new_session(&args.cluster).await?;
+    let (session, bar) = new_session(&args.cluster, functions).await?;
     let started = Instant::now();
     let outcome = forest_train(&session, &options).await;
     finish_progress(bar.as_deref());
@@ -365,10 +362,10 @@ pub(super) async fn train(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// `ember run forest-predict`.
-pub(super) async fn predict(args: &RunArgs) -> anyhow::Result<()> {
+pub(super) async fn predict(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
     let model = required(&args.model, "--model FILE", "forest-predict")?;
     let input = input(args, "forest-predict")?;
-    let (session, bar) = new_session(&args.cluster).await?;
+    let (session, bar) = new_session(&args.cluster, functions).await?;
     let started = Instant::now();
     let outcome = forest_predict(&session, model, &input, args.out.as_deref()).await;
     finish_progress(bar.as_deref());
