@@ -26,11 +26,11 @@ use tonic::transport::Channel;
 
 use crate::config::EmberConfig;
 use crate::error::{EmberError, Result};
-use crate::scheduler::{
+use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
+use ember_scheduler::{
     EventLogDir, ExecutorClient, ExecutorPool, ExecutorStatus, JobEvent, JobListener, JobOutcome,
     JobSpec, ResultLease, Scheduler, SchedulerConfig,
 };
-use crate::sql::catalog::{CatalogChange, CatalogDocument, CatalogStore};
 
 /// A scheduler and its executors, all in this process.
 pub struct LocalCluster {
@@ -292,7 +292,7 @@ impl Cluster {
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
         match self {
-            Cluster::Local(local) => local.scheduler.run_job(job, listener).await,
+            Cluster::Local(local) => Ok(local.scheduler.run_job(job, listener).await?),
             Cluster::Remote(remote) => remote.run_job(job, listener).await,
         }
     }
@@ -325,7 +325,7 @@ impl Cluster {
     /// Deletes the files of one stage of a job on every executor.
     pub async fn remove_stage(&self, job_id: &str, stage_id: usize) -> Result<()> {
         match self {
-            Cluster::Local(local) => local.scheduler.remove_stage(job_id, stage_id).await,
+            Cluster::Local(local) => Ok(local.scheduler.remove_stage(job_id, stage_id).await?),
             Cluster::Remote(remote) => remote
                 .client
                 .clone()
@@ -342,7 +342,7 @@ impl Cluster {
     /// Ships a broadcast variable to every executor.
     pub async fn put_broadcast(&self, name: &str, bytes: Arc<[u8]>) -> Result<()> {
         match self {
-            Cluster::Local(local) => local.scheduler.put_broadcast(name, bytes).await,
+            Cluster::Local(local) => Ok(local.scheduler.put_broadcast(name, bytes).await?),
             Cluster::Remote(remote) => remote
                 .client
                 .clone()
@@ -409,7 +409,7 @@ impl JobRemover {
     /// Deletes job `job_id`'s files on every executor.
     pub(crate) async fn remove_job(&self, job_id: &str) -> Result<()> {
         match self {
-            JobRemover::Local(scheduler) => scheduler.remove_job(job_id).await,
+            JobRemover::Local(scheduler) => Ok(scheduler.remove_job(job_id).await?),
             JobRemover::Remote { url, client } => SchedulerClient::clone(client)
                 .remove_job(proto::RemoveJobRequest {
                     job_id: job_id.to_string(),

@@ -289,7 +289,7 @@ impl Session {
         }
         let write_id = format!(
             "{}-{:08x}",
-            crate::scheduler::new_job_id("write"),
+            ember_scheduler::new_job_id("write"),
             rand::random::<u32>()
         );
         let (staging, staging_url) = dest.staging(&write_id)?;

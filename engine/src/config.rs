@@ -11,7 +11,7 @@ use ember_executors::storage::{S3_SETTING_PREFIX, StoreOptions, location_url};
 
 use crate::config_err;
 use crate::error::Result;
-use crate::scheduler::Policy;
+use ember_scheduler::Policy;
 
 /// One documented setting.
 #[derive(Debug, Clone, Copy)]
@@ -183,9 +183,9 @@ pub struct EmberConfig {
     /// `ember.executor.memory_limit` in bytes; `None` for no limit.
     pub memory_limit: Option<usize>,
     /// `ember.input.bad_rows`; `None` for DataFusion's CSV reader.
-    pub bad_rows: Option<crate::BadRows>,
+    pub bad_rows: Option<crate::bad_rows::BadRows>,
     /// `ember.output.mode`.
-    pub output_mode: crate::WriteMode,
+    pub output_mode: crate::commit::WriteMode,
     /// `ember.s3.*`.
     pub storage: StoreOptions,
     /// `ember.shuffle.dir`; `None` to keep map outputs on the executors only.
@@ -213,7 +213,7 @@ impl Default for EmberConfig {
             work_dir: None,
             memory_limit: None,
             bad_rows: None,
-            output_mode: crate::WriteMode::default(),
+            output_mode: crate::commit::WriteMode::default(),
             storage: StoreOptions::default(),
             shuffle_dir: None,
             datafusion: Vec::new(),
@@ -347,14 +347,16 @@ impl EmberConfig {
             }
             "ember.input.bad_rows" => match &self.bad_rows {
                 None => String::new(),
-                Some(crate::BadRows::Fail) => "fail".into(),
-                Some(crate::BadRows::Skip) => "skip".into(),
-                Some(crate::BadRows::Quarantine(dir)) => format!("quarantine={}", dir.display()),
+                Some(crate::bad_rows::BadRows::Fail) => "fail".into(),
+                Some(crate::bad_rows::BadRows::Skip) => "skip".into(),
+                Some(crate::bad_rows::BadRows::Quarantine(dir)) => {
+                    format!("quarantine={}", dir.display())
+                }
             },
             "ember.output.mode" => match self.output_mode {
-                crate::WriteMode::Error => "error".into(),
-                crate::WriteMode::Overwrite => "overwrite".into(),
-                crate::WriteMode::Append => "append".into(),
+                crate::commit::WriteMode::Error => "error".into(),
+                crate::commit::WriteMode::Overwrite => "overwrite".into(),
+                crate::commit::WriteMode::Append => "append".into(),
             },
             "ember.s3.KEY" => self
                 .storage

@@ -166,3 +166,34 @@ macro_rules! config_err {
         return Err($crate::EmberError::Config { key: $key.to_string(), message: format!($($arg)*) })
     };
 }
+
+/// A scheduler error becomes the engine's variant of the same name, with the same text.
+impl From<ember_scheduler::SchedulerError> for EmberError {
+    fn from(error: ember_scheduler::SchedulerError) -> Self {
+        use ember_scheduler::SchedulerError as S;
+        match error {
+            S::Config { key, message } => Self::Config { key, message },
+            S::TaskFailed {
+                stage_id,
+                partition,
+                attempts,
+                source,
+            } => Self::TaskFailed {
+                stage_id,
+                partition,
+                attempts,
+                source,
+            },
+            S::InvalidArgument { operation, message } => {
+                Self::InvalidArgument { operation, message }
+            }
+            S::Internal { message } => Self::Internal { message },
+            S::NoExecutorsLeft { job_id, waited } => Self::NoExecutorsLeft { job_id, waited },
+            S::Cancelled { job_id, reason } => Self::Cancelled { job_id, reason },
+            S::Cluster { message } => Self::Cluster { message },
+            S::Executor(e) => Self::Executor(e),
+            S::Planner(e) => Self::Planner(e),
+            S::DataFusion(e) => Self::DataFusion(e),
+        }
+    }
+}

@@ -44,7 +44,6 @@ pub mod progress;
 pub mod report;
 pub mod result_stream;
 mod rows;
-pub mod scheduler;
 pub mod session;
 mod shared;
 pub mod sql;
@@ -71,6 +70,7 @@ pub use datafusion;
 pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;
+pub use ember_scheduler as scheduler;
 
 /// Registers in `functions` the functions that Ember's own plans call by name (the
 /// record-by-record reader behind [`BadRows`], and the planner's sampler). Every session

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressDrawTarget, ProgressStyle};
 
-use crate::scheduler::{JobEvent, JobListener};
+use ember_scheduler::{JobEvent, JobListener};
 
 /// A [`JobListener`] that draws an indicatif progress bar.
 pub struct ProgressBar {

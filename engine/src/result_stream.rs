@@ -41,8 +41,8 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::cluster::JobFiles;
 use crate::error::{EmberError, Result};
-use crate::scheduler::JobMetrics;
 use crate::session::QueryResult;
+use ember_scheduler::JobMetrics;
 
 /// A query's rows as they are read, in the result's order, and the job's metrics.
 ///

@@ -30,12 +30,12 @@ use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
 use crate::config::{DEFAULT_DATAFUSION_SETTINGS, EmberConfig, REQUIRED_DATAFUSION_SETTINGS};
 use crate::error::{EmberError, Result};
 use crate::result_stream::ResultStream;
-use crate::scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec, new_job_id};
 use crate::sql::catalog::{CatalogDir, CatalogEntry, CatalogStore};
 use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
 use crate::sync::lock;
 use crate::tables::TableSpec;
+use ember_scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec, new_job_id};
 
 tokio::task_local! {
     /// The text of the statement being run, which names the jobs it starts.
@@ -103,13 +103,13 @@ impl Session {
     /// A session on a new embedded cluster set up by `config`, with a registry of its own
     /// that holds the built-in functions ([`crate::builtin_functions`]).
     pub fn new(config: EmberConfig) -> Result<Self> {
-        Self::with_functions(config, crate::builtin_functions())
+        Self::with_functions(config, FunctionRegistry::new())
     }
 
     /// A session on a new embedded cluster set up by `config`, whose jobs and executors
     /// find the functions they name in `functions` (given the built-ins too).
     pub fn with_functions(config: EmberConfig, functions: FunctionRegistry) -> Result<Self> {
-        crate::register_builtin_functions(&functions);
+        crate::bad_rows::register_bad_rows_function(&functions);
         let cluster = Cluster::Local(LocalCluster::start(&config, &functions)?);
         Self::on_cluster(cluster, config, functions)
     }
@@ -133,7 +133,7 @@ impl Session {
         security: ClientSecurity,
         config: EmberConfig,
     ) -> Result<Self> {
-        Self::connect_with_functions(url, security, config, crate::builtin_functions()).await
+        Self::connect_with_functions(url, security, config, FunctionRegistry::new()).await
     }
 
     /// [`Session::connect_with`], planning with the functions of `functions` (given the
@@ -145,7 +145,7 @@ impl Session {
         mut config: EmberConfig,
         functions: FunctionRegistry,
     ) -> Result<Self> {
-        crate::register_builtin_functions(&functions);
+        crate::bad_rows::register_bad_rows_function(&functions);
         let remote = RemoteCluster::connect(url, security).await?;
         let executors = remote.executors().await?;
         let slots: usize = executors.iter().map(|e| e.slots).sum();

@@ -149,7 +149,7 @@ pub(super) async fn new_session(
     };
     let bar = ProgressBar::for_terminal().map(Arc::new);
     if let Some(bar) = &bar {
-        session.set_listener(Arc::clone(bar) as Arc<dyn crate::scheduler::JobListener>);
+        session.set_listener(Arc::clone(bar) as Arc<dyn ember_scheduler::JobListener>);
     }
     Ok((session, bar))
 }

@@ -15,8 +15,8 @@ use arrow::datatypes::{Field, Schema};
 use clap::Args;
 
 use crate::executors::storage::StoreOptions;
-use crate::scheduler::{EventLogDir, JobMetrics, LoggedJob, Status, scan_event_logs};
 use crate::{OutputFormat, write_result};
+use ember_scheduler::{EventLogDir, JobMetrics, LoggedJob, Status, scan_event_logs};
 
 #[derive(Args)]
 pub(super) struct HistoryArgs {

@@ -35,12 +35,12 @@ use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process}
 use crate::executors::storage::StoreOptions;
 use crate::flight_sql::{FlightSqlConfig, FlightSqlServer};
 use crate::progress::ProgressBar;
-use crate::scheduler::{
-    EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
-};
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, Session, TableSpec};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use ember_scheduler::{
+    EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
+};
 
 use self::common::{
     ClusterArgs, SecurityArgs, ServerTlsArgs, finish_progress, new_session, report_bad_rows,
@@ -546,7 +546,11 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         client: args.security.client(),
         result_ttl: seconds(args.result_ttl, "--result-ttl")?,
         allow_unauthenticated: args.tls.allow_unauthenticated,
-        catalog: args.catalog,
+        catalog: match &args.catalog {
+            Some(dir) => Some(Arc::new(crate::sql::catalog::CatalogDir::open(dir)?)
+                as Arc<dyn ember_scheduler::ServedCatalog>),
+            None => None,
+        },
     };
     // Flight SQL's address is bound first, so that a refused one fails before the
     // scheduler starts; it serves once the scheduler it runs statements on listens.
@@ -565,17 +569,21 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     };
     let flight_sql_address = flight_sql.as_ref().map(FlightSqlServer::local_addr);
     let (listening, scheduler_address) = tokio::sync::oneshot::channel();
-    let scheduler = run_scheduler_process(
-        config,
-        move |address| {
-            announce(&format!("ember scheduler listening on {address}"));
-            if let Some(flight_sql) = flight_sql_address {
-                announce(&format!("ember flight sql listening on {flight_sql}"));
-            }
-            let _ = listening.send(address);
-        },
-        shutdown_signal(),
-    );
+    let scheduler = async {
+        run_scheduler_process(
+            config,
+            move |address| {
+                announce(&format!("ember scheduler listening on {address}"));
+                if let Some(flight_sql) = flight_sql_address {
+                    announce(&format!("ember flight sql listening on {flight_sql}"));
+                }
+                let _ = listening.send(address);
+            },
+            shutdown_signal(),
+        )
+        .await
+        .map_err(crate::EmberError::from)
+    };
     match flight_sql {
         None => scheduler.await?,
         Some(server) => {

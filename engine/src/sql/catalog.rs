@@ -245,6 +245,26 @@ impl CatalogStore for CatalogDir {
     }
 }
 
+/// A scheduler process serves the catalog folder to its clients.
+impl ember_scheduler::ServedCatalog for CatalogDir {
+    fn read(&self) -> std::result::Result<(u64, String), String> {
+        let doc = CatalogDir::read(self).map_err(|e| e.to_string())?;
+        Ok((doc.version, doc.to_json()))
+    }
+
+    fn apply(
+        &self,
+        change_json: &str,
+    ) -> std::result::Result<u64, ember_scheduler::CatalogUpdateError> {
+        use ember_scheduler::CatalogUpdateError;
+        let change: CatalogChange = serde_json::from_str(change_json)
+            .map_err(|e| CatalogUpdateError::Bad(format!("not a catalog change: {e}")))?;
+        self.write(&change)
+            .map(|doc| doc.version)
+            .map_err(|e| CatalogUpdateError::Failed(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use ember_executors::rpc::proto;
 use super::metrics::JobMetrics;
 use super::outcome::JobOutcome;
 use super::spec::{JobSpec, StageSpec};
-use crate::error::{EmberError, Result};
+use crate::error::{Result, SchedulerError};
 
 fn size(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
@@ -42,10 +42,10 @@ impl From<&JobSpec> for proto::JobSpec {
 }
 
 impl TryFrom<proto::JobSpec> for JobSpec {
-    type Error = EmberError;
+    type Error = SchedulerError;
 
     fn try_from(job: proto::JobSpec) -> Result<Self> {
-        let bad = |message: String| EmberError::Cluster {
+        let bad = |message: String| SchedulerError::Cluster {
             message: format!("invalid job {}: {message}", job.job_id),
         };
         if !is_plain_name(&job.job_id) {
@@ -86,14 +86,14 @@ impl TryFrom<proto::JobSpec> for JobSpec {
 }
 
 impl TryFrom<&JobOutcome> for proto::JobResult {
-    type Error = EmberError;
+    type Error = SchedulerError;
 
     fn try_from(outcome: &JobOutcome) -> Result<Self> {
         Ok(Self {
             final_output: outcome.final_output.iter().map(Into::into).collect(),
             addresses: outcome.addresses.clone(),
             metrics_json: serde_json::to_string(&outcome.metrics).map_err(|e| {
-                EmberError::Internal {
+                SchedulerError::Internal {
                     message: format!("job metrics do not serialize: {e}"),
                 }
             })?,
@@ -102,11 +102,11 @@ impl TryFrom<&JobOutcome> for proto::JobResult {
 }
 
 impl TryFrom<proto::JobResult> for JobOutcome {
-    type Error = EmberError;
+    type Error = SchedulerError;
 
     fn try_from(result: proto::JobResult) -> Result<Self> {
         let metrics: JobMetrics =
-            serde_json::from_str(&result.metrics_json).map_err(|e| EmberError::Cluster {
+            serde_json::from_str(&result.metrics_json).map_err(|e| SchedulerError::Cluster {
                 message: format!("the scheduler sent metrics that do not parse: {e}"),
             })?;
         Ok(Self {
@@ -121,7 +121,7 @@ impl TryFrom<proto::JobResult> for JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::spec::OutputKind;
+    use crate::spec::OutputKind;
 
     fn spec(kind: OutputKind) -> JobSpec {
         JobSpec {

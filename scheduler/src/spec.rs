@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ember_planner::{ShuffleOutput, StageGraph, encode_plan};
 
-use super::eventlog::EventLogDir;
-use crate::error::{EmberError, Result};
+use crate::error::{Result, SchedulerError};
+use ember_executors::storage::StoreOptions;
 
 /// How a stage spreads its output over the partitions of the stages that read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -115,7 +115,7 @@ impl JobSpec {
         let mut stages = Vec::with_capacity(graph.stages().len());
         for (index, stage) in graph.stages().iter().enumerate() {
             if stage.id() != index || stage.inputs().iter().any(|i| *i >= index) {
-                return Err(EmberError::Internal {
+                return Err(SchedulerError::Internal {
                     message: format!("stage {} is out of order in its graph", stage.id()),
                 });
             }
@@ -158,6 +158,33 @@ fn staging_urls(graph: &StageGraph) -> Vec<String> {
         });
     }
     urls
+}
+
+/// Where event logs go: a local folder or an object-store folder URL.
+#[derive(Debug, Clone)]
+pub struct EventLogDir {
+    /// The folder as given: a path, or a URL (`s3://bucket/logs/`).
+    pub location: String,
+    /// Credentials and endpoint for an object store.
+    pub options: StoreOptions,
+}
+
+impl EventLogDir {
+    /// Logs under `location` (a path or a URL).
+    pub fn new(location: impl Into<String>, options: StoreOptions) -> Self {
+        Self {
+            location: location.into(),
+            options,
+        }
+    }
+
+    pub(crate) fn is_url(&self) -> bool {
+        self.location.contains("://")
+    }
+
+    pub(crate) fn file_name(job_id: &str) -> String {
+        format!("{job_id}.jsonl")
+    }
 }
 
 /// How a scheduler retries and waits, and where it logs its jobs' events.

@@ -36,8 +36,7 @@ use super::pool::{ExecutorPool, Policy};
 use super::remote::RemoteExecutor;
 use super::runner::Scheduler;
 use super::spec::{JobSpec, SchedulerConfig};
-use crate::error::{EmberError, Result};
-use crate::sql::catalog::{CatalogChange, CatalogDir};
+use crate::error::{Result, SchedulerError};
 use crate::sync::lock;
 
 /// How a scheduler process is set up.
@@ -60,8 +59,28 @@ pub struct SchedulerProcessConfig {
     /// Serve on a non-loopback address without a token (see
     /// [`check_exposure`](ember_executors::rpc::security::check_exposure)).
     pub allow_unauthenticated: bool,
-    /// The folder of the catalog served to clients, if any.
-    pub catalog: Option<PathBuf>,
+    /// The catalog served to clients, if any (`--catalog DIR`).
+    pub catalog: Option<Arc<dyn ServedCatalog>>,
+}
+
+/// A catalog the scheduler serves to its clients (the engine's catalog folder): read whole
+/// as JSON with its version, or changed by one change given as JSON. Called on a blocking
+/// thread.
+pub trait ServedCatalog: std::fmt::Debug + Send + Sync + 'static {
+    /// The current version and the document as JSON.
+    fn read(&self) -> std::result::Result<(u64, String), String>;
+    /// Applies `change_json` (one change); the new version. `Err(Bad)` for a change that is
+    /// not one, `Err(Failed)` when it could not be applied.
+    fn apply(&self, change_json: &str) -> std::result::Result<u64, CatalogUpdateError>;
+}
+
+/// Why a catalog change was refused.
+#[derive(Debug)]
+pub enum CatalogUpdateError {
+    /// The text is not a catalog change.
+    Bad(String),
+    /// The change could not be applied.
+    Failed(String),
 }
 
 struct SchedulerRpc {
@@ -77,7 +96,7 @@ struct SchedulerRpc {
     registered: Mutex<HashMap<String, (String, usize)>>,
     running_jobs: Arc<Mutex<HashSet<String>>>,
     /// The catalog it serves (`--catalog DIR`).
-    catalog: Option<CatalogDir>,
+    catalog: Option<Arc<dyn ServedCatalog>>,
 }
 
 /// Sends a job's events to its client; drops them when the client reads slowly (they
@@ -94,7 +113,7 @@ impl JobListener for ChannelListener {
     }
 }
 
-fn internal(e: EmberError) -> Status {
+fn internal(e: SchedulerError) -> Status {
     Status::internal(e.to_string())
 }
 
@@ -325,18 +344,18 @@ impl SchedulerService for SchedulerRpc {
             return Ok(Response::new(proto::CatalogReply::default()));
         };
         let known = request.into_inner().known_version;
-        let doc = tokio::task::spawn_blocking(move || catalog.read())
+        let (version, json) = tokio::task::spawn_blocking(move || catalog.read())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(internal)?;
-        let document_json = if Some(doc.version) == known {
+            .map_err(Status::internal)?;
+        let document_json = if Some(version) == known {
             String::new()
         } else {
-            doc.to_json()
+            json
         };
         Ok(Response::new(proto::CatalogReply {
             served: true,
-            version: doc.version,
+            version,
             document_json,
         }))
     }
@@ -350,15 +369,17 @@ impl SchedulerService for SchedulerRpc {
                 "this scheduler serves no catalog (start it with --catalog DIR)",
             ));
         };
-        let change: CatalogChange = serde_json::from_str(&request.into_inner().change_json)
-            .map_err(|e| Status::invalid_argument(format!("not a catalog change: {e}")))?;
-        let doc = tokio::task::spawn_blocking(move || catalog.write(&change))
+        let change = request.into_inner().change_json;
+        let version = tokio::task::spawn_blocking(move || catalog.apply(&change))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                CatalogUpdateError::Bad(message) => Status::invalid_argument(message),
+                CatalogUpdateError::Failed(message) => Status::internal(message),
+            })?;
         Ok(Response::new(proto::CatalogReply {
             served: true,
-            version: doc.version,
+            version,
             document_json: String::new(),
         }))
     }
@@ -413,11 +434,11 @@ pub async fn run_scheduler_process(
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| EmberError::Config {
+        .map_err(|e| SchedulerError::Config {
             key: "--bind".into(),
             message: format!("cannot listen on {}: {e}", config.bind),
         })?;
-    let bound = listener.local_addr().map_err(|e| EmberError::Config {
+    let bound = listener.local_addr().map_err(|e| SchedulerError::Config {
         key: "--bind".into(),
         message: e.to_string(),
     })?;
@@ -432,11 +453,7 @@ pub async fn run_scheduler_process(
         result_ttl: config.result_ttl,
         registered: Mutex::new(HashMap::new()),
         running_jobs: Arc::default(),
-        catalog: config
-            .catalog
-            .as_deref()
-            .map(CatalogDir::open)
-            .transpose()?,
+        catalog: config.catalog.clone(),
     };
     let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(
@@ -460,7 +477,7 @@ pub async fn run_scheduler_process(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     watch.abort();
-    served.map_err(|e| EmberError::Cluster {
+    served.map_err(|e| SchedulerError::Cluster {
         message: format!("the scheduler's server stopped: {}", error_chain(&e)),
     })
 }

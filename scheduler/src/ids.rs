@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static NEXT_JOB: AtomicU64 = AtomicU64::new(0);
 
 /// A new job id, unique in this process and unlikely to meet another's: `PREFIX-PID-N-R`.
-pub(crate) fn new_job_id(prefix: &str) -> String {
+pub fn new_job_id(prefix: &str) -> String {
     // The random part keeps the ids of drivers on different machines (or in containers,
     // all PID 1) apart where they share a shuffle directory.
     format!(

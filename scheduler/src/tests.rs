@@ -12,7 +12,7 @@ use ember_executors::{ExecutorError, ShuffleLocation};
 
 use super::testing::{Call, Harness, Reply, job, location};
 use super::{JobEvent, JobOutcome};
-use crate::error::{EmberError, Result};
+use crate::error::{Result, SchedulerError};
 
 fn retryable(message: &str) -> ExecutorError {
     ExecutorError::Execution(DataFusionError::Execution(message.to_string()))
@@ -55,7 +55,7 @@ fn failure_text(events: &[JobEvent], task: (usize, usize, usize)) -> String {
 /// `(stage, partition, attempts)` of a job that failed with `TaskFailed`.
 fn task_failed(result: Result<JobOutcome>) -> (usize, usize, usize, ExecutorError) {
     match result {
-        Err(EmberError::TaskFailed {
+        Err(SchedulerError::TaskFailed {
             stage_id,
             partition,
             attempts,
@@ -622,7 +622,7 @@ async fn a_job_left_without_executors_waits_the_grace_period_then_fails() {
     let lost_at = std::time::Instant::now();
     assert!(harness.scheduler.pool().mark_lost("e0", "test"));
     match harness.outcome(running).await {
-        Err(EmberError::NoExecutorsLeft { job_id, waited }) => {
+        Err(SchedulerError::NoExecutorsLeft { job_id, waited }) => {
             assert_eq!(job_id, "alone");
             // The harness's grace period is 1 s; the loop checks it every 200 ms.
             assert_eq!(waited, std::time::Duration::from_secs(1));

@@ -20,42 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ember_executors::storage::{StoreOptions, location_url, resolve};
+use ember_executors::storage::{location_url, resolve};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
+use super::spec::EventLogDir;
 use super::state::{Event, JobShape, JobState};
-use crate::error::{EmberError, Result};
+use crate::error::{Result, SchedulerError};
 
 /// The schema version written in every line.
 pub const VERSION: u32 = 1;
-
-/// Where event logs go: a local folder or an object-store folder URL.
-#[derive(Debug, Clone)]
-pub struct EventLogDir {
-    /// The folder as given: a path, or a URL (`s3://bucket/logs/`).
-    pub location: String,
-    /// Credentials and endpoint for an object store.
-    pub options: StoreOptions,
-}
-
-impl EventLogDir {
-    /// Logs under `location` (a path or a URL).
-    pub fn new(location: impl Into<String>, options: StoreOptions) -> Self {
-        Self {
-            location: location.into(),
-            options,
-        }
-    }
-
-    fn is_url(&self) -> bool {
-        self.location.contains("://")
-    }
-
-    fn file_name(job_id: &str) -> String {
-        format!("{job_id}.jsonl")
-    }
-}
 
 /// One line of a log.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -332,15 +306,12 @@ pub fn parse_log(file: &str, text: &str, problems: &mut Vec<String>) -> Option<L
 pub async fn scan(dir: &EventLogDir) -> Result<LogScan> {
     let folder = location_url(&dir.location)?;
     let (store, prefix) = resolve(folder.as_str(), &dir.options)?;
-    let listed: Vec<_> =
-        store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| EmberError::InvalidArgument {
-                operation: "listing the event logs",
-                message: format!("{}: {e}", dir.location),
-            })?;
+    let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(|e| {
+        SchedulerError::InvalidArgument {
+            operation: "listing the event logs",
+            message: format!("{}: {e}", dir.location),
+        }
+    })?;
     let mut scan = LogScan::default();
     for meta in listed {
         if !meta.location.as_ref().ends_with(".jsonl") {

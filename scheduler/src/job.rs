@@ -23,7 +23,7 @@ use super::pool::{ExecutorPool, Placement};
 use super::spec::{JobSpec, SchedulerConfig};
 use super::state::{Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location};
 use super::state::{TaskReport, Timer};
-use crate::error::{EmberError, Result};
+use crate::error::{Result, SchedulerError};
 
 type TaskResult = std::result::Result<TaskOutput, ExecutorError>;
 
@@ -37,7 +37,7 @@ struct InFlight {
 /// How the job ended, once it has.
 enum End {
     Finished(Vec<ShuffleLocation>),
-    Failed(EmberError),
+    Failed(SchedulerError),
 }
 
 /// One running job.
@@ -154,7 +154,7 @@ impl<'a> JobRun<'a> {
             Some(End::Finished(output)) => output,
             Some(End::Failed(error)) => return Err(error),
             None => {
-                return Err(EmberError::Internal {
+                return Err(SchedulerError::Internal {
                     message: format!("job {} stopped without an end", self.job.job_id),
                 });
             }
@@ -255,14 +255,14 @@ impl<'a> JobRun<'a> {
     }
 
     /// The error the client sees for `failure`.
-    fn job_error(&mut self, failure: JobFailure) -> EmberError {
+    fn job_error(&mut self, failure: JobFailure) -> SchedulerError {
         let job_id = self.job.job_id.clone();
         match failure {
             JobFailure::Task {
                 task,
                 attempts,
                 failure,
-            } => EmberError::TaskFailed {
+            } => SchedulerError::TaskFailed {
                 stage_id: task.stage.index(),
                 partition: task.partition,
                 attempts,
@@ -274,9 +274,11 @@ impl<'a> JobRun<'a> {
                         retryable: false,
                     }),
             },
-            JobFailure::NoExecutors { waited } => EmberError::NoExecutorsLeft { job_id, waited },
-            JobFailure::Cancelled { reason } => EmberError::Cancelled { job_id, reason },
-            JobFailure::Stuck => EmberError::Internal {
+            JobFailure::NoExecutors { waited } => {
+                SchedulerError::NoExecutorsLeft { job_id, waited }
+            }
+            JobFailure::Cancelled { reason } => SchedulerError::Cancelled { job_id, reason },
+            JobFailure::Stuck => SchedulerError::Internal {
                 message: format!("job {job_id} has nothing to run before its final stage"),
             },
         }

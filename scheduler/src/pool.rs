@@ -368,7 +368,7 @@ impl ExecutorPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::client::tests::FakeExecutor;
+    use crate::client::tests::FakeExecutor;
 
     fn pool(policy: Policy, slots: &[usize]) -> ExecutorPool {
         let pool = ExecutorPool::new(policy);

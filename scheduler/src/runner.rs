@@ -110,7 +110,7 @@ impl Scheduler {
     }
 
     /// Cancels running job `job_id`: its attempts are stopped on their executors (and
-    /// their files removed) and the job fails with `EmberError::Cancelled`. `false` when
+    /// their files removed) and the job fails with `SchedulerError::Cancelled`. `false` when
     /// no job of that id runs here.
     pub fn cancel_job(&self, job_id: &str, reason: &str) -> bool {
         lock(&self.cancels)

@@ -1,4 +1,4 @@
-//! The scheduler: runs jobs (a [`JobSpec`]: encoded stage plans and how they connect) on
+//! `ember-scheduler`: runs jobs (a [`JobSpec`]: encoded stage plans and how they connect) on
 //! the executors of an [`ExecutorPool`].
 //!
 //! A stage is submitted when every stage it reads is complete; its tasks (one per
@@ -12,6 +12,7 @@
 //! The same scheduler drives the embedded cluster and a cluster of processes.
 
 mod client;
+mod error;
 mod eventlog;
 mod events;
 mod ids;
@@ -19,12 +20,13 @@ mod job;
 mod metrics;
 mod outcome;
 mod pool;
-pub(crate) mod remote;
+mod remote;
 mod runner;
-pub(crate) mod service;
+mod service;
 mod spec;
 mod state;
-pub(crate) mod wire;
+mod sync;
+mod wire;
 
 #[cfg(test)]
 mod state_tests;
@@ -34,16 +36,20 @@ mod testing;
 mod tests;
 
 pub use client::ExecutorClient;
-pub use eventlog::{EventLogDir, LogScan, LoggedJob, parse_log, scan as scan_event_logs};
+pub use error::{Result, SchedulerError};
+pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};
-pub(crate) use ids::new_job_id;
+pub use ids::new_job_id;
 pub use ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 pub use outcome::{JobOutcome, ResultLease};
 pub use pool::{ExecutorPool, ExecutorStatus, Policy};
+pub use remote::RemoteExecutor;
 pub use runner::Scheduler;
-pub use service::{SchedulerProcessConfig, run_scheduler_process};
-pub use spec::{JobSpec, OutputKind, SchedulerConfig, StageSpec};
+pub use service::{
+    CatalogUpdateError, SchedulerProcessConfig, ServedCatalog, run_scheduler_process,
+};
+pub use spec::{EventLogDir, JobSpec, OutputKind, SchedulerConfig, StageSpec};
 pub use state::{
     Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location, StageShape, Status,
     TaskReport, Timer,
