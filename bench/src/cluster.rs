@@ -136,6 +136,9 @@ struct ShuffleRun {
     map: Duration,
 }
 
+/// The figures of the shuffle micro-benchmark: MB/s per executor, by cluster.
+pub type ShuffleRates = Vec<(String, f64)>;
+
 /// Repartitions all of `lineitem` by `l_orderkey` on both clusters and reports the shuffle
 /// throughput of the readers: shuffle bytes over the wall time of the stage that reads
 /// them, per executor, both as written (compressed) and as Arrow data in memory. On the
@@ -146,7 +149,7 @@ pub async fn shuffle_throughput(
     processes: &Session,
     executors: usize,
     report: &mut Report,
-) -> anyhow::Result<crate::suite::ShuffleRates> {
+) -> anyhow::Result<ShuffleRates> {
     let mut rates = Vec::new();
     let mut figure = Figure {
         workload: "shuffle read stage".to_string(),

@@ -10,6 +10,7 @@ use clap::Args;
 use ember::Session;
 use ember::pipelines::register_tpch;
 
+use crate::cluster::ShuffleRates;
 use crate::forest::ForestBench;
 use crate::report::{Figure, Report};
 use crate::tpch::TpchBench;
@@ -49,9 +50,6 @@ pub struct SuiteBench {
     #[arg(long, default_value = "bench/run")]
     pub command: String,
 }
-
-/// The figures of the shuffle micro-benchmark: MB/s per executor, by cluster.
-pub type ShuffleRates = Vec<(String, f64)>;
 
 /// Runs the suite.
 pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {

@@ -11,64 +11,36 @@
 //! staging prefix removed; a commit that fails half-way keeps the staging prefix (and says
 //! where it is), so that no written file is lost.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, UInt32Type, UInt64Type};
 use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use ember_executors::storage::location_url;
-use ember_planner::{StagedWriteExec, WriteFormat};
+use ember_planner::WriteFormat;
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{EmberError, Result};
-use crate::session::{QueryResult, Session};
+use crate::result_stream::QueryResult;
 
 /// The marker a committed output holds, written last.
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
 /// The folder, beside a destination, that holds the staging prefixes of its writes.
 pub const STAGING_FOLDER: &str = ".ember-staging";
 
-/// What a write does when its destination already holds files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WriteMode {
-    /// Refuse to write (the default).
-    #[default]
-    Error,
-    /// Replace what is there, once the new files are complete.
-    Overwrite,
-    /// Add the new files beside the old ones.
-    Append,
-}
-
-impl FromStr for WriteMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "error" => Ok(Self::Error),
-            "overwrite" => Ok(Self::Overwrite),
-            "append" => Ok(Self::Append),
-            other => Err(format!(
-                "unknown write mode '{other}' (expected error, overwrite or append)"
-            )),
-        }
-    }
-}
+pub use crate::config::WriteMode;
 
 /// A destination: its URL, its store and its prefix in that store.
-struct Destination {
-    url: Url,
-    store: Arc<dyn ObjectStore>,
-    prefix: StorePath,
+pub(crate) struct Destination {
+    pub(crate) url: Url,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: StorePath,
     /// A single file (`out.parquet`, as DataFusion's `COPY` writes one) rather than a
     /// folder of files.
-    single_file: bool,
+    pub(crate) single_file: bool,
 }
 
 /// Whether `location` names one file of `format` (`out.parquet`, as DataFusion's `COPY`
@@ -87,7 +59,11 @@ pub fn names_a_file(location: &str, format: WriteFormat) -> bool {
 
 impl Destination {
     /// The destination `location`: a folder, or with `single_file` one file.
-    fn resolve(session: &Session, location: &str, single_file: bool) -> Result<Self> {
+    pub(crate) fn resolve(
+        ctx: &datafusion::prelude::SessionContext,
+        location: &str,
+        single_file: bool,
+    ) -> Result<Self> {
         let url = if !single_file {
             location_url(location)?
         } else if location.contains("://") {
@@ -105,7 +81,7 @@ impl Destination {
                 })?
         };
         let root = ListingTableUrl::parse(url.as_str())?.object_store();
-        let store = session.context().runtime_env().object_store(&root)?;
+        let store = ctx.runtime_env().object_store(&root)?;
         let prefix = StorePath::from_url_path(url.path()).map_err(|e| EmberError::Config {
             key: "output".into(),
             message: format!("{location}: {e}"),
@@ -119,7 +95,7 @@ impl Destination {
     }
 
     /// The objects under the destination (or the file itself), staging folders left out.
-    async fn existing(&self) -> Result<Vec<StorePath>> {
+    pub(crate) async fn existing(&self) -> Result<Vec<StorePath>> {
         if self.single_file {
             return match self.store.head(&self.prefix).await {
                 Ok(meta) => Ok(vec![meta.location]),
@@ -144,7 +120,7 @@ impl Destination {
     /// the destination is a bucket's root). The URL is made from the destination's URL
     /// and the store path from that URL, as the tasks' folders are, so the two agree
     /// whatever characters the names hold.
-    fn staging(&self, write_id: &str) -> Result<(StorePath, Url)> {
+    pub(crate) fn staging(&self, write_id: &str) -> Result<(StorePath, Url)> {
         let path = self.url.path().trim_end_matches('/');
         let (parent, name) = match path.rsplit_once('/') {
             Some((parent, name)) if !name.is_empty() => (parent, name),
@@ -159,7 +135,7 @@ impl Destination {
         Ok((staged, url))
     }
 
-    fn error(&self, action: &str, e: object_store::Error) -> EmberError {
+    pub(crate) fn error(&self, action: &str, e: object_store::Error) -> EmberError {
         EmberError::Config {
             key: "output".into(),
             message: format!("{action} {}: {e}", self.url),
@@ -167,7 +143,7 @@ impl Destination {
     }
 
     /// Deletes every object under `prefix` (and, on a file system, its folders).
-    async fn remove_all(&self, prefix: &StorePath) -> Result<()> {
+    pub(crate) async fn remove_all(&self, prefix: &StorePath) -> Result<()> {
         let listed: Vec<_> = self
             .store
             .list(Some(prefix))
@@ -188,7 +164,7 @@ impl Destination {
         Ok(())
     }
 
-    async fn delete(&self, path: &StorePath) -> Result<()> {
+    pub(crate) async fn delete(&self, path: &StorePath) -> Result<()> {
         match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("deleting from", e)),
@@ -196,138 +172,9 @@ impl Destination {
     }
 }
 
-impl Session {
-    /// The number of objects (files) at `location`, a folder URL or path; 0 when it does
-    /// not exist.
-    pub async fn output_files(&self, location: &str) -> Result<usize> {
-        Ok(Destination::resolve(self, location, false)?
-            .existing()
-            .await?
-            .len())
-    }
-
-    /// Writes `bytes` as the one file `location` (a path or an `s3://`, `memory://` or
-    /// `file://` URL), replacing it whole: the object store's put, which on a local disk
-    /// writes a temporary file and renames it, so a reader never sees half of it.
-    pub async fn put_object(&self, location: &str, bytes: Vec<u8>) -> Result<()> {
-        let dest = Destination::resolve(self, location, true)?;
-        dest.store
-            .put(&dest.prefix, bytes.into())
-            .await
-            .map_err(|e| dest.error("writing", e))?;
-        Ok(())
-    }
-
-    /// Runs `plan` and writes its rows as `format` files under the folder `location`
-    /// (a path or an `s3://`, `memory://` or `file://` URL), through the commit protocol
-    /// (see the module's documentation). Returns one row, `count`: the rows written.
-    pub async fn write_plan(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        location: &str,
-        format: WriteFormat,
-        mode: WriteMode,
-    ) -> Result<QueryResult> {
-        let dest = Destination::resolve(self, location, false)?;
-        self.write_to(plan, &dest, location, format, mode).await
-    }
-
-    /// [`Self::write_plan`] into the single file `location` (`out.parquet`), as
-    /// DataFusion's `COPY` writes a location with the format's extension: the rows are
-    /// gathered into one task that writes one file, which the commit renames onto
-    /// `location` (no marker; `append` is refused).
-    pub async fn write_plan_as_file(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        location: &str,
-        format: WriteFormat,
-        mode: WriteMode,
-    ) -> Result<QueryResult> {
-        if mode == WriteMode::Append {
-            return Err(EmberError::Config {
-                key: "--mode".into(),
-                message: format!(
-                    "{location} names one file, which cannot be appended to; write to a \
-                     folder (no .{} extension) to append",
-                    format.extension()
-                ),
-            });
-        }
-        let dest = Destination::resolve(self, location, true)?;
-        let plan: Arc<dyn ExecutionPlan> = if plan.output_partitioning().partition_count() > 1 {
-            Arc::new(CoalescePartitionsExec::new(plan))
-        } else {
-            plan
-        };
-        self.write_to(plan, &dest, location, format, mode).await
-    }
-
-    async fn write_to(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        dest: &Destination,
-        location: &str,
-        format: WriteFormat,
-        mode: WriteMode,
-    ) -> Result<QueryResult> {
-        if mode == WriteMode::Overwrite && dest.prefix.as_ref().is_empty() {
-            return Err(EmberError::Config {
-                key: "--mode".into(),
-                message: format!("refusing to overwrite {location}, the root of its store"),
-            });
-        }
-        let existing = dest.existing().await?;
-        if mode == WriteMode::Error && !existing.is_empty() {
-            return Err(EmberError::Config {
-                key: "--mode".into(),
-                message: format!(
-                    "{location} already holds {} file(s); write with --mode overwrite or \
-                     append (ember.output.mode), or choose another destination",
-                    existing.len()
-                ),
-            });
-        }
-        let write_id = format!(
-            "{}-{:08x}",
-            ember_scheduler::new_job_id("write"),
-            rand::random::<u32>()
-        );
-        let (staging, staging_url) = dest.staging(&write_id)?;
-        let job = StagedWriteExec::new(plan, staging_url.to_string(), format)
-            .with_single_file(dest.single_file);
-        let result = match self.run_physical(Arc::new(job)).await {
-            Ok(result) => result,
-            Err(e) => {
-                // Nothing reached the destination: only the staged attempts go.
-                if let Err(cleanup) = dest.remove_all(&staging).await {
-                    tracing::warn!("removing {staging_url} after a failed write: {cleanup}");
-                }
-                return Err(e);
-            }
-        };
-        let committed = commit(dest, &staging, &write_id, format, mode, result).await;
-        match committed {
-            Ok(result) => {
-                if let Err(e) = dest.remove_all(&staging).await {
-                    // Committed: what is left is only the staging folder.
-                    tracing::warn!("removing {staging_url} after a commit: {e}");
-                }
-                Ok(result)
-            }
-            Err(e) => Err(EmberError::Config {
-                key: "output".into(),
-                message: format!(
-                    "committing {location} failed ({e}); the written files not yet moved \
-                     are kept in {staging_url}"
-                ),
-            }),
-        }
-    }
-}
-
 /// Moves the files of the folders that `result` names (the winning attempts) to the
 /// destination, after removing what `mode` replaces, and writes the marker.
-async fn commit(
+pub(crate) async fn commit(
     dest: &Destination,
     staging: &StorePath,
     write_id: &str,
@@ -420,7 +267,7 @@ async fn commit(
 }
 
 /// The commit of a single-file destination: the one staged file renamed onto it.
-async fn commit_file(
+pub(crate) async fn commit_file(
     dest: &Destination,
     winners: Vec<(u32, Vec<StorePath>)>,
     result: QueryResult,

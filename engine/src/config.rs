@@ -165,6 +165,33 @@ pub const DEFAULT_DATAFUSION_SETTINGS: &[(&str, &str)] = &[
     ("datafusion.execution.minimum_parallel_output_files", "1"),
 ];
 
+/// What a write does when its destination already holds files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Refuse to write (the default).
+    #[default]
+    Error,
+    /// Replace what is there, once the new files are complete.
+    Overwrite,
+    /// Add the new files beside the old ones.
+    Append,
+}
+
+impl std::str::FromStr for WriteMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "overwrite" => Ok(Self::Overwrite),
+            "append" => Ok(Self::Append),
+            other => Err(format!(
+                "unknown write mode '{other}' (expected error, overwrite or append)"
+            )),
+        }
+    }
+}
+
 /// The settings of a session and its embedded cluster.
 #[derive(Debug, Clone)]
 pub struct EmberConfig {
@@ -185,7 +212,7 @@ pub struct EmberConfig {
     /// `ember.input.bad_rows`; `None` for DataFusion's CSV reader.
     pub bad_rows: Option<crate::bad_rows::BadRows>,
     /// `ember.output.mode`.
-    pub output_mode: crate::commit::WriteMode,
+    pub output_mode: WriteMode,
     /// `ember.s3.*`.
     pub storage: StoreOptions,
     /// `ember.shuffle.dir`; `None` to keep map outputs on the executors only.
@@ -213,7 +240,7 @@ impl Default for EmberConfig {
             work_dir: None,
             memory_limit: None,
             bad_rows: None,
-            output_mode: crate::commit::WriteMode::default(),
+            output_mode: WriteMode::default(),
             storage: StoreOptions::default(),
             shuffle_dir: None,
             datafusion: Vec::new(),
@@ -354,9 +381,9 @@ impl EmberConfig {
                 }
             },
             "ember.output.mode" => match self.output_mode {
-                crate::commit::WriteMode::Error => "error".into(),
-                crate::commit::WriteMode::Overwrite => "overwrite".into(),
-                crate::commit::WriteMode::Append => "append".into(),
+                WriteMode::Error => "error".into(),
+                WriteMode::Overwrite => "overwrite".into(),
+                WriteMode::Append => "append".into(),
             },
             "ember.s3.KEY" => self
                 .storage

@@ -6,7 +6,8 @@ use ember_datasets::{TpchOptions, generate_tpch, tpch_is_complete};
 
 use crate::commit::WriteMode;
 use crate::error::Result;
-use crate::session::{QueryResult, Session};
+use crate::result_stream::QueryResult;
+use crate::session::Session;
 use crate::tables::{FileFormat, TableSpec};
 
 /// The pricing summary report (TPC-H Q1): quantities, prices, discounts and charges per

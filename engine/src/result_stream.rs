@@ -41,8 +41,33 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::cluster::JobFiles;
 use crate::error::{EmberError, Result};
-use crate::session::QueryResult;
 use ember_scheduler::JobMetrics;
+
+/// Rows and schema of a query, with the metrics of the job that computed them.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The result's schema.
+    pub schema: SchemaRef,
+    /// The rows, in the result's order.
+    pub batches: Vec<RecordBatch>,
+    /// The job's metrics; `None` for statements that ran no job (DDL).
+    pub metrics: Option<JobMetrics>,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The first row's first column, when there is a row and that column has type `T`
+    /// and is not null: the answer of a query that computes one value.
+    pub fn first_value<T: arrow::datatypes::ArrowPrimitiveType>(&self) -> Option<T::Native> {
+        let batch = self.batches.iter().find(|b| b.num_rows() > 0)?;
+        let column = arrow::array::AsArray::as_primitive_opt::<T>(batch.column(0))?;
+        arrow::array::Array::is_valid(column, 0).then(|| column.value(0))
+    }
+}
 
 /// A query's rows as they are read, in the result's order, and the job's metrics.
 ///

@@ -10,7 +10,6 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
@@ -26,28 +25,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
+pub use crate::shuffle::CachedPiece;
 use crate::shuffle::shuffle_runtime;
-
-/// One kept file of a cached dataset: rows of partition `partition`, on `executor_id`,
-/// written by map task `map_partition` (attempt `attempt`) of stage `stage_id` of job
-/// `job_id`, the parts a Flight ticket names it by on another executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedPiece {
-    /// The partition of the cached dataset.
-    pub partition: usize,
-    /// The executor that holds the file.
-    pub executor_id: String,
-    /// The Arrow IPC file in that executor's work directory.
-    pub path: PathBuf,
-    /// The job that wrote it.
-    pub job_id: String,
-    /// The stage that wrote it.
-    pub stage_id: usize,
-    /// The map task that wrote it.
-    pub map_partition: usize,
-    /// The attempt of that task.
-    pub attempt: usize,
-}
 
 /// Where a materialized cache lies.
 #[derive(Debug, Clone)]

@@ -270,14 +270,12 @@ impl fmt::Debug for FunctionRegistry {
 }
 
 impl FunctionRegistry {
-    /// A registry holding the planner's built-in functions (the sampler of
-    /// [`SAMPLE_FUNCTION`](crate::SAMPLE_FUNCTION)).
-    pub fn new() -> Self {
-        let registry = Self {
+    /// A registry with no function at all; [`FunctionRegistry::new`] (in `sample.rs`) is
+    /// the one with the built-ins.
+    pub(crate) fn empty() -> Self {
+        Self {
             functions: Arc::default(),
-        };
-        registry.register(crate::sample::sample_function());
-        registry
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<UserFunction>>> {

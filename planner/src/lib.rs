@@ -50,7 +50,8 @@ pub use functions::{
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{
-    ShuffleOutput, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWriterExec,
+    ShuffleOutput, ShuffleRead, ShuffleReaderExec, ShuffleRuntime, ShuffleRuntimeHandle,
+    ShuffleWrite, ShuffleWriterExec,
 };
 pub use sink::{StagedWriteExec, WriteFormat, staged_write_schema};
 pub use stage::{Stage, StageGraph, StageId};

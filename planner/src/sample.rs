@@ -1,6 +1,7 @@
 //! The built-in `ember.sample` function behind `Dataset::sample`: a seeded random sample of
 //! each partition, without replacement (each row kept with probability `fraction`) or with
-//! replacement (each row repeated a Poisson(`fraction`) number of times, as Spark does).
+//! replacement (each row repeated a Poisson(`fraction`) number of times, as Spark does);
+//! and `FunctionRegistry::new`, which starts every registry with it.
 //!
 //! Each partition draws from its own generator, seeded from the sample's seed and the
 //! partition number, so a sample is the same on every run over the same partitions, on
@@ -13,7 +14,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson};
 
-use crate::functions::{FunctionCall, FunctionOutput, PartitionFn, UserFunction};
+use crate::functions::{FunctionCall, FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
+
+/// The sampler is the planner's one built-in function, so every registry starts here.
+impl FunctionRegistry {
+    /// A registry holding the planner's built-in functions (the sampler of
+    /// [`SAMPLE_FUNCTION`]).
+    pub fn new() -> Self {
+        let registry = Self::empty();
+        registry.register(sample_function());
+        registry
+    }
+}
 
 /// The registered name of the sampling function.
 pub const SAMPLE_FUNCTION: &str = "ember.sample";

@@ -9,6 +9,7 @@
 pub(crate) mod builders;
 mod run;
 mod schema;
+mod table;
 pub(crate) mod writer;
 
 #[cfg(test)]
@@ -23,6 +24,8 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 
 use self::run::{plan_tasks, run_tasks};
+use self::table::TABLE_NAMES;
+pub use self::table::TpchTable;
 use self::writer::is_generated_file_name;
 use crate::DatasetError;
 
@@ -35,76 +38,6 @@ pub const SUCCESS_MARKER: &str = "_SUCCESS";
 const MIN_SCALE_FACTOR: f64 = 0.0001;
 /// Largest accepted scale factor, the top of the TPC-H specification.
 const MAX_SCALE_FACTOR: f64 = 100_000.0;
-
-/// Table names, in [`TpchTable::ALL`] order.
-static TABLE_NAMES: [&str; 8] = [
-    "region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
-];
-
-/// One of the eight TPC-H tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TpchTable {
-    /// `region`: 5 rows at every scale factor.
-    Region,
-    /// `nation`: 25 rows at every scale factor.
-    Nation,
-    /// `part`: 200,000 rows per unit of scale factor.
-    Part,
-    /// `supplier`: 10,000 rows per unit of scale factor.
-    Supplier,
-    /// `partsupp`: 800,000 rows per unit of scale factor.
-    PartSupp,
-    /// `customer`: 150,000 rows per unit of scale factor.
-    Customer,
-    /// `orders`: 1,500,000 rows per unit of scale factor.
-    Orders,
-    /// `lineitem`: about 6,000,000 rows per unit of scale factor.
-    LineItem,
-}
-
-impl TpchTable {
-    /// All tables, smallest dimension tables first.
-    pub const ALL: [TpchTable; 8] = [
-        TpchTable::Region,
-        TpchTable::Nation,
-        TpchTable::Part,
-        TpchTable::Supplier,
-        TpchTable::PartSupp,
-        TpchTable::Customer,
-        TpchTable::Orders,
-        TpchTable::LineItem,
-    ];
-
-    /// The table's lower-case name, which is also its folder name.
-    pub fn name(self) -> &'static str {
-        TABLE_NAMES[self as usize]
-    }
-
-    /// The table named `name` (lower-case), if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|table| table.name() == name)
-    }
-
-    /// The Arrow schema of the table's Parquet files.
-    pub fn schema(self) -> SchemaRef {
-        match self {
-            TpchTable::Region => schema::region(),
-            TpchTable::Nation => schema::nation(),
-            TpchTable::Part => schema::part(),
-            TpchTable::Supplier => schema::supplier(),
-            TpchTable::PartSupp => schema::partsupp(),
-            TpchTable::Customer => schema::customer(),
-            TpchTable::Orders => schema::orders(),
-            TpchTable::LineItem => schema::lineitem(),
-        }
-    }
-
-    /// Whether the table grows with the scale factor (and so is split into
-    /// [`TpchOptions::parts`] files); `region` and `nation` are not.
-    pub(crate) fn is_scaled(self) -> bool {
-        !matches!(self, TpchTable::Region | TpchTable::Nation)
-    }
-}
 
 /// The names of the eight TPC-H tables, in [`TpchTable::ALL`] order.
 pub fn tpch_tables() -> &'static [&'static str] {

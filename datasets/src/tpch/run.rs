@@ -12,11 +12,11 @@ use tpchgen::generators::{
     PartSuppGenerator, RegionGenerator, SupplierGenerator,
 };
 
-use super::TpchTable;
 use super::builders::{
     CustomerBatch, LineItemBatch, NationBatch, OrdersBatch, PartBatch, PartSuppBatch, RegionBatch,
     SupplierBatch,
 };
+use super::table::TpchTable;
 use super::writer::write_part_file;
 use crate::DatasetError;
 

@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{INFER_RECORDS, decide, vote};
+use super::kinds::{INFER_RECORDS, decide, vote};
 
 /// The kind of a JSON value (`None` for null): strings stay text, as in DataFusion's JSON
 /// reader, however they look.
@@ -23,7 +23,7 @@ fn kind(value: &Value) -> Option<&'static str> {
 /// [`INFER_RECORDS`] objects, in order of first appearance (each object's keys in name
 /// order), each with the most specific type
 /// that 90 % of its non-null values fit.
-pub(super) fn infer_schema(source: impl BufRead) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn infer_schema(source: impl BufRead) -> Result<Vec<(String, String)>, String> {
     let mut names: Vec<String> = Vec::new();
     let mut votes: Vec<[usize; 5]> = Vec::new();
     let mut objects = 0;

@@ -24,19 +24,18 @@ use ember_executors::ExecutorError;
 use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
-use crate::session::Session;
 use crate::shared::LongAccumulator;
 
-mod json;
+pub(crate) mod json;
+mod kinds;
+
+use kinds::{INFER_RECORDS, decide, vote};
 
 /// The function that reads CSV files record by record.
 pub const CHECKED_CSV_FN: &str = "ember.csv_checked";
 /// The accumulator counting bad rows skipped or quarantined.
 pub const BAD_ROWS_ACCUMULATOR: &str = "ember.bad_rows";
-/// Records whose values decide the column types.
-const INFER_RECORDS: usize = 1000;
 
 /// What to do with a row that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -70,13 +69,13 @@ impl std::str::FromStr for BadRows {
 
 /// Arguments of [`CHECKED_CSV_FN`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckedCsv {
+pub(crate) struct CheckedCsv {
     /// Column names and types (`Int64`, `Float64`, `Date32`, `Boolean`, `Utf8`).
-    columns: Vec<(String, String)>,
-    policy: BadRows,
+    pub(crate) columns: Vec<(String, String)>,
+    pub(crate) policy: BadRows,
     /// The files are newline-delimited JSON, not CSV.
     #[serde(default)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl CheckedCsv {
@@ -125,11 +124,6 @@ fn kind_of(text: &str) -> &'static str {
     }
 }
 
-/// Whether a value of kind `seen` fits a column of kind `column`.
-fn fits(seen: &str, column: &str) -> bool {
-    seen == column || (seen == "Int64" && column == "Float64") || column == "Utf8"
-}
-
 /// The header and column types of a CSV file: per column, the most specific type that
 /// 90 % of the first 1000 records' non-empty values parse as (integers count
 /// for floats; text fits everything).
@@ -166,30 +160,6 @@ fn infer_csv_schema_from(
         .zip(votes)
         .map(|(name, votes)| (name, decide(votes).to_string()))
         .collect())
-}
-
-/// The kinds a column may have, most specific first.
-const KINDS: [&str; 5] = ["Int64", "Float64", "Date32", "Boolean", "Utf8"];
-
-/// Counts a value of kind `seen` for every kind it fits.
-fn vote(votes: &mut [usize; 5], seen: &str) {
-    for (k, kind) in KINDS.iter().enumerate() {
-        if fits(seen, kind) {
-            votes[k] += 1;
-        }
-    }
-}
-
-/// A column's kind from its votes. Text fits every value: its votes are the non-empty
-/// values sampled. The column's type is the most specific one that 90 % of them fit, so a
-/// few bad values (the rows this module is about) do not make a number column text.
-fn decide(votes: [usize; 5]) -> &'static str {
-    let values = votes[4];
-    KINDS
-        .iter()
-        .zip(votes)
-        .find(|(_, v)| values > 0 && *v * 10 >= values * 9)
-        .map_or("Utf8", |(k, _)| *k)
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> EmberError {
@@ -595,7 +565,7 @@ pub fn first_bad_json_row(path: &Path, syntax_only: bool) -> Option<(u64, String
 
 /// The input files at `path`: the file, or the files of the folder with one of
 /// `extensions`, in name order.
-fn input_files(path: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
+pub(crate) fn input_files(path: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -625,72 +595,4 @@ fn input_files(path: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
         });
     }
     Ok(files)
-}
-
-impl Session {
-    /// The CSV files at `path` (a file or a folder) read record by record, each row
-    /// checked against the inferred schema, bad rows handled by `policy`. After a job,
-    /// [`Session::bad_rows`] tells how many were skipped or quarantined.
-    pub async fn read_csv_checked(&self, path: &str, policy: &BadRows) -> Result<Dataset<'_>> {
-        self.read_checked(path, policy, false)
-    }
-
-    /// The newline-delimited JSON files at `path` (a file, or the `.json` and `.ndjson`
-    /// files of a folder) read line by line, each line checked to be an object whose
-    /// values fit the schema the first 1000 lines give (as [`Self::read_csv_checked`]),
-    /// bad lines handled by `policy`.
-    pub async fn read_json_checked(&self, path: &str, policy: &BadRows) -> Result<Dataset<'_>> {
-        self.read_checked(path, policy, true)
-    }
-
-    fn read_checked(&self, path: &str, policy: &BadRows, json: bool) -> Result<Dataset<'_>> {
-        let files = if json {
-            input_files(Path::new(path), &["json", "ndjson"])?
-        } else {
-            input_files(Path::new(path), &["csv"])?
-        };
-        let columns = if json {
-            let file = std::fs::File::open(&files[0]).map_err(|source| EmberError::Io {
-                action: "opening",
-                path: files[0].clone(),
-                source,
-            })?;
-            json::infer_schema(std::io::BufReader::new(file)).map_err(|message| {
-                EmberError::InvalidArgument {
-                    operation: "reading JSON",
-                    message: format!("{}: {message}", files[0].display()),
-                }
-            })?
-        } else {
-            infer_csv_schema(&files[0])?
-        };
-        let names: Vec<String> = files
-            .iter()
-            .map(|f| f.to_string_lossy().into_owned())
-            .collect();
-        let paths = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("path", DataType::Utf8, false)])),
-            vec![Arc::new(StringArray::from(names))],
-        )
-        .map_err(DataFusionError::from)?;
-        self.long_accumulator(BAD_ROWS_ACCUMULATOR);
-        let args = serde_json::to_string(&CheckedCsv {
-            columns,
-            policy: policy.clone(),
-            json,
-        })
-        .map_err(|e| EmberError::Internal {
-            message: format!("CSV arguments: {e}"),
-        })?;
-        self.from_batches(vec![paths])?
-            .map_partitions(CHECKED_CSV_FN, &args)
-    }
-
-    /// Rows skipped or quarantined by the jobs that read [`Session::read_csv_checked`]
-    /// datasets since the last such dataset was made.
-    pub fn bad_rows(&self) -> u64 {
-        LongAccumulator::named(BAD_ROWS_ACCUMULATOR)
-            .value(self)
-            .max(0) as u64
-    }
 }

@@ -13,7 +13,7 @@ use datafusion::error::DataFusionError;
 
 use super::format::{count, decimal, escape};
 use crate::error::Result;
-use crate::session::QueryResult;
+use crate::result_stream::QueryResult;
 
 /// One cell: what it shows and, for numbers, the value it sorts by.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ember_planner::shuffle::write_summary_schema;
-use ember_planner::{CachedPiece, ShuffleReaderExec, ShuffleRuntime, ShuffleWriterExec};
+use ember_planner::{CachedPiece, ShuffleRead, ShuffleRuntime, ShuffleWrite};
 
 use super::ShuffleCompression;
 use super::fetch::{Piece, RemoteInputs, read_pieces};
@@ -76,16 +76,16 @@ impl LocalShuffle {
 impl ShuffleRuntime for LocalShuffle {
     fn write(
         &self,
-        writer: &ShuffleWriterExec,
+        writer: ShuffleWrite<'_>,
         map_partition: usize,
         input: SendableRecordBatchStream,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let task = MapOutputWriter {
             dir: self.task_dir.clone(),
-            output: writer.output().clone(),
+            output: writer.output.clone(),
             map_partition,
-            map_partitions: writer.map_partitions(),
+            map_partitions: writer.map_partitions,
             compression: self.compression,
             batch_size: context.session_config().batch_size(),
             pool: Arc::clone(context.memory_pool()),
@@ -99,18 +99,18 @@ impl ShuffleRuntime for LocalShuffle {
 
     fn read(
         &self,
-        reader: &ShuffleReaderExec,
+        reader: ShuffleRead,
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut pieces: Vec<&ShuffleLocation> = self
             .inputs
             .iter()
-            .filter(|l| l.stage_id == reader.stage_id() && l.output_partition == partition)
+            .filter(|l| l.stage_id == reader.stage_id && l.output_partition == partition)
             .collect();
         pieces.sort_by_key(|l| l.map_partition);
         let pieces = pieces.into_iter().map(|l| self.piece(l)).collect();
-        Ok(read_pieces(reader.schema(), pieces, self.clients()))
+        Ok(read_pieces(reader.schema, pieces, self.clients()))
     }
 
     fn read_pieces(

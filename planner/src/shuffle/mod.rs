@@ -14,6 +14,9 @@ mod writer;
 
 pub use output::ShuffleOutput;
 pub use reader::ShuffleReaderExec;
-pub use runtime::{ShuffleRuntime, ShuffleRuntimeHandle, write_summary_schema};
+pub(crate) use runtime::shuffle_runtime;
+pub use runtime::{
+    CachedPiece, ShuffleRead, ShuffleRuntime, ShuffleRuntimeHandle, ShuffleWrite,
+    write_summary_schema,
+};
 pub use writer::ShuffleWriterExec;
-pub(crate) use writer::shuffle_runtime;

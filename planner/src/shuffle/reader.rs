@@ -15,7 +15,7 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 
-use super::writer::shuffle_runtime;
+use super::runtime::{ShuffleRead, shuffle_runtime};
 use datafusion::physical_plan::coop::make_cooperative;
 
 /// Reads the shuffle output of stage `stage_id`: partition `p` of this node is every map
@@ -152,6 +152,13 @@ impl ExecutionPlan for ShuffleReaderExec {
         // Cooperative: the stream gives way to the runtime every so many batches, so a
         // task whose plan never waits (a join feeding an aggregate) can still be
         // cancelled when its job is.
-        Ok(make_cooperative(runtime.0.read(self, partition, context)?))
+        Ok(make_cooperative(runtime.0.read(
+            ShuffleRead {
+                stage_id: self.stage_id(),
+                schema: self.schema(),
+            },
+            partition,
+            context,
+        )?))
     }
 }

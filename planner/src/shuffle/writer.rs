@@ -14,7 +14,8 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 
-use super::{ShuffleOutput, ShuffleRuntimeHandle, write_summary_schema};
+use super::runtime::{ShuffleWrite, shuffle_runtime};
+use super::{ShuffleOutput, write_summary_schema};
 
 /// Runs partition `i` of its input and writes the rows as [`ShuffleOutput`] says; yields one
 /// summary row per output partition written (see [`write_summary_schema`]).
@@ -133,20 +134,11 @@ impl ExecutionPlan for ShuffleWriterExec {
     ) -> Result<SendableRecordBatchStream> {
         let runtime = shuffle_runtime(&context)?;
         let input = self.input.execute(partition, Arc::clone(&context))?;
-        runtime.0.write(self, partition, input, context)
+        let write = ShuffleWrite {
+            stage_id: self.stage_id(),
+            output: self.output(),
+            map_partitions: self.map_partitions(),
+        };
+        runtime.0.write(write, partition, input, context)
     }
-}
-
-/// Finds the executor's shuffle runtime in a task context.
-pub(crate) fn shuffle_runtime(context: &TaskContext) -> Result<Arc<ShuffleRuntimeHandle>> {
-    context
-        .session_config()
-        .get_extension::<ShuffleRuntimeHandle>()
-        .ok_or_else(|| {
-            DataFusionError::Execution(
-                "shuffle nodes run only inside an Ember executor: the task context has no \
-                 shuffle runtime"
-                    .into(),
-            )
-        })
 }

@@ -8,7 +8,9 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use tpchgen::generators::{Part, PartSupp};
 
-use super::{BatchBuilder, append_decimal, append_display, finish_decimal, finish_i64, finish_str};
+use super::columns::{
+    BatchBuilder, append_decimal, append_display, finish_decimal, finish_i64, finish_str,
+};
 use crate::tpch::schema;
 
 /// Builds `part` batches.

@@ -8,7 +8,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use tpchgen::generators::{LineItem, Order};
 
-use super::{
+use super::columns::{
     BatchBuilder, append_date, append_decimal, append_display, finish_date, finish_decimal,
     finish_i64, finish_str,
 };

@@ -7,9 +7,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::ArrowPrimitiveType;
-use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
@@ -35,37 +32,19 @@ use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
 use crate::sync::lock;
 use crate::tables::TableSpec;
-use ember_scheduler::{JobListener, JobMetrics, JobOutcome, JobSpec, new_job_id};
+use ember_scheduler::{JobListener, JobOutcome, JobSpec, new_job_id};
+
+pub use crate::result_stream::QueryResult;
+
+mod checked;
+mod read;
+mod shared;
+mod sql;
+mod write;
 
 tokio::task_local! {
     /// The text of the statement being run, which names the jobs it starts.
     static JOB_NAME: String;
-}
-
-/// Rows and schema of a query, with the metrics of the job that computed them.
-#[derive(Debug)]
-pub struct QueryResult {
-    /// The result's schema.
-    pub schema: SchemaRef,
-    /// The rows, in the result's order.
-    pub batches: Vec<RecordBatch>,
-    /// The job's metrics; `None` for statements that ran no job (DDL).
-    pub metrics: Option<JobMetrics>,
-}
-
-impl QueryResult {
-    /// Number of rows.
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    /// The first row's first column, when there is a row and that column has type `T`
-    /// and is not null: the answer of a query that computes one value.
-    pub fn first_value<T: ArrowPrimitiveType>(&self) -> Option<T::Native> {
-        let batch = self.batches.iter().find(|b| b.num_rows() > 0)?;
-        let column = batch.column(0).as_primitive_opt::<T>()?;
-        column.is_valid(0).then(|| column.value(0))
-    }
 }
 
 /// A connection to an Ember cluster: tables, functions, settings, and the cluster itself.
