@@ -333,7 +333,12 @@ impl Harness {
         lock(&self.events.0).clone()
     }
 
-    /// Replaces the script for later launches.
+    /// The attempts the scheduler cancelled on an executor: `(stage, partition, attempt)`.
+    pub fn cancelled(&self) -> Vec<(usize, usize, usize)> {
+        lock(&self.shared.cancelled).clone()
+    }
+
+    /// Replaces the script for the launches to come.
     pub fn set_script(&self, script: impl Fn(&Call) -> Reply + Send + Sync + 'static) {
         *lock(&self.shared.script) = Box::new(script);
     }

@@ -681,3 +681,41 @@ async fn tasks_requeued_because_their_executor_was_lost_are_not_counted_against_
         vec![(0, 0, 0, true), (0, 0, 1, true), (0, 0, 2, true)]
     );
 }
+
+/// A task whose input executor is lost is stopped where it runs: the scheduler calls the
+/// executor's cancel (which removes the attempt's files there) rather than leaving the
+/// superseded attempt to run to its end; the rerun's output is the one used.
+#[tokio::test]
+async fn an_attempt_superseded_by_a_lost_input_is_cancelled_on_its_executor() {
+    let job = job("superseded", &[(2, &[], 1), (1, &[0], 1)]);
+    let harness = Harness::new(&job, 4, &[("e0", 2), ("e1", 2)], &[], |call| {
+        if call.stage == 1 && call.attempt == 0 {
+            Reply::Hold
+        } else {
+            Reply::Finish
+        }
+    });
+    let running = harness.start(&job);
+    harness
+        .wait_for("the reduce task to start", |calls| {
+            calls.iter().any(|c| c.stage == 1)
+        })
+        .await;
+    let calls = harness.calls();
+    let reducer = call(&calls, 1, 0, 0).executor.clone();
+    let mappers: BTreeSet<&str> = calls
+        .iter()
+        .filter(|c| c.stage == 0)
+        .map(|c| c.executor.as_str())
+        .collect();
+    assert_eq!(
+        mappers,
+        BTreeSet::from(["e0", "e1"]),
+        "one map task on each"
+    );
+    let other = if reducer == "e0" { "e1" } else { "e0" };
+    assert!(harness.scheduler.pool().mark_lost(other, "test"));
+    let outcome = harness.outcome(running).await.expect("the job recovers");
+    assert_eq!(harness.cancelled(), vec![(1, 0, 0)]);
+    assert!(outcome.final_output.iter().all(|l| l.attempt == 1));
+}

@@ -32,7 +32,7 @@ fn folders(dir: &Path) -> Vec<PathBuf> {
 
 /// The job folders in the executors' work directories of `cluster`
 /// (`work-N/executor-ID/JOB`).
-fn job_folders(cluster: &TestCluster) -> Vec<PathBuf> {
+pub(crate) fn job_folders(cluster: &TestCluster) -> Vec<PathBuf> {
     folders(cluster.dir.path())
         .iter()
         .filter(|w| {

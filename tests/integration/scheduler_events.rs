@@ -13,6 +13,7 @@ use ember_tests::{cluster_functions, datafusion_rows_in, rows, rows_match, tpch_
 use crate::cluster::{
     Hook, TestCluster, kill_a_map_executor_after_the_first_stage, slow_sums, victim_of,
 };
+use crate::liveness::job_folders;
 
 /// The id of each job the session started, in order.
 fn record_jobs(session: &mut Session) -> Arc<Mutex<Vec<String>>> {
@@ -56,7 +57,7 @@ async fn running_tasks(session: &Session) -> usize {
 /// Starts a long job of slow tasks, cancels it once tasks run, and checks that it fails
 /// as cancelled and that no task runs anywhere within 2 s (plus, on a process cluster,
 /// one heartbeat for the executors to say so).
-async fn cancel_a_slow_job(mut session: Session, report_lag: Duration) {
+async fn cancel_a_slow_job(mut session: Session, report_lag: Duration) -> String {
     let jobs = record_jobs(&mut session);
     let session = Arc::new(session);
     let job = tokio::spawn({
@@ -103,6 +104,7 @@ async fn cancel_a_slow_job(mut session: Session, report_lag: Duration) {
             .expect("the cancel call"),
         "a finished job is no longer found"
     );
+    job_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +123,14 @@ async fn a_cancelled_job_stops_its_tasks_on_every_executor_process_within_two_se
     let cluster = TestCluster::start(2, &[], None);
     let session = cluster.session().await;
     // The test cluster's executors heartbeat every 0.2 s.
-    cancel_a_slow_job(session, Duration::from_millis(400)).await;
+    let job = cancel_a_slow_job(session, Duration::from_millis(400)).await;
+    // The job's folders (attempts cancelled on the executors, the rest removed when the job
+    // failed) are gone from every executor.
+    let left = within(Duration::from_secs(2), async || {
+        job_folders(&cluster).iter().all(|f| !f.ends_with(&job))
+    })
+    .await;
+    assert!(left.is_some(), "{:?}", job_folders(&cluster));
 }
 
 /// What of a job's metrics the event log must reproduce (times aside).
