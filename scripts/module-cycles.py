@@ -14,9 +14,10 @@ Comments, string literals and `#[cfg(test)]` items (blocks, `use`s, test-only mo
 are left out. Inline `mod x { ... }` blocks count as part of their file. This is a parser of
 convenience, not of Rust: macros that build paths and glob imports of items are not seen.
 
-Usage: scripts/module-cycles.py CRATE_DIR [CRATE_DIR ...] [--edges]
+Usage: scripts/module-cycles.py CRATE_DIR [CRATE_DIR ...] [--edges] [--check]
 Prints, for each crate, every component of more than one module, with the `file:line` of
-the references that make its edges when --edges is given. Exits 0.
+the references that make its edges when --edges is given. Exits 0, or with --check 1 when
+any crate has a cycle (CI runs it so).
 """
 
 import os
@@ -344,6 +345,8 @@ def show(name):
 
 def main(argv):
     show_edges = "--edges" in argv
+    check = "--check" in argv
+    cycles = 0
     dirs = [a for a in argv if not a.startswith("--")]
     if not dirs:
         print(__doc__.strip().split("\n\n")[-2], file=sys.stderr)
@@ -353,6 +356,7 @@ def main(argv):
         edges = graph(modules, macros)
         comps = [sorted(c) for c in sccs(sorted(modules), edges) if len(c) > 1]
         comps.sort(key=lambda c: (-len(c), c))
+        cycles += len(comps)
         count = sum(len(v) for v in edges.values())
         print(f"{crate_dir}: {len(modules)} modules, {count} edges, {len(comps)} cycle(s)")
         for comp in comps:
@@ -364,7 +368,7 @@ def main(argv):
                         if b in members:
                             rel = os.path.relpath(path, crate_dir)
                             print(f"    {show(a)} -> {show(b)}  ({rel}:{line})")
-    return 0
+    return 1 if check and cycles else 0
 
 
 if __name__ == "__main__":
