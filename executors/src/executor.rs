@@ -61,6 +61,10 @@ pub struct Executor {
     jobs: Mutex<HashSet<String>>,
     /// Tasks running now (a task that is stopped counts down as it is dropped).
     running: Arc<std::sync::atomic::AtomicUsize>,
+    /// Attempts cancelled while they ran (`TaskDefinition::name`): one that still gets to
+    /// its end (a stop takes effect only where the task waits) reports failure instead, and
+    /// leaves no files.
+    cancelled: Mutex<HashSet<String>>,
     /// The locked file beside its work directory (see [`work_dir_lock`]), held while it
     /// lives so that no other executor reclaims the folder.
     _work_dir_lock: std::fs::File,
@@ -124,6 +128,7 @@ impl Executor {
             broadcasts: Arc::default(),
             jobs: Mutex::new(HashSet::new()),
             running: Arc::default(),
+            cancelled: Mutex::new(HashSet::new()),
             _work_dir_lock: work_dir_lock,
         })
     }
@@ -136,6 +141,12 @@ impl Executor {
     /// Tasks it runs at once.
     pub fn slots(&self) -> usize {
         self.config.slots
+    }
+
+    /// Marks the running attempt `name` (`job/stage.partition#attempt`) cancelled: if it
+    /// gets to its end anyway, it fails and removes what it wrote.
+    pub fn mark_cancelled(&self, name: &str) {
+        lock(&self.cancelled).insert(name.to_string());
     }
 
     /// Tasks running now.
@@ -177,6 +188,14 @@ impl Executor {
             .job_dir(&task.job_id)
             .join(format!("stage-{}", task.stage_id))
             .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
+        // An attempt that does not succeed (it failed, or was cancelled and dropped) leaves
+        // no files behind.
+        let mut unfinished = Unfinished {
+            executor: self,
+            job_id: &task.job_id,
+            task_dir: task_dir.clone(),
+            armed: true,
+        };
         let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
             own_id: self.config.id.clone(),
             job_id: task.job_id.clone(),
@@ -296,6 +315,15 @@ impl Executor {
                 location.path = PathBuf::from(url);
             }
         }
+        // Cancelled, or its job removed, while it ran to its end: its output must not stay.
+        let cancelled = lock(&self.cancelled).remove(&task.name());
+        if cancelled || !lock(&self.jobs).contains(&task.job_id) {
+            return Err(ExecutorError::Remote {
+                message: format!("task {} was cancelled", task.name()),
+                retryable: false,
+            });
+        }
+        unfinished.armed = false;
         Ok(TaskOutput {
             executor_id: self.config.id.clone(),
             locations,
@@ -392,6 +420,33 @@ impl Executor {
             return Err("the ticket names a path outside the work directory".into());
         }
         Ok(path)
+    }
+}
+
+/// Removes the folder of a task attempt that ends without success, once the attempt is
+/// dropped (a cancelled one is dropped at its next await, possibly after its job's folder
+/// was removed, which its writes may have made again). When the job itself was removed
+/// meanwhile, the job's folder goes too if nothing else is left in it.
+struct Unfinished<'a> {
+    executor: &'a Executor,
+    job_id: &'a str,
+    task_dir: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.task_dir);
+        if !lock(&self.executor.jobs).contains(self.job_id) {
+            // Only empty folders go: `remove_dir` refuses the others.
+            if let Some(stage_dir) = self.task_dir.parent() {
+                let _ = std::fs::remove_dir(stage_dir);
+            }
+            let _ = std::fs::remove_dir(self.executor.job_dir(self.job_id));
+        }
     }
 }
 

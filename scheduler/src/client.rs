@@ -98,6 +98,8 @@ impl ExecutorClient for Arc<Executor> {
         partition: usize,
         attempt: usize,
     ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        // Its future was dropped; one that got to its end anyway fails and cleans up.
+        self.mark_cancelled(&format!("{job_id}/{stage_id}.{partition}#{attempt}"));
         let result = Executor::remove_attempt(self, job_id, stage_id, partition, attempt);
         Box::pin(async move { result })
     }

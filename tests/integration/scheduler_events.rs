@@ -130,7 +130,17 @@ async fn a_cancelled_job_stops_its_tasks_on_every_executor_process_within_two_se
         job_folders(&cluster).iter().all(|f| !f.ends_with(&job))
     })
     .await;
-    assert!(left.is_some(), "{:?}", job_folders(&cluster));
+    let listing = |dirs: Vec<std::path::PathBuf>| {
+        dirs.iter()
+            .map(|d| {
+                let out = std::process::Command::new("find").arg(d).output();
+                out.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    assert!(left.is_some(), "{}", listing(job_folders(&cluster)));
 }
 
 /// What of a job's metrics the event log must reproduce (times aside).

@@ -263,8 +263,12 @@ impl ExecutorService for ExecutorRpc {
         let name = format!("{}/{stage}.{partition}#{attempt}", request.job_id);
         let was_running = self.tasks.cancel_named(&name);
         // The aborted task stops at its next await; its folder goes now, and again if it
-        // was still writing when the first removal ran.
+        // was still writing when the first removal ran (one that reaches its end anyway
+        // fails and removes its own).
         let executor = self.current.get();
+        if was_running {
+            executor.mark_cancelled(&name);
+        }
         executor
             .remove_attempt(&request.job_id, stage, partition, attempt)
             .map_err(status)?;
