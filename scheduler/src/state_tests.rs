@@ -14,7 +14,7 @@ use super::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 use super::spec::OutputKind;
 use super::state::{
     Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location, StageShape, Status,
-    TaskReport, Timer,
+    TaskReport, Timer, interrupted_pause,
 };
 
 /// A job of `(partitions, inputs)` per stage; the last stage is the final one.
@@ -389,6 +389,12 @@ fn an_interrupted_call_pauses_the_task_until_its_timer() {
     let timer = sim.timers.pop().expect("a retry timer");
     sim.feed(Event::Timer(timer));
     assert_eq!(sim.pending[0].task, task(0, 0, 1));
+}
+
+#[test]
+fn an_interrupted_task_waits_longer_each_time_up_to_a_cap() {
+    let pauses: Vec<u128> = (1..=7).map(|n| interrupted_pause(n).as_millis()).collect();
+    assert_eq!(pauses, vec![200, 400, 800, 1600, 3200, 3200, 3200]);
 }
 
 #[test]

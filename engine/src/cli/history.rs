@@ -16,7 +16,7 @@ use clap::Args;
 
 use crate::executors::storage::StoreOptions;
 use crate::{OutputFormat, write_result};
-use ember_scheduler::{EventLogDir, JobMetrics, LoggedJob, Status, scan_event_logs};
+use ember_scheduler::{EventLogDir, JobMetrics, JobState, LoggedJob, Status, scan_event_logs};
 
 #[derive(Args)]
 pub(super) struct HistoryArgs {
@@ -67,28 +67,35 @@ pub(super) async fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
                     }
                 );
             };
-            let metrics = job.replay().metrics().clone();
-            writeln!(out, "job {} ({})", job.shape.job_id, status_text(job))?;
+            let state = job.replay();
+            let metrics = state.metrics();
+            writeln!(
+                out,
+                "job {} ({})",
+                job.shape.job_id,
+                status_text(job, &state)
+            )?;
             if let Some(name) = &job.name {
                 writeln!(out, "{name}")?;
             }
             writeln!(out, "\nstages")?;
-            let stages = stage_table(job, &metrics)?;
+            let stages = stage_table(job, metrics)?;
             write_result(&mut out, &stages.schema(), &[stages], args.format)?;
             writeln!(out, "\ntasks")?;
-            let tasks = task_table(&metrics)?;
+            let tasks = task_table(metrics)?;
             write_result(&mut out, &tasks.schema(), &[tasks], args.format)?;
         }
     }
     Ok(())
 }
 
-/// `succeeded`, `failed: ...` or `running`.
-fn status_text(job: &LoggedJob) -> String {
+/// `succeeded`, `failed: ...` or `running`: the log's end line, or else where the replayed
+/// `state` stands.
+fn status_text(job: &LoggedJob, state: &JobState) -> String {
     match &job.end {
         Some(Ok(())) => "succeeded".into(),
         Some(Err(error)) => format!("failed: {error}"),
-        None => match job.replay().status() {
+        None => match state.status() {
             Status::Failed(failure) => format!("failed: {failure}"),
             Status::Succeeded => "succeeded".into(),
             Status::New | Status::Running => "running".into(),
@@ -176,7 +183,7 @@ fn job_list(jobs: &[LoggedJob]) -> anyhow::Result<RecordBatch> {
         columns[1].push(job.name.clone().unwrap_or_default());
         columns[2].push(utc(job.started_unix_ms));
         columns[3].push(format!("{:.3}s", job.last_at_us as f64 / 1e6));
-        columns[4].push(status_text(job));
+        columns[4].push(status_text(job, &state));
         figures[0].push(stages_done as u64);
         figures[1].push(metrics.stages.len() as u64);
         figures[2].push(metrics.tasks.len() as u64);
