@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::prelude::{col, lit};
-use ember::executors::rpc::security::ClientSecurity;
+use ember::proto::security::ClientSecurity;
 use ember::{EmberConfig, Session};
 
 use crate::report::{Figure, Report};

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use ember::executors::ExecutorError;
 use ember::executors::storage::StoreOptions;
-use ember::executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
+use ember::proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 use ember::scheduler::{
     EventLogDir, ExecutorClient, ExecutorPool, JobSpec, OutputKind, Policy, Scheduler,
     SchedulerConfig, StageSpec,

@@ -197,3 +197,9 @@ impl From<ember_scheduler::SchedulerError> for EmberError {
         }
     }
 }
+
+impl From<ember_proto::ProtoError> for EmberError {
+    fn from(error: ember_proto::ProtoError) -> Self {
+        Self::Executor(error.into())
+    }
+}

@@ -56,7 +56,8 @@ pub use cluster::{Cluster, LocalCluster, RemoteCluster};
 pub use commit::WriteMode;
 pub use config::EmberConfig;
 pub use dataset::{Dataset, GroupedDataset};
-pub use ember_planner::{AccumulatorValue, FunctionRegistry};
+pub use ember_planner::FunctionRegistry;
+pub use ember_proto::AccumulatorValue;
 pub use error::{EmberError, Result};
 pub use output::{OutputFormat, ResultWriter, write_result};
 pub use result_stream::QueryResult;
@@ -71,6 +72,7 @@ pub use datafusion;
 pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;
+pub use ember_proto as proto;
 pub use ember_scheduler as scheduler;
 
 /// Registers in `functions` the functions that Ember's own plans call by name (the

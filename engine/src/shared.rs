@@ -43,7 +43,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
-use ember_planner::{AccumulatorValue, current_task_env};
+use ember_planner::current_task_env;
+use ember_proto::AccumulatorValue;
 use serde::de::DeserializeOwned;
 
 use crate::error::{EmberError, Result};

@@ -122,3 +122,14 @@ impl ExecutorError {
         }
     }
 }
+
+impl From<ember_proto::ProtoError> for ExecutorError {
+    fn from(error: ember_proto::ProtoError) -> Self {
+        match error {
+            ember_proto::ProtoError::Config { key, message } => Self::Config { key, message },
+            ember_proto::ProtoError::Unreachable { address, message } => {
+                Self::Unreachable { address, message }
+            }
+        }
+    }
+}

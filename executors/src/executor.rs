@@ -15,16 +15,17 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::common::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ember_planner::{BroadcastStore, FunctionRegistry, ShuffleRuntimeHandle, TaskEnv, decode_plan};
+use ember_proto::pb::ShuffleTicket;
+use ember_proto::security::ClientSecurity;
+use ember_proto::ticket::{attempt_dir, is_plain_name};
+use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
 use crate::rpc::flight_client::PeerClients;
-use crate::rpc::proto::ShuffleTicket;
-use crate::rpc::security::ClientSecurity;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
 use crate::sync::lock;
-use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
 
 /// How an executor is set up.
 #[derive(Debug, Clone)]
@@ -184,10 +185,11 @@ impl Executor {
         let _running = Running::enter(&self.running);
         self.accept_job(&task.job_id)?;
         let started = Instant::now();
-        let task_dir = self
-            .job_dir(&task.job_id)
-            .join(format!("stage-{}", task.stage_id))
-            .join(format!("map-{}-attempt-{}", task.partition, task.attempt));
+        let task_dir = self.job_dir(&task.job_id).join(attempt_dir(
+            task.stage_id,
+            task.partition,
+            task.attempt,
+        ));
         // An attempt that does not succeed (it failed, or was cancelled and dropped) leaves
         // no files behind.
         let mut unfinished = Unfinished {
@@ -401,21 +403,12 @@ impl Executor {
     /// The file a Flight ticket names, if the ticket is one this executor may serve: a job
     /// it ran, named by a plain id, so that the path stays inside the work directory.
     pub fn shuffle_file(&self, ticket: &ShuffleTicket) -> std::result::Result<PathBuf, String> {
+        let key = ticket.checked_key()?;
         let job = ticket.job_id.as_str();
-        if !is_plain_name(job) {
-            return Err(format!("the ticket's job id {job:?} is not a plain name"));
-        }
         if !lock(&self.jobs).contains(job) {
             return Err(format!("executor {} ran no job {job:?}", self.config.id));
         }
-        let path = self
-            .job_dir(job)
-            .join(format!("stage-{}", ticket.stage_id))
-            .join(format!(
-                "map-{}-attempt-{}",
-                ticket.map_partition, ticket.attempt
-            ))
-            .join(format!("part-{}.arrow", ticket.output_partition));
+        let path = self.config.work_dir.join(key);
         if !path.starts_with(&self.config.work_dir) {
             return Err("the ticket names a path outside the work directory".into());
         }
@@ -477,16 +470,6 @@ fn remove_dir(dir: PathBuf) -> Result<()> {
             source,
         }),
     }
-}
-
-/// Whether `id` can name a folder inside the work directory: letters, digits, `-`, `_`
-/// and `.`, not first.
-pub fn is_plain_name(id: &str) -> bool {
-    !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn check_job_id(job_id: &str) -> Result<()> {

@@ -17,11 +17,9 @@ pub mod rpc;
 pub mod shuffle;
 pub mod storage;
 mod sync;
-mod task;
 
 pub use error::{ExecutorError, Result};
-pub use executor::{Executor, ExecutorConfig, is_plain_name};
+pub use executor::{Executor, ExecutorConfig};
 pub use shuffle::{
     LocalShuffle, ResultClients, ShuffleCompression, read_job_output, read_locations,
 };
-pub use task::{ShuffleLocation, TaskDefinition, TaskOutput};

@@ -8,9 +8,9 @@
 use std::path::{Component, PathBuf};
 use std::sync::OnceLock;
 
-use ember_executors::rpc::proto::ShuffleTicket;
-use ember_executors::rpc::security::ClientSecurity;
 use ember_executors::{Executor, ExecutorConfig, ShuffleCompression};
+use ember_proto::pb::ShuffleTicket;
+use ember_proto::security::ClientSecurity;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 

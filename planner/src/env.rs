@@ -15,41 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::error::{DataFusionError, Result};
-
-/// The value of an accumulator: a 64-bit integer counter or a floating-point sum.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum AccumulatorValue {
-    /// An integer count or sum.
-    Long(i64),
-    /// A floating-point sum.
-    Double(f64),
-}
-
-impl AccumulatorValue {
-    /// Adds `other` to this value; a long added to a double (or back) becomes a double.
-    pub fn merge(&mut self, other: AccumulatorValue) {
-        *self = match (*self, other) {
-            (Self::Long(a), Self::Long(b)) => Self::Long(a.wrapping_add(b)),
-            (a, b) => Self::Double(a.as_f64() + b.as_f64()),
-        };
-    }
-
-    /// The value as a float.
-    pub fn as_f64(self) -> f64 {
-        match self {
-            Self::Long(v) => v as f64,
-            Self::Double(v) => v,
-        }
-    }
-
-    /// The value as an integer (a double is truncated).
-    pub fn as_i64(self) -> i64 {
-        match self {
-            Self::Long(v) => v,
-            Self::Double(v) => v as i64,
-        }
-    }
-}
+use ember_proto::AccumulatorValue;
 
 /// One broadcast variable on an executor: its serialized bytes and, once a task has read
 /// it, the decoded value (decoded once per executor, not once per call).

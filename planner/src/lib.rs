@@ -40,7 +40,7 @@ pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiec
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
 pub use draw::{stage_graph_dot, stage_graph_svg};
-pub use env::{AccumulatorValue, BroadcastStore, TaskEnv, current_task_env, with_task_env};
+pub use env::{BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};
 pub use functions::{

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ember_executors::{Executor, ExecutorError, TaskDefinition, TaskOutput};
+use ember_executors::{Executor, ExecutorError};
+use ember_proto::{TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 
 /// An executor as the scheduler sees it.

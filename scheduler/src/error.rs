@@ -82,3 +82,9 @@ pub enum SchedulerError {
 
 /// The scheduler's result type.
 pub type Result<T, E = SchedulerError> = std::result::Result<T, E>;
+
+impl From<ember_proto::ProtoError> for SchedulerError {
+    fn from(error: ember_proto::ProtoError) -> Self {
+        Self::Executor(error.into())
+    }
+}

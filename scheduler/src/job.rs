@@ -11,19 +11,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::error::DataFusionError;
-use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
+use ember_executors::ExecutorError;
+use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::client::ExecutorClient;
 use super::eventlog::EventLogWriter;
 use super::events::{JobEvent, JobListener};
-use super::ids::{ExecutorId, TaskId};
 use super::outcome::JobOutcome;
 use super::pool::{ExecutorPool, Placement};
 use super::spec::{JobSpec, SchedulerConfig};
 use super::state::{Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location};
 use super::state::{TaskReport, Timer};
 use crate::error::{Result, SchedulerError};
+use ember_proto::ids::{ExecutorId, TaskId};
 
 type TaskResult = std::result::Result<TaskOutput, ExecutorError>;
 

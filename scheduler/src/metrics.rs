@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ember_planner::AccumulatorValue;
+use ember_proto::AccumulatorValue;
 
 use super::spec::OutputKind;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ember_executors::ShuffleLocation;
+use ember_proto::ShuffleLocation;
 
 use super::metrics::JobMetrics;
 

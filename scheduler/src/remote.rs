@@ -10,12 +10,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ember_executors::rpc::MAX_MESSAGE_BYTES;
-use ember_executors::rpc::proto::executor_service_client::ExecutorServiceClient;
-use ember_executors::rpc::proto::{self};
-use ember_executors::rpc::security::{AddToken, ClientSecurity, is_connection_refused};
+use ember_executors::ExecutorError;
+use ember_executors::rpc::task_result::from_message;
 use ember_executors::storage::is_secret;
-use ember_executors::{ExecutorError, TaskDefinition, TaskOutput};
+use ember_proto::MAX_MESSAGE_BYTES;
+use ember_proto::pb as proto;
+use ember_proto::pb::executor_service_client::ExecutorServiceClient;
+use ember_proto::security::{AddToken, ClientSecurity, is_connection_refused};
+use ember_proto::{TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -122,7 +124,7 @@ impl ExecutorClient for RemoteExecutor {
         let on_error = self.on_error();
         Box::pin(async move {
             match client.launch_task(request).await {
-                Ok(reply) => reply.into_inner().into_result(),
+                Ok(reply) => from_message(reply.into_inner()),
                 Err(status) => Err(on_error(status)),
             }
         })

@@ -16,15 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ember_executors::rpc::MAX_MESSAGE_BYTES;
-use ember_executors::rpc::proto::scheduler_service_server::{
-    SchedulerService, SchedulerServiceServer,
-};
-use ember_executors::rpc::proto::{self, Empty};
-use ember_executors::rpc::security::{
-    ClientSecurity, ServerSecurity, accept, check_exposure, error_chain,
-};
 use ember_executors::storage::{StoreOptions, remove_prefix};
+use ember_proto::MAX_MESSAGE_BYTES;
+use ember_proto::pb::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
+use ember_proto::pb::{self as proto, Empty};
+use ember_proto::security::{ClientSecurity, ServerSecurity, accept, check_exposure, error_chain};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -57,7 +53,7 @@ pub struct SchedulerProcessConfig {
     /// How long a finished job's result is kept for a client that holds its stream.
     pub result_ttl: Duration,
     /// Serve on a non-loopback address without a token (see
-    /// [`check_exposure`](ember_executors::rpc::security::check_exposure)).
+    /// [`check_exposure`](ember_proto::security::check_exposure)).
     pub allow_unauthenticated: bool,
     /// The catalog served to clients, if any (`--catalog DIR`).
     pub catalog: Option<Arc<dyn ServedCatalog>>,

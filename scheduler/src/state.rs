@@ -18,13 +18,14 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_executors::{ExecutorError, ShuffleLocation};
-use ember_planner::AccumulatorValue;
+use ember_executors::ExecutorError;
+use ember_proto::AccumulatorValue;
+use ember_proto::ShuffleLocation;
 
 use super::events::JobEvent;
-use super::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 use super::metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 use super::spec::{JobSpec, OutputKind, SchedulerConfig};
+use ember_proto::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 
 /// The shape of one stage: all `JobState` needs of a [`StageSpec`](super::StageSpec).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -10,12 +10,12 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 use super::spec::OutputKind;
 use super::state::{
     Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location, StageShape, Status,
     TaskReport, Timer, interrupted_pause,
 };
+use ember_proto::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 
 /// A job of `(partitions, inputs)` per stage; the last stage is the final one.
 fn shape(stages: &[(usize, &[usize])], max_attempts: usize) -> JobShape {
@@ -47,7 +47,7 @@ struct Sim {
     pending: Vec<Launch>,
     running: BTreeMap<TaskId, ExecutorId>,
     timers: Vec<Timer>,
-    finished: Option<Vec<ember_executors::ShuffleLocation>>,
+    finished: Option<Vec<ember_proto::ShuffleLocation>>,
     failed: Option<JobFailure>,
     /// Every launch placed, in order, with its executor.
     placed: Vec<(TaskId, ExecutorId)>,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember_executors::{ExecutorError, ShuffleLocation, TaskDefinition, TaskOutput};
+use ember_executors::ExecutorError;
+use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, oneshot};
 

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::error::DataFusionError;
-use ember_executors::{ExecutorError, ShuffleLocation};
+use ember_executors::ExecutorError;
+use ember_proto::ShuffleLocation;
 
 use super::testing::{Call, Harness, Reply, job, location};
 use super::{JobEvent, JobOutcome};

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ember_executors::is_plain_name;
-use ember_executors::rpc::convert::{key_values, settings};
-use ember_executors::rpc::proto;
+use ember_proto::convert::{key_values, settings};
+use ember_proto::is_plain_name;
+use ember_proto::pb as proto;
 
 use super::metrics::JobMetrics;
 use super::outcome::JobOutcome;

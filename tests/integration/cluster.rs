@@ -13,8 +13,8 @@ use arrow::datatypes::Int64Type;
 use datafusion::functions::expr_fn::character_length;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{col, lit};
-use ember::executors::rpc::security::ClientSecurity;
 use ember::pipelines::register_tpch;
+use ember::proto::security::ClientSecurity;
 use ember::scheduler::{JobEvent, JobListener};
 use ember::{BadRows, EmberConfig, Session};
 use ember_tests::{
@@ -536,7 +536,7 @@ async fn with_every_executor_killed_a_job_fails_after_the_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_on_every_call_and_tickets_cannot_leave_the_work_dir() {
     use arrow_flight::{FlightClient, Ticket};
-    use ember::executors::rpc::proto::ShuffleTicket;
+    use ember::proto::pb::ShuffleTicket;
     use futures::TryStreamExt;
     use prost::Message;
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::executors::rpc::security::{ClientSecurity, ServerSecurity};
 use crate::progress::ProgressBar;
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, QueryResult, Session, write_result};
+use ember_proto::security::{ClientSecurity, ServerSecurity};
 
 /// Authentication and TLS options shared by every process and client.
 #[derive(Args, Clone)]

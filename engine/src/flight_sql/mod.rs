@@ -26,10 +26,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use ember_executors::ExecutorError;
-use ember_executors::rpc::security::{
-    ClientSecurity, ServerSecurity, accept, check_exposure, error_chain,
-};
+use ember_proto::ProtoError;
+use ember_proto::security::{ClientSecurity, ServerSecurity, accept, check_exposure, error_chain};
 use tonic::service::interceptor::InterceptedService;
 
 pub use service::EmberFlightSql;
@@ -66,11 +64,11 @@ impl FlightSqlServer {
     pub async fn bind(config: FlightSqlConfig) -> Result<Self> {
         check_exposure(config.bind, &config.server, config.allow_unauthenticated).map_err(|e| {
             match e {
-                ExecutorError::Config { message, .. } => EmberError::Config {
+                ProtoError::Config { message, .. } => EmberError::Config {
                     key: "--flight-sql-bind".into(),
                     message,
                 },
-                other => EmberError::Executor(other),
+                other => EmberError::Executor(other.into()),
             }
         })?;
         let listener = tokio::net::TcpListener::bind(config.bind)

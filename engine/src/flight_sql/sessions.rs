@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use ember_executors::rpc::security::ClientSecurity;
+use ember_proto::security::ClientSecurity;
 
 use crate::cluster::Cluster;
 use crate::config::EmberConfig;

@@ -15,12 +15,13 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, WindowUDF, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ember_executors::rpc::security::{AUTH_TOKEN_ENV, ClientSecurity};
 use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry};
 use ember_planner::{
-    AccumulatorValue, CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner,
-    FunctionRegistry, StageGraph, WriteFormat, cut_stages,
+    CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner, FunctionRegistry,
+    StageGraph, WriteFormat, cut_stages,
 };
+use ember_proto::AccumulatorValue;
+use ember_proto::security::{AUTH_TOKEN_ENV, ClientSecurity};
 use futures::future::BoxFuture;
 
 use crate::cluster::{Cluster, JobFiles, LocalCluster, RemoteCluster};
@@ -32,7 +33,8 @@ use crate::sql::script::{self, ScriptStatement};
 use crate::sql::statement::{self, EmberStatement};
 use crate::sync::lock;
 use crate::tables::TableSpec;
-use ember_scheduler::{JobListener, JobOutcome, JobSpec, new_job_id};
+use ember_proto::new_job_id;
+use ember_scheduler::{JobListener, JobOutcome, JobSpec};
 
 pub use crate::result_stream::QueryResult;
 

@@ -3,7 +3,7 @@
 
 use crate::error::{EmberError, Result};
 use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator, add};
-use ember_planner::AccumulatorValue;
+use ember_proto::AccumulatorValue;
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -105,7 +105,7 @@ impl Session {
         }
         let write_id = format!(
             "{}-{:08x}",
-            ember_scheduler::new_job_id("write"),
+            ember_proto::new_job_id("write"),
             rand::random::<u32>()
         );
         let (staging, staging_url) = dest.staging(&write_id)?;

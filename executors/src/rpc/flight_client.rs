@@ -15,11 +15,11 @@ use prost::Message;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
-use super::MAX_MESSAGE_BYTES;
-use super::proto::ShuffleTicket;
-use super::security::{ClientSecurity, error_chain, is_connection_refused};
 use crate::error::{ExecutorError, Result};
 use crate::sync::lock;
+use ember_proto::MAX_MESSAGE_BYTES;
+use ember_proto::pb::ShuffleTicket;
+use ember_proto::security::{ClientSecurity, error_chain, is_connection_refused};
 
 /// Bytes of shuffle data (as written) that one executor fetches at once.
 pub const MAX_BYTES_IN_FLIGHT: usize = 256 << 20;

@@ -1,5 +1,5 @@
 //! The server side of shuffle data over Arrow Flight: the [`ShuffleFlightService`] that serves
-//! the pieces this process's executor wrote (`do_get` with a [`proto::ShuffleTicket`](super::proto::ShuffleTicket)).
+//! the pieces this process's executor wrote (`do_get` with a [`ShuffleTicket`](ember_proto::pb::ShuffleTicket)).
 //! The client side, which fetches pieces, is [`flight_client`](super::flight_client).
 //!
 //! A ticket names a piece by job, stage, map task, attempt and reduce partition; the
@@ -20,8 +20,8 @@ use futures::stream::BoxStream;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::proto::ShuffleTicket;
 use crate::executor::Executor;
+use ember_proto::pb::ShuffleTicket;
 
 /// The executor of this process, replaced when it registers again under a new id.
 #[derive(Debug)]

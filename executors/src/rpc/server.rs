@@ -31,19 +31,19 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::flight_server::{CurrentExecutor, ShuffleFlightService};
-use super::proto::executor_service_server::{ExecutorService, ExecutorServiceServer};
-use super::proto::scheduler_service_client::SchedulerServiceClient;
-use super::proto::{self, Empty};
-use super::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
 use crate::error::{ExecutorError, Result};
 use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
 use crate::sync::lock;
 use ember_planner::FunctionRegistry;
+use ember_proto::pb::executor_service_server::{ExecutorService, ExecutorServiceServer};
+use ember_proto::pb::scheduler_service_client::SchedulerServiceClient;
+use ember_proto::pb::{self as proto, Empty};
+use ember_proto::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
 
 /// The message limit, also under this module's name, where callers outside the crate
 /// have found it.
-pub use super::MAX_MESSAGE_BYTES;
+pub use ember_proto::MAX_MESSAGE_BYTES;
 
 /// Prepares every executor this process creates (registers the user's scalar functions).
 pub type ExecutorSetup = Arc<dyn Fn(&Executor) + Send + Sync>;
@@ -80,7 +80,7 @@ pub struct ExecutorProcessConfig {
     /// creates runs task plans with them.
     pub functions: FunctionRegistry,
     /// Serve on a non-loopback address without a token (see
-    /// [`check_exposure`](super::security::check_exposure)).
+    /// [`check_exposure`](ember_proto::security::check_exposure)).
     pub allow_unauthenticated: bool,
 }
 
@@ -189,7 +189,7 @@ impl ExecutorService for ExecutorRpc {
     ) -> std::result::Result<Response<proto::TaskResult>, Status> {
         let executor = self.current.get();
         let owner = executor.id().to_string();
-        let task = crate::task::TaskDefinition::from(request.into_inner());
+        let task = ember_proto::TaskDefinition::from(request.into_inner());
         let name = task.name();
         let handle = self
             .task_runtime
@@ -211,7 +211,7 @@ impl ExecutorService for ExecutorRpc {
         if let Err(e) = &result {
             tracing::warn!(task = %name, "task failed: {e}");
         }
-        Ok(Response::new(result.into()))
+        Ok(Response::new(super::task_result::to_message(result)))
     }
 
     async fn remove_job(
@@ -486,13 +486,13 @@ async fn connect_scheduler(config: &ExecutorProcessConfig) -> Result<SchedulerCl
     let channel = loop {
         match config.client.connect(&config.scheduler).await {
             Ok(channel) => break channel,
-            Err(e @ ExecutorError::Unreachable { .. })
+            Err(e @ ember_proto::ProtoError::Unreachable { .. })
                 if started.elapsed() < config.connect_timeout =>
             {
                 tracing::info!("waiting for the scheduler: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
     Ok(SchedulerServiceClient::with_interceptor(

@@ -19,10 +19,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight_client::{MAX_BYTES_IN_FLIGHT, PeerClients};
-use crate::rpc::proto::ShuffleTicket;
 use crate::storage::{StoreOptions, download};
-use crate::task::ShuffleLocation;
 use arrow::ipc::reader::StreamReader;
+use ember_proto::ShuffleLocation;
+use ember_proto::pb::ShuffleTicket;
 
 /// Pieces fetched at once by one reader.
 const FETCH_CONCURRENCY: usize = 16;

@@ -25,10 +25,10 @@ use super::fetch::{Piece, decode};
 use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight_client::FlightChannels;
-use crate::rpc::proto::ShuffleTicket;
-use crate::rpc::security::{ClientSecurity, error_chain};
 use crate::storage::{StoreOptions, download};
-use crate::task::ShuffleLocation;
+use ember_proto::ShuffleLocation;
+use ember_proto::pb::ShuffleTicket;
+use ember_proto::security::{ClientSecurity, error_chain};
 
 /// Pieces opened at once: the one being read and the next, so that the next one's first
 /// batches are on their way while the current one is read.

@@ -16,7 +16,7 @@ use super::fetch::{Piece, RemoteInputs, read_pieces};
 use super::writer::MapOutputWriter;
 use crate::rpc::flight_client::PeerClients;
 use crate::storage::StoreOptions;
-use crate::task::ShuffleLocation;
+use ember_proto::ShuffleLocation;
 
 /// Shuffle I/O for one task: writes under the task attempt's folder, reads the map outputs
 /// the scheduler handed to the task.

@@ -22,6 +22,7 @@ use datafusion::physical_plan::metrics::Time;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use ember_planner::ShuffleOutput;
 use ember_planner::shuffle::write_summary_schema;
+use ember_proto::ticket::piece_file;
 use futures::StreamExt;
 
 use super::ShuffleCompression;
@@ -145,7 +146,7 @@ impl PartitionFile {
         compression: ShuffleCompression,
         batch_size: usize,
     ) -> Result<Self> {
-        let path = dir.join(format!("part-{partition}.arrow"));
+        let path = dir.join(piece_file(partition));
         let file = File::create(&path).map_err(|e| io_error("creating", &path, e))?;
         let options = IpcWriteOptions::default().try_with_compression(compression.ipc())?;
         let writer = StreamWriter::try_new_with_options(

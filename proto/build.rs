@@ -1,5 +1,5 @@
-//! Generates the gRPC messages and services of `proto/ember.proto` with the `protoc` that
-//! the `protoc-bin-vendored` crate ships, so build machines need no `protoc` of their own.
+//! Generates the gRPC messages and services of `ember.proto` with the `protoc` that the
+//! `protoc-bin-vendored` crate ships, so build machines need no `protoc` of their own.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
@@ -7,6 +7,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_with_config(config, &["proto/ember.proto"], &["proto"])?;
+        .compile_with_config(config, &["ember.proto"], &["."])?;
     Ok(())
 }

@@ -1,15 +1,11 @@
-//! Conversions between the executors' types and their gRPC messages.
+//! Conversions between the task types of [`crate::task`] and their gRPC messages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::error::DataFusionError;
-use ember_planner::AccumulatorValue;
-
-use super::proto;
-use crate::error::ExecutorError;
-use crate::task::{ShuffleLocation, TaskDefinition, TaskOutput};
+use crate::pb as proto;
+use crate::task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput};
 
 /// A `u64` from the wire as a `usize`.
 fn size(value: u64) -> usize {
@@ -134,116 +130,6 @@ impl From<proto::TaskOutput> for TaskOutput {
                     Some((a.name, value))
                 })
                 .collect(),
-        }
-    }
-}
-
-impl From<&ExecutorError> for proto::TaskError {
-    fn from(error: &ExecutorError) -> Self {
-        use proto::task_error::Kind;
-        let (kind, location) = match error {
-            ExecutorError::Input { location, .. } => (Kind::Input, location.clone()),
-            ExecutorError::Plan(_) => (Kind::Plan, String::new()),
-            ExecutorError::Config { key, .. } => (Kind::Config, key.clone()),
-            ExecutorError::Io { .. } => (Kind::Io, String::new()),
-            ExecutorError::FetchFailed { executor_id, .. } => {
-                (Kind::FetchFailed, executor_id.clone())
-            }
-            ExecutorError::Remote {
-                retryable: false, ..
-            } => (Kind::Plan, String::new()),
-            _ => (Kind::Execution, String::new()),
-        };
-        let message = match error {
-            ExecutorError::Input { message, .. }
-            | ExecutorError::Config { message, .. }
-            | ExecutorError::FetchFailed { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        Self {
-            kind: kind as i32,
-            message,
-            location,
-        }
-    }
-}
-
-impl From<proto::TaskError> for ExecutorError {
-    fn from(e: proto::TaskError) -> Self {
-        use proto::task_error::Kind;
-        match Kind::try_from(e.kind).unwrap_or(Kind::Execution) {
-            Kind::Input => ExecutorError::Input {
-                location: e.location,
-                message: e.message,
-            },
-            Kind::Config => ExecutorError::Config {
-                key: e.location,
-                message: e.message,
-            },
-            Kind::Plan => ExecutorError::Remote {
-                message: e.message,
-                retryable: false,
-            },
-            Kind::FetchFailed => ExecutorError::FetchFailed {
-                executor_id: e.location,
-                message: e.message,
-            },
-            Kind::Io => ExecutorError::Remote {
-                message: e.message,
-                retryable: true,
-            },
-            Kind::Execution => ExecutorError::Execution(DataFusionError::Execution(e.message)),
-        }
-    }
-}
-
-impl From<std::result::Result<TaskOutput, ExecutorError>> for proto::TaskResult {
-    fn from(result: std::result::Result<TaskOutput, ExecutorError>) -> Self {
-        let result = match result {
-            Ok(output) => proto::task_result::Result::Output((&output).into()),
-            Err(error) => proto::task_result::Result::Error((&error).into()),
-        };
-        Self {
-            result: Some(result),
-        }
-    }
-}
-
-impl proto::TaskResult {
-    /// The task's output or error.
-    pub fn into_result(self) -> std::result::Result<TaskOutput, ExecutorError> {
-        match self.result {
-            Some(proto::task_result::Result::Output(output)) => Ok(output.into()),
-            Some(proto::task_result::Result::Error(error)) => Err(error.into()),
-            None => Err(ExecutorError::Remote {
-                message: "the executor sent an empty task result".into(),
-                retryable: true,
-            }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_errors_keep_their_kind_across_the_wire() {
-        let input = ExecutorError::Input {
-            location: "data/a.csv".into(),
-            message: "line 3, column 2: bad number".into(),
-        };
-        let back = ExecutorError::from(proto::TaskError::from(&input));
-        assert!(!back.is_retryable());
-        assert_eq!(back.to_string(), input.to_string());
-
-        let fetch = ExecutorError::FetchFailed {
-            executor_id: "executor-3".into(),
-            message: "connection refused".into(),
-        };
-        match ExecutorError::from(proto::TaskError::from(&fetch)) {
-            ExecutorError::FetchFailed { executor_id, .. } => assert_eq!(executor_id, "executor-3"),
-            other => panic!("became {other:?}"),
         }
     }
 }

@@ -15,7 +15,7 @@ use tonic::transport::{
 };
 use tonic::{Request, Status};
 
-use crate::error::{ExecutorError, Result};
+use crate::error::{ProtoError, Result};
 
 /// The environment variable that holds the shared-secret token.
 pub const AUTH_TOKEN_ENV: &str = "EMBER_AUTH_TOKEN";
@@ -79,7 +79,7 @@ impl ServerSecurity {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW);
         if let Some(tls) = self.tls_config()? {
-            builder = builder.tls_config(tls).map_err(|e| ExecutorError::Config {
+            builder = builder.tls_config(tls).map_err(|e| ProtoError::Config {
                 key: "--tls-cert".into(),
                 message: error_chain(&e),
             })?;
@@ -116,7 +116,7 @@ pub fn check_exposure(
         );
         return Ok(());
     }
-    Err(ExecutorError::Config {
+    Err(ProtoError::Config {
         key: "--bind".into(),
         message: format!(
             "refusing to listen on {bind} without an auth token: set --auth-token (or \
@@ -178,7 +178,7 @@ impl ClientSecurity {
     pub fn interceptor(&self) -> Result<AddToken> {
         let header = match &self.token {
             Some(token) => Some(MetadataValue::try_from(format!("Bearer {token}")).map_err(
-                |_| ExecutorError::Config {
+                |_| ProtoError::Config {
                     key: "--auth-token".into(),
                     message: "the token must be printable ASCII".into(),
                 },
@@ -196,7 +196,7 @@ impl ClientSecurity {
     /// An endpoint for `url` (`http://host:port` or `https://host:port`), with TLS set up
     /// for `https`.
     pub fn endpoint(&self, url: &str) -> Result<Endpoint> {
-        let bad_url = |message: String| ExecutorError::Config {
+        let bad_url = |message: String| ProtoError::Config {
             key: "url".into(),
             message: format!("{url}: {message}"),
         };
@@ -231,7 +231,7 @@ impl ClientSecurity {
         self.endpoint(url)?
             .connect()
             .await
-            .map_err(|e| ExecutorError::Unreachable {
+            .map_err(|e| ProtoError::Unreachable {
                 address: url.to_string(),
                 message: error_chain(&e),
             })
@@ -256,7 +256,7 @@ impl Interceptor for AddToken {
 }
 
 fn read_pem(path: &Path, option: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| ExecutorError::Config {
+    std::fs::read(path).map_err(|e| ProtoError::Config {
         key: option.to_string(),
         message: format!("cannot read {}: {e}", path.display()),
     })

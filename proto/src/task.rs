@@ -1,12 +1,11 @@
 //! What travels between the scheduler and an executor: [`TaskDefinition`] in,
-//! [`TaskOutput`] out, and the [`ShuffleLocation`]s that connect one stage to the next.
+//! [`TaskOutput`] out, and the [`ShuffleLocation`]s that connect one stage to the next;
+//! [`AccumulatorValue`], what a task's user functions added to an accumulator.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use ember_planner::AccumulatorValue;
 
 /// Where one piece of shuffle output lies: what map task `map_partition` of `stage_id` wrote
 /// for reduce partition `output_partition`.
@@ -63,9 +62,12 @@ impl ShuffleLocation {
 
     /// The piece's key under a shuffle directory: `JOB/stage-S/map-M-attempt-A/part-P.arrow`.
     pub fn stored_key(&self, job_id: &str) -> String {
-        format!(
-            "{job_id}/stage-{}/map-{}-attempt-{}/part-{}.arrow",
-            self.stage_id, self.map_partition, self.attempt, self.output_partition
+        crate::ticket::piece_key(
+            job_id,
+            self.stage_id,
+            self.map_partition,
+            self.attempt,
+            self.output_partition,
         )
     }
 }
@@ -107,5 +109,40 @@ impl TaskOutput {
     /// Bytes written over all output partitions.
     pub fn bytes(&self) -> u64 {
         self.locations.iter().map(|l| l.bytes).sum()
+    }
+}
+
+/// The value of an accumulator: a 64-bit integer counter or a floating-point sum.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum AccumulatorValue {
+    /// An integer count or sum.
+    Long(i64),
+    /// A floating-point sum.
+    Double(f64),
+}
+
+impl AccumulatorValue {
+    /// Adds `other` to this value; a long added to a double (or back) becomes a double.
+    pub fn merge(&mut self, other: AccumulatorValue) {
+        *self = match (*self, other) {
+            (Self::Long(a), Self::Long(b)) => Self::Long(a.wrapping_add(b)),
+            (a, b) => Self::Double(a.as_f64() + b.as_f64()),
+        };
+    }
+
+    /// The value as a float.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Self::Long(v) => v as f64,
+            Self::Double(v) => v,
+        }
+    }
+
+    /// The value as an integer (a double is truncated).
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Self::Long(v) => v,
+            Self::Double(v) => v as i64,
+        }
     }
 }
