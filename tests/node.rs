@@ -4,8 +4,7 @@
 
 fn main() -> std::process::ExitCode {
     ember::cli::main_with(|registry| {
-        ember::examples::register_matrix_functions(registry)?;
-        ember::examples::forest::register_forest_functions(registry);
+        ember_examples::register(registry)?;
         ember_tests::register_cluster_functions(registry);
         Ok(())
     })

@@ -24,8 +24,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext, col, lit};
-use ember::examples::{WORD_SEPARATORS, word_count};
 use ember::{EmberConfig, FunctionRegistry, Session, TypedFunctions};
+use ember_examples::{WORD_SEPARATORS, word_count};
 
 /// The word-count SQL, with words defined as the example defines them.
 fn word_count_sql() -> String {

@@ -19,9 +19,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ember::examples::forest::prep::{PrepOptions, forest_prep};
-use ember::examples::forest::{TrainOptions, forest_train, register_forest_functions};
 use ember::{EmberConfig, Session};
+use ember_examples::forest::prep::{PrepOptions, forest_prep};
+use ember_examples::forest::{TrainOptions, forest_train, register_forest_functions};
 
 use crate::peers::median_after_warmup;
 use crate::report::{Figure, Report};

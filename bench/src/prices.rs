@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use anyhow::bail;
 use ember::Session;
-use ember::examples::price_report::{REPORT_FILE, price_report_page};
-use ember::examples::price_summary::{DEFAULT_TOP, SummaryContext};
-use ember::examples::product_prices::{
+use ember_examples::price_report::{REPORT_FILE, price_report_page};
+use ember_examples::price_summary::{DEFAULT_TOP, SummaryContext};
+use ember_examples::product_prices::{
     PRICE_SALES, PriceRun, PriceSource, ReportForm, ensure_products, run_product_prices,
 };
 

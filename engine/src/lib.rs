@@ -36,7 +36,6 @@ pub mod commit;
 pub mod config;
 pub mod dataset;
 mod error;
-pub mod examples;
 pub mod flight_sql;
 pub mod output;
 pub mod pipelines;

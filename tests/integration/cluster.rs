@@ -920,7 +920,7 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
     let session = cluster.session().await;
     // Typed functions, a join and a reducer, all named and found in the executors' own
     // registry (every `ember executor` carries the examples' functions).
-    let product = ember::examples::matrix_multiply(&session, 96, 20, 7)
+    let product = ember_examples::matrix_multiply(&session, 96, 20, 7)
         .await
         .expect("the blocked product runs on the cluster");
     let (norm, worst) = product.reference.expect("checked for small N");
@@ -931,14 +931,14 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
         product.frobenius
     );
     assert_eq!(product.blocks, 25);
-    let total = ember::examples::distributed_sum(&session, 100_000)
+    let total = ember_examples::distributed_sum(&session, 100_000)
         .await
         .expect("runs");
     assert_eq!(total, 5_000_050_000);
 
     // The showcase pipelines: the product-price report equals the embedded cluster's, and
     // a forest (level statistics shuffled between executor processes) fits as well.
-    use ember::examples::product_prices::{PriceSource, ReportForm, run_product_prices};
+    use ember_examples::product_prices::{PriceSource, ReportForm, run_product_prices};
     let diamonds =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/diamonds.csv");
     let source = PriceSource::Diamonds(diamonds.clone());
@@ -960,10 +960,10 @@ async fn the_example_pipelines_run_on_a_process_cluster() {
         let (a, b) = (rows(&a.batches), rows(&b.batches));
         assert!(rows_match(&a, &b), "{name}: {a:?} vs {b:?}");
     }
-    let mut options = ember::examples::forest::TrainOptions::new(diamonds, "price");
+    let mut options = ember_examples::forest::TrainOptions::new(diamonds, "price");
     options.trees = 4;
     options.max_depth = 6;
-    let outcome = ember::examples::forest::forest_train(&session, &options)
+    let outcome = ember_examples::forest::forest_train(&session, &options)
         .await
         .expect("a forest grows on the process cluster");
     let r2 = outcome.evaluation.and_then(|e| e.r2).expect("R²");

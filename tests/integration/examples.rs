@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use ember::examples::{distributed_sum, word_count};
 use ember::{EmberConfig, Session};
+use ember_examples::{distributed_sum, word_count};
 
 /// The `limit` most frequent words of `texts` as `word_count` defines words.
 fn plain_word_count(texts: &[String], limit: usize) -> Vec<(String, u64)> {
@@ -98,7 +98,7 @@ async fn matrix_multiply_agrees_with_the_single_threaded_product() {
     })
     .expect("cluster");
     // A block size that does not divide N: the last blocks are 12 wide.
-    let product = ember::examples::matrix_multiply(&session, 100, 22, 7)
+    let product = ember_examples::matrix_multiply(&session, 100, 22, 7)
         .await
         .expect("runs");
     assert_eq!(product.blocks, 25);
@@ -108,7 +108,7 @@ async fn matrix_multiply_agrees_with_the_single_threaded_product() {
         "{product:?}"
     );
     assert!(worst < 1e-9, "{product:?}");
-    let other_seed = ember::examples::matrix_multiply(&session, 100, 22, 8)
+    let other_seed = ember_examples::matrix_multiply(&session, 100, 22, 8)
         .await
         .expect("runs");
     assert!((other_seed.frobenius - product.frobenius).abs() > 1e-6);

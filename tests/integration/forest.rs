@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use ember::examples::forest::fit::TRANSFORM_FN;
-use ember::examples::forest::model::{ForestModel, evaluate, predict};
-use ember::examples::forest::prep::{PrepOptions, forest_prep, labelled_input};
-use ember::examples::forest::transformers::{FeaturePipeline, HandleInvalid, Transformer};
-use ember::examples::forest::{TrainOptions, forest_train, register_forest_functions};
 use ember::{EmberConfig, Session};
+use ember_examples::forest::fit::TRANSFORM_FN;
+use ember_examples::forest::model::{ForestModel, evaluate, predict};
+use ember_examples::forest::prep::{PrepOptions, forest_prep, labelled_input};
+use ember_examples::forest::transformers::{FeaturePipeline, HandleInvalid, Transformer};
+use ember_examples::forest::{TrainOptions, forest_train, register_forest_functions};
 
 fn diamonds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/diamonds.csv")
@@ -132,7 +132,7 @@ async fn forest_prep_on_diamonds_fits_reloadable_transformers_and_exact_enough_e
     let prices = column_values(&train, "price");
     let total: f64 = prices.iter().sum();
     let squares: f64 = prices.iter().map(|p| p * p).sum();
-    let totals = ember::examples::forest::prep::totals_per_feature(&outcome.bin_stats);
+    let totals = ember_examples::forest::prep::totals_per_feature(&outcome.bin_stats);
     assert_eq!(totals.len(), 9);
     for (feature, [count, sum, sum_squares]) in &totals {
         assert_eq!(*count, prices.len() as f64, "{feature}");

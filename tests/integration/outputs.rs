@@ -9,9 +9,9 @@ use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::col;
-use ember::examples::product_prices::{PriceSource, ReportForm, run_product_prices};
 use ember::planner::WriteFormat;
 use ember::{EmberConfig, FileFormat, Session, TableSpec, WriteMode};
+use ember_examples::product_prices::{PriceSource, ReportForm, run_product_prices};
 use ember_tests::{S3Server, key_value_schema, rows, rows_match, tpch_dir, tpch_query};
 
 fn session(config: EmberConfig) -> Session {

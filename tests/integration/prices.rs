@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 use ember::datasets::{ProductsOptions, generate_products};
-use ember::examples::product_prices::{
+use ember::{EmberConfig, Session};
+use ember_examples::product_prices::{
     FIXED_EDGES, PriceSource, ReportForm, TOP_PRODUCTS, run_product_prices,
 };
-use ember::{EmberConfig, Session};
 use ember_tests::{cells_match, rows};
 
 fn diamonds() -> PathBuf {
@@ -385,7 +385,7 @@ fn revenue_from_parquet(sales: &Path) -> (HashMap<String, i128>, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_summary_names_the_top_category_and_its_revenue_to_the_cent() {
-    use ember::examples::price_summary::{SummaryContext, price_summary};
+    use ember_examples::price_summary::{SummaryContext, price_summary};
 
     let data = products(40_000, 42, 3);
     let out = tempfile::tempdir().expect("tempdir");

@@ -59,49 +59,55 @@ pub(super) struct ServerTlsArgs {
     pub(super) allow_unauthenticated: bool,
 }
 
+/// The options that choose and shape the cluster a command runs on: the embedded one
+/// (`--executors`, `--slots`, `--memory-limit`) or a process cluster (`--scheduler`), and
+/// settings for its jobs (`--conf`, `--bad-rows`, `--mode`, ...). Flatten it into a job's
+/// options (`#[command(flatten)]`) and open the session with
+/// [`JobContext::session`](super::JobContext::session).
 #[derive(Args, Clone)]
-pub(super) struct ClusterArgs {
+pub struct ClusterArgs {
     /// Executors of the embedded cluster (default: number of cores).
     #[arg(long, value_name = "N")]
-    pub(super) executors: Option<usize>,
+    pub executors: Option<usize>,
     /// Task slots per executor (default 1).
     #[arg(long, value_name = "N")]
-    pub(super) slots: Option<usize>,
+    pub slots: Option<usize>,
     /// Any setting as KEY=VALUE (see `ember config`); repeatable.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
-    pub(super) conf: Vec<String>,
+    pub conf: Vec<String>,
     /// Memory each executor of the embedded cluster may hold (such as 512M) before it
     /// spills; on a process cluster, plans for executors started with this limit (joins
     /// become sort-merge joins, which spill).
     #[arg(long, value_name = "SIZE")]
-    pub(super) memory_limit: Option<String>,
+    pub memory_limit: Option<String>,
     /// CSV and JSON rows that do not parse: fail (naming file and line), skip (counted),
     /// or quarantine=PATH (written there with file, line and reason, counted). With this
     /// option CSV and JSON inputs are read record by record.
     #[arg(long, value_name = "POLICY")]
-    pub(super) bad_rows: Option<String>,
+    pub bad_rows: Option<String>,
     /// What writes (COPY ... TO, --out) do when the destination holds files: error (the
     /// default), overwrite (replace them once the new files are committed) or append.
     #[arg(long, value_name = "MODE")]
-    pub(super) mode: Option<String>,
+    pub mode: Option<String>,
     /// Copy map outputs to this object-store URL (such as s3://bucket/shuffle), where they
     /// outlive the executor that wrote them (`ember.shuffle.dir`).
     #[arg(long, value_name = "URL")]
-    pub(super) shuffle_dir: Option<String>,
+    pub shuffle_dir: Option<String>,
     /// Append each job's scheduler events as JSON lines to DIR/JOB_ID.jsonl (a folder or
     /// an object-store URL), for `ember history` (`ember.eventlog.dir`). Embedded cluster
     /// only: a scheduler process logs with its own --event-log.
     #[arg(long, value_name = "DIR")]
-    pub(super) event_log: Option<String>,
+    pub event_log: Option<String>,
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
-    pub(super) scheduler: Option<String>,
+    pub scheduler: Option<String>,
     #[command(flatten)]
     pub(super) security: SecurityArgs,
 }
 
 impl ClusterArgs {
-    pub(super) fn config(&self) -> crate::Result<EmberConfig> {
+    /// The settings these options make (`--conf` pairs first, then the named options).
+    pub fn config(&self) -> crate::Result<EmberConfig> {
         let mut config = EmberConfig::default();
         for pair in &self.conf {
             config.set_pair(pair)?;
@@ -155,7 +161,7 @@ pub(super) async fn new_session(
 }
 
 /// Writes a query's rows to stdout.
-pub(super) fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()> {
+pub fn print_result(result: &QueryResult, format: OutputFormat) -> crate::Result<()> {
     write_result(
         &mut std::io::stdout().lock(),
         &result.schema,
@@ -165,7 +171,7 @@ pub(super) fn print_result(result: &QueryResult, format: OutputFormat) -> crate:
 }
 
 /// Says how many bad input rows were skipped or quarantined, under those policies.
-pub(super) fn report_bad_rows(session: &Session) {
+pub fn report_bad_rows(session: &Session) {
     match &session.config().bad_rows {
         Some(crate::BadRows::Skip) => eprintln!("skipped {} bad rows", session.bad_rows()),
         Some(crate::BadRows::Quarantine(dir)) => eprintln!(
@@ -178,7 +184,7 @@ pub(super) fn report_bad_rows(session: &Session) {
 }
 
 /// Clears the progress bar, if one is drawn, before results or errors print.
-pub(super) fn finish_progress(bar: Option<&ProgressBar>) {
+pub fn finish_progress(bar: Option<&ProgressBar>) {
     if let Some(bar) = bar {
         bar.finish();
     }

@@ -1,14 +1,16 @@
 //! The `ember` command line: SQL over files on the embedded cluster or a process cluster
-//! (`--scheduler URL`), stage graphs, data sets, example pipelines, and the cluster's
-//! processes (`ember scheduler`, `ember executor`). Errors print as one line on stderr with a non-zero exit
-//! status.
+//! (`--scheduler URL`), stage graphs, data sets, named pipelines (`ember run`), event
+//! logs, and the cluster's processes (`ember scheduler`, `ember executor`). Errors print
+//! as one line on stderr with a non-zero exit status.
 //!
 //! [`main_with`] is the whole command, so a user's own binary can be `ember` with its own
-//! functions: its closure registers them in the command's [`FunctionRegistry`] (which
-//! already holds the built-ins), then the command runs. The sessions of `ember sql` and
-//! `ember run` plan with that registry, and every executor that `ember executor` starts
-//! runs tasks with it, which is how a job's named functions reach executors in other
-//! processes. [`main`] is the command with the built-ins only.
+//! functions and jobs: its closure registers them in the command's [`Registry`] (a
+//! [`FunctionRegistry`] that already holds the built-ins, plus the [`Job`]s of
+//! `ember run`), then the command runs. The sessions of `ember sql` and `ember run` plan
+//! with those functions, and every executor that `ember executor` starts runs tasks with
+//! them, which is how a job's named functions reach executors in other processes. The
+//! stock `ember` binary is `main_with(ember_examples::register)`; [`main`] is the command
+//! with the built-ins only.
 //!
 //! ```no_run
 //! use ember::TypedFunctions;
@@ -37,18 +39,18 @@ use crate::flight_sql::{FlightSqlConfig, FlightSqlServer};
 use crate::progress::ProgressBar;
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, Session, TableSpec};
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ember_scheduler::{
     EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
 };
 
-use self::common::{
-    ClusterArgs, SecurityArgs, ServerTlsArgs, finish_progress, new_session, report_bad_rows,
-};
+pub use self::common::{ClusterArgs, finish_progress, print_result, report_bad_rows};
+use self::common::{SecurityArgs, ServerTlsArgs, new_session};
+pub use self::jobs::{Job, JobContext, Registry};
 
 mod common;
 mod history;
-mod run;
+mod jobs;
 mod shell;
 mod sql;
 
@@ -75,8 +77,6 @@ enum Command {
         #[command(subcommand)]
         which: DatasetCommand,
     },
-    /// Run a named example pipeline on the embedded cluster (`pricing`).
-    Run(Box<run::RunArgs>),
     /// List the configuration keys that `--conf` accepts.
     Config,
     /// Run a scheduler process: executors register with it, clients run jobs on it.
@@ -351,21 +351,29 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs the `ember` command with this process's arguments, after `register` has put the
-/// binary's own functions into the command's registry (which starts with the built-ins),
-/// and returns its exit status. Sessions of the command plan with that registry and the
-/// executors of `ember executor` run with it. A failing `register` ends the command with
+/// binary's own functions and jobs into the command's [`Registry`] (which starts with the
+/// built-in functions and no jobs), and returns its exit status. Sessions of the command
+/// plan with those functions, the executors of `ember executor` run with them, and
+/// `ember run NAME` runs the job of that name. A failing `register` ends the command with
 /// its error.
-pub fn main_with(register: impl FnOnce(&FunctionRegistry) -> crate::Result<()>) -> ExitCode {
-    let functions = crate::builtin_functions();
-    if let Err(e) = register(&functions) {
+pub fn main_with(register: impl FnOnce(&mut Registry) -> crate::Result<()>) -> ExitCode {
+    let mut registry = Registry::new();
+    if let Err(e) = register(&mut registry) {
         eprintln!(
             "error: registering the binary's functions: {}",
             crate::error::one_line(&e.to_string())
         );
         return ExitCode::FAILURE;
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .subcommand(jobs::run_command(&registry))
+        .try_get_matches()
+        .and_then(|matches| match matches.subcommand() {
+            Some(("run", run)) => Ok(Invocation::Job(run.clone())),
+            _ => Cli::from_arg_matches(&matches).map(|cli| Invocation::Builtin(Box::new(cli))),
+        });
+    let invocation = match parsed {
+        Ok(invocation) => invocation,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             // clap's usage errors, on one line like every other error.
@@ -377,8 +385,12 @@ pub fn main_with(register: impl FnOnce(&FunctionRegistry) -> crate::Result<()>) 
     };
     // Cluster processes log what they do (lost executors, recomputed tasks); one-shot
     // commands only their errors.
-    let default_level = match cli.command {
-        Command::Scheduler(_) | Command::Executor(_) => "info",
+    let default_level = match &invocation {
+        Invocation::Builtin(cli)
+            if matches!(cli.command, Command::Scheduler(_) | Command::Executor(_)) =>
+        {
+            "info"
+        }
         _ => "error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -398,13 +410,43 @@ pub fn main_with(register: impl FnOnce(&FunctionRegistry) -> crate::Result<()>) 
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, &functions)) {
+    let outcome = match invocation {
+        Invocation::Builtin(cli) => runtime.block_on(run(*cli, registry.functions())),
+        Invocation::Job(matches) => runtime.block_on(run_job(&registry, &matches)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", crate::error::one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the command line asks for: a built-in subcommand, or `ember run JOB ...`.
+enum Invocation {
+    Builtin(Box<Cli>),
+    Job(ArgMatches),
+}
+
+/// `ember run JOB ...`: the job's own options are in `matches`' subcommand.
+async fn run_job(registry: &Registry, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, options)) = matches.subcommand() else {
+        anyhow::bail!("ember run needs the name of a job");
+    };
+    let Some(job) = registry.job(name) else {
+        let known: Vec<&str> = registry.jobs().iter().map(Job::name).collect();
+        anyhow::bail!(
+            "unknown job '{name}' for ember run (known: {})",
+            if known.is_empty() {
+                "none in this binary".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    job.run(options, JobContext::new(registry.functions().clone()))
+        .await
 }
 
 async fn run(cli: Cli, functions: &FunctionRegistry) -> anyhow::Result<()> {
@@ -509,7 +551,6 @@ async fn run(cli: Cli, functions: &FunctionRegistry) -> anyhow::Result<()> {
                 }
             );
         }
-        Command::Run(args) => run::run_example(*args, functions).await?,
         Command::Config => {
             write!(stdout.lock(), "{}", EmberConfig::markdown_table())?;
         }

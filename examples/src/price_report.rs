@@ -2,16 +2,16 @@
 //! key figures, revenue per category (bars), the price distribution per category (box
 //! plots from the summary's quartiles), revenue per month of the top categories (lines),
 //! the price bands (bars), and every table of the run, sortable. One self-contained file;
-//! see [`crate::report`].
+//! see [`ember::report`].
 
-use crate::error::Result;
-use crate::examples::price_summary::{
+use crate::price_summary::{
     Columns, SummaryContext, categories, count, day, fixed_bands, money, plural, source_place,
 };
-use crate::examples::product_prices::{PriceRun, ReportForm};
-use crate::report::chart::{Bar, BoxStats, Series, bars, box_plots, lines};
-use crate::report::format::{percent, short};
-use crate::report::{Page, Table};
+use crate::product_prices::{PriceRun, ReportForm};
+use ember::Result;
+use ember::report::chart::{Bar, BoxStats, Series, bars, box_plots, lines};
+use ember::report::format::{percent, short};
+use ember::report::{Page, Table};
 
 /// The name of the report's file in the output folder.
 pub const REPORT_FILE: &str = "report.html";

@@ -4,11 +4,11 @@
 
 use super::TrainOutcome;
 use super::train::Task;
-use crate::error::Result;
-use crate::report::chart::{Bar, bars, heat_map, scatter};
-use crate::report::format::{count as grouped, percent, short};
-use crate::report::table::Cell;
-use crate::report::{Page, Table};
+use ember::Result;
+use ember::report::chart::{Bar, bars, heat_map, scatter};
+use ember::report::format::{count as grouped, percent, short};
+use ember::report::table::Cell;
+use ember::report::{Page, Table};
 
 /// How the training was run, for the report's header.
 pub struct TrainFacts<'a> {

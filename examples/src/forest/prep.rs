@@ -23,7 +23,7 @@ use datafusion::functions::expr_fn::{abs, isnan};
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::ident;
 use datafusion::prelude::{cast, col, lit};
-use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
+use ember::planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::fit::{
@@ -33,11 +33,11 @@ use super::fit::{
 use super::transformers::{
     FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer, float_column,
 };
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
-use crate::pipelines::check_empty_output;
-use crate::session::Session;
-use crate::tables::TableSpec;
+use ember::Dataset;
+use ember::Session;
+use ember::TableSpec;
+use ember::pipelines::check_empty_output;
+use ember::{EmberError, Result};
 
 /// The function that sums label statistics per feature bin in each partition.
 pub const BIN_STATS_FN: &str = "forest.bin_stats";
@@ -165,7 +165,7 @@ pub async fn read_input<'s>(session: &'s Session, path: &Path) -> Result<Dataset
     })?;
     let spec = TableSpec::new("input", text, None);
     if let Some(policy) = &session.config().bad_rows
-        && spec.resolve_format()? == crate::tables::FileFormat::Csv
+        && spec.resolve_format()? == ember::FileFormat::Csv
     {
         return session.read_csv_checked(text, policy).await;
     }
@@ -414,7 +414,7 @@ pub async fn forest_prep(session: &Session, options: &PrepOptions) -> Result<Pre
             let write = |name: &str| out.join(name).to_string_lossy().into_owned();
             let train_written = keep(false)?.write_parquet(&write("train")).await?;
             let test_written = keep(true)?.write_parquet(&write("test")).await?;
-            let count = |r: &crate::session::QueryResult| {
+            let count = |r: &ember::QueryResult| {
                 r.first_value::<arrow::datatypes::UInt64Type>().unwrap_or(0)
             };
             write_bin_stats(session, &bin_stats, &write("bin_stats")).await?;

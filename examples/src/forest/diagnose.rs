@@ -13,10 +13,10 @@ use datafusion::prelude::{Expr, cast, col, lit, when};
 
 use super::model::ForestModel;
 use super::train::Task;
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
-use crate::report::format::count as grouped;
-use crate::session::QueryResult;
+use ember::Dataset;
+use ember::QueryResult;
+use ember::report::format::count as grouped;
+use ember::{EmberError, Result};
 
 /// Held-out rows drawn for the predicted-against-actual chart, at most.
 pub const SAMPLE_ROWS: u64 = 2_000;

@@ -15,9 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EmberError, Result};
-use crate::session::Session;
-use crate::{FunctionRegistry, TypedFunctions};
+use ember::Session;
+use ember::{EmberError, Result};
+use ember::{FunctionRegistry, TypedFunctions};
 
 /// Where one block of one matrix lies, and how to generate it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

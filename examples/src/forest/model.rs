@@ -8,14 +8,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
+use ember::planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::train::{BinSplit, GrowNode, Task};
 use super::transformers::{FeaturePipeline, column};
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
-use crate::shared::Broadcast;
+use ember::Broadcast;
+use ember::Dataset;
+use ember::{EmberError, Result};
 
 /// The function that adds predictions to rows.
 pub const PREDICT_FN: &str = "forest.predict";

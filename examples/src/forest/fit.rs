@@ -20,15 +20,15 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use ember_planner::{EachBatch, FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
+use ember::planner::{EachBatch, FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use serde::{Deserialize, Serialize};
 
 use super::sketch::QuantileSketch;
 use super::transformers::{
     FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer, column, float_column, with_column,
 };
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
+use ember::Dataset;
+use ember::{EmberError, Result};
 
 /// The function that profiles columns.
 pub const PROFILE_FN: &str = "forest.profile";

@@ -9,8 +9,8 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_nested::expr_fn::string_to_array;
 use datafusion::prelude::{col, lit};
 
-use crate::error::{EmberError, Result};
-use crate::session::Session;
+use ember::Session;
+use ember::{EmberError, Result};
 
 /// What separates words: every run of characters that are not letters or digits.
 pub const WORD_SEPARATORS: &str = r"[^\p{L}\p{N}]+";

@@ -25,17 +25,17 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::prelude::col;
-use ember_planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
+use ember::planner::{FunctionOutput, FunctionRegistry, PartitionFn, UserFunction};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::fit::{mix, poisson_weight};
 use super::transformers::{column, float_column};
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
-use crate::session::Session;
-use crate::shared::Broadcast;
+use ember::Broadcast;
+use ember::Dataset;
+use ember::Session;
+use ember::{EmberError, Result};
 
 /// The function that sums label statistics per slot, feature and bin in a partition.
 pub const LEVEL_STATS_FN: &str = "forest.level_stats";

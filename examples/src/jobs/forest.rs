@@ -1,4 +1,4 @@
-//! `ember run forest-prep`, `forest-train` and `forest-predict`: options checked and
+//! `ember run forest-prep`, `forest-train` and `forest-predict`: their options, checked and
 //! named, the pipeline run, and what it did printed: a short summary for people (sizes,
 //! metrics, times, where the model and the report went), or with `--format json|csv` the
 //! same [`Figures`] for machines.
@@ -8,14 +8,100 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::args::RunArgs;
-use crate::cli::common::{finish_progress, new_session, print_result, report_bad_rows};
-use crate::examples::forest::model::Evaluation;
-use crate::examples::forest::prep::{PrepOptions, forest_prep};
-use crate::examples::forest::report::{TrainFacts, train_report_page};
-use crate::examples::forest::{TrainOptions, forest_predict, forest_train};
-use crate::report::format::{bytes, count, percent};
-use crate::{FunctionRegistry, OutputFormat};
+use clap::Args;
+use ember::OutputFormat;
+use ember::cli::{ClusterArgs, JobContext, finish_progress, print_result, report_bad_rows};
+use ember::report::format::{bytes, count, percent};
+
+use crate::forest::model::Evaluation;
+use crate::forest::prep::{PrepOptions, forest_prep};
+use crate::forest::report::{TrainFacts, train_report_page};
+use crate::forest::transformers::Transformer;
+use crate::forest::{TrainOptions, forest_predict, forest_train};
+
+/// The options forest-prep and forest-train share: the rows, the label and the split.
+#[derive(Args)]
+pub(super) struct Training {
+    /// A CSV or Parquet file, or a folder of them.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// The column to predict (numbers: regression; strings: classification).
+    #[arg(long)]
+    label: Option<String>,
+    /// forest-train: trees to grow; forest-prep: bootstrap weights drawn per training
+    /// row.
+    #[arg(long, default_value_t = 20)]
+    trees: usize,
+    /// Quantile buckets per numeric feature (and, in training, most labels plus one per
+    /// string feature).
+    #[arg(long, default_value_t = 32)]
+    max_bins: usize,
+    /// Share of rows held out for testing (a seeded hash of each row decides).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// The seed of every random choice.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where to write. forest-prep: its rows as Parquet (a folder that must be empty);
+    /// forest-train: model.json and report.html (default `out/forest-train`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Output format: table (a summary for people), or the same figures as csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Options of `ember run forest-prep`.
+#[derive(Args)]
+pub(super) struct PrepArgs {
+    #[command(flatten)]
+    training: Training,
+    /// What string indexers do with unseen labels and nulls: error, skip or keep.
+    #[arg(long, default_value = "keep")]
+    handle_invalid: String,
+    /// How imputers fill missing numbers: mean or median.
+    #[arg(long, default_value = "mean")]
+    impute: String,
+}
+
+/// Options of `ember run forest-train`.
+#[derive(Args)]
+pub(super) struct TrainArgs {
+    #[command(flatten)]
+    training: Training,
+    /// The deepest level (the root is 0).
+    #[arg(long, default_value_t = 5)]
+    max_depth: usize,
+    /// Features each node may split on: auto (regression all, classification sqrt), all,
+    /// sqrt, log2, onethird, a fraction or a count.
+    #[arg(long, default_value = "auto")]
+    feature_subset: String,
+    /// Where to save the model (JSON; default model.json in --out).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// Options of `ember run forest-predict`.
+#[derive(Args)]
+pub(super) struct PredictArgs {
+    /// The model that forest-train saved.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The rows to predict: a CSV or Parquet file, or a folder of them.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where to write the rows with their predictions, as Parquet (a folder that must be
+    /// empty).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Output format: table (a summary for people), or the same figures as csv or json.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
 
 fn required<'a, T>(value: &'a Option<T>, option: &str, example: &str) -> anyhow::Result<&'a T> {
     value
@@ -28,8 +114,8 @@ fn parse<T: std::str::FromStr<Err = String>>(text: &str, option: &str) -> anyhow
         .map_err(|message| anyhow::anyhow!("invalid setting {option}: {message}"))
 }
 
-fn input(args: &RunArgs, example: &str) -> anyhow::Result<PathBuf> {
-    let input = required(&args.input, "--input FILE_OR_DIR", example)?;
+fn input(input: &Option<PathBuf>, example: &str) -> anyhow::Result<PathBuf> {
+    let input = required(input, "--input FILE_OR_DIR", example)?;
     if !input.exists() {
         anyhow::bail!(
             "invalid setting --input: {} does not exist",
@@ -116,19 +202,20 @@ fn path_text(path: &Path) -> String {
 }
 
 /// `ember run forest-prep`.
-pub(super) async fn prep(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
+pub(super) async fn prep(args: PrepArgs, context: JobContext) -> anyhow::Result<()> {
+    let training = &args.training;
     let mut options = PrepOptions::new(
-        input(args, "forest-prep")?,
-        required(&args.label, "--label COLUMN", "forest-prep")?,
+        input(&training.input, "forest-prep")?,
+        required(&training.label, "--label COLUMN", "forest-prep")?,
     );
-    options.out = args.out.clone();
-    options.seed = args.seed;
-    options.test_fraction = args.test_fraction;
-    options.trees = args.trees.unwrap_or(20);
-    options.buckets = args.max_bins;
+    options.out = training.out.clone();
+    options.seed = training.seed;
+    options.test_fraction = training.test_fraction;
+    options.trees = training.trees;
+    options.buckets = training.max_bins;
     options.handle_invalid = parse(&args.handle_invalid, "--handle-invalid")?;
     options.impute = parse(&args.impute, "--impute")?;
-    let (session, bar) = new_session(&args.cluster, functions).await?;
+    let (session, bar) = context.session(&training.cluster).await?;
     let started = Instant::now();
     let outcome = forest_prep(&session, &options).await;
     finish_progress(bar.as_deref());
@@ -151,7 +238,7 @@ pub(super) async fn prep(args: &RunArgs, functions: &FunctionRegistry) -> anyhow
         .add("out", options.out.as_deref().map(path_text))
         .add("executors", session.config().executors)
         .add("seconds", elapsed);
-    if figures.print(args.format)? {
+    if figures.print(training.format)? {
         report_bad_rows(&session);
         return Ok(());
     }
@@ -189,8 +276,7 @@ pub(super) async fn prep(args: &RunArgs, functions: &FunctionRegistry) -> anyhow
     Ok(())
 }
 
-fn describe(step: &crate::examples::forest::transformers::Transformer) -> String {
-    use crate::examples::forest::transformers::Transformer;
+fn describe(step: &Transformer) -> String {
     match step {
         Transformer::StringIndexer {
             input,
@@ -235,18 +321,19 @@ fn describe(step: &crate::examples::forest::transformers::Transformer) -> String
 
 /// `ember run forest-train`: trains, saves the model (`--model`, or `model.json` in the
 /// output folder) and writes `report.html` there.
-pub(super) async fn train(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
+pub(super) async fn train(args: TrainArgs, context: JobContext) -> anyhow::Result<()> {
+    let training = &args.training;
     let mut options = TrainOptions::new(
-        input(args, "forest-train")?,
-        required(&args.label, "--label COLUMN", "forest-train")?,
+        input(&training.input, "forest-train")?,
+        required(&training.label, "--label COLUMN", "forest-train")?,
     );
-    options.trees = args.trees.unwrap_or(20);
+    options.trees = training.trees;
     options.max_depth = args.max_depth;
-    options.max_bins = args.max_bins;
-    options.seed = args.seed;
-    options.test_fraction = args.test_fraction;
+    options.max_bins = training.max_bins;
+    options.seed = training.seed;
+    options.test_fraction = training.test_fraction;
     options.feature_subset = args.feature_subset.clone();
-    let out = args
+    let out = training
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TRAIN_OUT));
@@ -258,7 +345,7 @@ pub(super) async fn train(args: &RunArgs, functions: &FunctionRegistry) -> anyho
         );
     }
     let model_path = args.model.clone().unwrap_or_else(|| out.join("model.json"));
-    let (session, bar) = new_session(&args.cluster, functions).await?;
+    let (session, bar) = context.session(&training.cluster).await?;
     let started = Instant::now();
     let outcome = forest_train(&session, &options).await;
     finish_progress(bar.as_deref());
@@ -317,7 +404,7 @@ pub(super) async fn train(args: &RunArgs, functions: &FunctionRegistry) -> anyho
         .add("model_bytes", model_bytes)
         .add("report", path_text(&report_path))
         .add("report_bytes", report_bytes);
-    if figures.print(args.format)? {
+    if figures.print(training.format)? {
         report_bad_rows(&session);
         return Ok(());
     }
@@ -362,10 +449,10 @@ pub(super) async fn train(args: &RunArgs, functions: &FunctionRegistry) -> anyho
 }
 
 /// `ember run forest-predict`.
-pub(super) async fn predict(args: &RunArgs, functions: &FunctionRegistry) -> anyhow::Result<()> {
+pub(super) async fn predict(args: PredictArgs, context: JobContext) -> anyhow::Result<()> {
     let model = required(&args.model, "--model FILE", "forest-predict")?;
-    let input = input(args, "forest-predict")?;
-    let (session, bar) = new_session(&args.cluster, functions).await?;
+    let input = input(&args.input, "forest-predict")?;
+    let (session, bar) = context.session(&args.cluster).await?;
     let started = Instant::now();
     let outcome = forest_predict(&session, model, &input, args.out.as_deref()).await;
     finish_progress(bar.as_deref());

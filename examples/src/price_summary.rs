@@ -26,12 +26,12 @@ use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Float64
 use datafusion::arrow::temporal_conversions::date32_to_datetime;
 use datafusion::error::DataFusionError;
 
-use crate::error::{EmberError, Result};
-use crate::examples::product_prices::{PriceRun, PriceSource, ReportForm};
-use crate::session::QueryResult;
+use crate::product_prices::{PriceRun, PriceSource, ReportForm};
+use ember::QueryResult;
+use ember::{EmberError, Result};
 
-use crate::report::format::percent;
-pub use crate::report::format::{count, money};
+use ember::report::format::percent;
+pub use ember::report::format::{count, money};
 
 /// Categories shown by default.
 pub const DEFAULT_TOP: usize = 10;

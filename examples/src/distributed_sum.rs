@@ -8,8 +8,8 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::prelude::{cast, col};
 
-use crate::error::{EmberError, Result};
-use crate::session::Session;
+use ember::Session;
+use ember::{EmberError, Result};
 
 /// The sum of 1..=`n`, computed on the cluster.
 pub async fn distributed_sum(session: &Session, n: u64) -> Result<i128> {

@@ -263,6 +263,34 @@ fn run_word_count_and_distributed_sum_print_their_answers() {
         &["/no/such/book.txt", "no such file"],
     );
     assert_fails_naming(&ember(&["run", "nope"]), &["nope", "word-count"]);
+    // Each job takes its own options only.
+    assert_fails_naming(
+        &ember(&["run", "distributed-sum", "--rows", "5"]),
+        &["--rows"],
+    );
+}
+
+#[test]
+fn run_help_lists_the_jobs_and_each_job_its_options() {
+    let help = ember_ok(&["run", "--help"]);
+    for job in [
+        "pricing",
+        "product-prices",
+        "forest-prep",
+        "forest-train",
+        "forest-predict",
+        "word-count",
+        "distributed-sum",
+        "matrix-multiply",
+    ] {
+        assert!(help.contains(job), "{job} missing from: {help}");
+    }
+    let help = ember_ok(&["run", "matrix-multiply", "--help"]);
+    assert!(
+        help.contains("--block") && help.contains("--executors"),
+        "{help}"
+    );
+    assert!(!help.contains("--diamonds"), "{help}");
 }
 
 #[test]

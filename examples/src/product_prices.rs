@@ -48,12 +48,12 @@ use datafusion::functions_window::expr_fn::{lag, row_number};
 use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{Expr, cast, col, lit, when};
 
-use ember_datasets::{ProductsOptions, generate_products};
+use ember::datasets::{ProductsOptions, generate_products};
 
-use crate::dataset::Dataset;
-use crate::error::{EmberError, Result};
-use crate::pipelines::{check_empty_output, register_tpch};
-use crate::session::{QueryResult, Session};
+use ember::Dataset;
+use ember::pipelines::{check_empty_output, register_tpch};
+use ember::{EmberError, Result};
+use ember::{QueryResult, Session};
 
 /// The view every form reads.
 pub const PRICE_SALES: &str = "price_sales";

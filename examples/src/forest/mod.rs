@@ -39,9 +39,9 @@ use self::model::{
 use self::prep::labelled_input;
 use self::train::{FeatureSubset, GrowOptions, GrowReport, Task, grow_forest};
 use self::transformers::{FeaturePipeline, HandleInvalid, ImputeStrategy, Transformer};
-use crate::FunctionRegistry;
-use crate::error::{EmberError, Result};
-use crate::session::Session;
+use ember::FunctionRegistry;
+use ember::Session;
+use ember::{EmberError, Result};
 
 pub use self::model::PREDICT_FN;
 
@@ -411,7 +411,7 @@ pub struct PredictOutcome {
     /// The evaluation, when the input has the label column.
     pub evaluation: Option<Evaluation>,
     /// The first rows with their predictions.
-    pub preview: crate::session::QueryResult,
+    pub preview: ember::QueryResult,
 }
 
 /// Predicts the rows of `input` with the model saved at `model`; with `out`, writes them
@@ -425,7 +425,7 @@ pub async fn forest_predict(
     register_forest_functions(session.functions());
     let model = ForestModel::load(model)?;
     if let Some(out) = out {
-        crate::pipelines::check_empty_output(session, &out.to_string_lossy()).await?;
+        ember::pipelines::check_empty_output(session, &out.to_string_lossy()).await?;
     }
     let data = prep::read_input(session, input).await?;
     let has_label = data
