@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::prelude::{col, lit};
+use ember::proto::StageId;
 use ember::proto::security::ClientSecurity;
 use ember::{EmberConfig, Session};
 
@@ -218,7 +219,7 @@ async fn shuffle_once(session: &Session, executors: usize) -> anyhow::Result<Shu
         .find(|s| s.inputs == [map_stage])
         .context("a reading stage")?
         .stage_id;
-    let of = |stage: usize| metrics.tasks.iter().filter(move |t| t.stage_id == stage);
+    let of = |stage: StageId| metrics.tasks.iter().filter(move |t| t.stage_id == stage);
     Ok(ShuffleRun {
         bytes: of(map_stage).map(|t| t.bytes).sum(),
         rows: of(map_stage).map(|t| t.rows).sum(),

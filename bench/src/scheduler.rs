@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ember::executors::ExecutorError;
 use ember::executors::storage::StoreOptions;
-use ember::proto::{ShuffleLocation, TaskDefinition, TaskOutput};
+use ember::proto::{ExecutorId, ShuffleLocation, TaskDefinition, TaskOutput};
 use ember::scheduler::{
     EventLogDir, ExecutorClient, ExecutorPool, JobSpec, OutputKind, Policy, Scheduler,
     SchedulerConfig, StageSpec,
@@ -53,7 +53,7 @@ struct Record {
 
 /// An executor that runs nothing and answers at once.
 struct FakeExecutor {
-    id: String,
+    id: ExecutorId,
     slots: usize,
     /// When its last task ended.
     last_end: Arc<Mutex<Option<Instant>>>,
@@ -67,7 +67,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ExecutorClient for FakeExecutor {
-    fn id(&self) -> &str {
+    fn id(&self) -> &ExecutorId {
         &self.id
     }
 
@@ -158,7 +158,7 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
     let pool = Arc::new(ExecutorPool::new(Policy::Fifo));
     for e in 0..bench.executors {
         pool.add(Arc::new(FakeExecutor {
-            id: format!("fake-{e}"),
+            id: format!("fake-{e}").into(),
             slots: bench.slots,
             last_end: Arc::new(Mutex::new(None)),
             record: Arc::clone(&record),
@@ -173,20 +173,24 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
     };
     let scheduler = Scheduler::new(pool, config);
     let job = JobSpec {
-        job_id: format!("sched-bench-{}", std::process::id()),
+        job_id: format!("sched-bench-{}", std::process::id()).into(),
         name: Some("scheduler micro-benchmark".into()),
         stages: (0..bench.stages)
             .map(|s| StageSpec {
-                id: s,
+                id: ember::proto::StageId(s),
                 plan: Arc::new(Vec::new()),
-                inputs: if s == 0 { Vec::new() } else { vec![s - 1] },
+                inputs: if s == 0 {
+                    Vec::new()
+                } else {
+                    vec![ember::proto::StageId(s - 1)]
+                },
                 partitions: width,
                 output_kind: OutputKind::Preserve,
                 output_partitions: width,
             })
             .collect(),
         settings: Vec::new(),
-        final_stage: bench.stages - 1,
+        final_stage: ember::proto::StageId(bench.stages - 1),
         retain_output: false,
         staging: Vec::new(),
     };

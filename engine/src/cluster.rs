@@ -192,7 +192,7 @@ impl RemoteCluster {
             .executors
             .into_iter()
             .map(|e| ExecutorStatus {
-                id: e.executor_id,
+                id: e.executor_id.into(),
                 address: Some(e.address),
                 slots: e.slots as usize,
                 free: e.free_slots as usize,

@@ -18,7 +18,7 @@ use ember_planner::{BroadcastStore, FunctionRegistry, ShuffleRuntimeHandle, Task
 use ember_proto::pb::ShuffleTicket;
 use ember_proto::security::ClientSecurity;
 use ember_proto::ticket::{attempt_dir, is_plain_name};
-use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
+use ember_proto::{ExecutorId, ShuffleLocation, TaskDefinition, TaskOutput};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
@@ -50,6 +50,8 @@ pub struct ExecutorConfig {
 
 /// A worker that runs tasks and keeps their shuffle output until the job ends.
 pub struct Executor {
+    /// Its id, as the scheduler knows it (`config.id`).
+    id: ExecutorId,
     config: ExecutorConfig,
     /// Holds DataFusion's function registry (built-ins plus registered UDFs) and the
     /// runtime environment (object stores, memory pool) that tasks run with.
@@ -123,6 +125,7 @@ impl Executor {
             })?;
         let runtime = crate::memory::runtime_env(&config.work_dir, config.memory_limit)?;
         Ok(Self {
+            id: ExecutorId::from(config.id.as_str()),
             peers: Arc::new(PeerClients::new(config.security.clone())),
             config,
             context: SessionContext::new_with_config_rt(SessionConfig::new(), runtime),
@@ -135,8 +138,8 @@ impl Executor {
     }
 
     /// This executor's id.
-    pub fn id(&self) -> &str {
-        &self.config.id
+    pub fn id(&self) -> &ExecutorId {
+        &self.id
     }
 
     /// Tasks it runs at once.
@@ -186,7 +189,7 @@ impl Executor {
         self.accept_job(&task.job_id)?;
         let started = Instant::now();
         let task_dir = self.job_dir(&task.job_id).join(attempt_dir(
-            task.stage_id,
+            task.stage_id.index(),
             task.partition,
             task.attempt,
         ));
@@ -200,7 +203,7 @@ impl Executor {
         };
         let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
             own_id: self.config.id.clone(),
-            job_id: task.job_id.clone(),
+            job_id: task.job_id.to_string(),
             peers: Arc::clone(&task.peers),
             clients: Arc::clone(&self.peers),
             stores: StoreOptions::default(),
@@ -297,7 +300,7 @@ impl Executor {
                     map_partition: task.partition,
                     attempt: task.attempt,
                     output_partition: partitions.value(i) as usize,
-                    executor_id: self.config.id.clone(),
+                    executor_id: self.id.clone(),
                     path: PathBuf::from(paths.value(i)),
                     rows: rows.value(i),
                     bytes: bytes.value(i),
@@ -319,7 +322,7 @@ impl Executor {
         }
         // Cancelled, or its job removed, while it ran to its end: its output must not stay.
         let cancelled = lock(&self.cancelled).remove(&task.name());
-        if cancelled || !lock(&self.jobs).contains(&task.job_id) {
+        if cancelled || !lock(&self.jobs).contains(task.job_id.as_str()) {
             return Err(ExecutorError::Remote {
                 message: format!("task {} was cancelled", task.name()),
                 retryable: false,
@@ -327,7 +330,7 @@ impl Executor {
         }
         unfinished.armed = false;
         Ok(TaskOutput {
-            executor_id: self.config.id.clone(),
+            executor_id: self.id.clone(),
             locations,
             elapsed: started.elapsed(),
             accumulators: env.accumulators(),

@@ -15,10 +15,10 @@ fn size(value: u64) -> usize {
 impl From<&ShuffleLocation> for proto::ShuffleLocation {
     fn from(l: &ShuffleLocation) -> Self {
         Self {
-            stage_id: l.stage_id as u64,
+            stage_id: l.stage_id.index() as u64,
             map_partition: l.map_partition as u64,
             output_partition: l.output_partition as u64,
-            executor_id: l.executor_id.clone(),
+            executor_id: l.executor_id.to_string(),
             path: l.path.to_string_lossy().into_owned(),
             rows: l.rows,
             bytes: l.bytes,
@@ -30,11 +30,11 @@ impl From<&ShuffleLocation> for proto::ShuffleLocation {
 impl From<proto::ShuffleLocation> for ShuffleLocation {
     fn from(l: proto::ShuffleLocation) -> Self {
         Self {
-            stage_id: size(l.stage_id),
+            stage_id: crate::StageId(size(l.stage_id)),
             map_partition: size(l.map_partition),
             attempt: size(l.attempt),
             output_partition: size(l.output_partition),
-            executor_id: l.executor_id,
+            executor_id: l.executor_id.into(),
             path: PathBuf::from(l.path),
             rows: l.rows,
             bytes: l.bytes,
@@ -61,8 +61,8 @@ pub fn settings(pairs: Vec<proto::KeyValue>) -> Vec<(String, String)> {
 impl From<&TaskDefinition> for proto::TaskDefinition {
     fn from(t: &TaskDefinition) -> Self {
         Self {
-            job_id: t.job_id.clone(),
-            stage_id: t.stage_id as u64,
+            job_id: t.job_id.to_string(),
+            stage_id: t.stage_id.index() as u64,
             partition: t.partition as u64,
             attempt: t.attempt as u64,
             plan: t.plan.as_ref().clone(),
@@ -76,8 +76,8 @@ impl From<&TaskDefinition> for proto::TaskDefinition {
 impl From<proto::TaskDefinition> for TaskDefinition {
     fn from(t: proto::TaskDefinition) -> Self {
         Self {
-            job_id: t.job_id,
-            stage_id: size(t.stage_id),
+            job_id: t.job_id.into(),
+            stage_id: crate::StageId(size(t.stage_id)),
             partition: size(t.partition),
             attempt: size(t.attempt),
             plan: Arc::new(t.plan),
@@ -91,7 +91,7 @@ impl From<proto::TaskDefinition> for TaskDefinition {
 impl From<&TaskOutput> for proto::TaskOutput {
     fn from(o: &TaskOutput) -> Self {
         Self {
-            executor_id: o.executor_id.clone(),
+            executor_id: o.executor_id.to_string(),
             locations: o.locations.iter().map(Into::into).collect(),
             elapsed_micros: u64::try_from(o.elapsed.as_micros()).unwrap_or(u64::MAX),
             spilled_bytes: o.spilled_bytes,
@@ -114,7 +114,7 @@ impl From<&TaskOutput> for proto::TaskOutput {
 impl From<proto::TaskOutput> for TaskOutput {
     fn from(o: proto::TaskOutput) -> Self {
         Self {
-            executor_id: o.executor_id,
+            executor_id: o.executor_id.into(),
             locations: o.locations.into_iter().map(Into::into).collect(),
             elapsed: Duration::from_micros(o.elapsed_micros),
             spilled_bytes: o.spilled_bytes,

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::{ExecutorId, JobId, StageId, TaskId};
+
 /// Where one piece of shuffle output lies: what map task `map_partition` of `stage_id` wrote
 /// for reduce partition `output_partition`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShuffleLocation {
     /// The stage that wrote it.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// The map task (partition of that stage) that wrote it.
     pub map_partition: usize,
     /// The attempt of that map task that wrote it.
@@ -20,7 +22,7 @@ pub struct ShuffleLocation {
     /// The partition of the readers that it belongs to.
     pub output_partition: usize,
     /// The executor that holds the file.
-    pub executor_id: String,
+    pub executor_id: ExecutorId,
     /// The Arrow IPC file, inside that executor's work directory.
     pub path: PathBuf,
     /// Rows in the file.
@@ -33,9 +35,9 @@ pub struct ShuffleLocation {
 #[derive(Debug, Clone)]
 pub struct TaskDefinition {
     /// The job the task belongs to; names its work directory.
-    pub job_id: String,
+    pub job_id: JobId,
     /// The stage.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// The partition of the stage this task computes.
     pub partition: usize,
     /// 0 for the first try, 1.. for retries.
@@ -64,7 +66,7 @@ impl ShuffleLocation {
     pub fn stored_key(&self, job_id: &str) -> String {
         crate::ticket::piece_key(
             job_id,
-            self.stage_id,
+            self.stage_id.index(),
             self.map_partition,
             self.attempt,
             self.output_partition,
@@ -73,6 +75,15 @@ impl ShuffleLocation {
 }
 
 impl TaskDefinition {
+    /// The attempt this definition launches.
+    pub fn id(&self) -> TaskId {
+        TaskId {
+            stage: self.stage_id,
+            partition: self.partition,
+            attempt: self.attempt,
+        }
+    }
+
     /// A short name for logs and errors: `job/stage.partition#attempt`.
     pub fn name(&self) -> String {
         format!(
@@ -86,7 +97,7 @@ impl TaskDefinition {
 #[derive(Debug, Clone)]
 pub struct TaskOutput {
     /// The executor that ran it.
-    pub executor_id: String,
+    pub executor_id: ExecutorId,
     /// The shuffle files it wrote (one per non-empty output partition).
     pub locations: Vec<ShuffleLocation>,
     /// Wall time of the task.

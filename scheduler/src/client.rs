@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ember_executors::{Executor, ExecutorError};
-use ember_proto::{TaskDefinition, TaskOutput};
+use ember_proto::{ExecutorId, TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 
 /// An executor as the scheduler sees it.
 pub trait ExecutorClient: Send + Sync {
     /// The executor's id.
-    fn id(&self) -> &str;
+    fn id(&self) -> &ExecutorId;
     /// Tasks it runs at once.
     fn slots(&self) -> usize;
     /// Where other processes reach it (`None` for an executor in this process).
@@ -53,7 +53,7 @@ pub trait ExecutorClient: Send + Sync {
 }
 
 impl ExecutorClient for Arc<Executor> {
-    fn id(&self) -> &str {
+    fn id(&self) -> &ExecutorId {
         Executor::id(self)
     }
 
@@ -118,21 +118,21 @@ pub(crate) mod tests {
 
     /// An executor that runs nothing, for the pool's tests.
     pub(crate) struct FakeExecutor {
-        id: String,
+        id: ExecutorId,
         slots: usize,
     }
 
     impl FakeExecutor {
         pub(crate) fn new(id: &str, slots: usize) -> Self {
             Self {
-                id: id.to_string(),
+                id: id.to_string().into(),
                 slots,
             }
         }
     }
 
     impl ExecutorClient for FakeExecutor {
-        fn id(&self) -> &str {
+        fn id(&self) -> &ExecutorId {
             &self.id
         }
         fn slots(&self) -> usize {

@@ -1,13 +1,15 @@
 //! [`JobEvent`]s that the scheduler reports while a job runs, and the [`JobListener`] that
 //! receives them (the command line's progress bar is one).
 
+use ember_proto::ids::{ExecutorId, JobId, StageId};
+
 /// Something that happened in a running job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum JobEvent {
     /// The job was submitted.
     JobStarted {
         /// The job's id.
-        job_id: String,
+        job_id: JobId,
         /// Number of stages.
         stages: usize,
         /// Number of tasks, without retries.
@@ -16,23 +18,23 @@ pub enum JobEvent {
     /// All inputs of a stage are done; its tasks are queued.
     StageStarted {
         /// The stage.
-        stage_id: usize,
+        stage_id: StageId,
         /// Its number of tasks.
         tasks: usize,
     },
     /// A task finished successfully.
     TaskFinished {
         /// The task's stage.
-        stage_id: usize,
+        stage_id: StageId,
         /// The task's partition.
         partition: usize,
         /// The executor that ran it.
-        executor_id: String,
+        executor_id: ExecutorId,
     },
     /// A task attempt failed.
     TaskFailed {
         /// The task's stage.
-        stage_id: usize,
+        stage_id: StageId,
         /// The task's partition.
         partition: usize,
         /// The attempt that failed (0-based).
@@ -45,7 +47,7 @@ pub enum JobEvent {
     /// Every task of a stage is done.
     StageFinished {
         /// The stage.
-        stage_id: usize,
+        stage_id: StageId,
     },
 }
 

@@ -24,7 +24,7 @@ use super::spec::{JobSpec, SchedulerConfig};
 use super::state::{Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location};
 use super::state::{TaskReport, Timer};
 use crate::error::{Result, SchedulerError};
-use ember_proto::ids::{ExecutorId, TaskId};
+use ember_proto::ids::{ExecutorId, StageId, TaskId};
 
 type TaskResult = std::result::Result<TaskOutput, ExecutorError>;
 
@@ -163,7 +163,7 @@ impl<'a> JobRun<'a> {
         let mut metrics = self.state.take_metrics();
         metrics.elapsed = started.elapsed();
         let mut addresses = self.pool.addresses();
-        addresses.retain(|id, _| final_output.iter().any(|l| &l.executor_id == id));
+        addresses.retain(|id, _| final_output.iter().any(|l| *l.executor_id == **id));
         Ok(JobOutcome {
             final_output,
             addresses,
@@ -190,7 +190,7 @@ impl<'a> JobRun<'a> {
         {
             tracing::warn!(
                 job = %self.job.job_id,
-                stage = task.stage_id,
+                stage = task.stage_id.index(),
                 partition = task.partition,
                 lost_executor = %task.lost_executor,
                 "recomputing map task {}/{}.{}: its output was on lost executor {}",
@@ -275,10 +275,14 @@ impl<'a> JobRun<'a> {
                         retryable: false,
                     }),
             },
-            JobFailure::NoExecutors { waited } => {
-                SchedulerError::NoExecutorsLeft { job_id, waited }
-            }
-            JobFailure::Cancelled { reason } => SchedulerError::Cancelled { job_id, reason },
+            JobFailure::NoExecutors { waited } => SchedulerError::NoExecutorsLeft {
+                job_id: job_id.to_string(),
+                waited,
+            },
+            JobFailure::Cancelled { reason } => SchedulerError::Cancelled {
+                job_id: job_id.to_string(),
+                reason,
+            },
             JobFailure::Stuck => SchedulerError::Internal {
                 message: format!("job {job_id} has nothing to run before its final stage"),
             },
@@ -290,9 +294,7 @@ impl<'a> JobRun<'a> {
         let (lost, cursor) = self.pool.lost_since(self.lost_cursor);
         self.lost_cursor = cursor;
         for executor in lost {
-            self.feed(Event::ExecutorLost {
-                executor: ExecutorId::from(executor),
-            });
+            self.feed(Event::ExecutorLost { executor });
         }
         let gone = self.pool.is_empty();
         if gone != self.told_gone && self.end.is_none() {
@@ -347,7 +349,7 @@ impl<'a> JobRun<'a> {
         let stage = task.stage.index();
         let definition = TaskDefinition {
             job_id: self.job.job_id.clone(),
-            stage_id: stage,
+            stage_id: StageId(stage),
             partition: task.partition,
             attempt: task.attempt,
             plan: Arc::clone(&self.job.stages[stage].plan),
@@ -355,7 +357,7 @@ impl<'a> JobRun<'a> {
             settings: Arc::clone(&self.settings),
             peers,
         };
-        let executor = ExecutorId::from(client.id());
+        let executor = client.id().clone();
         let abort = self.running.spawn(client.launch(definition));
         self.by_task.insert(task, abort.id());
         self.in_flight.insert(
@@ -413,7 +415,7 @@ impl<'a> JobRun<'a> {
             return;
         };
         self.by_task.remove(&flight.task);
-        let executor = ExecutorId::from(flight.client.id());
+        let executor = flight.client.id();
         self.pool.release(self.seq, executor.as_str());
         let task = flight.task;
         let result = match result {
@@ -448,7 +450,7 @@ impl<'a> JobRun<'a> {
                 };
                 self.feed(Event::TaskFinished {
                     task,
-                    executor,
+                    executor: executor.clone(),
                     report,
                 });
             }
@@ -463,7 +465,7 @@ impl<'a> JobRun<'a> {
                 self.last_error = Some(error);
                 self.feed(Event::TaskFailed {
                     task,
-                    executor,
+                    executor: executor.clone(),
                     failure,
                 });
                 self.last_error = None;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ember_proto::AccumulatorValue;
+use ember_proto::ids::{ExecutorId, JobId, StageId};
 
 use super::spec::OutputKind;
 use std::time::Duration;
@@ -11,13 +12,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
     /// The task's stage.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// The task's partition.
     pub partition: usize,
     /// The attempt that succeeded (0 for the first).
     pub attempt: usize,
     /// Where it ran.
-    pub executor_id: String,
+    pub executor_id: ExecutorId,
     /// Rows it wrote.
     pub rows: u64,
     /// Bytes it wrote (as written: compressed when its codec says so).
@@ -36,13 +37,13 @@ pub struct TaskRecord {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FailedAttempt {
     /// The task's stage.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// The task's partition.
     pub partition: usize,
     /// The attempt that failed.
     pub attempt: usize,
     /// Where it ran.
-    pub executor_id: String,
+    pub executor_id: ExecutorId,
     /// The error, as text.
     pub error: String,
 }
@@ -51,22 +52,22 @@ pub struct FailedAttempt {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecomputedTask {
     /// The task's stage.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// The task's partition.
     pub partition: usize,
     /// The executor that was lost.
-    pub lost_executor: String,
+    pub lost_executor: ExecutorId,
 }
 
 /// The shape of one stage, as run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageSummary {
     /// The stage.
-    pub stage_id: usize,
+    pub stage_id: StageId,
     /// Its number of tasks.
     pub partitions: usize,
     /// The stages it read.
-    pub inputs: Vec<usize>,
+    pub inputs: Vec<StageId>,
     /// How it spread its output (`"hash"`, `"round-robin"`, `"single"`, `"preserve"` in
     /// JSON).
     pub output: OutputKind,
@@ -76,7 +77,7 @@ pub struct StageSummary {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct JobMetrics {
     /// The job's id.
-    pub job_id: String,
+    pub job_id: JobId,
     /// The stages.
     pub stages: Vec<StageSummary>,
     /// Successful task attempts.
@@ -94,7 +95,7 @@ pub struct JobMetrics {
 
 impl JobMetrics {
     /// The executors that ran tasks of `stage_id`.
-    pub fn executors_of_stage(&self, stage_id: usize) -> BTreeSet<String> {
+    pub fn executors_of_stage(&self, stage_id: StageId) -> BTreeSet<ExecutorId> {
         self.tasks
             .iter()
             .filter(|t| t.stage_id == stage_id)
@@ -112,7 +113,7 @@ impl JobMetrics {
         let last = self.stages.len().saturating_sub(1);
         self.tasks
             .iter()
-            .filter(|t| t.stage_id != last)
+            .filter(|t| t.stage_id != ember_proto::StageId(last))
             .map(|t| t.bytes)
             .sum()
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use ember_proto::ids::ExecutorId;
+
 use super::client::ExecutorClient;
 use crate::sync::lock;
 
@@ -70,10 +72,10 @@ struct Demand {
 
 #[derive(Default)]
 struct PoolState {
-    members: BTreeMap<String, Member>,
+    members: BTreeMap<ExecutorId, Member>,
     jobs: BTreeMap<u64, Demand>,
     /// Every executor declared lost, in order.
-    lost: Vec<String>,
+    lost: Vec<ExecutorId>,
     /// The address of every member in another process, while membership is unchanged.
     addresses: Option<Arc<HashMap<String, String>>>,
     next_job: u64,
@@ -92,7 +94,7 @@ pub struct Placement<'a> {
 #[derive(Debug, Clone)]
 pub struct ExecutorStatus {
     /// Its id.
-    pub id: String,
+    pub id: ExecutorId,
     /// Its address, for executors in other processes.
     pub address: Option<String>,
     /// Its slots.
@@ -137,7 +139,7 @@ impl ExecutorPool {
         {
             let mut state = lock(&self.state);
             state.members.insert(
-                id,
+                id.into(),
                 Member {
                     free: client.slots(),
                     client,
@@ -156,7 +158,7 @@ impl ExecutorPool {
             let mut state = lock(&self.state);
             let removed = state.members.remove(id).is_some();
             if removed {
-                state.lost.push(id.to_string());
+                state.lost.push(ExecutorId::from(id));
                 state.addresses = None;
             }
             removed
@@ -183,7 +185,7 @@ impl ExecutorPool {
 
     /// Declares lost every executor silent for longer than `timeout`.
     pub fn expire(&self, timeout: Duration) {
-        let silent: Vec<String> = lock(&self.state)
+        let silent: Vec<ExecutorId> = lock(&self.state)
             .members
             .iter()
             .filter(|(_, m)| m.client.address().is_some() && m.last_seen.elapsed() > timeout)
@@ -198,7 +200,7 @@ impl ExecutorPool {
     }
 
     /// The executors lost since position `cursor` of the log, and the new position.
-    pub fn lost_since(&self, cursor: usize) -> (Vec<String>, usize) {
+    pub fn lost_since(&self, cursor: usize) -> (Vec<ExecutorId>, usize) {
         let state = lock(&self.state);
         (
             state.lost.get(cursor..).unwrap_or_default().to_vec(),
@@ -233,7 +235,7 @@ impl ExecutorPool {
         lock(&self.state)
             .members
             .iter()
-            .filter_map(|(id, m)| Some((id.clone(), m.client.address()?.to_string())))
+            .filter_map(|(id, m)| Some((id.to_string(), m.client.address()?.to_string())))
             .collect()
     }
 
@@ -247,7 +249,7 @@ impl ExecutorPool {
             state
                 .members
                 .iter()
-                .filter_map(|(id, m)| Some((id.clone(), m.client.address()?.to_string())))
+                .filter_map(|(id, m)| Some((id.to_string(), m.client.address()?.to_string())))
                 .collect(),
         );
         state.addresses = Some(Arc::clone(&addresses));
@@ -441,8 +443,8 @@ mod tests {
         assert!(!pool.mark_lost("e1", "test"));
         assert!(!pool.touch("e1", 0));
         let (lost, cursor) = pool.lost_since(0);
-        assert_eq!((lost, cursor), (vec!["e1".to_string()], 1));
-        assert_eq!(pool.lost_since(1).0, Vec::<String>::new());
+        assert_eq!((lost, cursor), (vec![ExecutorId::from("e1")], 1));
+        assert_eq!(pool.lost_since(1).0, Vec::<ExecutorId>::new());
         assert!(!pool.is_empty());
     }
 }

@@ -17,7 +17,7 @@ use ember_proto::MAX_MESSAGE_BYTES;
 use ember_proto::pb as proto;
 use ember_proto::pb::executor_service_client::ExecutorServiceClient;
 use ember_proto::security::{AddToken, ClientSecurity, is_connection_refused};
-use ember_proto::{TaskDefinition, TaskOutput};
+use ember_proto::{ExecutorId, TaskDefinition, TaskOutput};
 use futures::future::BoxFuture;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -28,7 +28,7 @@ type Client = ExecutorServiceClient<InterceptedService<Channel, AddToken>>;
 
 /// An executor reached over gRPC.
 pub struct RemoteExecutor {
-    id: String,
+    id: ExecutorId,
     address: String,
     slots: usize,
     client: Client,
@@ -47,7 +47,7 @@ impl RemoteExecutor {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
-            id,
+            id: id.into(),
             address,
             slots,
             client,
@@ -86,12 +86,12 @@ impl RemoteExecutor {
             );
             if is_connection_refused(&status) {
                 ExecutorError::Lost {
-                    executor_id: id,
+                    executor_id: id.to_string(),
                     message,
                 }
             } else {
                 ExecutorError::Interrupted {
-                    executor_id: id,
+                    executor_id: id.to_string(),
                     message,
                 }
             }
@@ -100,7 +100,7 @@ impl RemoteExecutor {
 }
 
 impl ExecutorClient for RemoteExecutor {
-    fn id(&self) -> &str {
+    fn id(&self) -> &ExecutorId {
         &self.id
     }
 
@@ -280,7 +280,7 @@ mod tests {
         .expect("a client");
         let task = TaskDefinition {
             job_id: "job-1".into(),
-            stage_id: 0,
+            stage_id: ember_proto::StageId(0),
             partition: 0,
             attempt: 0,
             plan: Arc::new(Vec::new()),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ember_proto::JobId;
 use tokio::sync::mpsc;
 
 use super::client::ExecutorClient;
@@ -25,12 +26,12 @@ pub struct Scheduler {
     /// Map tasks recomputed after executor losses, over all jobs: `job/stage.partition`.
     recomputed: Mutex<Vec<String>>,
     /// How to reach each running job's loop to cancel it, by job id.
-    cancels: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+    cancels: Mutex<HashMap<JobId, mpsc::UnboundedSender<String>>>,
 }
 
 /// Takes a job out of [`Scheduler::cancels`] when its run ends or is dropped.
 struct Registered<'a> {
-    cancels: &'a Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+    cancels: &'a Mutex<HashMap<JobId, mpsc::UnboundedSender<String>>>,
     job_id: &'a str,
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ember_executors::storage::{StoreOptions, remove_prefix};
 use ember_proto::MAX_MESSAGE_BYTES;
+use ember_proto::ids::JobId;
 use ember_proto::pb::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
 use ember_proto::pb::{self as proto, Empty};
 use ember_proto::security::{ClientSecurity, ServerSecurity, accept, check_exposure, error_chain};
@@ -90,7 +91,7 @@ struct SchedulerRpc {
     result_ttl: Duration,
     /// Executors that registered and have not heartbeated yet: id -> (address, slots).
     registered: Mutex<HashMap<String, (String, usize)>>,
-    running_jobs: Arc<Mutex<HashSet<String>>>,
+    running_jobs: Arc<Mutex<HashSet<JobId>>>,
     /// The catalog it serves (`--catalog DIR`).
     catalog: Option<Arc<dyn ServedCatalog>>,
 }
@@ -305,7 +306,7 @@ impl SchedulerService for SchedulerRpc {
                 .status()
                 .into_iter()
                 .map(|e| proto::ExecutorInfo {
-                    executor_id: e.id,
+                    executor_id: e.id.to_string(),
                     address: e.address.unwrap_or_default(),
                     slots: u32::try_from(e.slots).unwrap_or(u32::MAX),
                     free_slots: u32::try_from(e.free).unwrap_or(u32::MAX),

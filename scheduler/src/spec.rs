@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_planner::{ShuffleOutput, StageGraph, encode_plan};
+use ember_proto::ids::{JobId, StageId};
 
 use crate::error::{Result, SchedulerError};
 use ember_executors::storage::StoreOptions;
@@ -71,11 +72,11 @@ impl std::fmt::Display for OutputKind {
 #[derive(Debug, Clone)]
 pub struct StageSpec {
     /// The stage's id, its index in the job.
-    pub id: usize,
+    pub id: StageId,
     /// The stage plan, encoded with `ember_planner::encode_plan`.
     pub plan: Arc<Vec<u8>>,
     /// The stages whose output it reads.
-    pub inputs: Vec<usize>,
+    pub inputs: Vec<StageId>,
     /// Its number of tasks.
     pub partitions: usize,
     /// How it spreads its output.
@@ -88,7 +89,7 @@ pub struct StageSpec {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     /// Unique id; names the job's folder on every executor.
-    pub job_id: String,
+    pub job_id: JobId,
     /// What the job is, for people: its SQL text or its job's name (event log, history).
     pub name: Option<String>,
     /// The stages, in id order (a stage reads only stages with smaller ids).
@@ -96,7 +97,7 @@ pub struct JobSpec {
     /// DataFusion settings for the tasks.
     pub settings: Vec<(String, String)>,
     /// The stage whose output is the job's result.
-    pub final_stage: usize,
+    pub final_stage: StageId,
     /// Keep the final stage's output on the executors until the job is removed (a cached
     /// dataset), rather than once the client has read it.
     pub retain_output: bool,
@@ -120,20 +121,20 @@ impl JobSpec {
                 });
             }
             stages.push(StageSpec {
-                id: stage.id(),
+                id: StageId(stage.id()),
                 plan: Arc::new(encode_plan(Arc::clone(stage.plan()))?),
-                inputs: stage.inputs().to_vec(),
+                inputs: stage.inputs().iter().copied().map(StageId).collect(),
                 partitions: stage.partitions(),
                 output_kind: OutputKind::from(stage.output()),
                 output_partitions: stage.output().partition_count(),
             });
         }
         Ok(Self {
-            job_id: job_id.to_string(),
+            job_id: JobId::from(job_id),
             name: None,
             stages,
             settings,
-            final_stage: graph.final_stage().id(),
+            final_stage: ember_proto::StageId(graph.final_stage().id()),
             retain_output: false,
             staging: staging_urls(graph),
         })

@@ -61,18 +61,18 @@ impl JobShape {
     /// The shape of `job`, run by the rules of `config`.
     pub fn of(job: &JobSpec, config: &SchedulerConfig) -> Self {
         Self {
-            job_id: JobId::from(job.job_id.as_str()),
+            job_id: job.job_id.clone(),
             stages: job
                 .stages
                 .iter()
                 .map(|s| StageShape {
-                    id: StageId(s.id),
-                    inputs: s.inputs.iter().copied().map(StageId).collect(),
+                    id: s.id,
+                    inputs: s.inputs.clone(),
                     partitions: s.partitions,
                     output: s.output_kind,
                 })
                 .collect(),
-            final_stage: StageId(job.final_stage),
+            final_stage: job.final_stage,
             max_attempts: config.max_attempts.max(1),
             grace_period: config.grace_period,
         }
@@ -196,11 +196,11 @@ impl Location {
 
     fn shuffle_location(&self, task: TaskId) -> ShuffleLocation {
         ShuffleLocation {
-            stage_id: task.stage.0,
+            stage_id: task.stage,
             map_partition: task.partition,
             attempt: task.attempt,
             output_partition: self.output_partition,
-            executor_id: self.executor.to_string(),
+            executor_id: self.executor.clone(),
             path: self.path.clone().into(),
             rows: self.rows,
             bytes: self.bytes,
@@ -515,14 +515,14 @@ impl JobState {
             })
             .collect();
         let metrics = JobMetrics {
-            job_id: shape.job_id.to_string(),
+            job_id: shape.job_id.clone(),
             stages: shape
                 .stages
                 .iter()
                 .map(|s| StageSummary {
-                    stage_id: s.id.0,
+                    stage_id: s.id,
                     partitions: s.partitions,
-                    inputs: s.inputs.iter().map(|i| i.0).collect(),
+                    inputs: s.inputs.clone(),
                     output: s.output,
                 })
                 .collect(),
@@ -671,7 +671,7 @@ impl JobState {
         }
         self.status = Status::Running;
         actions.push(Action::Notify(JobEvent::JobStarted {
-            job_id: self.shape.job_id.to_string(),
+            job_id: self.shape.job_id.clone(),
             stages: self.shape.stages.len(),
             tasks: self.shape.total_tasks(),
         }));
@@ -690,12 +690,14 @@ impl JobState {
             stage.started = true;
             let tasks = stage.parts.len();
             actions.push(Action::Notify(JobEvent::StageStarted {
-                stage_id: id,
+                stage_id: StageId(id),
                 tasks,
             }));
             if tasks == 0 {
                 stage.reported = true;
-                actions.push(Action::Notify(JobEvent::StageFinished { stage_id: id }));
+                actions.push(Action::Notify(JobEvent::StageFinished {
+                    stage_id: StageId(id),
+                }));
                 continue;
             }
             for partition in 0..tasks {
@@ -846,10 +848,10 @@ impl JobState {
         self.in_flight -= 1;
         let stage_index = task.stage.0;
         self.metrics.tasks.push(TaskRecord {
-            stage_id: stage_index,
+            stage_id: StageId(stage_index),
             partition: task.partition,
             attempt: task.attempt,
-            executor_id: executor.to_string(),
+            executor_id: executor.clone(),
             rows: report.locations.iter().map(|l| l.rows).sum(),
             bytes: report.locations.iter().map(|l| l.bytes).sum(),
             elapsed: report.elapsed,
@@ -874,16 +876,16 @@ impl JobState {
         };
         stage.done += 1;
         actions.push(Action::Notify(JobEvent::TaskFinished {
-            stage_id: stage_index,
+            stage_id: StageId(stage_index),
             partition: task.partition,
-            executor_id: executor.to_string(),
+            executor_id: executor,
         }));
         self.inputs_changed(stage_index);
         if self.stages[stage_index].is_done() {
             if !self.stages[stage_index].reported {
                 self.stages[stage_index].reported = true;
                 actions.push(Action::Notify(JobEvent::StageFinished {
-                    stage_id: stage_index,
+                    stage_id: StageId(stage_index),
                 }));
             }
             self.start_ready(actions);
@@ -1011,17 +1013,17 @@ impl JobState {
         actions: &mut Vec<Action>,
     ) {
         actions.push(Action::Notify(JobEvent::TaskFailed {
-            stage_id: task.stage.0,
+            stage_id: task.stage,
             partition: task.partition,
             attempt: task.attempt,
             error: error.clone(),
             will_retry,
         }));
         self.metrics.failures.push(FailedAttempt {
-            stage_id: task.stage.0,
+            stage_id: task.stage,
             partition: task.partition,
             attempt: task.attempt,
-            executor_id: executor.to_string(),
+            executor_id: executor.clone(),
             error,
         });
     }
@@ -1120,9 +1122,9 @@ impl JobState {
                 };
                 if let Some(executor) = gone.get(&part_id) {
                     self.metrics.recomputed.push(RecomputedTask {
-                        stage_id: stage_index,
+                        stage_id: StageId(stage_index),
                         partition,
-                        lost_executor: executor.to_string(),
+                        lost_executor: executor.clone(),
                     });
                 }
             }

@@ -294,7 +294,7 @@ fn an_executor_lost_mid_stage_reruns_its_tasks_and_the_tasks_reading_from_it() {
     let inputs: BTreeSet<(usize, usize, String)> = sim.pending[0]
         .inputs
         .iter()
-        .map(|l| (l.map_partition, l.attempt, l.executor_id.clone()))
+        .map(|l| (l.map_partition, l.attempt, l.executor_id.to_string()))
         .collect();
     let expected: BTreeSet<(usize, usize, String)> = [(0, 0), (1, 1)]
         .map(|(m, a)| (m, a, "a".to_string()))
@@ -307,7 +307,7 @@ fn an_executor_lost_mid_stage_reruns_its_tasks_and_the_tasks_reading_from_it() {
         .metrics()
         .recomputed
         .iter()
-        .map(|r| (r.stage_id, r.partition, r.lost_executor.clone()))
+        .map(|r| (r.stage_id.index(), r.partition, r.lost_executor.to_string()))
         .collect();
     assert_eq!(recomputed, vec![(0, 1, "b".to_string())]);
     // The final output comes from the reruns of stage 1, on a.

@@ -75,7 +75,7 @@ impl Shared {
         let outputs = self.output_partitions.get(call.stage).copied().unwrap_or(0);
         let bytes = self.bytes.get(&call.executor).copied().unwrap_or(1);
         TaskOutput {
-            executor_id: answered_by.to_string(),
+            executor_id: answered_by.to_string().into(),
             locations: (0..outputs).map(|o| location(call, o, bytes)).collect(),
             elapsed: Duration::from_millis(1),
             accumulators: Vec::new(),
@@ -88,11 +88,11 @@ impl Shared {
 /// The location that `call` writes for output partition `output`.
 pub(crate) fn location(call: &Call, output: usize, bytes: u64) -> ShuffleLocation {
     ShuffleLocation {
-        stage_id: call.stage,
+        stage_id: ember_proto::StageId(call.stage),
         map_partition: call.partition,
         attempt: call.attempt,
         output_partition: output,
-        executor_id: call.executor.clone(),
+        executor_id: call.executor.clone().into(),
         path: PathBuf::from(format!(
             "/fake/{}/stage-{}/map-{}-attempt-{}/part-{output}.arrow",
             call.executor, call.stage, call.partition, call.attempt
@@ -104,14 +104,14 @@ pub(crate) fn location(call: &Call, output: usize, bytes: u64) -> ShuffleLocatio
 
 /// An executor that runs nothing: it logs each launch and answers as the script says.
 pub(crate) struct ScriptedExecutor {
-    id: String,
+    id: ember_proto::ExecutorId,
     slots: usize,
     address: String,
     shared: Arc<Shared>,
 }
 
 impl ExecutorClient for ScriptedExecutor {
-    fn id(&self) -> &str {
+    fn id(&self) -> &ember_proto::ExecutorId {
         &self.id
     }
 
@@ -128,8 +128,8 @@ impl ExecutorClient for ScriptedExecutor {
         task: TaskDefinition,
     ) -> BoxFuture<'static, std::result::Result<TaskOutput, ExecutorError>> {
         let call = Call {
-            executor: self.id.clone(),
-            stage: task.stage_id,
+            executor: self.id.to_string(),
+            stage: task.stage_id.index(),
             partition: task.partition,
             attempt: task.attempt,
             inputs: task.inputs.to_vec(),
@@ -215,21 +215,21 @@ impl JobListener for Recorder {
 pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
     JobSpec {
         name: None,
-        job_id: id.to_string(),
+        job_id: id.to_string().into(),
         stages: stages
             .iter()
             .enumerate()
             .map(|(index, (partitions, inputs, outputs))| StageSpec {
-                id: index,
+                id: ember_proto::StageId(index),
                 plan: Arc::new(Vec::new()),
-                inputs: inputs.to_vec(),
+                inputs: inputs.iter().copied().map(ember_proto::StageId).collect(),
                 partitions: *partitions,
                 output_kind: OutputKind::Hash,
                 output_partitions: *outputs,
             })
             .collect(),
         settings: Vec::new(),
-        final_stage: stages.len().saturating_sub(1),
+        final_stage: ember_proto::StageId(stages.len().saturating_sub(1)),
         retain_output: false,
         staging: Vec::new(),
     }
@@ -265,7 +265,7 @@ impl Harness {
         let pool = Arc::new(ExecutorPool::new(Policy::Fifo));
         for (id, slots) in executors {
             pool.add(Arc::new(ScriptedExecutor {
-                id: id.to_string(),
+                id: id.to_string().into(),
                 slots: *slots,
                 address: format!("http://{id}:7000"),
                 shared: Arc::clone(&shared),

@@ -30,7 +30,7 @@ fn failures(events: &[JobEvent]) -> Vec<(usize, usize, usize, bool)> {
                 attempt,
                 will_retry,
                 ..
-            } => Some((*stage_id, *partition, *attempt, *will_retry)),
+            } => Some((stage_id.index(), *partition, *attempt, *will_retry)),
             _ => None,
         })
         .collect()
@@ -47,7 +47,7 @@ fn failure_text(events: &[JobEvent], task: (usize, usize, usize)) -> String {
                 attempt,
                 error,
                 ..
-            } if (*stage_id, *partition, *attempt) == task => Some(error.clone()),
+            } if (stage_id.index(), *partition, *attempt) == task => Some(error.clone()),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no TaskFailed event for {task:?} in {events:?}"))
@@ -79,7 +79,7 @@ fn members(harness: &Harness) -> Vec<String> {
         .pool()
         .status()
         .into_iter()
-        .map(|s| s.id)
+        .map(|s| s.id.to_string())
         .collect()
 }
 
@@ -89,7 +89,7 @@ fn recomputed(outcome: &JobOutcome) -> Vec<(usize, usize, String)> {
         .metrics
         .recomputed
         .iter()
-        .map(|r| (r.stage_id, r.partition, r.lost_executor.clone()))
+        .map(|r| (r.stage_id.index(), r.partition, r.lost_executor.to_string()))
         .collect()
 }
 
@@ -99,7 +99,14 @@ fn records(outcome: &JobOutcome) -> Vec<Key> {
         .metrics
         .tasks
         .iter()
-        .map(|t| (t.stage_id, t.partition, t.attempt, t.executor_id.clone()))
+        .map(|t| {
+            (
+                t.stage_id.index(),
+                t.partition,
+                t.attempt,
+                t.executor_id.to_string(),
+            )
+        })
         .collect()
 }
 
@@ -389,7 +396,7 @@ async fn an_executor_lost_mid_stage_recomputes_only_the_map_outputs_it_held() {
     let inputs: BTreeSet<(usize, usize, String)> = call(&calls, 1, 0, 1)
         .inputs
         .iter()
-        .map(|l| (l.map_partition, l.attempt, l.executor_id.clone()))
+        .map(|l| (l.map_partition, l.attempt, l.executor_id.to_string()))
         .collect();
     let expected: BTreeSet<(usize, usize, String)> = [(0, 0), (1, 1), (2, 0), (3, 1)]
         .into_iter()
@@ -544,7 +551,7 @@ async fn the_final_output_is_each_final_tasks_successful_attempt_in_partition_or
         .metrics
         .tasks
         .iter()
-        .filter(|t| t.stage_id == 1)
+        .filter(|t| t.stage_id == ember_proto::StageId(1))
         .map(|t| (t.partition, t.attempt))
         .collect();
     assert_eq!(order, vec![(1, 0), (0, 1)]);
@@ -600,15 +607,20 @@ async fn a_job_of_twenty_stages_runs_each_stage_once_in_order() {
     let stage_events: Vec<(bool, usize)> = events
         .iter()
         .filter_map(|e| match e {
-            JobEvent::StageStarted { stage_id, .. } => Some((true, *stage_id)),
-            JobEvent::StageFinished { stage_id } => Some((false, *stage_id)),
+            JobEvent::StageStarted { stage_id, .. } => Some((true, stage_id.index())),
+            JobEvent::StageFinished { stage_id } => Some((false, stage_id.index())),
             _ => None,
         })
         .collect();
     let expected: Vec<(bool, usize)> = (0..20).flat_map(|s| [(true, s), (false, s)]).collect();
     assert_eq!(stage_events, expected);
     assert_eq!(outcome.final_output.len(), 2);
-    assert!(outcome.final_output.iter().all(|l| l.stage_id == 19));
+    assert!(
+        outcome
+            .final_output
+            .iter()
+            .all(|l| l.stage_id == ember_proto::StageId(19))
+    );
     assert_eq!(outcome.metrics.tasks.len(), 40);
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ember_proto::convert::{key_values, settings};
+use ember_proto::ids::StageId;
 use ember_proto::is_plain_name;
 use ember_proto::pb as proto;
 
@@ -19,21 +20,21 @@ fn size(value: u64) -> usize {
 impl From<&JobSpec> for proto::JobSpec {
     fn from(job: &JobSpec) -> Self {
         Self {
-            job_id: job.job_id.clone(),
+            job_id: job.job_id.to_string(),
             stages: job
                 .stages
                 .iter()
                 .map(|s| proto::StageSpec {
-                    id: s.id as u64,
+                    id: s.id.index() as u64,
                     plan: s.plan.as_ref().clone(),
-                    inputs: s.inputs.iter().map(|i| *i as u64).collect(),
+                    inputs: s.inputs.iter().map(|i| i.index() as u64).collect(),
                     partitions: s.partitions as u64,
                     output_kind: s.output_kind.as_str().to_string(),
                     output_partitions: s.output_partitions as u64,
                 })
                 .collect(),
             settings: key_values(&job.settings),
-            final_stage: job.final_stage as u64,
+            final_stage: job.final_stage.index() as u64,
             retain_output: job.retain_output,
             staging: job.staging.clone(),
             name: job.name.clone().unwrap_or_default(),
@@ -53,12 +54,12 @@ impl TryFrom<proto::JobSpec> for JobSpec {
         }
         let mut stages = Vec::with_capacity(job.stages.len());
         for (index, s) in job.stages.iter().enumerate() {
-            let inputs: Vec<usize> = s.inputs.iter().map(|i| size(*i)).collect();
-            if size(s.id) != index || inputs.iter().any(|i| *i >= index) {
+            let inputs: Vec<StageId> = s.inputs.iter().map(|i| StageId(size(*i))).collect();
+            if size(s.id) != index || inputs.iter().any(|i| i.index() >= index) {
                 return Err(bad(format!("stage {} is out of order", s.id)));
             }
             stages.push(StageSpec {
-                id: index,
+                id: StageId(index),
                 plan: Arc::new(s.plan.clone()),
                 inputs,
                 partitions: size(s.partitions),
@@ -74,11 +75,11 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             return Err(bad(format!("it has no stage {final_stage}")));
         }
         Ok(Self {
-            job_id: job.job_id,
+            job_id: job.job_id.into(),
             name: (!job.name.is_empty()).then_some(job.name),
             stages,
             settings: settings(job.settings),
-            final_stage,
+            final_stage: ember_proto::StageId(final_stage),
             retain_output: job.retain_output,
             staging: job.staging.clone(),
         })
@@ -128,7 +129,7 @@ mod tests {
             job_id: "wire".into(),
             name: Some("SELECT 1".into()),
             stages: vec![StageSpec {
-                id: 0,
+                id: ember_proto::StageId(0),
                 plan: Arc::new(vec![1, 2, 3]),
                 inputs: Vec::new(),
                 partitions: 2,
@@ -136,7 +137,7 @@ mod tests {
                 output_partitions: 3,
             }],
             settings: Vec::new(),
-            final_stage: 0,
+            final_stage: ember_proto::StageId(0),
             retain_output: false,
             staging: Vec::new(),
         }

@@ -413,11 +413,13 @@ pub(crate) fn kill_a_map_executor_after_the_first_stage(
     let (seen, victim) = (Arc::clone(&map_executors), Arc::clone(&killed));
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| match event {
         JobEvent::TaskFinished {
-            stage_id: 0,
+            stage_id: ember::proto::StageId(0),
             executor_id,
             ..
-        } => seen.lock().expect("lock").push(executor_id.clone()),
-        JobEvent::StageFinished { stage_id: 0 } => {
+        } => seen.lock().expect("lock").push(executor_id.to_string()),
+        JobEvent::StageFinished {
+            stage_id: ember::proto::StageId(0),
+        } => {
             let mut victim = victim.lock().expect("lock");
             if victim.is_some() {
                 return;
@@ -685,7 +687,10 @@ async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
     // Freeze (SIGSTOP) one executor while the reducers run: its calls hang instead of
     // failing, so only the missed heartbeats reveal it.
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
-        if let JobEvent::StageFinished { stage_id: 0 } = event {
+        if let JobEvent::StageFinished {
+            stage_id: ember::proto::StageId(0),
+        } = event
+        {
             let mut victim = victim.lock().expect("lock");
             if victim.is_none() {
                 let executors = executors.lock().expect("lock");
@@ -729,7 +734,7 @@ async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
         .await
         .expect("lists")
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     assert!(
         ids.contains(&new_id) && !ids.contains(&frozen_id),
@@ -1160,12 +1165,12 @@ async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_t
         } = event
         {
             let mut victim = victim.lock().expect("lock");
-            if *stage_id == 0 || victim.is_some() {
+            if *stage_id == ember::proto::StageId(0) || victim.is_some() {
                 return;
             }
             *during.lock().expect("lock") = Some(listing(&watched));
             let mut executors = executors.lock().expect("lock");
-            if let Some(node) = executors.iter_mut().find(|n| &n.id != executor_id) {
+            if let Some(node) = executors.iter_mut().find(|n| *n.id != **executor_id) {
                 kill(node);
                 *victim = Some(node.id.clone());
             }

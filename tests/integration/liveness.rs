@@ -82,7 +82,10 @@ async fn an_executor_that_answers_late_but_heartbeats_in_time_is_not_declared_lo
     let frozen = Arc::new(Mutex::new(None::<Instant>));
     let (executors, mark) = (Arc::clone(&cluster.executors), Arc::clone(&frozen));
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
-        if let JobEvent::StageFinished { stage_id: 0 } = event {
+        if let JobEvent::StageFinished {
+            stage_id: ember::proto::StageId(0),
+        } = event
+        {
             let mut mark = mark.lock().expect("lock");
             if mark.is_none() {
                 signal(&executors.lock().expect("lock")[0], "STOP");
@@ -222,7 +225,7 @@ async fn a_restarted_scheduler_gives_its_executors_new_ids_and_spilling_queries_
         .await
         .expect("lists")
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     listed.sort();
     after.sort();

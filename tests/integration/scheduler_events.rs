@@ -21,7 +21,7 @@ fn record_jobs(session: &mut Session) -> Arc<Mutex<Vec<String>>> {
     let seen = Arc::clone(&jobs);
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
         if let JobEvent::JobStarted { job_id, .. } = event {
-            seen.lock().expect("lock").push(job_id.clone());
+            seen.lock().expect("lock").push(job_id.to_string());
         }
     })));
     jobs

@@ -26,7 +26,7 @@ async fn a_stage_that_reads_shuffle_files_runs_on_more_than_one_executor() {
         .iter()
         .find(|s| !s.inputs.is_empty() && s.partitions >= 2)
         .expect("a multi-partition stage reads a shuffle");
-    let producer = &metrics.stages[reducer.inputs[0]];
+    let producer = &metrics.stages[reducer.inputs[0].index()];
     assert_eq!(producer.output, ember::scheduler::OutputKind::Hash);
     assert_eq!(metrics.executors_of_stage(reducer.stage_id).len(), 2);
     assert_eq!(metrics.executors_of_stage(producer.stage_id).len(), 2);

@@ -126,11 +126,15 @@ async fn row_functions_and_reducers_match_plain_rust() {
     assert!(plan.contains("MapPartitions: units>add_i64"), "{plan}");
     let result = units.dataset().collect().await.expect("runs");
     let metrics = result.metrics.as_ref().expect("metrics");
-    let map_tasks = metrics.tasks.iter().filter(|t| t.stage_id == 0).count();
+    let map_tasks = metrics
+        .tasks
+        .iter()
+        .filter(|t| t.stage_id == ember::proto::StageId(0))
+        .count();
     let shuffled: u64 = metrics
         .tasks
         .iter()
-        .filter(|t| t.stage_id == 0)
+        .filter(|t| t.stage_id == ember::proto::StageId(0))
         .map(|t| t.rows)
         .sum();
     assert!(

@@ -175,7 +175,7 @@ fn job_list(jobs: &[LoggedJob]) -> anyhow::Result<RecordBatch> {
             metrics
                 .tasks
                 .iter()
-                .filter(|t| t.stage_id != last)
+                .filter(|t| t.stage_id != ember_proto::StageId(last))
                 .map(|t| t.rows)
                 .sum()
         };
@@ -234,7 +234,7 @@ fn stage_table(job: &LoggedJob, metrics: &JobMetrics) -> anyhow::Result<RecordBa
         let tasks: Vec<_> = metrics
             .tasks
             .iter()
-            .filter(|t| t.stage_id == stage.id.index())
+            .filter(|t| t.stage_id == stage.id)
             .collect();
         ids.push(stage.id.index() as u64);
         inputs.push(
@@ -252,7 +252,7 @@ fn stage_table(job: &LoggedJob, metrics: &JobMetrics) -> anyhow::Result<RecordBa
             metrics
                 .failures
                 .iter()
-                .filter(|f| f.stage_id == stage.id.index())
+                .filter(|f| f.stage_id == stage.id)
                 .count() as u64,
         );
         figures[3].push(tasks.iter().map(|t| t.rows).sum());
@@ -296,10 +296,10 @@ fn task_table(metrics: &JobMetrics) -> anyhow::Result<RecordBatch> {
         .tasks
         .iter()
         .map(|t| Row {
-            stage: t.stage_id as u64,
+            stage: t.stage_id.index() as u64,
             partition: t.partition as u64,
             attempt: t.attempt as u64,
-            executor: t.executor_id.clone(),
+            executor: t.executor_id.to_string(),
             result: "ok".into(),
             rows: t.rows,
             bytes: t.bytes,
@@ -307,10 +307,10 @@ fn task_table(metrics: &JobMetrics) -> anyhow::Result<RecordBatch> {
             spill: t.spilled_bytes,
         })
         .chain(metrics.failures.iter().map(|f| Row {
-            stage: f.stage_id as u64,
+            stage: f.stage_id.index() as u64,
             partition: f.partition as u64,
             attempt: f.attempt as u64,
-            executor: f.executor_id.clone(),
+            executor: f.executor_id.to_string(),
             result: f.error.clone(),
             rows: 0,
             bytes: 0,

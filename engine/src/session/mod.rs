@@ -686,10 +686,10 @@ impl Session {
                 .into_iter()
                 .map(|l| CachedPiece {
                     partition: l.output_partition,
-                    executor_id: l.executor_id,
+                    executor_id: l.executor_id.to_string(),
                     path: l.path,
                     job_id: job_id.clone(),
-                    stage_id: l.stage_id,
+                    stage_id: l.stage_id.index(),
                     map_partition: l.map_partition,
                     attempt: l.attempt,
                 })

@@ -562,7 +562,7 @@ async fn heartbeat_loop(
         match reply {
             Ok(reply) if reply.get_ref().reregister => {
                 tracing::warn!(
-                    executor = executor.id(),
+                    executor = %executor.id(),
                     "the scheduler does not know this executor (declared lost, or restarted); \
                      registering again"
                 );
@@ -575,7 +575,7 @@ async fn heartbeat_loop(
                         let cancelled = tasks.cancel_owned_by(executor.id());
                         if cancelled > 0 {
                             tracing::warn!(
-                                executor = executor.id(),
+                                executor = %executor.id(),
                                 cancelled,
                                 "cancelled the tasks of the old registration"
                             );
@@ -598,7 +598,7 @@ async fn heartbeat_loop(
                 silent_since = None;
                 if announce {
                     announce = false;
-                    tracing::info!(executor = executor.id(), %address, "registered with {}", config.scheduler);
+                    tracing::info!(executor = %executor.id(), %address, "registered with {}", config.scheduler);
                     on_registered(executor.id(), &address);
                 }
             }

@@ -65,11 +65,11 @@ impl Piece {
     ) -> Piece {
         match address {
             Some(address) => Piece::Remote {
-                executor_id: location.executor_id.clone(),
+                executor_id: location.executor_id.to_string(),
                 address: address.clone(),
                 ticket: ShuffleTicket {
                     job_id: job_id.to_string(),
-                    stage_id: location.stage_id as u64,
+                    stage_id: location.stage_id.index() as u64,
                     map_partition: location.map_partition as u64,
                     attempt: location.attempt as u64,
                     output_partition: location.output_partition as u64,
@@ -77,7 +77,7 @@ impl Piece {
                 bytes: location.bytes,
             },
             None => Piece::Missing {
-                executor_id: location.executor_id.clone(),
+                executor_id: location.executor_id.to_string(),
             },
         }
     }
@@ -116,12 +116,16 @@ impl RemoteInputs {
         if location.is_stored() {
             return Piece::stored(location, &self.stores);
         }
-        if location.executor_id == self.own_id {
+        if *location.executor_id == *self.own_id {
             return Piece::Local(location.path.clone());
         }
         // On a process cluster every executor holding an input is a peer; one that is not
         // was lost, and its files are not readable here.
-        Piece::held_by(job_id, location, self.peers.get(&location.executor_id))
+        Piece::held_by(
+            job_id,
+            location,
+            self.peers.get(location.executor_id.as_str()),
+        )
     }
 }
 

@@ -141,7 +141,11 @@ fn piece(
     if location.is_stored() || addresses.is_empty() {
         return Piece::stored(location, stores);
     }
-    Piece::held_by(job_id, location, addresses.get(&location.executor_id))
+    Piece::held_by(
+        job_id,
+        location,
+        addresses.get(location.executor_id.as_str()),
+    )
 }
 
 /// Starts reading one piece; its batches come out of the stream returned.
@@ -203,7 +207,7 @@ mod tests {
 
     fn location(partition: usize, path: std::path::PathBuf) -> ShuffleLocation {
         ShuffleLocation {
-            stage_id: 1,
+            stage_id: ember_proto::StageId(1),
             map_partition: partition,
             attempt: 0,
             output_partition: partition,

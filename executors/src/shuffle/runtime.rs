@@ -106,7 +106,10 @@ impl ShuffleRuntime for LocalShuffle {
         let mut pieces: Vec<&ShuffleLocation> = self
             .inputs
             .iter()
-            .filter(|l| l.stage_id == reader.stage_id && l.output_partition == partition)
+            .filter(|l| {
+                l.stage_id == ember_proto::StageId(reader.stage_id)
+                    && l.output_partition == partition
+            })
             .collect();
         pieces.sort_by_key(|l| l.map_partition);
         let pieces = pieces.into_iter().map(|l| self.piece(l)).collect();
@@ -122,11 +125,11 @@ impl ShuffleRuntime for LocalShuffle {
             .into_iter()
             .map(|p| {
                 let location = ShuffleLocation {
-                    stage_id: p.stage_id,
+                    stage_id: ember_proto::StageId(p.stage_id),
                     map_partition: p.map_partition,
                     attempt: p.attempt,
                     output_partition: p.partition,
-                    executor_id: p.executor_id,
+                    executor_id: p.executor_id.into(),
                     path: p.path,
                     rows: 0,
                     bytes: 0,
