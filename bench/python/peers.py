@@ -9,7 +9,7 @@ object per line. It serves two kinds of request:
 - Pipelines: the engine runs its own implementation of one of Ember's example pipelines
   over the Parquet folder named in the request. Each run's time covers everything:
   reading the Parquet, every query, and materializing every table in Python.
-  `product-prices` is the report of `examples/product_prices.rs` (its SQL form) over a
+  `product-prices` is the report of `examples/src/product_prices.rs` (its SQL form) over a
   folder made by `ember datasets products`; tables `summary`, `bands`, `top_products`
   and `monthly`.
 
@@ -41,7 +41,7 @@ TPCH_TABLES = [
     "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
 ]
 
-# The product-price report's constants, as in examples/product_prices.rs.
+# The product-price report's constants, as in examples/src/product_prices.rs.
 DIMENSIONS = ["category", "brand"]
 FIXED_EDGES = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0]
 BAND_QUANTILES = [0.2, 0.4, 0.6, 0.8]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ember::executors::ExecutorError;
 use ember::executors::storage::StoreOptions;
-use ember::proto::{ExecutorId, ShuffleLocation, TaskDefinition, TaskOutput};
+use ember::proto::{ExecutorId, ShuffleLocation, StageId, TaskDefinition, TaskOutput};
 use ember::scheduler::{
     EventLogDir, ExecutorClient, ExecutorPool, JobSpec, OutputKind, Policy, Scheduler,
     SchedulerConfig, StageSpec,
@@ -177,12 +177,12 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
         name: Some("scheduler micro-benchmark".into()),
         stages: (0..bench.stages)
             .map(|s| StageSpec {
-                id: ember::proto::StageId(s),
+                id: StageId(s),
                 plan: Arc::new(Vec::new()),
                 inputs: if s == 0 {
                     Vec::new()
                 } else {
-                    vec![ember::proto::StageId(s - 1)]
+                    vec![StageId(s - 1)]
                 },
                 partitions: width,
                 output_kind: OutputKind::Preserve,
@@ -190,7 +190,7 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
             })
             .collect(),
         settings: Vec::new(),
-        final_stage: ember::proto::StageId(bench.stages - 1),
+        final_stage: StageId(bench.stages - 1),
         retain_output: false,
         staging: Vec::new(),
     };

@@ -200,6 +200,11 @@ impl From<ember_scheduler::SchedulerError> for EmberError {
 
 impl From<ember_proto::ProtoError> for EmberError {
     fn from(error: ember_proto::ProtoError) -> Self {
-        Self::Executor(error.into())
+        match error {
+            ember_proto::ProtoError::Config { key, message } => Self::Config { key, message },
+            unreachable @ ember_proto::ProtoError::Unreachable { .. } => {
+                Self::Executor(unreachable.into())
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ fn executor() -> &'static (Executor, PathBuf) {
             compression: ShuffleCompression::default(),
             security: ClientSecurity::default(),
             memory_limit: None,
+            functions: ember::builtin_functions(),
         })
         .expect("executor");
         executor.accept_job("job-1").expect("job");

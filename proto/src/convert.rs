@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::pb as proto;
 use crate::task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput};
 
-/// A `u64` from the wire as a `usize`.
-fn size(value: u64) -> usize {
+/// A count or index from the wire as a `usize` (saturating: a value that does not fit
+/// names nothing that exists, and is refused or ignored as such).
+pub fn size(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 

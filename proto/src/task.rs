@@ -86,10 +86,7 @@ impl TaskDefinition {
 
     /// A short name for logs and errors: `job/stage.partition#attempt`.
     pub fn name(&self) -> String {
-        format!(
-            "{}/{}.{}#{}",
-            self.job_id, self.stage_id, self.partition, self.attempt
-        )
+        format!("{}/{}", self.job_id, self.id())
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use crate::convert::size;
 use crate::pb::ShuffleTicket;
 
 /// Whether `id` can name a folder without leaving its parent: not empty, no leading dot,
@@ -56,13 +57,12 @@ impl ShuffleTicket {
                 self.job_id
             ));
         }
-        let part = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
         Ok(piece_key(
             &self.job_id,
-            part(self.stage_id),
-            part(self.map_partition),
-            part(self.attempt),
-            part(self.output_partition),
+            size(self.stage_id),
+            size(self.map_partition),
+            size(self.attempt),
+            size(self.output_partition),
         ))
     }
 }

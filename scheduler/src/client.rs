@@ -125,7 +125,7 @@ pub(crate) mod tests {
     impl FakeExecutor {
         pub(crate) fn new(id: &str, slots: usize) -> Self {
             Self {
-                id: id.to_string().into(),
+                id: id.into(),
                 slots,
             }
         }

@@ -85,6 +85,11 @@ pub type Result<T, E = SchedulerError> = std::result::Result<T, E>;
 
 impl From<ember_proto::ProtoError> for SchedulerError {
     fn from(error: ember_proto::ProtoError) -> Self {
-        Self::Executor(error.into())
+        match error {
+            ember_proto::ProtoError::Config { key, message } => Self::Config { key, message },
+            unreachable @ ember_proto::ProtoError::Unreachable { .. } => {
+                Self::Executor(unreachable.into())
+            }
+        }
     }
 }

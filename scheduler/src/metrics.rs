@@ -113,7 +113,7 @@ impl JobMetrics {
         let last = self.stages.len().saturating_sub(1);
         self.tasks
             .iter()
-            .filter(|t| t.stage_id != ember_proto::StageId(last))
+            .filter(|t| t.stage_id != StageId(last))
             .map(|t| t.bytes)
             .sum()
     }

@@ -134,7 +134,7 @@ impl JobSpec {
             name: None,
             stages,
             settings,
-            final_stage: ember_proto::StageId(graph.final_stage().id()),
+            final_stage: StageId(graph.final_stage().id()),
             retain_output: false,
             staging: staging_urls(graph),
         })

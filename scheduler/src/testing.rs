@@ -75,7 +75,7 @@ impl Shared {
         let outputs = self.output_partitions.get(call.stage).copied().unwrap_or(0);
         let bytes = self.bytes.get(&call.executor).copied().unwrap_or(1);
         TaskOutput {
-            executor_id: answered_by.to_string().into(),
+            executor_id: answered_by.into(),
             locations: (0..outputs).map(|o| location(call, o, bytes)).collect(),
             elapsed: Duration::from_millis(1),
             accumulators: Vec::new(),
@@ -215,7 +215,7 @@ impl JobListener for Recorder {
 pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
     JobSpec {
         name: None,
-        job_id: id.to_string().into(),
+        job_id: id.into(),
         stages: stages
             .iter()
             .enumerate()
@@ -265,7 +265,7 @@ impl Harness {
         let pool = Arc::new(ExecutorPool::new(Policy::Fifo));
         for (id, slots) in executors {
             pool.add(Arc::new(ScriptedExecutor {
-                id: id.to_string().into(),
+                id: (*id).into(),
                 slots: *slots,
                 address: format!("http://{id}:7000"),
                 shared: Arc::clone(&shared),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ember_proto::convert::{key_values, settings};
+use ember_proto::convert::{key_values, settings, size};
 use ember_proto::ids::StageId;
 use ember_proto::is_plain_name;
 use ember_proto::pb as proto;
@@ -12,10 +12,6 @@ use super::metrics::JobMetrics;
 use super::outcome::JobOutcome;
 use super::spec::{JobSpec, StageSpec};
 use crate::error::{Result, SchedulerError};
-
-fn size(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
 
 impl From<&JobSpec> for proto::JobSpec {
     fn from(job: &JobSpec) -> Self {
@@ -79,7 +75,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             name: (!job.name.is_empty()).then_some(job.name),
             stages,
             settings: settings(job.settings),
-            final_stage: ember_proto::StageId(final_stage),
+            final_stage: StageId(final_stage),
             retain_output: job.retain_output,
             staging: job.staging.clone(),
         })
@@ -129,7 +125,7 @@ mod tests {
             job_id: "wire".into(),
             name: Some("SELECT 1".into()),
             stages: vec![StageSpec {
-                id: ember_proto::StageId(0),
+                id: StageId(0),
                 plan: Arc::new(vec![1, 2, 3]),
                 inputs: Vec::new(),
                 partitions: 2,
@@ -137,7 +133,7 @@ mod tests {
                 output_partitions: 3,
             }],
             settings: Vec::new(),
-            final_stage: ember_proto::StageId(0),
+            final_stage: StageId(0),
             retain_output: false,
             staging: Vec::new(),
         }

@@ -20,12 +20,13 @@
 //!             "count",
 //!             "Count the rows of a Parquet file",
 //!             |args: CountArgs, context| async move {
-//!                 let (session, _bar) = context.session(&args.cluster).await?;
+//!                 let (session, bar) = context.session(&args.cluster).await?;
 //!                 let path = args.path.replace('\'', "''");
 //!                 let result = session
 //!                     .sql(&format!("SELECT count(*) FROM '{path}'"))
-//!                     .await?;
-//!                 ember::cli::print_result(&result, ember::OutputFormat::Table)?;
+//!                     .await;
+//!                 ember::cli::finish_progress(bar.as_deref());
+//!                 ember::cli::print_result(&result?, ember::OutputFormat::Table)?;
 //!                 Ok(())
 //!             },
 //!         ))
@@ -38,7 +39,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use clap::{ArgMatches, FromArgMatches};
+use clap::ArgMatches;
 use futures::future::BoxFuture;
 
 use super::common::{ClusterArgs, new_session};
@@ -88,6 +89,15 @@ impl Registry {
     pub fn jobs(&self) -> &[Job] {
         &self.jobs
     }
+
+    /// The names of the jobs, for messages: `a, b, c`, or a sentence when there are none.
+    pub(super) fn job_names(&self) -> String {
+        if self.jobs.is_empty() {
+            return "none in this binary".to_string();
+        }
+        let names: Vec<&str> = self.jobs.iter().map(Job::name).collect();
+        names.join(", ")
+    }
 }
 
 impl Deref for Registry {
@@ -123,14 +133,20 @@ impl Job {
     /// options) and whose body is `run`.
     pub fn new<A, F, Fut>(name: &'static str, about: &'static str, run: F) -> Self
     where
-        A: clap::Args + FromArgMatches + Send + 'static,
+        A: clap::Args + Send + 'static,
         F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let command = A::augment_args(clap::Command::new(name).about(about));
         let body: Body = Arc::new(move |matches, context| match A::from_arg_matches(matches) {
             Ok(args) => Box::pin(run(args, context)),
-            Err(e) => Box::pin(async move { Err(e.into()) }),
+            Err(e) => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default().to_string();
+                Box::pin(
+                    async move { Err(anyhow::anyhow!("{}", first.trim_start_matches("error: "))) },
+                )
+            }
         });
         Self {
             name: name.to_string(),
@@ -190,16 +206,11 @@ impl JobContext {
 
 /// The `run` subcommand with one subcommand per job.
 pub(super) fn run_command(registry: &Registry) -> clap::Command {
-    let names: Vec<&str> = registry.jobs.iter().map(|job| job.name.as_str()).collect();
     clap::Command::new("run")
         .about(format!(
             "Run a named pipeline on the embedded cluster, or on a process cluster with \
              --scheduler (jobs: {})",
-            if names.is_empty() {
-                "none in this binary".to_string()
-            } else {
-                names.join(", ")
-            }
+            registry.job_names()
         ))
         .subcommand_required(true)
         .subcommand_value_name("JOB")

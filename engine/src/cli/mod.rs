@@ -360,7 +360,7 @@ pub fn main_with(register: impl FnOnce(&mut Registry) -> crate::Result<()>) -> E
     let mut registry = Registry::new();
     if let Err(e) = register(&mut registry) {
         eprintln!(
-            "error: registering the binary's functions: {}",
+            "error: registering the binary's functions and jobs: {}",
             crate::error::one_line(&e.to_string())
         );
         return ExitCode::FAILURE;
@@ -435,14 +435,9 @@ async fn run_job(registry: &Registry, matches: &ArgMatches) -> anyhow::Result<()
         anyhow::bail!("ember run needs the name of a job");
     };
     let Some(job) = registry.job(name) else {
-        let known: Vec<&str> = registry.jobs().iter().map(Job::name).collect();
         anyhow::bail!(
             "unknown job '{name}' for ember run (known: {})",
-            if known.is_empty() {
-                "none in this binary".to_string()
-            } else {
-                known.join(", ")
-            }
+            registry.job_names()
         );
     };
     job.run(options, JobContext::new(registry.functions().clone()))

@@ -28,10 +28,6 @@ pub(super) struct Training {
     /// The column to predict (numbers: regression; strings: classification).
     #[arg(long)]
     label: Option<String>,
-    /// forest-train: trees to grow; forest-prep: bootstrap weights drawn per training
-    /// row.
-    #[arg(long, default_value_t = 20)]
-    trees: usize,
     /// Quantile buckets per numeric feature (and, in training, most labels plus one per
     /// string feature).
     #[arg(long, default_value_t = 32)]
@@ -42,10 +38,6 @@ pub(super) struct Training {
     /// The seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Where to write. forest-prep: its rows as Parquet (a folder that must be empty);
-    /// forest-train: model.json and report.html (default `out/forest-train`).
-    #[arg(long)]
-    out: Option<PathBuf>,
     /// Output format: table (a summary for people), or the same figures as csv or json.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -58,6 +50,13 @@ pub(super) struct Training {
 pub(super) struct PrepArgs {
     #[command(flatten)]
     training: Training,
+    /// Bootstrap weights drawn per training row (one per tree to be grown).
+    #[arg(long, default_value_t = 20)]
+    trees: usize,
+    /// Where to write the rows, bin statistics and pipeline.json, as Parquet and JSON (a
+    /// folder that must be empty).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// What string indexers do with unseen labels and nulls: error, skip or keep.
     #[arg(long, default_value = "keep")]
     handle_invalid: String,
@@ -71,6 +70,12 @@ pub(super) struct PrepArgs {
 pub(super) struct TrainArgs {
     #[command(flatten)]
     training: Training,
+    /// Trees to grow.
+    #[arg(long, default_value_t = 20)]
+    trees: usize,
+    /// Where to write model.json and report.html (default `out/forest-train`).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// The deepest level (the root is 0).
     #[arg(long, default_value_t = 5)]
     max_depth: usize,
@@ -208,10 +213,10 @@ pub(super) async fn prep(args: PrepArgs, context: JobContext) -> anyhow::Result<
         input(&training.input, "forest-prep")?,
         required(&training.label, "--label COLUMN", "forest-prep")?,
     );
-    options.out = training.out.clone();
+    options.out = args.out.clone();
     options.seed = training.seed;
     options.test_fraction = training.test_fraction;
-    options.trees = training.trees;
+    options.trees = args.trees;
     options.buckets = training.max_bins;
     options.handle_invalid = parse(&args.handle_invalid, "--handle-invalid")?;
     options.impute = parse(&args.impute, "--impute")?;
@@ -327,13 +332,13 @@ pub(super) async fn train(args: TrainArgs, context: JobContext) -> anyhow::Resul
         input(&training.input, "forest-train")?,
         required(&training.label, "--label COLUMN", "forest-train")?,
     );
-    options.trees = training.trees;
+    options.trees = args.trees;
     options.max_depth = args.max_depth;
     options.max_bins = training.max_bins;
     options.seed = training.seed;
     options.test_fraction = training.test_fraction;
     options.feature_subset = args.feature_subset.clone();
-    let out = training
+    let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TRAIN_OUT));

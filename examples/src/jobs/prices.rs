@@ -146,10 +146,7 @@ fn price_source(args: &ProductPricesArgs) -> anyhow::Result<PriceSource> {
 
 /// `ember run product-prices`: the report's tables as Parquet and `report.html` in the
 /// output folder, and a summary (or every table) on stdout.
-pub(super) async fn product_prices(
-    args: ProductPricesArgs,
-    context: JobContext,
-) -> anyhow::Result<()> {
+pub(super) async fn product_prices(args: ProductPricesArgs, job: JobContext) -> anyhow::Result<()> {
     if args.top == 0 {
         anyhow::bail!("invalid setting --top: expected at least 1 category, got 0");
     }
@@ -185,7 +182,7 @@ pub(super) async fn product_prices(
         }
     };
     let out = out_dir.to_string_lossy().into_owned();
-    let (session, bar) = context.session(&cluster).await?;
+    let (session, bar) = job.session(&cluster).await?;
     let started = std::time::Instant::now();
     let run = run_product_prices(&session, &source, form, Some(&out)).await;
     finish_progress(bar.as_deref());
