@@ -1,4 +1,5 @@
-//! Conversions between the task types of [`crate::task`] and their gRPC messages.
+//! Conversions between the task types of [`crate::task`] and their gRPC messages, and
+//! from a Flight ticket to the key of the piece it names, once checked.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use crate::pb as proto;
 use crate::task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput};
+use crate::ticket::{is_plain_name, piece_key};
 
 /// A count or index from the wire as a `usize` (saturating: a value that does not fit
 /// names nothing that exists, and is refused or ignored as such).
@@ -132,5 +134,25 @@ impl From<proto::TaskOutput> for TaskOutput {
                 })
                 .collect(),
         }
+    }
+}
+
+impl proto::ShuffleTicket {
+    /// The piece the ticket names, relative to the work directory, once its job id has been
+    /// checked to be a plain name (so the path cannot leave the work directory).
+    pub fn checked_key(&self) -> Result<String, String> {
+        if !is_plain_name(&self.job_id) {
+            return Err(format!(
+                "the ticket's job id {:?} is not a plain name",
+                self.job_id
+            ));
+        }
+        Ok(piece_key(
+            &self.job_id,
+            size(self.stage_id),
+            size(self.map_partition),
+            size(self.attempt),
+            size(self.output_partition),
+        ))
     }
 }

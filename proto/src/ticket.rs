@@ -1,15 +1,12 @@
-//! Where a shuffle piece lies inside an executor's work directory, and the check a Flight
-//! ticket passes before it is turned into a path: one layout, shared by the writer that
-//! makes the files, the Flight server that serves them and the object-store keys.
+//! Where a shuffle piece lies inside an executor's work directory: one layout, shared by
+//! the writer that makes the files, the Flight server that serves them (through
+//! `ShuffleTicket::checked_key`, in [`crate::convert`]) and the object-store keys.
 //!
 //! ```text
 //!   WORK_DIR/JOB/stage-S/map-M-attempt-A/part-P.arrow
 //! ```
 
 use std::path::PathBuf;
-
-use crate::convert::size;
-use crate::pb::ShuffleTicket;
 
 /// Whether `id` can name a folder without leaving its parent: not empty, no leading dot,
 /// only ASCII letters, digits, `-`, `_` and `.`.
@@ -47,29 +44,10 @@ pub fn piece_key(
     )
 }
 
-impl ShuffleTicket {
-    /// The piece the ticket names, relative to the work directory, once its job id has been
-    /// checked to be a plain name (so the path cannot leave the work directory).
-    pub fn checked_key(&self) -> Result<String, String> {
-        if !is_plain_name(&self.job_id) {
-            return Err(format!(
-                "the ticket's job id {:?} is not a plain name",
-                self.job_id
-            ));
-        }
-        Ok(piece_key(
-            &self.job_id,
-            size(self.stage_id),
-            size(self.map_partition),
-            size(self.attempt),
-            size(self.output_partition),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::ShuffleTicket;
 
     #[test]
     fn plain_names_cannot_leave_their_folder() {
