@@ -370,12 +370,12 @@ impl ExecutorPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::tests::FakeExecutor;
+    use crate::testing::ScriptedExecutor;
 
     fn pool(policy: Policy, slots: &[usize]) -> ExecutorPool {
         let pool = ExecutorPool::new(policy);
         for (i, s) in slots.iter().enumerate() {
-            pool.add(Arc::new(FakeExecutor::new(&format!("e{i}"), *s)));
+            pool.add(Arc::new(ScriptedExecutor::idle(&format!("e{i}"), *s)));
         }
         pool
     }

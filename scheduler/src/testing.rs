@@ -110,6 +110,41 @@ pub(crate) struct ScriptedExecutor {
     shared: Arc<Shared>,
 }
 
+impl Shared {
+    fn new(
+        output_partitions: Vec<usize>,
+        bytes: HashMap<String, u64>,
+        script: Script,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(script),
+            calls: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(Vec::new()),
+            output_partitions,
+            bytes,
+            launched: Notify::new(),
+        })
+    }
+}
+
+impl ScriptedExecutor {
+    fn new(id: &str, slots: usize, shared: Arc<Shared>) -> Self {
+        Self {
+            id: id.into(),
+            slots,
+            address: format!("http://{id}:7000"),
+            shared,
+        }
+    }
+
+    /// An executor with `slots` slots on which nothing is launched (the pool's tests).
+    pub(crate) fn idle(id: &str, slots: usize) -> Self {
+        let shared = Shared::new(Vec::new(), HashMap::new(), Box::new(|_| Reply::Finish));
+        Self::new(id, slots, shared)
+    }
+}
+
 impl ExecutorClient for ScriptedExecutor {
     fn id(&self) -> &ember_proto::ExecutorId {
         &self.id
@@ -253,23 +288,18 @@ impl Harness {
         bytes: &[(&str, u64)],
         script: impl Fn(&Call) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let shared = Arc::new(Shared {
-            script: Mutex::new(Box::new(script)),
-            calls: Mutex::new(Vec::new()),
-            held: Mutex::new(HashMap::new()),
-            cancelled: Mutex::new(Vec::new()),
-            output_partitions: job.stages.iter().map(|s| s.output_partitions).collect(),
-            bytes: bytes.iter().map(|(id, b)| (id.to_string(), *b)).collect(),
-            launched: Notify::new(),
-        });
+        let shared = Shared::new(
+            job.stages.iter().map(|s| s.output_partitions).collect(),
+            bytes.iter().map(|(id, b)| (id.to_string(), *b)).collect(),
+            Box::new(script),
+        );
         let pool = Arc::new(ExecutorPool::new(Policy::Fifo));
         for (id, slots) in executors {
-            pool.add(Arc::new(ScriptedExecutor {
-                id: (*id).into(),
-                slots: *slots,
-                address: format!("http://{id}:7000"),
-                shared: Arc::clone(&shared),
-            }));
+            pool.add(Arc::new(ScriptedExecutor::new(
+                id,
+                *slots,
+                Arc::clone(&shared),
+            )));
         }
         let config = SchedulerConfig {
             max_attempts,
