@@ -17,6 +17,7 @@ use ember_executors::{Executor, ExecutorConfig, ResultClients, read_job_output};
 use ember_planner::FunctionRegistry;
 use ember_proto::MAX_MESSAGE_BYTES;
 use ember_proto::ShuffleLocation;
+use ember_proto::convert::size;
 use ember_proto::pb::scheduler_service_client::SchedulerServiceClient;
 use ember_proto::pb::{self as proto, Empty};
 use ember_proto::security::{AddToken, ClientSecurity};
@@ -204,7 +205,7 @@ impl RemoteCluster {
     /// Jobs whose stages are running or waiting to run on the cluster now.
     pub async fn running_jobs(&self) -> Result<usize> {
         let state = self.cluster_state().await?;
-        Ok(usize::try_from(state.running_jobs).unwrap_or(usize::MAX))
+        Ok(size(state.running_jobs))
     }
 
     /// Asks the scheduler to cancel job `job_id`; `false` when it runs no such job.

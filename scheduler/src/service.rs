@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ember_executors::storage::{StoreOptions, remove_prefix};
 use ember_proto::MAX_MESSAGE_BYTES;
+use ember_proto::convert::size;
 use ember_proto::ids::JobId;
 use ember_proto::pb::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
 use ember_proto::pb::{self as proto, Empty};
@@ -154,7 +155,7 @@ impl SchedulerService for SchedulerRpc {
     ) -> std::result::Result<Response<proto::HeartbeatResponse>, Status> {
         let request = request.into_inner();
         let id = request.executor_id;
-        let running = usize::try_from(request.running_tasks).unwrap_or(usize::MAX);
+        let running = size(u64::from(request.running_tasks));
         if self.scheduler.pool().touch(&id, running) {
             return Ok(Response::new(proto::HeartbeatResponse {
                 reregister: false,
@@ -264,7 +265,7 @@ impl SchedulerService for SchedulerRpc {
         request: Request<proto::RemoveStageRequest>,
     ) -> std::result::Result<Response<Empty>, Status> {
         let request = request.into_inner();
-        let stage = usize::try_from(request.stage_id).unwrap_or(usize::MAX);
+        let stage = size(request.stage_id);
         self.scheduler
             .remove_stage(&request.job_id, stage)
             .await

@@ -36,10 +36,12 @@ use crate::executor::{Executor, ExecutorConfig, work_dir_lock};
 use crate::shuffle::ShuffleCompression;
 use crate::sync::lock;
 use ember_planner::FunctionRegistry;
+use ember_proto::convert::size;
 use ember_proto::pb::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use ember_proto::pb::scheduler_service_client::SchedulerServiceClient;
 use ember_proto::pb::{self as proto, Empty};
 use ember_proto::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
+use ember_proto::{StageId, TaskId};
 
 /// The message limit, also under this module's name, where callers outside the crate
 /// have found it.
@@ -230,7 +232,7 @@ impl ExecutorService for ExecutorRpc {
         request: Request<proto::RemoveStageRequest>,
     ) -> std::result::Result<Response<Empty>, Status> {
         let request = request.into_inner();
-        let stage = usize::try_from(request.stage_id).unwrap_or(usize::MAX);
+        let stage = size(request.stage_id);
         self.current
             .get()
             .remove_stage(&request.job_id, stage)
@@ -254,13 +256,18 @@ impl ExecutorService for ExecutorRpc {
         request: Request<proto::CancelTaskRequest>,
     ) -> std::result::Result<Response<proto::CancelTaskResponse>, Status> {
         let request = request.into_inner();
-        let index = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let (stage, partition, attempt) = (
-            index(request.stage_id),
-            index(request.partition),
-            index(request.attempt),
+            size(request.stage_id),
+            size(request.partition),
+            size(request.attempt),
         );
-        let name = format!("{}/{stage}.{partition}#{attempt}", request.job_id);
+        // The name `TaskDefinition::name` gave the attempt when it was launched.
+        let task = TaskId {
+            stage: StageId(stage),
+            partition,
+            attempt,
+        };
+        let name = format!("{}/{task}", request.job_id);
         let was_running = self.tasks.cancel_named(&name);
         // The aborted task stops at its next await; its folder goes now, and again if it
         // was still writing when the first removal ran (one that reaches its end anyway
