@@ -424,7 +424,13 @@ pub fn chromium() -> &'static Path {
     static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
     CHROMIUM.get_or_init(|| {
         ensure_debian_package("chromium", "chromium", &["--version"]);
-        PathBuf::from("chromium")
+        // The full path: chromedriver wants the browser's file, not a command name.
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| PathBuf::from("chromium"))
     })
 }
 
@@ -648,4 +654,134 @@ fn hold_lock(path: &Path) -> std::fs::File {
     lock.lock()
         .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
     lock
+}
+
+/// An HTTP answer: its status, headers and body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one plain-HTTP request (`GET` with no body, or `POST` with a form body) through
+/// hyper's client.
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> HttpAnswer {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Full<hyper::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if form.is_some() {
+        request = request.header("content-type", "application/x-www-form-urlencoded");
+    }
+    let body = Full::new(hyper::body::Bytes::from(form.unwrap_or("").to_string()));
+    let request = request.body(body).expect("a valid request");
+    let answer = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = answer.status().as_u16();
+    let headers = answer
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"))
+        .to_bytes();
+    HttpAnswer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `GET url` with `headers`.
+pub async fn http_get(url: &str, headers: &[(&str, &str)]) -> HttpAnswer {
+    http("GET", url, headers, None).await
+}
+
+/// A WebDriver session in headless Chromium (Debian's `chromium` and `chromium-driver`,
+/// installed when missing), through `chromedriver` on a free port; both stop when it
+/// is dropped.
+pub struct Browser {
+    driver: std::process::Child,
+    /// chromedriver's URL, for a WebDriver client to open a session at.
+    pub url: String,
+}
+
+impl Browser {
+    /// Starts `chromedriver` on a free port and returns it with its URL; a session is
+    /// opened by the caller's WebDriver client.
+    pub fn start() -> Self {
+        ensure_debian_package("chromium-driver", "chromedriver", &["--version"]);
+        chromium();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver did not listen on {url} within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { driver, url }
+    }
+
+    /// The capabilities of a headless Chromium session of `width` x `height`.
+    pub fn capabilities(width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium().display().to_string(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                         format!("--window-size={width},{height}")],
+            }),
+        );
+        caps
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
 }

@@ -17,12 +17,16 @@
 //! `ember-bench scheduler --tasks 100000 --executors 200` drives the scheduler alone over
 //! fake executors and prints launches per second and scheduling latency ([`scheduler`]).
 //!
+//! `ember-bench history --jobs 1000 --tasks 50` serves 1,000 synthetic finished jobs from
+//! the history server and prints page latency and memory ([`history`]).
+//!
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
 
 mod cluster;
 mod dsl;
 mod forest;
+mod history;
 mod peers;
 mod prices;
 mod report;
@@ -59,6 +63,8 @@ enum Command {
     /// The scheduler alone: launches per second and scheduling latency over fake
     /// executors.
     Scheduler(scheduler::SchedulerBench),
+    /// The history server over many finished jobs: page latency (p50, p95) and memory.
+    History(history::HistoryBench),
 }
 
 #[tokio::main]
@@ -69,5 +75,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Tpch(bench) => tpch::run(&bench, &mut report::Report::default()).await,
         Command::Suite(suite) => suite::run(&suite).await,
         Command::Scheduler(bench) => scheduler::run(&bench).await,
+        Command::History(bench) => history::run(&bench).await,
     }
 }

@@ -193,6 +193,7 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
         final_stage: StageId(bench.stages - 1),
         retain_output: false,
         staging: Vec::new(),
+        plan: None,
     };
     let started = Instant::now();
     let outcome = scheduler.run_job(&job, None).await?;

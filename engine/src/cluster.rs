@@ -75,6 +75,7 @@ impl LocalCluster {
                     security: ClientSecurity::default(),
                     memory_limit: config.memory_limit,
                     functions: functions.clone(),
+                    metrics: Arc::default(),
                 })
                 .map(Arc::new)
             })
@@ -198,6 +199,12 @@ impl RemoteCluster {
                 slots: e.slots as usize,
                 free: e.free_slots as usize,
                 running_tasks: e.running_tasks as usize,
+                alive: true,
+                last_heartbeat_ago: None,
+                lost_reason: None,
+                memory_used: 0,
+                memory_limit: 0,
+                shuffle_bytes_served: 0,
             })
             .collect())
     }

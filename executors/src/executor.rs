@@ -22,6 +22,7 @@ use ember_proto::{ExecutorId, ShuffleLocation, TaskDefinition, TaskOutput};
 
 use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
+use crate::metrics::{ExecutorMetrics, TaskFigures};
 use crate::rpc::flight_client::PeerClients;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
@@ -46,6 +47,8 @@ pub struct ExecutorConfig {
     /// The named user functions its task plans may call: the embedded cluster's executors
     /// share their session's registry, an executor process has its binary's.
     pub functions: FunctionRegistry,
+    /// Where it counts what it does (shared by the executors of one process).
+    pub metrics: Arc<ExecutorMetrics>,
 }
 
 /// A worker that runs tasks and keeps their shuffle output until the job ends.
@@ -71,6 +74,32 @@ pub struct Executor {
     /// The locked file beside its work directory (see [`work_dir_lock`]), held while it
     /// lives so that no other executor reclaims the folder.
     _work_dir_lock: std::fs::File,
+}
+
+/// Counts a task as failed when dropped armed.
+struct CountFailure<'a>(Option<&'a ExecutorMetrics>);
+
+impl Drop for CountFailure<'_> {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.0 {
+            metrics.task_failed();
+        }
+    }
+}
+
+/// Shuffle bytes a task of `partition` reads of `inputs`: its partition's pieces, or
+/// every piece of partition 0 where the inputs have only that one (a broadcast).
+fn read_bytes(inputs: &[ShuffleLocation], partition: usize) -> u64 {
+    let own: u64 = inputs
+        .iter()
+        .filter(|l| l.output_partition == partition)
+        .map(|l| l.bytes)
+        .sum();
+    if own > 0 || inputs.iter().any(|l| l.output_partition != 0) {
+        own
+    } else {
+        inputs.iter().map(|l| l.bytes).sum()
+    }
 }
 
 /// The file beside an executor's work directory `DIR` that it holds locked while it
@@ -183,8 +212,40 @@ impl Executor {
         self.context.register_udwf(udwf);
     }
 
+    /// What it has done, for `/metrics` and heartbeats.
+    pub fn metrics(&self) -> &Arc<ExecutorMetrics> {
+        &self.config.metrics
+    }
+
+    /// Bytes its tasks hold in its memory pool now, and the pool's limit (0: none).
+    pub fn memory(&self) -> (u64, u64) {
+        let used = self.context.runtime_env().memory_pool.reserved();
+        let limit = self.config.memory_limit.unwrap_or(0);
+        (used as u64, limit as u64)
+    }
+
     /// Runs one task to completion and reports the shuffle files it wrote.
     pub async fn run_task(&self, task: TaskDefinition) -> Result<TaskOutput> {
+        let metrics = Arc::clone(&self.config.metrics);
+        metrics.task_started();
+        // A task whose future is dropped (cancelled) counts as failed.
+        let mut counted = CountFailure(Some(&metrics));
+        let partition = task.partition;
+        let inputs = Arc::clone(&task.inputs);
+        let output = self.run_task_inner(task).await;
+        if let Ok(output) = &output {
+            counted.0 = None;
+            metrics.task_succeeded(TaskFigures {
+                elapsed: output.elapsed,
+                written: output.locations.iter().map(|l| l.bytes).sum(),
+                read: read_bytes(&inputs, partition),
+                spilled: output.spilled_bytes,
+            });
+        }
+        output
+    }
+
+    async fn run_task_inner(&self, task: TaskDefinition) -> Result<TaskOutput> {
         let _running = Running::enter(&self.running);
         self.accept_job(&task.job_id)?;
         let started = Instant::now();
@@ -529,6 +590,7 @@ mod tests {
             security: ClientSecurity::default(),
             memory_limit: None,
             functions: FunctionRegistry::new(),
+            metrics: Arc::default(),
         })
     }
 
@@ -569,6 +631,7 @@ mod tests {
             security: ClientSecurity::default(),
             memory_limit: Some(1 << 20),
             functions: FunctionRegistry::new(),
+            metrics: Arc::default(),
         })
         .expect("executor");
         assert!(

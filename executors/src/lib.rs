@@ -13,6 +13,7 @@ mod error;
 mod executor;
 mod input_errors;
 pub mod memory;
+pub mod metrics;
 pub mod rpc;
 pub mod shuffle;
 pub mod storage;

@@ -39,7 +39,10 @@ mod stage;
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;
-pub use draw::{stage_graph_dot, stage_graph_svg};
+pub use draw::{
+    Picture, StageState, StageStatus, describe as describe_stages, picture_svg, stage_graph_dot,
+    stage_graph_svg,
+};
 pub use env::{BroadcastStore, TaskEnv, current_task_env, with_task_env};
 pub use error::{PlannerError, Result};
 pub use exchange::{EmberExtensionPlanner, EmberQueryPlanner, Exchange, ExchangeExec};

@@ -8,6 +8,7 @@
 //! - [`task`]: what travels between scheduler and executor ([`TaskDefinition`] in,
 //!   [`TaskOutput`] out, and the [`ShuffleLocation`]s that connect stages), and
 //!   [`convert`] between those and their messages.
+//! - [`http`]: the HTTP server of the web UI and `/metrics`, with the same token and TLS.
 //! - [`security`]: the token check of every call and TLS; [`ticket`]: the layout of
 //!   shuffle pieces and the check a Flight ticket passes.
 //!
@@ -16,6 +17,7 @@
 
 pub mod convert;
 mod error;
+pub mod http;
 pub mod ids;
 pub mod pb;
 pub mod security;

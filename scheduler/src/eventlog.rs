@@ -18,18 +18,25 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ember_executors::storage::{location_url, resolve};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use super::spec::EventLogDir;
+use super::spec::{EventLogDir, JobPlan};
 use super::state::{Event, JobShape, JobState};
 use crate::error::{Result, SchedulerError};
 
 /// The schema version written in every line.
 pub const VERSION: u32 = 1;
+
+/// Milliseconds since 1970, now.
+pub(crate) fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// One line of a log.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,6 +54,8 @@ enum Body {
         #[serde(default)]
         name: Option<String>,
         started_unix_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<JobPlan>,
     },
     Event {
         at_us: u64,
@@ -64,7 +73,6 @@ enum Body {
 pub(super) struct EventLogWriter {
     dir: EventLogDir,
     job_id: String,
-    started: Instant,
     /// Lines not yet written (a local file), or every line (an object).
     buffer: Vec<u8>,
     /// Set once writing failed, so the warning is given once.
@@ -76,14 +84,16 @@ pub(super) struct EventLogWriter {
 
 impl EventLogWriter {
     /// A log for the job of `shape`, its first line written at once.
-    pub(super) fn new(dir: EventLogDir, shape: &JobShape, name: Option<&str>) -> Self {
-        let started_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    pub(super) fn new(
+        dir: EventLogDir,
+        shape: &JobShape,
+        name: Option<&str>,
+        plan: Option<&JobPlan>,
+        started_unix_ms: u64,
+    ) -> Self {
         let mut writer = Self {
             dir,
             job_id: shape.job_id.to_string(),
-            started: Instant::now(),
             buffer: Vec::new(),
             broken: false,
             version: Arc::new(AtomicU64::new(0)),
@@ -93,13 +103,10 @@ impl EventLogWriter {
             job: shape.clone(),
             name: name.map(str::to_string),
             started_unix_ms,
+            plan: plan.cloned(),
         });
         writer.flush();
         writer
-    }
-
-    fn at_us(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     fn push(&mut self, body: Body) {
@@ -117,9 +124,8 @@ impl EventLogWriter {
         }
     }
 
-    /// Adds one event (written at the next flush).
-    pub(super) fn record(&mut self, event: &Event) {
-        let at_us = self.at_us();
+    /// Adds one event, `at_us` after the job's start (written at the next flush).
+    pub(super) fn record(&mut self, at_us: u64, event: &Event) {
         self.push(Body::Event {
             at_us,
             event: event.clone(),
@@ -178,8 +184,7 @@ impl EventLogWriter {
     }
 
     /// Writes the last line (`error` when the job failed) and waits until all is written.
-    pub(super) async fn close(mut self, status: std::result::Result<(), String>) {
-        let at_us = self.at_us();
+    pub(super) async fn close(mut self, at_us: u64, status: std::result::Result<(), String>) {
         self.push(Body::End {
             at_us,
             error: status.err(),
@@ -210,6 +215,8 @@ pub struct LoggedJob {
     pub name: Option<String>,
     /// When it started, in milliseconds since 1970.
     pub started_unix_ms: u64,
+    /// Its plan for people, when the log has it.
+    pub plan: Option<JobPlan>,
     /// Its events, with microseconds since its start.
     pub events: Vec<(u64, Event)>,
     /// How it ended: `Some(Ok)` succeeded, `Some(Err(text))` failed, `None` still running
@@ -227,6 +234,37 @@ impl LoggedJob {
             state.on(event.clone());
         }
         state
+    }
+}
+
+impl LoggedJob {
+    /// The job as the text of a log file, as the scheduler writes it (what [`parse_log`]
+    /// reads back): for tools and benchmarks that make logs.
+    pub fn to_log_text(&self) -> String {
+        let mut lines = vec![Body::Job {
+            job: self.shape.clone(),
+            name: self.name.clone(),
+            started_unix_ms: self.started_unix_ms,
+            plan: self.plan.clone(),
+        }];
+        lines.extend(self.events.iter().map(|(at_us, event)| Body::Event {
+            at_us: *at_us,
+            event: event.clone(),
+        }));
+        if let Some(end) = &self.end {
+            lines.push(Body::End {
+                at_us: self.last_at_us,
+                error: end.clone().err(),
+            });
+        }
+        let mut text = String::new();
+        for body in lines {
+            if let Ok(line) = serde_json::to_string(&Line { v: VERSION, body }) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
     }
 }
 
@@ -267,6 +305,7 @@ pub fn parse_log(file: &str, text: &str, problems: &mut Vec<String>) -> Option<L
                     job: shape,
                     name,
                     started_unix_ms,
+                    plan,
                 },
                 None,
             ) => {
@@ -275,6 +314,7 @@ pub fn parse_log(file: &str, text: &str, problems: &mut Vec<String>) -> Option<L
                     shape,
                     name,
                     started_unix_ms,
+                    plan,
                     events: Vec::new(),
                     end: None,
                     last_at_us: 0,
@@ -302,8 +342,20 @@ pub fn parse_log(file: &str, text: &str, problems: &mut Vec<String>) -> Option<L
     job
 }
 
-/// Reads every `*.jsonl` log under `dir` (a path or a URL).
-pub async fn scan(dir: &EventLogDir) -> Result<LogScan> {
+/// One log file of a folder, as listed.
+#[derive(Debug, Clone)]
+pub(crate) struct LogFile {
+    /// Its path or URL, as problems and the UI name it.
+    pub(crate) file: String,
+    location: object_store::path::Path,
+    /// Its size in bytes when listed.
+    pub(crate) size: u64,
+}
+
+/// The `*.jsonl` logs under `dir` (a path or a URL), and the store they are read from.
+pub(crate) async fn list_logs(
+    dir: &EventLogDir,
+) -> Result<(Arc<dyn object_store::ObjectStore>, Vec<LogFile>)> {
     let folder = location_url(&dir.location)?;
     let (store, prefix) = resolve(folder.as_str(), &dir.options)?;
     let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(|e| {
@@ -312,33 +364,55 @@ pub async fn scan(dir: &EventLogDir) -> Result<LogScan> {
             message: format!("{}: {e}", dir.location),
         }
     })?;
-    let mut scan = LogScan::default();
-    for meta in listed {
-        if !meta.location.as_ref().ends_with(".jsonl") {
-            continue;
-        }
-        let file = if dir.is_url() {
-            format!("{folder}{}", meta.location.filename().unwrap_or_default())
-        } else {
-            PathBuf::from(&dir.location)
-                .join(meta.location.filename().unwrap_or_default())
-                .display()
-                .to_string()
-        };
-        let bytes = match store.get(&meta.location).await {
-            Ok(got) => got.bytes().await,
-            Err(e) => Err(e),
-        };
-        let bytes = match bytes {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                scan.problems.push(format!("{file}: {e}"));
-                continue;
+    let files = listed
+        .into_iter()
+        .filter(|meta| meta.location.as_ref().ends_with(".jsonl"))
+        .map(|meta| {
+            let name = meta.location.filename().unwrap_or_default().to_string();
+            let file = if dir.is_url() {
+                format!("{folder}{name}")
+            } else {
+                PathBuf::from(&dir.location)
+                    .join(name)
+                    .display()
+                    .to_string()
+            };
+            LogFile {
+                file,
+                location: meta.location,
+                size: meta.size,
             }
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        if let Some(job) = parse_log(&file, &text, &mut scan.problems) {
-            scan.jobs.push(job);
+        })
+        .collect();
+    Ok((store, files))
+}
+
+/// The text of one listed log; the error names the file.
+pub(crate) async fn read_log(
+    store: &dyn object_store::ObjectStore,
+    log: &LogFile,
+) -> std::result::Result<String, String> {
+    let bytes = match store.get(&log.location).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    bytes
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|e| format!("{}: {e}", log.file))
+}
+
+/// Reads every `*.jsonl` log under `dir` (a path or a URL).
+pub async fn scan(dir: &EventLogDir) -> Result<LogScan> {
+    let (store, files) = list_logs(dir).await?;
+    let mut scan = LogScan::default();
+    for log in files {
+        match read_log(store.as_ref(), &log).await {
+            Ok(text) => {
+                if let Some(job) = parse_log(&log.file, &text, &mut scan.problems) {
+                    scan.jobs.push(job);
+                }
+            }
+            Err(problem) => scan.problems.push(problem),
         }
     }
     scan.jobs

@@ -16,13 +16,14 @@ use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::client::ExecutorClient;
-use super::eventlog::EventLogWriter;
+use super::eventlog::{EventLogWriter, unix_ms_now};
 use super::events::{JobEvent, JobListener};
 use super::outcome::JobOutcome;
 use super::pool::{ExecutorPool, Placement};
 use super::spec::{JobSpec, SchedulerConfig};
 use super::state::{Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location};
 use super::state::{TaskReport, Timer};
+use super::ui::{BoardEntry, JobBoard};
 use crate::error::{Result, SchedulerError};
 use ember_proto::ids::{ExecutorId, StageId, TaskId};
 
@@ -66,6 +67,10 @@ pub(super) struct JobRun<'a> {
     /// the client, while the state sees its text).
     last_error: Option<ExecutorError>,
     log: Option<EventLogWriter>,
+    /// The job's place on the scheduler's board (the web UI).
+    board: Option<BoardEntry>,
+    /// When it was submitted: the events' times count from here.
+    started: Instant,
     end: Option<End>,
 }
 
@@ -85,12 +90,25 @@ impl<'a> JobRun<'a> {
         pool: &'a ExecutorPool,
         config: &'a SchedulerConfig,
         listener: Option<&'a dyn JobListener>,
+        board: &Arc<JobBoard>,
     ) -> Self {
         let shape = JobShape::of(job, config);
-        let log = config
-            .event_log
-            .as_ref()
-            .map(|dir| EventLogWriter::new(dir.clone(), &shape, job.name.as_deref()));
+        let started_unix_ms = unix_ms_now();
+        let log = config.event_log.as_ref().map(|dir| {
+            EventLogWriter::new(
+                dir.clone(),
+                &shape,
+                job.name.as_deref(),
+                job.plan.as_ref(),
+                started_unix_ms,
+            )
+        });
+        let board = board.start(
+            &shape,
+            job.name.as_deref(),
+            job.plan.as_ref(),
+            started_unix_ms,
+        );
         Self {
             job,
             seq,
@@ -109,8 +127,15 @@ impl<'a> JobRun<'a> {
             told_gone: false,
             last_error: None,
             log,
+            board: Some(board),
+            started: Instant::now(),
             end: None,
         }
+    }
+
+    /// Microseconds since the job was submitted.
+    fn at_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Runs the job to its end.
@@ -143,13 +168,17 @@ impl<'a> JobRun<'a> {
         self.release_all();
         self.running.shutdown().await;
         let end = self.end.take();
+        let status = match &end {
+            Some(End::Finished(_)) => Ok(()),
+            Some(End::Failed(e)) => Err(e.to_string()),
+            None => Err("the job stopped".to_string()),
+        };
+        let at_us = self.at_us();
         if let Some(log) = self.log.take() {
-            let status = match &end {
-                Some(End::Finished(_)) => Ok(()),
-                Some(End::Failed(e)) => Err(e.to_string()),
-                None => Err("the job stopped".to_string()),
-            };
-            log.close(status).await;
+            log.close(at_us, status.clone()).await;
+        }
+        if let Some(board) = self.board.take() {
+            board.end(at_us, status);
         }
         let final_output = match end {
             Some(End::Finished(output)) => output,
@@ -174,8 +203,12 @@ impl<'a> JobRun<'a> {
 
     /// Feeds `event` to the state (and the log) and carries out what comes back.
     fn feed(&mut self, event: Event) {
+        let at_us = self.at_us();
         if let Some(log) = &mut self.log {
-            log.record(&event);
+            log.record(at_us, &event);
+        }
+        if let Some(board) = &self.board {
+            board.record(at_us, &event);
         }
         let recomputed = self.state.metrics().recomputed.len();
         for action in self.state.on(event) {

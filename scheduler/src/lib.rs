@@ -9,7 +9,9 @@
 //! those, and only where a later stage still needs them) before the stages that read them
 //! go on. With no executor left, a job waits `grace_period` for one to register, then
 //! fails. Several jobs may run at once; the pool's [`Policy`] shares slots between them.
-//! The same scheduler drives the embedded cluster and a cluster of processes.
+//! The same scheduler drives the embedded cluster and a cluster of processes. Its [`ui`]
+//! serves the jobs it runs (and, as the history server, the jobs of event logs) as web
+//! pages, a REST API and Prometheus metrics.
 
 mod client;
 mod error;
@@ -25,6 +27,7 @@ mod service;
 mod spec;
 mod state;
 mod sync;
+pub mod ui;
 mod wire;
 
 #[cfg(test)]
@@ -40,13 +43,13 @@ pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};
 pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
 pub use outcome::{JobOutcome, ResultLease};
-pub use pool::{ExecutorPool, ExecutorStatus, Policy};
+pub use pool::{ExecutorPool, ExecutorStatus, HeartbeatStats, Policy};
 pub use remote::RemoteExecutor;
 pub use runner::Scheduler;
 pub use service::{
-    CatalogUpdateError, SchedulerProcessConfig, ServedCatalog, run_scheduler_process,
+    CatalogUpdateError, Listening, SchedulerProcessConfig, ServedCatalog, run_scheduler_process,
 };
-pub use spec::{EventLogDir, JobSpec, OutputKind, SchedulerConfig, StageSpec};
+pub use spec::{EventLogDir, JobPlan, JobSpec, OutputKind, SchedulerConfig, StageSpec};
 pub use state::{
     Action, Event, Failure, JobFailure, JobShape, JobState, Launch, Location, StageShape, Status,
     TaskReport, Timer,

@@ -59,6 +59,55 @@ struct Member {
     last_seen: Instant,
     /// Tasks it runs, as its last heartbeat said.
     running_tasks: usize,
+    /// What its last heartbeat said of it.
+    stats: HeartbeatStats,
+}
+
+/// What an executor's heartbeat says of it besides its running tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatStats {
+    /// Bytes its tasks hold in its memory pool.
+    pub memory_used: u64,
+    /// Its memory pool's limit (0: none).
+    pub memory_limit: u64,
+    /// Shuffle bytes it has served since it started.
+    pub shuffle_bytes_served: u64,
+    /// Tasks it finished since it started.
+    pub tasks_succeeded: u64,
+    /// Tasks that failed on it since it started.
+    pub tasks_failed: u64,
+}
+
+/// An executor declared lost, as the status pages remember it.
+struct Gone {
+    status: ExecutorStatus,
+    lost_at: Instant,
+}
+
+/// Lost executors remembered for the status pages.
+const KEEP_GONE: usize = 256;
+
+impl Member {
+    fn status(&self, id: &ExecutorId) -> ExecutorStatus {
+        let remote = self.client.address().is_some();
+        ExecutorStatus {
+            id: id.clone(),
+            address: self.client.address().map(str::to_string),
+            slots: self.client.slots(),
+            free: self.free,
+            running_tasks: if remote {
+                self.running_tasks
+            } else {
+                self.client.slots().saturating_sub(self.free)
+            },
+            alive: true,
+            last_heartbeat_ago: remote.then(|| self.last_seen.elapsed()),
+            lost_reason: None,
+            memory_used: self.stats.memory_used,
+            memory_limit: self.stats.memory_limit,
+            shuffle_bytes_served: self.stats.shuffle_bytes_served,
+        }
+    }
 }
 
 /// What the pool knows of a running job.
@@ -76,6 +125,8 @@ struct PoolState {
     jobs: BTreeMap<u64, Demand>,
     /// Every executor declared lost, in order.
     lost: Vec<ExecutorId>,
+    /// The last [`KEEP_GONE`] executors declared lost, oldest first.
+    gone: std::collections::VecDeque<Gone>,
     /// The address of every member in another process, while membership is unchanged.
     addresses: Option<Arc<HashMap<String, String>>>,
     next_job: u64,
@@ -104,6 +155,19 @@ pub struct ExecutorStatus {
     /// Tasks it runs, as its last heartbeat said (0 for an executor in this process,
     /// which does not heartbeat).
     pub running_tasks: usize,
+    /// Whether it is still in the pool (`false`: declared lost).
+    pub alive: bool,
+    /// Time since its last heartbeat (`None` for an executor in this process), or, for a
+    /// lost one, since it was declared lost.
+    pub last_heartbeat_ago: Option<Duration>,
+    /// Why it was declared lost.
+    pub lost_reason: Option<String>,
+    /// Bytes its tasks hold in its memory pool.
+    pub memory_used: u64,
+    /// Its memory pool's limit (0: none).
+    pub memory_limit: u64,
+    /// Shuffle bytes it has served since it started.
+    pub shuffle_bytes_served: u64,
 }
 
 /// The executors and the slot accounting shared by every job of a scheduler.
@@ -145,6 +209,7 @@ impl ExecutorPool {
                     client,
                     last_seen: Instant::now(),
                     running_tasks: 0,
+                    stats: HeartbeatStats::default(),
                 },
             );
             state.addresses = None;
@@ -156,12 +221,23 @@ impl ExecutorPool {
     pub fn mark_lost(&self, id: &str, reason: &str) -> bool {
         let removed = {
             let mut state = lock(&self.state);
-            let removed = state.members.remove(id).is_some();
-            if removed {
+            let removed = state.members.remove(id);
+            if let Some(member) = &removed {
                 state.lost.push(ExecutorId::from(id));
                 state.addresses = None;
+                let mut status = member.status(&ExecutorId::from(id));
+                status.alive = false;
+                status.running_tasks = 0;
+                status.lost_reason = Some(reason.to_string());
+                state.gone.push_back(Gone {
+                    status,
+                    lost_at: Instant::now(),
+                });
+                if state.gone.len() > KEEP_GONE {
+                    state.gone.pop_front();
+                }
             }
-            removed
+            removed.is_some()
         };
         if removed {
             tracing::warn!(executor = %id, "executor lost: {reason}");
@@ -172,11 +248,12 @@ impl ExecutorPool {
 
     /// Notes a heartbeat and the tasks the executor says it runs; `false` when the
     /// executor is not (or no longer) a member.
-    pub fn touch(&self, id: &str, running_tasks: usize) -> bool {
+    pub fn touch(&self, id: &str, running_tasks: usize, stats: HeartbeatStats) -> bool {
         match lock(&self.state).members.get_mut(id) {
             Some(member) => {
                 member.last_seen = Instant::now();
                 member.running_tasks = running_tasks;
+                member.stats = stats;
                 true
             }
             None => false,
@@ -261,14 +338,20 @@ impl ExecutorPool {
         lock(&self.state)
             .members
             .iter()
-            .map(|(id, m)| ExecutorStatus {
-                id: id.clone(),
-                address: m.client.address().map(str::to_string),
-                slots: m.client.slots(),
-                free: m.free,
-                running_tasks: m.running_tasks,
-            })
+            .map(|(id, m)| m.status(id))
             .collect()
+    }
+
+    /// A snapshot of the members and of the executors lost lately, for status pages.
+    pub fn status_with_lost(&self) -> Vec<ExecutorStatus> {
+        let state = lock(&self.state);
+        let mut all: Vec<ExecutorStatus> =
+            state.members.iter().map(|(id, m)| m.status(id)).collect();
+        all.extend(state.gone.iter().map(|gone| ExecutorStatus {
+            last_heartbeat_ago: Some(gone.lost_at.elapsed()),
+            ..gone.status.clone()
+        }));
+        all
     }
 
     /// Jobs running now.
@@ -441,7 +524,7 @@ mod tests {
         let pool = pool(Policy::Fifo, &[1, 1]);
         assert!(pool.mark_lost("e1", "test"));
         assert!(!pool.mark_lost("e1", "test"));
-        assert!(!pool.touch("e1", 0));
+        assert!(!pool.touch("e1", 0, HeartbeatStats::default()));
         let (lost, cursor) = pool.lost_since(0);
         assert_eq!((lost, cursor), (vec![ExecutorId::from("e1")], 1));
         assert_eq!(pool.lost_since(1).0, Vec::<ExecutorId>::new());

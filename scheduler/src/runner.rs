@@ -14,6 +14,7 @@ use super::job;
 use super::outcome::JobOutcome;
 use super::pool::ExecutorPool;
 use super::spec::{JobSpec, SchedulerConfig};
+use super::ui::JobBoard;
 use crate::error::Result;
 use crate::sync::lock;
 
@@ -27,6 +28,8 @@ pub struct Scheduler {
     recomputed: Mutex<Vec<String>>,
     /// How to reach each running job's loop to cancel it, by job id.
     cancels: Mutex<HashMap<JobId, mpsc::UnboundedSender<String>>>,
+    /// The jobs it runs and ran, for the web UI and `/metrics`.
+    board: Arc<JobBoard>,
 }
 
 /// Takes a job out of [`Scheduler::cancels`] when its run ends or is dropped.
@@ -53,7 +56,13 @@ impl Scheduler {
             broadcasts: Mutex::new(HashMap::new()),
             recomputed: Mutex::new(Vec::new()),
             cancels: Mutex::new(HashMap::new()),
+            board: Arc::default(),
         }
+    }
+
+    /// The jobs it runs and ran, for the web UI and `/metrics`.
+    pub fn board(&self) -> &Arc<JobBoard> {
+        &self.board
     }
 
     /// The executors.
@@ -95,7 +104,7 @@ impl Scheduler {
             job_id: &job.job_id,
         };
         let seq = self.pool.join_job();
-        let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener)
+        let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener, &self.board)
             .run(cancelled)
             .await?;
         if !outcome.metrics.recomputed.is_empty() {

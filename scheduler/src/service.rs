@@ -30,12 +30,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use super::events::{JobEvent, JobListener};
-use super::pool::{ExecutorPool, Policy};
+use super::pool::{ExecutorPool, HeartbeatStats, Policy};
 use super::remote::RemoteExecutor;
 use super::runner::Scheduler;
 use super::spec::{JobSpec, SchedulerConfig};
 use crate::error::{Result, SchedulerError};
 use crate::sync::lock;
+use crate::ui::{LiveSource, UiBind, UiSource, bind_ui, serve};
+use ember_proto::http::HttpServer;
 
 /// How a scheduler process is set up.
 #[derive(Debug, Clone)]
@@ -59,6 +61,17 @@ pub struct SchedulerProcessConfig {
     pub allow_unauthenticated: bool,
     /// The catalog served to clients, if any (`--catalog DIR`).
     pub catalog: Option<Arc<dyn ServedCatalog>>,
+    /// Where the web UI, the REST API and `/metrics` are served (`--ui-bind`), if at all.
+    pub ui: Option<UiBind>,
+}
+
+/// Where a scheduler process listens, once it does.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The gRPC address.
+    pub address: SocketAddr,
+    /// The web UI's URL, when it serves one.
+    pub ui: Option<String>,
 }
 
 /// A catalog the scheduler serves to its clients (the engine's catalog folder): read whole
@@ -156,7 +169,14 @@ impl SchedulerService for SchedulerRpc {
         let request = request.into_inner();
         let id = request.executor_id;
         let running = size(u64::from(request.running_tasks));
-        if self.scheduler.pool().touch(&id, running) {
+        let stats = HeartbeatStats {
+            memory_used: request.memory_used,
+            memory_limit: request.memory_limit,
+            shuffle_bytes_served: request.shuffle_bytes_served,
+            tasks_succeeded: request.tasks_succeeded,
+            tasks_failed: request.tasks_failed,
+        };
+        if self.scheduler.pool().touch(&id, running, stats) {
             return Ok(Response::new(proto::HeartbeatResponse {
                 reregister: false,
             }));
@@ -426,10 +446,17 @@ async fn remove_staging(job: &JobSpec) {
 /// address once it accepts calls.
 pub async fn run_scheduler_process(
     config: SchedulerProcessConfig,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
+    let ui = match config.ui {
+        Some(bind) => {
+            check_exposure(bind.address, &config.server, config.allow_unauthenticated)?;
+            bind_ui(bind, &config.server).await?
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| SchedulerError::Config {
@@ -442,6 +469,10 @@ pub async fn run_scheduler_process(
     })?;
     let pool = Arc::new(ExecutorPool::new(config.policy));
     let scheduler = Arc::new(Scheduler::new(Arc::clone(&pool), config.scheduler.clone()));
+    let source: Arc<dyn UiSource> = Arc::new(LiveSource::new(
+        Arc::clone(scheduler.board()),
+        Arc::clone(&pool),
+    ));
     let rpc = SchedulerRpc {
         scheduler,
         client: config.client.clone(),
@@ -469,11 +500,34 @@ pub async fn run_scheduler_process(
         }
     });
     tracing::info!(address = %bound, policy = %config.policy, "scheduler listening");
-    on_listening(bound);
+    let ui_url = ui.as_ref().map(HttpServer::url);
+    if let Some(url) = &ui_url {
+        tracing::info!(%url, "web UI listening");
+    }
+    on_listening(Listening {
+        address: bound,
+        ui: ui_url,
+    });
+    let (stop_ui, ui_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ui_task = ui.map(|server| {
+        tokio::spawn(async move {
+            if let Err(e) = serve(server, source, async {
+                let _ = ui_stopped.await;
+            })
+            .await
+            {
+                tracing::warn!("the web UI stopped: {e}");
+            }
+        })
+    });
     let incoming = accept(listener);
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
+    let _ = stop_ui.send(());
+    if let Some(task) = ui_task {
+        task.abort();
+    }
     watch.abort();
     served.map_err(|e| SchedulerError::Cluster {
         message: format!("the scheduler's server stopped: {}", error_chain(&e)),

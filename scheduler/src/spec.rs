@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_planner::{ShuffleOutput, StageGraph, encode_plan};
+use ember_planner::{Picture, ShuffleOutput, StageGraph, encode_plan};
 use ember_proto::ids::{JobId, StageId};
 
 use crate::error::{Result, SchedulerError};
@@ -104,6 +104,28 @@ pub struct JobSpec {
     /// The staging URLs of the job's writes (`StagedWriteExec`): removed by a scheduler
     /// process whose client goes away before the job ends.
     pub staging: Vec<String>,
+    /// The plan for people: what `ember explain` prints and the stage graph's drawing
+    /// (the event log and the web UI show them).
+    pub plan: Option<JobPlan>,
+}
+
+/// A job's plan as people see it, without the encoded plans the executors run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobPlan {
+    /// The stage graph as `ember explain` prints it.
+    pub text: String,
+    /// The stage graph's drawing, without states.
+    pub picture: Picture,
+}
+
+impl JobPlan {
+    /// The plan of `graph`.
+    pub fn of(graph: &StageGraph) -> Self {
+        Self {
+            text: graph.to_string(),
+            picture: ember_planner::describe_stages(graph),
+        }
+    }
 }
 
 impl JobSpec {
@@ -137,6 +159,7 @@ impl JobSpec {
             final_stage: StageId(graph.final_stage().id()),
             retain_output: false,
             staging: staging_urls(graph),
+            plan: Some(JobPlan::of(graph)),
         })
     }
 

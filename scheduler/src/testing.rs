@@ -267,6 +267,7 @@ pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
         final_stage: ember_proto::StageId(stages.len().saturating_sub(1)),
         retain_output: false,
         staging: Vec::new(),
+        plan: None,
     }
 }
 

@@ -34,6 +34,11 @@ impl From<&JobSpec> for proto::JobSpec {
             retain_output: job.retain_output,
             staging: job.staging.clone(),
             name: job.name.clone().unwrap_or_default(),
+            plan_json: job
+                .plan
+                .as_ref()
+                .and_then(|plan| serde_json::to_string(plan).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -78,6 +83,9 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             final_stage: StageId(final_stage),
             retain_output: job.retain_output,
             staging: job.staging.clone(),
+            // A plan that does not read (a client of another build) only costs the UI its
+            // drawing.
+            plan: serde_json::from_str(&job.plan_json).ok(),
         })
     }
 }
@@ -136,6 +144,7 @@ mod tests {
             final_stage: StageId(0),
             retain_output: false,
             staging: Vec::new(),
+            plan: None,
         }
     }
 

@@ -111,6 +111,16 @@ impl TestCluster {
         command
             .args(["scheduler", "--bind", "127.0.0.1:0"])
             .args(&options.scheduler_args)
+            // Tests run side by side: each scheduler's web UI on a port of its own.
+            .args(
+                (!options
+                    .scheduler_args
+                    .iter()
+                    .any(|a| a == "--ui-bind" || a == "--no-ui"))
+                .then_some(["--ui-bind", "127.0.0.1:0"])
+                .into_iter()
+                .flatten(),
+            )
             .env("RUST_LOG", "info")
             .env_remove("EMBER_AUTH_TOKEN");
         if let Some(token) = &options.token {
@@ -231,6 +241,20 @@ impl TestCluster {
         (0..started)
             .map(|n| self.dir.path().join(format!("work-{n}")))
             .collect()
+    }
+
+    /// The URL of the scheduler's web UI, from the line it printed after its address.
+    pub(crate) fn ui_url(&self) -> String {
+        loop {
+            let line = self
+                .scheduler
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no web UI line: {}", self.scheduler_log()));
+            if let Some(url) = line.strip_prefix("ember web UI at ") {
+                return url.trim().to_string();
+            }
+        }
     }
 
     pub(crate) fn scheduler_log(&self) -> String {

@@ -23,3 +23,4 @@ mod stages;
 mod streaming;
 mod tpch;
 mod typed;
+mod ui;

@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use crate::cluster::Cluster;
 use crate::progress::ProgressBar;
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, QueryResult, Session, write_result};
+use ember_proto::security::check_exposure;
 use ember_proto::security::{ClientSecurity, ServerSecurity};
+use ember_scheduler::ui::{DEFAULT_UI_PORT, LiveSource, UiBind, bind_ui, serve};
+use std::net::SocketAddr;
 
 /// Authentication and TLS options shared by every process and client.
 #[derive(Args, Clone)]
@@ -101,6 +105,18 @@ pub struct ClusterArgs {
     /// Run on the process cluster of this scheduler instead of an embedded one.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
+    /// Serve the embedded cluster's web UI (jobs, stage graphs, tasks, executors) while the
+    /// command runs, on 127.0.0.1:4040 (or the next free port) or on --ui=ADDR; its URL is
+    /// printed on stderr. A process cluster's scheduler serves its own (`ember scheduler
+    /// --ui-bind`).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:4040",
+        require_equals = true
+    )]
+    pub ui: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub(super) security: SecurityArgs,
 }
@@ -145,6 +161,12 @@ pub(super) async fn new_session(
     functions: &FunctionRegistry,
 ) -> anyhow::Result<(Session, Option<Arc<ProgressBar>>)> {
     let config = cluster.config()?;
+    if cluster.ui.is_some() && cluster.scheduler.is_some() {
+        anyhow::bail!(
+            "invalid setting --ui: it serves the embedded cluster's web UI; a process \
+             cluster's scheduler serves its own (ember scheduler --ui-bind ADDR)"
+        );
+    }
     let functions = functions.clone();
     let mut session = match &cluster.scheduler {
         Some(url) => {
@@ -153,6 +175,32 @@ pub(super) async fn new_session(
         }
         None => Session::with_functions(config, functions)?,
     };
+    if let (Some(address), Cluster::Local(local)) = (cluster.ui, session.cluster()) {
+        let security = ServerSecurity {
+            token: cluster.security.client().token,
+            tls: None,
+        };
+        check_exposure(address, &security, false)?;
+        let bind = UiBind {
+            address,
+            explicit: address != SocketAddr::from(([127, 0, 0, 1], DEFAULT_UI_PORT)),
+        };
+        if let Some(server) = bind_ui(bind, &security).await? {
+            eprintln!(
+                "ember web UI at {} (up while this command runs)",
+                server.url()
+            );
+            let source = Arc::new(LiveSource::new(
+                Arc::clone(local.scheduler().board()),
+                Arc::clone(local.scheduler().pool()),
+            ));
+            tokio::spawn(async move {
+                if let Err(e) = serve(server, source, std::future::pending()).await {
+                    tracing::warn!("the web UI stopped: {e}");
+                }
+            });
+        }
+    }
     let bar = ProgressBar::for_terminal().map(Arc::new);
     if let Some(bar) = &bar {
         session.set_listener(Arc::clone(bar) as Arc<dyn ember_scheduler::JobListener>);

@@ -6,16 +6,20 @@
 //! the rest is still read.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use clap::Args;
 
+use super::common::{SecurityArgs, ServerTlsArgs};
 use crate::executors::storage::StoreOptions;
 use crate::{OutputFormat, write_result};
+use ember_proto::http::HttpServer;
+use ember_proto::security::check_exposure;
+use ember_scheduler::ui::{HistorySource, UiSource, serve, utc};
 use ember_scheduler::{EventLogDir, JobMetrics, JobState, LoggedJob, Status, scan_event_logs};
 
 #[derive(Args)]
@@ -28,6 +32,14 @@ pub(super) struct HistoryArgs {
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
+    /// Serve the folder's jobs as the web UI and REST API (/api/v1/) on this address
+    /// (the history server), read again as the logs change, until Ctrl-C.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["job_id", "format"])]
+    bind: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 /// Runs `ember history`.
@@ -37,6 +49,9 @@ pub(super) async fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
         anyhow::bail!("--log-dir {}: no such folder", args.log_dir);
     }
     let dir = EventLogDir::new(args.log_dir.clone(), StoreOptions::default());
+    if let Some(bind) = args.bind {
+        return serve_history(dir, bind, &args).await;
+    }
     let scan = scan_event_logs(&dir)
         .await
         .with_context(|| format!("reading the event logs in {}", args.log_dir))?;
@@ -89,6 +104,32 @@ pub(super) async fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The history server: the web UI over the logs of `dir`, until Ctrl-C.
+async fn serve_history(
+    dir: EventLogDir,
+    bind: SocketAddr,
+    args: &HistoryArgs,
+) -> anyhow::Result<()> {
+    let security = args.security.server(&args.tls);
+    check_exposure(bind, &security, args.tls.allow_unauthenticated)?;
+    let server = HttpServer::bind(bind, &security, "--bind").await?;
+    let source = Arc::new(HistorySource::new(dir));
+    // Read once before saying where it is, so the first page is quick and a bad folder
+    // is reported at once.
+    source.refresh().await;
+    for problem in source.problems() {
+        eprintln!("warning: skipped {problem}");
+    }
+    let jobs = source.jobs().len();
+    super::announce(&format!(
+        "ember history server at {} ({jobs} jobs in {})",
+        server.url(),
+        args.log_dir
+    ));
+    serve(server, source, super::shutdown_signal()).await?;
+    Ok(())
+}
+
 /// `succeeded`, `failed: ...` or `running`: the log's end line, or else where the replayed
 /// `state` stands.
 fn status_text(job: &LoggedJob, state: &JobState) -> String {
@@ -101,30 +142,6 @@ fn status_text(job: &LoggedJob, state: &JobState) -> String {
             Status::New | Status::Running => "running".into(),
         },
     }
-}
-
-/// A UTC timestamp, `2026-12-06 10:41:07`.
-fn utc(unix_ms: u64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(unix_ms);
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn strings(values: Vec<String>) -> ArrayRef {
@@ -349,17 +366,4 @@ fn task_table(metrics: &JobMetrics) -> anyhow::Result<RecordBatch> {
             numbers(rows.iter().map(|r| r.spill).collect()),
         ),
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn timestamps_are_civil_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        // 2026-12-06 10:41:07 UTC.
-        assert_eq!(utc(1_796_553_667_000), "2026-12-06 10:41:07");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
-    }
 }

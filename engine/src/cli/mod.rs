@@ -33,6 +33,7 @@ use crate::datasets::{
     ProductsOptions, TpchOptions, generate_products, generate_tpch_with_progress,
 };
 use crate::executors::ShuffleCompression;
+use crate::executors::metrics::ExecutorMetrics;
 use crate::executors::rpc::server::{ExecutorProcessConfig, run_executor_process};
 use crate::executors::storage::StoreOptions;
 use crate::flight_sql::{FlightSqlConfig, FlightSqlServer};
@@ -40,8 +41,9 @@ use crate::progress::ProgressBar;
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, Session, TableSpec};
 use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ember_scheduler::ui::{DEFAULT_UI_PORT, UiBind};
 use ember_scheduler::{
-    EventLogDir, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
+    EventLogDir, Listening, Policy, SchedulerConfig, SchedulerProcessConfig, run_scheduler_process,
 };
 
 pub use self::common::{ClusterArgs, finish_progress, print_result, report_bad_rows};
@@ -118,6 +120,15 @@ struct SchedulerArgs {
     /// an object-store URL), for `ember history`.
     #[arg(long, value_name = "DIR")]
     event_log: Option<String>,
+    /// Serve the web UI, the REST API (/api/v1/) and Prometheus metrics (/metrics) on
+    /// this address [default: 127.0.0.1:4040; when that port is taken, the next free one
+    /// of the 16 after it]. With --auth-token they need the token; with TLS they speak
+    /// https. A non-loopback address needs --auth-token (or --allow-unauthenticated).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_ui")]
+    ui_bind: Option<SocketAddr>,
+    /// Serve no web UI.
+    #[arg(long)]
+    no_ui: bool,
     /// Also serve Arrow Flight SQL (ADBC, JDBC and other Flight SQL clients) on this
     /// address, with the scheduler's token and TLS. A non-loopback address needs
     /// --auth-token (or --allow-unauthenticated).
@@ -163,6 +174,11 @@ struct ExecutorArgs {
     /// directory is set or it has a memory limit, else none), lz4, zstd or none.
     #[arg(long, default_value = "auto")]
     compression: ShuffleCompression,
+    /// Serve Prometheus metrics on http://ADDR/metrics (tasks, task durations, shuffle
+    /// bytes written, read and served, spill, memory pool use), with the executor's
+    /// token and TLS.
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind: Option<SocketAddr>,
     /// Memory its tasks may hold together (such as 512M or 4G) before their sorts,
     /// aggregations and joins spill to its work directory; no limit by default.
     #[arg(long, value_name = "SIZE", value_parser = crate::executors::memory::parse_size)]
@@ -587,6 +603,12 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
                 as Arc<dyn ember_scheduler::ServedCatalog>),
             None => None,
         },
+        ui: (!args.no_ui).then(|| UiBind {
+            address: args
+                .ui_bind
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_UI_PORT))),
+            explicit: args.ui_bind.is_some(),
+        }),
     };
     // Flight SQL's address is bound first, so that a refused one fails before the
     // scheduler starts; it serves once the scheduler it runs statements on listens.
@@ -608,10 +630,14 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let scheduler = async {
         run_scheduler_process(
             config,
-            move |address| {
+            move |listening_on: Listening| {
+                let address = listening_on.address;
                 announce(&format!("ember scheduler listening on {address}"));
                 if let Some(flight_sql) = flight_sql_address {
                     announce(&format!("ember flight sql listening on {flight_sql}"));
+                }
+                if let Some(url) = &listening_on.ui {
+                    announce(&format!("ember web UI at {url}"));
                 }
                 let _ = listening.send(address);
             },
@@ -664,6 +690,8 @@ async fn run_executor(args: ExecutorArgs, functions: &FunctionRegistry) -> anyho
         setup: None,
         functions: functions.clone(),
         allow_unauthenticated: args.tls.allow_unauthenticated,
+        metrics: ExecutorMetrics::shared(),
+        metrics_bind: args.metrics_bind,
     };
     run_executor_process(
         config,

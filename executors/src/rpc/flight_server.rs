@@ -21,6 +21,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::executor::Executor;
+use crate::metrics::ExecutorMetrics;
 use ember_proto::pb::ShuffleTicket;
 
 /// The executor of this process, replaced when it registers again under a new id.
@@ -68,10 +69,11 @@ impl ShuffleFlightService {
 /// them: serving a piece costs file reads, not codec work. Read on a blocking thread.
 fn stream_file(
     path: PathBuf,
+    metrics: Arc<ExecutorMetrics>,
 ) -> impl futures::Stream<Item = std::result::Result<FlightData, Status>> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let sent = send_messages(&path, &tx);
+        let sent = send_messages(&path, &tx, &metrics);
         if let Err(e) = sent {
             let _ = tx.blocking_send(Err(Status::internal(format!(
                 "reading shuffle file {}: {e}",
@@ -86,6 +88,7 @@ fn stream_file(
 fn send_messages(
     path: &std::path::Path,
     tx: &tokio::sync::mpsc::Sender<std::result::Result<FlightData, Status>>,
+    metrics: &ExecutorMetrics,
 ) -> std::io::Result<()> {
     let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
     let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
@@ -114,6 +117,7 @@ fn send_messages(
             .map_err(|_| invalid(format!("a body length of {}", message.bodyLength())))?;
         let mut body = vec![0u8; body_length];
         reader.read_exact(&mut body)?;
+        metrics.served((header.len() + body.len()) as u64);
         let data = FlightData {
             data_header: header.into(),
             data_body: body.into(),
@@ -165,7 +169,7 @@ impl FlightService for ShuffleFlightService {
                 ticket.output_partition
             )));
         }
-        let encoded = stream_file(path);
+        let encoded = stream_file(path, Arc::clone(executor.metrics()));
         Ok(Response::new(encoded.boxed()))
     }
 

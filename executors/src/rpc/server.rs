@@ -37,10 +37,13 @@ use crate::shuffle::ShuffleCompression;
 use crate::sync::lock;
 use ember_planner::FunctionRegistry;
 use ember_proto::convert::size;
+use ember_proto::http::HttpServer;
 use ember_proto::pb::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use ember_proto::pb::scheduler_service_client::SchedulerServiceClient;
 use ember_proto::pb::{self as proto, Empty};
 use ember_proto::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
+
+use crate::metrics::ExecutorMetrics;
 use ember_proto::{StageId, TaskId};
 
 /// The message limit, also under this module's name, where callers outside the crate
@@ -84,6 +87,10 @@ pub struct ExecutorProcessConfig {
     /// Serve on a non-loopback address without a token (see
     /// [`check_exposure`](ember_proto::security::check_exposure)).
     pub allow_unauthenticated: bool,
+    /// What the process's executors count, for heartbeats and `/metrics`.
+    pub metrics: Arc<ExecutorMetrics>,
+    /// Where `/metrics` is served (`--metrics-bind`), if at all.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ExecutorProcessConfig {
@@ -317,6 +324,13 @@ pub async fn run_executor_process(
     }
     let tls = config.server.tls_config()?;
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
+    let metrics_server = match config.metrics_bind {
+        Some(bind) => {
+            check_exposure(bind, &config.server, config.allow_unauthenticated)?;
+            Some(HttpServer::bind(bind, &config.server, "--metrics-bind").await?)
+        }
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(config.bind)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| ExecutorError::Config {
@@ -401,6 +415,35 @@ pub async fn run_executor_process(
             })?,
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(server) = metrics_server {
+        tracing::info!(url = %server.url(), "serving /metrics");
+        let current = Arc::clone(&current);
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let executor = current.get();
+                async move {
+                    let (used, limit) = executor.memory();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        executor.metrics().encode(used, limit),
+                    )
+                }
+            }),
+        );
+        rpc_runtime.handle().spawn(async move {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            if let Err(e) = server.serve(router, stopped).await {
+                tracing::warn!("/metrics stopped: {e}");
+            }
+        });
+    }
     let server = rpc_runtime.handle().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         router
@@ -456,6 +499,7 @@ pub async fn run_executor_process(
         Ok(result) = done_rx => result?,
     }
     let _ = stop_tx.send(());
+    let _ = stop_metrics.send(());
     let _ = server.await;
     drop(rpc_runtime);
     let last = current.get();
@@ -538,6 +582,7 @@ async fn register(
         security: config.client.clone(),
         memory_limit: config.memory_limit,
         functions: config.functions.clone(),
+        metrics: Arc::clone(&config.metrics),
     })?;
     if let Some(setup) = &config.setup {
         setup(&executor);
@@ -561,9 +606,18 @@ async fn heartbeat_loop(
     loop {
         let executor = current.get();
         let reply = scheduler
-            .heartbeat(proto::HeartbeatRequest {
-                executor_id: executor.id().to_string(),
-                running_tasks: u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+            .heartbeat({
+                let (memory_used, memory_limit) = executor.memory();
+                let counts = config.metrics.snapshot();
+                proto::HeartbeatRequest {
+                    executor_id: executor.id().to_string(),
+                    running_tasks: u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+                    memory_used,
+                    memory_limit,
+                    shuffle_bytes_served: counts.shuffle_served,
+                    tasks_succeeded: counts.tasks_succeeded,
+                    tasks_failed: counts.tasks_failed,
+                }
             })
             .await;
         match reply {
@@ -678,6 +732,7 @@ mod tests {
             security: ClientSecurity::default(),
             memory_limit: None,
             functions: FunctionRegistry::new(),
+            metrics: Arc::default(),
         })
         .expect("executor");
         let gone = root.path().join("executor-gone");

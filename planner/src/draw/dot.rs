@@ -69,6 +69,7 @@ mod tests {
                             text: r##"Filter: a = "x\y""##.into(),
                         },
                     ],
+                    status: None,
                 },
                 StageBox {
                     id: 1,
@@ -76,6 +77,7 @@ mod tests {
                     partitions: 1,
                     inputs: vec![0],
                     operators: vec![],
+                    status: None,
                 },
             ],
             shuffles: vec![ShuffleArrow {

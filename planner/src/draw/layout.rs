@@ -106,7 +106,11 @@ pub fn layout(picture: &Picture) -> Layout {
                 .chain([header])
                 .max()
                 .unwrap_or(0);
-            let lines = HEADER_LINES + stage.operators.len() as f64;
+            let status = stage.status.as_ref().map_or(0, |s| s.line.chars().count());
+            let widest = widest.max(status.min(MAX_LINE_CHARS));
+            let lines = HEADER_LINES
+                + f64::from(u8::from(stage.status.is_some()))
+                + stage.operators.len() as f64;
             (
                 widest as f64 * CHAR_PX + 2.0 * PAD_PX,
                 lines * LINE_PX + 2.0 * PAD_PX,
@@ -255,6 +259,7 @@ mod tests {
                     text: text.to_string(),
                 })
                 .collect(),
+            status: None,
         }
     }
 

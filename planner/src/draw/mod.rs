@@ -20,7 +20,9 @@ mod svg;
 
 pub use escape::xml as escape_xml;
 pub use layout::{Layout, Placed, Route, layout};
-pub use picture::{OperatorLine, Picture, ShuffleArrow, StageBox, describe, shuffle_label};
+pub use picture::{
+    OperatorLine, Picture, ShuffleArrow, StageBox, StageState, StageStatus, describe, shuffle_label,
+};
 
 use crate::stage::StageGraph;
 
@@ -32,6 +34,12 @@ pub fn stage_graph_svg(graph: &StageGraph) -> String {
     let picture = describe(graph);
     let placed = layout(&picture);
     svg::write(&picture, &placed)
+}
+
+/// A [`Picture`] (with each stage's [`StageStatus`] when it has one, as the web UI draws a
+/// job) as one self-contained SVG document, like [`stage_graph_svg`].
+pub fn picture_svg(picture: &Picture) -> String {
+    svg::write(picture, &layout(picture))
 }
 
 /// `graph` as a Graphviz DOT digraph: one node `sN` per stage (its id, partitions and

@@ -7,8 +7,9 @@ use datafusion::physical_plan::expressions::Column;
 use crate::shuffle::ShuffleOutput;
 use crate::stage::{StageGraph, StageId};
 
-/// The text of a stage graph's drawing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The text of a stage graph's drawing. It travels with a job (as JSON) so that the web UI
+/// can draw a job's stages without its plans.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Picture {
     /// One box per stage, in stage id order.
     pub stages: Vec<StageBox>,
@@ -17,7 +18,7 @@ pub struct Picture {
 }
 
 /// One stage as a box.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StageBox {
     /// The stage's id.
     pub id: StageId,
@@ -29,6 +30,46 @@ pub struct StageBox {
     pub inputs: Vec<StageId>,
     /// The stage plan's operators, root first, as `ember explain` prints them.
     pub operators: Vec<OperatorLine>,
+    /// How the stage is doing in a running or finished job (the web UI's drawing); `None`
+    /// in a plan's picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StageStatus>,
+}
+
+/// Where a stage of a job stands, as its box shows it: the colour of its state and a
+/// line of task counts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageStatus {
+    /// Its state.
+    pub state: StageState,
+    /// One line under the partition count, such as `12/16 tasks, 2 running`.
+    pub line: String,
+}
+
+/// The state of a stage in a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    /// Waiting for the stages it reads.
+    Waiting,
+    /// Its tasks run.
+    Running,
+    /// Every task is done.
+    Done,
+    /// The job failed before the stage was done.
+    Failed,
+}
+
+impl StageState {
+    /// Its name: `waiting`, `running`, `done` or `failed` (the SVG group's class).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 impl StageBox {
@@ -51,7 +92,7 @@ impl StageBox {
 }
 
 /// One operator of a stage plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorLine {
     /// How far below the stage's root the operator is (the root is 0).
     pub depth: usize,
@@ -60,7 +101,7 @@ pub struct OperatorLine {
 }
 
 /// One shuffle edge: stage `to` reads the output of stage `from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShuffleArrow {
     /// The stage that writes the shuffle output.
     pub from: StageId,
@@ -84,6 +125,7 @@ pub fn describe(graph: &StageGraph) -> Picture {
             operators: operator_lines(
                 &displayable(stage.plan().as_ref()).indent(false).to_string(),
             ),
+            status: None,
         })
         .collect();
     let shuffles = graph

@@ -11,13 +11,22 @@ use super::escape::xml;
 use super::layout::{
     CHAR_PX, FONT_PX, INDENT_CHARS, LINE_PX, Layout, MAX_LINE_CHARS, PAD_PX, Placed,
 };
-use super::picture::{Picture, StageBox};
+use super::picture::{Picture, StageBox, StageState};
 
 /// Font size of arrow labels, in pixels.
 const LABEL_FONT_PX: f64 = 11.0;
 /// Fill and border of an ordinary stage's box, and of the final stage's.
 const STAGE_COLORS: (&str, &str) = ("#eef4fb", "#4a78b0");
 const FINAL_COLORS: (&str, &str) = ("#fdf1e4", "#c27a2c");
+/// Fill and border of a stage box by its state in a job (the web UI's drawing).
+fn state_colors(state: StageState) -> (&'static str, &'static str) {
+    match state {
+        StageState::Waiting => ("#f4f4f4", "#9a9a9a"),
+        StageState::Running => ("#e6f0ff", "#2f6fd6"),
+        StageState::Done => ("#e8f6ea", "#2e8b47"),
+        StageState::Failed => ("#fdeaea", "#c0392b"),
+    }
+}
 /// Colour of arrows and their labels.
 const ARROW_COLOR: &str = "#555555";
 
@@ -87,12 +96,21 @@ pub(super) fn write(picture: &Picture, layout: &Layout) -> String {
 
 /// One stage's group: its box, heading and operators.
 fn write_stage(out: &mut String, stage: &StageBox, placed: &Placed) {
-    let (fill, stroke) = if stage.is_final {
-        FINAL_COLORS
-    } else {
-        STAGE_COLORS
+    let (fill, stroke) = match &stage.status {
+        Some(status) => state_colors(status.state),
+        None if stage.is_final => FINAL_COLORS,
+        None => STAGE_COLORS,
     };
-    let _ = writeln!(out, r##"<g class="stage" id="stage-{}">"##, stage.id);
+    let state = stage
+        .status
+        .as_ref()
+        .map(|s| format!(r#" data-state="{}""#, s.state.as_str()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        r##"<g class="stage" id="stage-{}" data-stage="{}"{state}>"##,
+        stage.id, stage.id
+    );
     let _ = writeln!(
         out,
         r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>"##,
@@ -113,11 +131,21 @@ fn write_stage(out: &mut String, stage: &StageBox, placed: &Placed) {
         baseline(1),
         xml(&stage.partitions_text())
     );
+    let mut first_operator = 2;
+    if let Some(status) = &stage.status {
+        let _ = writeln!(
+            out,
+            r##"<text class="stage-status" x="{left:.1}" y="{:.1}" fill="{stroke}" font-weight="bold">{}</text>"##,
+            baseline(2),
+            xml(&status.line)
+        );
+        first_operator = 3;
+    }
     for (k, op) in stage.operators.iter().enumerate() {
         let indent = op.depth * INDENT_CHARS;
         let room = MAX_LINE_CHARS.saturating_sub(indent).max(1);
         let x = left + indent as f64 * CHAR_PX;
-        let y = baseline(k + 2);
+        let y = baseline(k + first_operator);
         if op.text.chars().count() > room {
             let cut: String = op.text.chars().take(room - 1).collect();
             let _ = writeln!(
@@ -140,7 +168,7 @@ fn write_stage(out: &mut String, stage: &StageBox, placed: &Placed) {
 #[cfg(test)]
 mod tests {
     use super::super::layout::layout;
-    use super::super::picture::{OperatorLine, ShuffleArrow};
+    use super::super::picture::{OperatorLine, ShuffleArrow, StageStatus};
     use super::*;
 
     #[test]
@@ -157,6 +185,7 @@ mod tests {
                         depth: 0,
                         text: long.clone(),
                     }],
+                    status: None,
                 },
                 StageBox {
                     id: 1,
@@ -164,6 +193,10 @@ mod tests {
                     partitions: 1,
                     inputs: vec![0],
                     operators: vec![],
+                    status: Some(StageStatus {
+                        state: StageState::Running,
+                        line: "1/2 tasks <1>".into(),
+                    }),
                 },
             ],
             shuffles: vec![ShuffleArrow {
@@ -178,6 +211,8 @@ mod tests {
         assert!(svg.contains("…</text>"));
         assert!(svg.contains(">hash(a&lt;b) x 2</text>"));
         assert!(svg.contains("Stage 1 (final)"));
+        assert!(svg.contains(r#"data-state="running""#));
+        assert!(svg.contains(">1/2 tasks &lt;1&gt;</text>"));
         assert_eq!(svg.matches("<g class=\"stage\"").count(), 2);
         assert_eq!(svg.matches("<path class=\"shuffle\"").count(), 1);
         // Nothing from outside: the only address is the SVG namespace.
