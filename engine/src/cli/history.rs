@@ -14,7 +14,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use clap::Args;
 
-use super::common::{SecurityArgs, ServerTlsArgs};
+use super::common::{SecurityArgs, ServerTlsArgs, announce, shutdown_signal};
 use crate::executors::storage::StoreOptions;
 use crate::{OutputFormat, write_result};
 use ember_proto::http::HttpServer;
@@ -121,12 +121,12 @@ async fn serve_history(
         eprintln!("warning: skipped {problem}");
     }
     let jobs = source.jobs().len();
-    super::announce(&format!(
+    announce(&format!(
         "ember history server at {} ({jobs} jobs in {})",
         server.url(),
         args.log_dir
     ));
-    serve(server, source, super::shutdown_signal()).await?;
+    serve(server, source, shutdown_signal()).await?;
     Ok(())
 }
 

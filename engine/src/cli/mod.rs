@@ -47,7 +47,7 @@ use ember_scheduler::{
 };
 
 pub use self::common::{ClusterArgs, finish_progress, print_result, report_bad_rows};
-use self::common::{SecurityArgs, ServerTlsArgs, new_session};
+use self::common::{SecurityArgs, ServerTlsArgs, announce, new_session, shutdown_signal};
 pub use self::jobs::{Job, JobContext, Registry};
 
 mod common;
@@ -700,36 +700,4 @@ async fn run_executor(args: ExecutorArgs, functions: &FunctionRegistry) -> anyho
     )
     .await?;
     Ok(())
-}
-
-/// Prints a line on stdout for whoever started the process; a closed stdout is no reason
-/// for a server to stop.
-fn announce(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
