@@ -47,26 +47,48 @@ impl HttpServer {
         security: &ServerSecurity,
         option: &'static str,
     ) -> Result<Self> {
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|e| ProtoError::Config {
+        Self::bind_first_free([bind], security, option)
+            .await?
+            .ok_or_else(|| ProtoError::Config {
                 key: option.into(),
-                message: format!("cannot listen on {bind}: {e}"),
-            })?;
-        let address = listener.local_addr().map_err(|e| ProtoError::Config {
-            key: option.into(),
-            message: e.to_string(),
-        })?;
+                message: format!("cannot listen on {bind}: the address is in use"),
+            })
+    }
+
+    /// Binds the first of `addresses` that no other process holds; `None` when all are
+    /// taken. A bad certificate or any other failure is an error at once.
+    pub async fn bind_first_free(
+        addresses: impl IntoIterator<Item = SocketAddr>,
+        security: &ServerSecurity,
+        option: &'static str,
+    ) -> Result<Option<Self>> {
         let tls = match &security.tls {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        Ok(Self {
-            listener,
-            address,
-            tls,
-            token: security.token.as_deref().map(Arc::from),
-        })
+        for bind in addresses {
+            let listener = match TcpListener::bind(bind).await {
+                Ok(listener) => listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => {
+                    return Err(ProtoError::Config {
+                        key: option.into(),
+                        message: format!("cannot listen on {bind}: {e}"),
+                    });
+                }
+            };
+            let address = listener.local_addr().map_err(|e| ProtoError::Config {
+                key: option.into(),
+                message: e.to_string(),
+            })?;
+            return Ok(Some(Self {
+                listener,
+                address,
+                tls,
+                token: security.token.as_deref().map(Arc::from),
+            }));
+        }
+        Ok(None)
     }
 
     /// The address it listens on.

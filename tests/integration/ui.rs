@@ -17,7 +17,8 @@ use fantoccini::{Client, ClientBuilder};
 use serde_json::Value;
 
 use super::cluster::{
-    NODE, Options, TestCluster, args, kill_a_map_executor_after_the_first_stage, spawn, victim_of,
+    NODE, Options, TestCluster, args, certificates, kill_a_map_executor_after_the_first_stage,
+    spawn, victim_of,
 };
 
 /// A WebDriver session in headless Chromium of `width` x `height`, and its driver.
@@ -526,4 +527,56 @@ async fn with_a_token_the_pages_the_api_and_metrics_answer_401_without_it() {
     let pair = cookie.split(';').next().expect("name=value").to_string();
     let opened = http_get(&format!("{ui}/api/v1/jobs"), &[("cookie", pair.as_str())]).await;
     assert_eq!(opened.status, 200, "{opened:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_scheduler_serves_its_ui_over_https_behind_the_sign_in_form() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(certs.path());
+    let cluster = TestCluster::start_with(
+        0,
+        Options {
+            scheduler_args: vec![
+                "--tls-cert".into(),
+                cert.display().to_string(),
+                "--tls-key".into(),
+                key.display().to_string(),
+            ],
+            token: Some("s3cret".into()),
+            tls_ca: Some(ca),
+            ..Options::default()
+        },
+    );
+    let ui = cluster.ui_url();
+    assert!(ui.starts_with("https://"), "{ui}");
+    let driver = Browser::start();
+    let mut caps = Browser::capabilities(1000, 700);
+    // The test's CA is not the browser's.
+    caps.insert("acceptInsecureCerts".into(), Value::Bool(true));
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session");
+    client.goto(&format!("{ui}/")).await.expect("the page");
+    let form = client
+        .form(fantoccini::Locator::Css("form[action='/login']"))
+        .await
+        .expect("the sign-in form");
+    form.set_by_name("token", "s3cret")
+        .await
+        .expect("the token typed")
+        .submit()
+        .await
+        .expect("the form sent");
+    let heading = eval(
+        &client,
+        "return [location.protocol, document.querySelector('h1').textContent, document.cookie];",
+    )
+    .await;
+    assert_eq!(heading[0], "https:");
+    assert_eq!(heading[1], "Jobs", "{heading}");
+    // HttpOnly: the page's script cannot read the token.
+    assert_eq!(heading[2], "", "{heading}");
+    let _ = client.close().await;
 }

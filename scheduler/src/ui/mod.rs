@@ -54,27 +54,30 @@ pub const DEFAULT_UI_PORT: u16 = 4040;
 
 /// Binds the UI's address (see [`UiBind`]); `None` where the default ports are all taken.
 pub async fn bind_ui(bind: UiBind, security: &ServerSecurity) -> Result<Option<HttpServer>> {
-    let tries = if bind.explicit || bind.address.port() == 0 {
+    let tries: u16 = if bind.explicit || bind.address.port() == 0 {
         1
     } else {
         17
     };
-    let mut last = None;
-    for step in 0..tries {
+    let addresses = (0..tries).map(|step| {
         let mut address = bind.address;
         address.set_port(bind.address.port().saturating_add(step));
-        match HttpServer::bind(address, security, "--ui-bind").await {
-            Ok(server) => return Ok(Some(server)),
-            Err(e) => last = Some(e),
-        }
-    }
-    match last {
-        Some(e) if bind.explicit => Err(SchedulerError::from(e)),
-        Some(e) => {
-            tracing::warn!("no web UI: {e} (and the next 16 ports); set --ui-bind");
+        address
+    });
+    let server = HttpServer::bind_first_free(addresses, security, "--ui-bind").await?;
+    match server {
+        Some(server) => Ok(Some(server)),
+        None if bind.explicit => Err(SchedulerError::Config {
+            key: "--ui-bind".into(),
+            message: format!("cannot listen on {}: the address is in use", bind.address),
+        }),
+        None => {
+            tracing::warn!(
+                "no web UI: {} and the 16 ports after it are in use; set --ui-bind",
+                bind.address
+            );
             Ok(None)
         }
-        None => Ok(None),
     }
 }
 
