@@ -5,7 +5,7 @@
 //! [`KEEP_FINISHED`]; what they counted stays in the totals `/metrics` reports.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::eventlog::{LoggedJob, unix_ms_now};
 use crate::spec::JobPlan;
@@ -38,7 +38,26 @@ impl ShownJob {
 /// A job on the board.
 enum Entry {
     Live(Arc<Mutex<LoggedJob>>),
-    Finished(ShownJob),
+    Finished(Arc<Frozen>),
+}
+
+/// A finished job: its log, and its view, worked out when first asked for (not on the
+/// job loop's way out).
+struct Frozen {
+    log: Arc<LoggedJob>,
+    view: OnceLock<Arc<JobView>>,
+}
+
+impl Frozen {
+    fn shown(&self) -> ShownJob {
+        let view = self
+            .view
+            .get_or_init(|| Arc::new(JobView::of(&self.log, unix_ms_now())));
+        ShownJob {
+            log: Arc::clone(&self.log),
+            view: Arc::clone(view),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,11 +147,11 @@ impl JobBoard {
     fn snapshot(&self) -> (Vec<ShownJob>, TaskTotals) {
         let (entries, retired) = {
             let board = lock(&self.board);
-            let entries: Vec<Result<ShownJob, Arc<Mutex<LoggedJob>>>> = board
+            let entries: Vec<Result<Arc<Frozen>, Arc<Mutex<LoggedJob>>>> = board
                 .jobs
                 .values()
                 .map(|entry| match entry {
-                    Entry::Finished(shown) => Ok(shown.clone()),
+                    Entry::Finished(frozen) => Ok(Arc::clone(frozen)),
                     Entry::Live(job) => Err(Arc::clone(job)),
                 })
                 .collect();
@@ -141,7 +160,7 @@ impl JobBoard {
         let jobs = entries
             .into_iter()
             .map(|entry| match entry {
-                Ok(shown) => shown,
+                Ok(frozen) => frozen.shown(),
                 Err(live) => ShownJob::of(Arc::new(lock(&live).clone())),
             })
             .collect();
@@ -154,8 +173,8 @@ impl JobBoard {
             .jobs
             .values()
             .find_map(|entry| match entry {
-                Entry::Finished(shown) if *shown.log.shape.job_id == *job_id => {
-                    Some(Ok(shown.clone()))
+                Entry::Finished(frozen) if *frozen.log.shape.job_id == *job_id => {
+                    Some(Ok(Arc::clone(frozen)))
                 }
                 Entry::Live(job) if *lock(job).shape.job_id == *job_id => {
                     Some(Err(Arc::clone(job)))
@@ -163,7 +182,7 @@ impl JobBoard {
                 _ => None,
             })?;
         Some(match found {
-            Ok(shown) => shown,
+            Ok(frozen) => frozen.shown(),
             Err(live) => ShownJob::of(Arc::new(lock(&live).clone())),
         })
     }
@@ -196,22 +215,32 @@ impl BoardEntry {
 
     fn finish(&mut self, at_us: u64, status: Result<(), String>) {
         self.ended = true;
+        // The board is held while the events move out of the live entry, so no reader
+        // sees the job without them (the board, then the job: the order `job()` takes).
+        let mut board = lock(&self.board.board);
         let log = {
             let mut job = lock(&self.job);
             job.last_at_us = job.last_at_us.max(at_us);
             job.end = Some(status);
-            Arc::new(job.clone())
+            // The events move to the frozen log (a job's may be hundreds of thousands).
+            let events = std::mem::take(&mut job.events);
+            Arc::new(LoggedJob {
+                events,
+                ..job.clone()
+            })
         };
-        let shown = ShownJob::of(log);
-        let mut board = lock(&self.board.board);
-        board.jobs.insert(self.seq, Entry::Finished(shown));
+        let frozen = Arc::new(Frozen {
+            log,
+            view: OnceLock::new(),
+        });
+        board.jobs.insert(self.seq, Entry::Finished(frozen));
         board.finished.push_back(self.seq);
         while board.finished.len() > KEEP_FINISHED {
             let Some(oldest) = board.finished.pop_front() else {
                 break;
             };
             if let Some(Entry::Finished(gone)) = board.jobs.remove(&oldest) {
-                board.retired.add(&gone.view);
+                board.retired.add(&gone.shown().view);
             }
         }
     }
