@@ -105,6 +105,17 @@ pub fn check_exposure(
     server: &ServerSecurity,
     allow_unauthenticated: bool,
 ) -> Result<()> {
+    check_exposure_of("--bind", bind, server, allow_unauthenticated)
+}
+
+/// [`check_exposure`] of the address given with `option` (`--ui-bind`, `--metrics-bind`),
+/// which its error names.
+pub fn check_exposure_of(
+    option: &str,
+    bind: std::net::SocketAddr,
+    server: &ServerSecurity,
+    allow_unauthenticated: bool,
+) -> Result<()> {
     if bind.ip().is_loopback() || server.token.is_some() {
         return Ok(());
     }
@@ -117,7 +128,7 @@ pub fn check_exposure(
         return Ok(());
     }
     Err(ProtoError::Config {
-        key: "--bind".into(),
+        key: option.into(),
         message: format!(
             "refusing to listen on {bind} without an auth token: set --auth-token (or \
              {AUTH_TOKEN_ENV}) on every process of the cluster, bind a loopback address such \

@@ -22,7 +22,9 @@ use ember_proto::convert::size;
 use ember_proto::ids::JobId;
 use ember_proto::pb::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
 use ember_proto::pb::{self as proto, Empty};
-use ember_proto::security::{ClientSecurity, ServerSecurity, accept, check_exposure, error_chain};
+use ember_proto::security::{
+    ClientSecurity, ServerSecurity, accept, check_exposure, check_exposure_of, error_chain,
+};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -452,7 +454,12 @@ pub async fn run_scheduler_process(
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
     let ui = match config.ui {
         Some(bind) => {
-            check_exposure(bind.address, &config.server, config.allow_unauthenticated)?;
+            check_exposure_of(
+                "--ui-bind",
+                bind.address,
+                &config.server,
+                config.allow_unauthenticated,
+            )?;
             bind_ui(bind, &config.server).await?
         }
         None => None,

@@ -11,7 +11,7 @@ use clap::Args;
 use crate::cluster::Cluster;
 use crate::progress::ProgressBar;
 use crate::{EmberConfig, FunctionRegistry, OutputFormat, QueryResult, Session, write_result};
-use ember_proto::security::check_exposure;
+use ember_proto::security::check_exposure_of;
 use ember_proto::security::{ClientSecurity, ServerSecurity};
 use ember_scheduler::ui::{DEFAULT_UI_PORT, LiveSource, UiBind, bind_ui, serve};
 use std::net::SocketAddr;
@@ -180,7 +180,7 @@ pub(super) async fn new_session(
             token: cluster.security.client().token,
             tls: None,
         };
-        check_exposure(address, &security, false)?;
+        check_exposure_of("--ui", address, &security, false)?;
         let bind = UiBind {
             address,
             explicit: address != SocketAddr::from(([127, 0, 0, 1], DEFAULT_UI_PORT)),

@@ -41,7 +41,9 @@ use ember_proto::http::HttpServer;
 use ember_proto::pb::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use ember_proto::pb::scheduler_service_client::SchedulerServiceClient;
 use ember_proto::pb::{self as proto, Empty};
-use ember_proto::security::{AddToken, ClientSecurity, ServerSecurity, accept, check_exposure};
+use ember_proto::security::{
+    AddToken, ClientSecurity, ServerSecurity, accept, check_exposure, check_exposure_of,
+};
 
 use crate::metrics::ExecutorMetrics;
 use ember_proto::{StageId, TaskId};
@@ -326,7 +328,12 @@ pub async fn run_executor_process(
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
     let metrics_server = match config.metrics_bind {
         Some(bind) => {
-            check_exposure(bind, &config.server, config.allow_unauthenticated)?;
+            check_exposure_of(
+                "--metrics-bind",
+                bind,
+                &config.server,
+                config.allow_unauthenticated,
+            )?;
             Some(HttpServer::bind(bind, &config.server, "--metrics-bind").await?)
         }
         None => None,
