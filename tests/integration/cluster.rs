@@ -795,6 +795,27 @@ pub(crate) fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf)
     paths
 }
 
+/// A scheduler serving TLS with the certificates made in `dir` and the token `s3cret`, and
+/// no executor yet; the CA's file.
+pub(crate) fn tls_scheduler(dir: &std::path::Path) -> (TestCluster, PathBuf) {
+    let (ca, cert, key) = certificates(dir);
+    let cluster = TestCluster::start_with(
+        0,
+        Options {
+            scheduler_args: vec![
+                "--tls-cert".into(),
+                cert.display().to_string(),
+                "--tls-key".into(),
+                key.display().to_string(),
+            ],
+            token: Some("s3cret".into()),
+            tls_ca: Some(ca.clone()),
+            ..Options::default()
+        },
+    );
+    (cluster, ca)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_tls_every_call_is_encrypted_and_a_client_without_the_ca_is_refused() {
     let certs = tempfile::tempdir().expect("temp dir");

@@ -13,8 +13,8 @@ use ember::scheduler::JobEvent;
 use ember_tests::key_value_schema;
 
 use crate::cluster::{
-    Hook, NODE, Node, Options, TestCluster, args, certificates, executor_command, expected_sums,
-    kill, q18_under_a_memory_limit, signal, slow_sums, spawn,
+    Hook, NODE, Node, Options, TestCluster, args, executor_command, expected_sums, kill,
+    q18_under_a_memory_limit, signal, slow_sums, spawn, tls_scheduler,
 };
 
 /// The sub-folders of `dir` (none when it cannot be read).
@@ -366,21 +366,7 @@ fn servers_refuse_a_non_loopback_address_without_a_token_unless_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_refuses_an_executor_that_serves_in_clear() {
     let certs = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = certificates(certs.path());
-    let cluster = TestCluster::start_with(
-        0,
-        Options {
-            scheduler_args: vec![
-                "--tls-cert".into(),
-                cert.display().to_string(),
-                "--tls-key".into(),
-                key.display().to_string(),
-            ],
-            token: Some("s3cret".into()),
-            tls_ca: Some(ca.clone()),
-            ..Options::default()
-        },
-    );
+    let (cluster, ca) = tls_scheduler(certs.path());
     // It trusts the CA and knows the token, but serves plain http itself.
     let out = executor_command(&cluster)
         .args(["--auth-token", "s3cret", "--tls-ca"])

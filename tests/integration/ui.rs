@@ -17,8 +17,8 @@ use fantoccini::{Client, ClientBuilder};
 use serde_json::Value;
 
 use super::cluster::{
-    NODE, Options, TestCluster, args, certificates, kill_a_map_executor_after_the_first_stage,
-    spawn, victim_of,
+    NODE, Options, TestCluster, args, kill_a_map_executor_after_the_first_stage, spawn,
+    tls_scheduler, victim_of,
 };
 
 /// A WebDriver session in headless Chromium of `width` x `height`, and its driver.
@@ -532,21 +532,7 @@ async fn with_a_token_the_pages_the_api_and_metrics_answer_401_without_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_scheduler_serves_its_ui_over_https_behind_the_sign_in_form() {
     let certs = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = certificates(certs.path());
-    let cluster = TestCluster::start_with(
-        0,
-        Options {
-            scheduler_args: vec![
-                "--tls-cert".into(),
-                cert.display().to_string(),
-                "--tls-key".into(),
-                key.display().to_string(),
-            ],
-            token: Some("s3cret".into()),
-            tls_ca: Some(ca),
-            ..Options::default()
-        },
-    );
+    let (cluster, _ca) = tls_scheduler(certs.path());
     let ui = cluster.ui_url();
     assert!(ui.starts_with("https://"), "{ui}");
     let driver = Browser::start();
