@@ -555,11 +555,19 @@ async fn a_tls_scheduler_serves_its_ui_over_https_behind_the_sign_in_form() {
         .submit()
         .await
         .expect("the form sent");
-    let heading = eval(
-        &client,
-        "return [location.protocol, document.querySelector('h1').textContent, document.cookie];",
-    )
-    .await;
+    // The form posts, and the browser follows the redirect to the jobs page: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let heading = loop {
+        let heading = eval(
+            &client,
+            "const h = document.querySelector('h1'); return [location.protocol, h ? h.textContent : '', document.cookie];",
+        )
+        .await;
+        if heading[1] == "Jobs" || std::time::Instant::now() > deadline {
+            break heading;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(heading[0], "https:");
     assert_eq!(heading[1], "Jobs", "{heading}");
     // HttpOnly: the page's script cannot read the token.
