@@ -5,6 +5,7 @@
 #
 #   scripts/tpch-check.sh            # SF1, 2 executors
 #   SF=1 EXECUTORS=4 DATA=/big/tpch scripts/tpch-check.sh
+#   EMBER_ARGS="--conf ember.shuffle.partitions=8" scripts/tpch-check.sh   # more ember sql options
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 for n in $(seq -w 1 22); do
   start=$(date +%s.%N)
-  if ! "$EMBER" sql --executors "$EXECUTORS" "${tables[@]}" --format csv \
+  # shellcheck disable=SC2086 # EMBER_ARGS is split into options on purpose
+  if ! "$EMBER" sql --executors "$EXECUTORS" ${EMBER_ARGS:-} "${tables[@]}" --format csv \
       --file "datasets/tpch/queries/q$n.sql" > "$OUT/q$n.csv" 2> "$OUT/q$n.err"; then
     echo "q$n: ember failed: $(cat "$OUT/q$n.err")" >&2
   fi

@@ -179,6 +179,11 @@ pub fn register_cluster_functions(functions: &ember::FunctionRegistry) {
         std::thread::sleep(std::time::Duration::from_millis(SLOW_BATCH_MILLIS));
         Ok(batch)
     });
+    functions.register_batch_fn("cluster_test.slow_counted", key_value_schema(), |batch| {
+        ember::LongAccumulator::named("cluster_test.rows").add(batch.num_rows() as i64);
+        std::thread::sleep(std::time::Duration::from_millis(SLOW_BATCH_MILLIS));
+        Ok(batch)
+    });
     functions.register_batch_fn("cluster_test.stall", key_value_schema(), |batch| {
         std::thread::sleep(std::time::Duration::from_millis(STALL_BATCH_MILLIS));
         Ok(batch)

@@ -11,7 +11,7 @@ use ember_executors::storage::{S3_SETTING_PREFIX, StoreOptions, location_url};
 
 use crate::config_err;
 use crate::error::Result;
-use ember_scheduler::Policy;
+use ember_scheduler::{AdaptiveConfig, Policy};
 
 /// One documented setting.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +87,96 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         kind: "URL (s3://bucket/prefix, file:///...)",
         default: "none (executors' work dirs)",
         description: "Where map outputs are copied once written: there they outlive the executor that wrote them, so losing it recomputes nothing. Each job's pieces are deleted when it ends.",
+    },
+    ConfigEntry {
+        key: "ember.shuffle.partitions",
+        kind: "integer >= 1",
+        default: "executors x slots",
+        description: "Partitions of every shuffle (and of file scans): DataFusion's target_partitions. With adaptive coalescing on, a larger number costs little: small adjacent partitions are read by one task.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.enabled",
+        kind: "true | false",
+        default: "true",
+        description: "Sets the four adaptive rules below at once. Each stage's tasks are cut when its inputs are done, from their real sizes; `ember explain analyze` shows what was decided.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.coalesce",
+        kind: "true | false",
+        default: "true",
+        description: "Read adjacent small reduce partitions in one task of about ember.adaptive.target_partition_bytes (keeping about executors x slots tasks for smaller inputs).",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.broadcast",
+        kind: "true | false",
+        default: "true",
+        description: "A partitioned join whose one side wrote at most ember.adaptive.broadcast_threshold becomes a broadcast join: one task per map output of the other side, run where it lies, each with the whole small side.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.skew_join",
+        kind: "true | false",
+        default: "true",
+        description: "Split a join partition larger than skew_factor x the median and than skew_min_bytes into tasks that each read a slice of the skewed side's map outputs and the whole partition of the other side.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.prune_empty",
+        kind: "true | false",
+        default: "true",
+        description: "Do not run tasks that read no row of an input that leaves their output empty (an inner join's side).",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.broadcast_threshold",
+        kind: "size",
+        default: "10M",
+        description: "Largest join side (shuffle bytes written) the broadcast switch broadcasts.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.target_partition_bytes",
+        kind: "size",
+        default: "64M",
+        description: "Shuffle bytes a coalesced task aims at.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.min_partition_bytes",
+        kind: "size",
+        default: "1M",
+        description: "Shuffle bytes a coalesced task reads at least, even when that leaves fewer tasks than slots.",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.skew_factor",
+        kind: "number > 1",
+        default: "5",
+        description: "A partition is skewed above this many times the median partition of its input (and above skew_min_bytes).",
+    },
+    ConfigEntry {
+        key: "ember.adaptive.skew_min_bytes",
+        kind: "size",
+        default: "64M",
+        description: "A partition below this many shuffle bytes is never split.",
+    },
+    ConfigEntry {
+        key: "ember.speculation.enabled",
+        kind: "true | false",
+        default: "false",
+        description: "Launch a copy of a slow task on another executor; the first to finish wins, the other is cancelled, and its output, writes and accumulators count once.",
+    },
+    ConfigEntry {
+        key: "ember.speculation.quantile",
+        kind: "number in (0, 1]",
+        default: "0.75",
+        description: "Share of a stage's tasks that must be done before its slow tasks are copied.",
+    },
+    ConfigEntry {
+        key: "ember.speculation.multiplier",
+        kind: "number >= 1",
+        default: "1.5",
+        description: "A task is slow when it runs longer than this many times the median of its finished siblings.",
+    },
+    ConfigEntry {
+        key: "ember.speculation.min_runtime",
+        kind: "duration (500ms, 2s)",
+        default: "500ms",
+        description: "A task is never copied before it has run this long.",
     },
     ConfigEntry {
         key: "ember.catalog.dir",
@@ -225,6 +315,10 @@ pub struct EmberConfig {
     pub warehouse: String,
     /// `ember.eventlog.dir`; `None` for no event log.
     pub event_log: Option<String>,
+    /// `ember.shuffle.partitions`; `None` for executors x slots.
+    pub shuffle_partitions: Option<usize>,
+    /// `ember.adaptive.*` and `ember.speculation.*`.
+    pub adaptive: AdaptiveConfig,
 }
 
 impl Default for EmberConfig {
@@ -247,6 +341,8 @@ impl Default for EmberConfig {
             catalog_dir: None,
             warehouse: "ember-warehouse".into(),
             event_log: None,
+            shuffle_partitions: None,
+            adaptive: AdaptiveConfig::default(),
         }
     }
 }
@@ -269,6 +365,12 @@ impl EmberConfig {
                     Ok(c) => c,
                     Err(message) => config_err!(key, "{message}"),
                 }
+            }
+            "ember.shuffle.partitions" => {
+                self.shuffle_partitions = Some(parse_positive(key, value)?);
+            }
+            k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
+                set_adaptive(&mut self.adaptive, k, value)?;
             }
             "ember.work_dir" => self.work_dir = Some(PathBuf::from(value)),
             "ember.catalog.dir" => self.catalog_dir = Some(PathBuf::from(value)),
@@ -372,6 +474,10 @@ impl EmberConfig {
             "ember.executor.memory_limit" => {
                 self.memory_limit.map(|b| b.to_string()).unwrap_or_default()
             }
+            "ember.shuffle.partitions" => self.target_partitions().to_string(),
+            k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
+                get_adaptive(&self.adaptive, k)?
+            }
             "ember.input.bad_rows" => match &self.bad_rows {
                 None => String::new(),
                 Some(crate::bad_rows::BadRows::Fail) => "fail".into(),
@@ -423,9 +529,35 @@ impl EmberConfig {
         }
     }
 
-    /// Partitions that plans are cut into: executors x slots.
+    /// Partitions that plans are cut into: `ember.shuffle.partitions`, or executors x
+    /// slots.
     pub fn target_partitions(&self) -> usize {
-        self.executors.saturating_mul(self.slots).max(1)
+        self.shuffle_partitions
+            .unwrap_or_else(|| self.executors.saturating_mul(self.slots))
+            .max(1)
+    }
+
+    /// The adaptive settings a job runs with: the configured ones, with the cluster's
+    /// task slots as the parallelism coalescing keeps.
+    ///
+    /// Under a memory limit, coalesced tasks aim at an eighth of it at most (and at least a
+    /// sixteenth), and a side broadcast by the switch a thirty-second at most: shuffle
+    /// bytes are compressed there, and a task's sorts and joins hold several times what
+    /// it reads.
+    pub fn adaptive(&self) -> AdaptiveConfig {
+        let mut adaptive = AdaptiveConfig {
+            parallelism: self.executors.saturating_mul(self.slots).max(1),
+            ..self.adaptive.clone()
+        };
+        if let Some(limit) = self.memory_limit {
+            let limit = limit as u64;
+            adaptive.target_partition_bytes = adaptive.target_partition_bytes.min(limit / 8).max(1);
+            adaptive.min_partition_bytes = adaptive.min_partition_bytes.min(limit / 16);
+            // A broadcast side is held whole (and sorted, in a sort-merge join) by every
+            // task, and its shuffle bytes are compressed: a thirty-second of the limit.
+            adaptive.broadcast_threshold = adaptive.broadcast_threshold.min(limit / 32);
+        }
+        adaptive
     }
 
     /// The DataFusion settings a plan is optimized and run with: the target partitions,
@@ -493,6 +625,115 @@ impl EmberConfig {
         }
         out
     }
+}
+
+/// Sets one `ember.adaptive.*` or `ember.speculation.*` key.
+fn set_adaptive(adaptive: &mut AdaptiveConfig, key: &str, value: &str) -> Result<()> {
+    let flag = || match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" => Ok(true),
+        "false" | "off" | "0" => Ok(false),
+        _ => config_err!(key, "expected true or false, got '{value}'"),
+    };
+    let size = || match ember_executors::memory::parse_size(value) {
+        Ok(bytes) => Ok(bytes as u64),
+        Err(message) => config_err!(key, "{message}"),
+    };
+    let number = |low: f64, high: f64, words: &str| match value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= low && n <= high => Ok(n),
+        _ => config_err!(key, "expected a number {words}, got '{value}'"),
+    };
+    match key {
+        "ember.adaptive.enabled" => {
+            let on = flag()?;
+            adaptive.coalesce = on;
+            adaptive.broadcast = on;
+            adaptive.skew_join = on;
+            adaptive.prune_empty = on;
+        }
+        "ember.adaptive.coalesce" => adaptive.coalesce = flag()?,
+        "ember.adaptive.broadcast" => adaptive.broadcast = flag()?,
+        "ember.adaptive.skew_join" => adaptive.skew_join = flag()?,
+        "ember.adaptive.prune_empty" => adaptive.prune_empty = flag()?,
+        "ember.adaptive.broadcast_threshold" => adaptive.broadcast_threshold = size()?,
+        "ember.adaptive.target_partition_bytes" => {
+            adaptive.target_partition_bytes = size()?.max(1);
+        }
+        "ember.adaptive.min_partition_bytes" => adaptive.min_partition_bytes = size()?,
+        "ember.adaptive.skew_factor" => {
+            adaptive.skew_factor = number(1.0, f64::MAX, "of at least 1")?;
+        }
+        "ember.adaptive.skew_min_bytes" => adaptive.skew_min_bytes = size()?,
+        "ember.speculation.enabled" => adaptive.speculation.enabled = flag()?,
+        "ember.speculation.quantile" => {
+            let q = number(0.0, 1.0, "in (0, 1]")?;
+            if q <= 0.0 {
+                config_err!(key, "expected a number in (0, 1], got '{value}'");
+            }
+            adaptive.speculation.quantile = q;
+        }
+        "ember.speculation.multiplier" => {
+            adaptive.speculation.multiplier = number(1.0, f64::MAX, "of at least 1")?;
+        }
+        "ember.speculation.min_runtime" => {
+            adaptive.speculation.min_runtime = match parse_duration(value) {
+                Some(d) => d,
+                None => config_err!(
+                    key,
+                    "expected a duration such as 500ms or 2s, got '{value}'"
+                ),
+            };
+        }
+        _ => {
+            let known: Vec<&str> = CONFIG_ENTRIES
+                .iter()
+                .map(|e| e.key)
+                .filter(|k| k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation."))
+                .collect();
+            config_err!(key, "unknown key (known: {})", known.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// The value of one `ember.adaptive.*` or `ember.speculation.*` key; `None` for an
+/// unknown one.
+fn get_adaptive(adaptive: &AdaptiveConfig, key: &str) -> Option<String> {
+    Some(match key {
+        "ember.adaptive.enabled" => {
+            (adaptive.coalesce && adaptive.broadcast && adaptive.skew_join && adaptive.prune_empty)
+                .to_string()
+        }
+        "ember.adaptive.coalesce" => adaptive.coalesce.to_string(),
+        "ember.adaptive.broadcast" => adaptive.broadcast.to_string(),
+        "ember.adaptive.skew_join" => adaptive.skew_join.to_string(),
+        "ember.adaptive.prune_empty" => adaptive.prune_empty.to_string(),
+        "ember.adaptive.broadcast_threshold" => adaptive.broadcast_threshold.to_string(),
+        "ember.adaptive.target_partition_bytes" => adaptive.target_partition_bytes.to_string(),
+        "ember.adaptive.min_partition_bytes" => adaptive.min_partition_bytes.to_string(),
+        "ember.adaptive.skew_factor" => adaptive.skew_factor.to_string(),
+        "ember.adaptive.skew_min_bytes" => adaptive.skew_min_bytes.to_string(),
+        "ember.speculation.enabled" => adaptive.speculation.enabled.to_string(),
+        "ember.speculation.quantile" => adaptive.speculation.quantile.to_string(),
+        "ember.speculation.multiplier" => adaptive.speculation.multiplier.to_string(),
+        "ember.speculation.min_runtime" => {
+            format!("{}ms", adaptive.speculation.min_runtime.as_millis())
+        }
+        _ => return None,
+    })
+}
+
+/// `500ms`, `2s`, `1.5s` or a bare number of milliseconds.
+fn parse_duration(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let (number, unit) = if let Some(ms) = value.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = value.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (value, 1e-3)
+    };
+    let seconds = number.trim().parse::<f64>().ok()? * unit;
+    (seconds.is_finite() && seconds >= 0.0).then(|| std::time::Duration::from_secs_f64(seconds))
 }
 
 fn parse_positive(key: &str, value: &str) -> Result<usize> {

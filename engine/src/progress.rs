@@ -92,6 +92,15 @@ impl JobListener for ProgressBar {
             } => self.bar.println(format!(
                 "task {stage_id}.{partition} attempt {attempt} failed, retrying: {error}"
             )),
+            JobEvent::StageAdapted {
+                planned_tasks,
+                tasks,
+                ..
+            } => {
+                let length = self.bar.length().unwrap_or(0);
+                self.bar
+                    .set_length((length + *tasks as u64).saturating_sub(*planned_tasks as u64));
+            }
             JobEvent::TaskFailed { .. } | JobEvent::StageStarted { .. } => {}
         }
     }

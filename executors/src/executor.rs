@@ -231,6 +231,7 @@ impl Executor {
         // A task whose future is dropped (cancelled) counts as failed.
         let mut counted = CountFailure(Some(&metrics));
         let partition = task.partition;
+        let adapted = task.plan_partition.is_some();
         let inputs = Arc::clone(&task.inputs);
         let output = self.run_task_inner(task).await;
         if let Ok(output) = &output {
@@ -238,7 +239,11 @@ impl Executor {
             metrics.task_succeeded(TaskFigures {
                 elapsed: output.elapsed,
                 written: output.locations.iter().map(|l| l.bytes).sum(),
-                read: read_bytes(&inputs, partition),
+                read: if adapted {
+                    inputs.iter().map(|l| l.bytes).sum()
+                } else {
+                    read_bytes(&inputs, partition)
+                },
                 spilled: output.spilled_bytes,
             });
         }
@@ -292,8 +297,13 @@ impl Executor {
                 || self.config.memory_limit.is_some()
                 || spans_hosts(task.peers.values().map(String::as_str)),
         );
-        let shuffle = LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
-            .with_stores(stores.clone());
+        let mut shuffle =
+            LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
+                .with_stores(stores.clone());
+        if task.plan_partition.is_some() {
+            shuffle = shuffle.adapted(task.partition);
+        }
+        let plan_partition = task.plan_partition.unwrap_or(task.partition);
 
         let runtime = RuntimeEnvBuilder::from_runtime_env(&self.context.runtime_env())
             .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))
@@ -320,7 +330,7 @@ impl Executor {
         let plan = cooperative_joins(decode_plan(&task.plan, &context, &self.config.functions)?)?;
         let context = Arc::new(context);
         let run = async {
-            let stream = plan.execute(task.partition, Arc::clone(&context))?;
+            let stream = plan.execute(plan_partition, Arc::clone(&context))?;
             collect(stream).await
         };
         let summary = match run.await {
@@ -339,7 +349,7 @@ impl Executor {
                             limit: crate::memory::format_size(limit),
                             message: message.clone(),
                         },
-                        _ => explain_task_failure(e, &plan, task.partition, &context).await,
+                        _ => explain_task_failure(e, &plan, plan_partition, &context).await,
                     },
                 });
             }

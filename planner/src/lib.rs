@@ -19,6 +19,7 @@
 //! a task supplies the shuffle I/O through a [`ShuffleRuntime`]. [`draw`] pictures a stage
 //! graph ([`stage_graph_svg`], [`stage_graph_dot`]) for `ember explain` and the web UI.
 
+mod adaptive;
 mod cache;
 mod codec;
 mod cut;
@@ -36,6 +37,7 @@ pub mod shuffle;
 mod sink;
 mod stage;
 
+pub use adaptive::{StageFacts, stage_facts};
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
 pub use cut::cut_stages;

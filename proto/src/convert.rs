@@ -72,6 +72,7 @@ impl From<&TaskDefinition> for proto::TaskDefinition {
             inputs: t.inputs.iter().map(Into::into).collect(),
             settings: key_values(&t.settings),
             peers: t.peers.as_ref().clone(),
+            plan_partition: t.plan_partition.map(|p| p as u64),
         }
     }
 }
@@ -87,6 +88,7 @@ impl From<proto::TaskDefinition> for TaskDefinition {
             inputs: Arc::new(t.inputs.into_iter().map(Into::into).collect()),
             settings: Arc::new(settings(t.settings)),
             peers: Arc::new(t.peers),
+            plan_partition: t.plan_partition.map(size),
         }
     }
 }

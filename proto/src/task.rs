@@ -53,6 +53,10 @@ pub struct TaskDefinition {
     /// input held by an executor not named here is read from its path directly (the
     /// embedded cluster, where all executors share one file system).
     pub peers: Arc<HashMap<String, String>>,
+    /// Set for a task that adaptive execution cut differently from the plan: the
+    /// partition of the stage plan it runs. It then reads every input piece in `inputs`,
+    /// whatever partition the piece belongs to (the scheduler gave it exactly its share).
+    pub plan_partition: Option<usize>,
 }
 
 impl ShuffleLocation {

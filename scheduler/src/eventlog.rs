@@ -230,7 +230,8 @@ impl LoggedJob {
     /// The job's state after its events, replayed through a fresh [`JobState`].
     pub fn replay(&self) -> JobState {
         let mut state = JobState::new(self.shape.clone());
-        for (_, event) in &self.events {
+        for (at_us, event) in &self.events {
+            state.set_clock(*at_us);
             state.on(event.clone());
         }
         state

@@ -3,6 +3,8 @@
 
 use ember_proto::ids::{ExecutorId, JobId, StageId};
 
+use crate::adaptive::Decision;
+
 /// Something that happened in a running job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum JobEvent {
@@ -48,6 +50,26 @@ pub enum JobEvent {
     StageFinished {
         /// The stage.
         stage_id: StageId,
+        /// Rows its tasks wrote.
+        #[serde(default)]
+        rows: u64,
+        /// Bytes its tasks wrote.
+        #[serde(default)]
+        bytes: u64,
+        /// Rows and bytes per output partition, over all its map tasks.
+        #[serde(default)]
+        partitions: Vec<(u64, u64)>,
+    },
+    /// Adaptive execution cut a stage's tasks anew from the sizes of its inputs.
+    StageAdapted {
+        /// The stage.
+        stage_id: StageId,
+        /// Its tasks as planned.
+        planned_tasks: usize,
+        /// Its tasks now.
+        tasks: usize,
+        /// What was decided, with the sizes behind it.
+        decisions: Vec<Decision>,
     },
 }
 

@@ -211,6 +211,7 @@ impl<'a> JobRun<'a> {
             board.record(at_us, &event);
         }
         let recomputed = self.state.metrics().recomputed.len();
+        self.state.set_clock(at_us);
         for action in self.state.on(event) {
             self.act(action);
         }
@@ -257,6 +258,29 @@ impl<'a> JobRun<'a> {
                 self.timers.push(Reverse((Instant::now() + after, key)));
             }
             Action::Notify(event) => {
+                if let JobEvent::StageAdapted {
+                    stage_id,
+                    tasks,
+                    decisions,
+                    ..
+                } = &event
+                {
+                    for decision in decisions {
+                        tracing::info!(job = %self.job.job_id, "stage {stage_id}: {decision}");
+                    }
+                    let recorded = Event::StageAdapted {
+                        stage: *stage_id,
+                        tasks: *tasks,
+                        decisions: decisions.clone(),
+                    };
+                    let at_us = self.at_us();
+                    if let Some(log) = &mut self.log {
+                        log.record(at_us, &recorded);
+                    }
+                    if let Some(board) = &self.board {
+                        board.record(at_us, &recorded);
+                    }
+                }
                 if let Some(log) = &mut self.log
                     && matches!(event, JobEvent::StageFinished { .. })
                 {
@@ -353,6 +377,7 @@ impl<'a> JobRun<'a> {
                         .map(|(e, b)| (e.as_str(), *b))
                         .collect(),
                     avoid: launch.avoid.as_ref().map(ExecutorId::as_str),
+                    exclude: launch.exclude.as_ref().map(ExecutorId::as_str),
                 };
                 self.pool.acquire(self.seq, &placement)
             };
@@ -389,6 +414,7 @@ impl<'a> JobRun<'a> {
             inputs: launch.inputs,
             settings: Arc::clone(&self.settings),
             peers,
+            plan_partition: launch.plan_partition,
         };
         let executor = client.id().clone();
         let abort = self.running.spawn(client.launch(definition));

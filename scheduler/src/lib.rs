@@ -13,6 +13,7 @@
 //! serves the jobs it runs (and, as the history server, the jobs of event logs) as web
 //! pages, a REST API and Prometheus metrics.
 
+mod adaptive;
 mod client;
 mod error;
 mod eventlog;
@@ -37,11 +38,17 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use adaptive::{
+    AdaptiveConfig, Decision, InputRead, InputSizes, PieceSize, Speculation, StagePlan, TaskRead,
+    plan_stage,
+};
 pub use client::ExecutorClient;
 pub use error::{Result, SchedulerError};
 pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};
-pub use metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
+pub use metrics::{
+    FailedAttempt, JobMetrics, RecomputedTask, SpeculativeCopy, StageSummary, TaskRecord,
+};
 pub use outcome::{JobOutcome, ResultLease};
 pub use pool::{ExecutorPool, ExecutorStatus, HeartbeatStats, Policy};
 pub use remote::RemoteExecutor;

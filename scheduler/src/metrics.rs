@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use ember_proto::AccumulatorValue;
 use ember_proto::ids::{ExecutorId, JobId, StageId};
 
+use super::adaptive::Decision;
 use super::spec::OutputKind;
 use std::time::Duration;
 
@@ -31,6 +32,15 @@ pub struct TaskRecord {
     /// Spill files they wrote.
     #[serde(default)]
     pub spills: u64,
+    /// Rows of shuffle input it was given (0 for a task that reads no shuffle).
+    #[serde(default)]
+    pub read_rows: u64,
+    /// Bytes of shuffle input it was given.
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// The attempt was a speculative copy that finished before the original.
+    #[serde(default)]
+    pub speculative: bool,
 }
 
 /// One failed task attempt.
@@ -71,6 +81,28 @@ pub struct StageSummary {
     /// How it spread its output (`"hash"`, `"round-robin"`, `"single"`, `"preserve"` in
     /// JSON).
     pub output: OutputKind,
+    /// Its tasks as planned, before adaptive execution cut them again.
+    #[serde(default)]
+    pub planned_partitions: usize,
+    /// What adaptive execution decided for it, with the sizes behind each decision.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+}
+
+/// A speculative copy of a slow task, and how it ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpeculativeCopy {
+    /// The task's stage.
+    pub stage_id: StageId,
+    /// The task's partition.
+    pub partition: usize,
+    /// The copy's attempt.
+    pub attempt: usize,
+    /// Where the original ran.
+    pub original_executor: ExecutorId,
+    /// The copy finished first (the original was cancelled); otherwise the original won
+    /// or the copy failed.
+    pub won: bool,
 }
 
 /// Everything recorded about one job.
@@ -91,6 +123,9 @@ pub struct JobMetrics {
     /// What user functions added to each accumulator, counting only the successful
     /// attempt of each task.
     pub accumulators: HashMap<String, AccumulatorValue>,
+    /// Speculative copies launched, and which won.
+    #[serde(default)]
+    pub speculated: Vec<SpeculativeCopy>,
 }
 
 impl JobMetrics {

@@ -57,6 +57,8 @@ struct Member {
     client: Arc<dyn ExecutorClient>,
     free: usize,
     last_seen: Instant,
+    /// The time between its last two heartbeats.
+    gap: Duration,
     /// Tasks it runs, as its last heartbeat said.
     running_tasks: usize,
     /// What its last heartbeat said of it.
@@ -88,6 +90,14 @@ struct Gone {
 const KEEP_GONE: usize = 256;
 
 impl Member {
+    /// An executor in another process that has been silent for over three of its
+    /// heartbeat gaps (and at least a second).
+    fn is_suspect(&self) -> bool {
+        self.client.address().is_some()
+            && self.gap > Duration::ZERO
+            && self.last_seen.elapsed() > (self.gap * 3).max(Duration::from_secs(1))
+    }
+
     fn status(&self, id: &ExecutorId) -> ExecutorStatus {
         let remote = self.client.address().is_some();
         ExecutorStatus {
@@ -139,6 +149,8 @@ pub struct Placement<'a> {
     pub local_bytes: HashMap<&'a str, u64>,
     /// The executor of its last failed attempt, avoided while another has room.
     pub avoid: Option<&'a str>,
+    /// An executor it must not run on (where a speculative copy's original runs).
+    pub exclude: Option<&'a str>,
 }
 
 /// An executor snapshot, for status pages and tests.
@@ -208,6 +220,7 @@ impl ExecutorPool {
                     free: client.slots(),
                     client,
                     last_seen: Instant::now(),
+                    gap: Duration::ZERO,
                     running_tasks: 0,
                     stats: HeartbeatStats::default(),
                 },
@@ -251,6 +264,7 @@ impl ExecutorPool {
     pub fn touch(&self, id: &str, running_tasks: usize, stats: HeartbeatStats) -> bool {
         match lock(&self.state).members.get_mut(id) {
             Some(member) => {
+                member.gap = member.last_seen.elapsed();
                 member.last_seen = Instant::now();
                 member.running_tasks = running_tasks;
                 member.stats = stats;
@@ -409,11 +423,19 @@ impl ExecutorPool {
         if held_back {
             return None;
         }
+        // An executor that missed its heartbeats (hung, paused, cut off) gets no task while
+        // another answers: a task placed there would wait with it until it is declared lost.
+        let all_suspect = state.members.values().all(Member::is_suspect);
         let best = |skip: Option<&str>| {
             state
                 .members
                 .iter()
-                .filter(|(id, m)| m.free > 0 && Some(id.as_str()) != skip)
+                .filter(|(id, m)| {
+                    m.free > 0
+                        && Some(id.as_str()) != skip
+                        && Some(id.as_str()) != placement.exclude
+                        && (all_suspect || !m.is_suspect())
+                })
                 .max_by_key(|(id, m)| {
                     let local = placement.local_bytes.get(id.as_str()).copied().unwrap_or(0);
                     (
@@ -474,12 +496,14 @@ mod tests {
         let local = Placement {
             local_bytes: HashMap::from([("e0", 10)]),
             avoid: None,
+            exclude: None,
         };
         assert_eq!(take(&pool, job, &local).as_deref(), Some("e0"));
         assert_eq!(take(&pool, job, &local).as_deref(), Some("e1"));
         let avoid = Placement {
             local_bytes: HashMap::new(),
             avoid: Some("e1"),
+            exclude: None,
         };
         // e1 is the only one with room: taken even though it is avoided.
         assert_eq!(take(&pool, job, &avoid).as_deref(), Some("e1"));

@@ -290,6 +290,7 @@ mod tests {
                 "hush".to_string(),
             )]),
             peers: Arc::new(std::collections::HashMap::new()),
+            plan_partition: None,
         };
         let error = executor.launch(task).await.expect_err("refused");
         assert!(

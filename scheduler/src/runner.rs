@@ -169,7 +169,13 @@ impl Scheduler {
     }
 }
 
-/// Awaits every call, logging each failure; returns the first.
+/// How long a call to every executor (cleanup, broadcasts) waits for the slowest one; a
+/// call still unanswered then (a hung executor) goes on in the background, so that one
+/// frozen machine does not hold up the client that asked.
+const FAN_OUT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs every call at once and waits for them up to [`FAN_OUT_WAIT`], logging each
+/// failure; returns the first.
 async fn first_error(
     calls: impl Iterator<
         Item = (
@@ -181,11 +187,28 @@ async fn first_error(
         ),
     >,
 ) -> Result<()> {
+    let running: Vec<_> = calls.map(|(id, call)| (id, tokio::spawn(call))).collect();
+    let deadline = tokio::time::Instant::now() + FAN_OUT_WAIT;
     let mut first = None;
-    for (id, call) in calls {
-        if let Err(e) = call.await {
-            tracing::warn!(executor = %id, "cleanup failed: {e}");
-            first.get_or_insert(e);
+    for (id, mut call) in running {
+        match tokio::time::timeout_at(deadline, &mut call).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(executor = %id, "cleanup failed: {e}");
+                first.get_or_insert(e);
+            }
+            Ok(Err(e)) => tracing::warn!(executor = %id, "cleanup call ended abnormally: {e}"),
+            Err(_) => {
+                tracing::warn!(
+                    executor = %id,
+                    "no answer from executor {id} within {FAN_OUT_WAIT:?}; the call goes on in the background"
+                );
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = call.await {
+                        tracing::warn!(executor = %id, "cleanup failed: {e}");
+                    }
+                });
+            }
         }
     }
     match first {

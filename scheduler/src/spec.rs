@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_planner::{Picture, ShuffleOutput, StageGraph, encode_plan};
+use ember_planner::{Picture, ShuffleOutput, StageFacts, StageGraph, encode_plan, stage_facts};
 use ember_proto::ids::{JobId, StageId};
 
+use crate::adaptive::AdaptiveConfig;
 use crate::error::{Result, SchedulerError};
 use ember_executors::storage::StoreOptions;
 
@@ -83,6 +84,8 @@ pub struct StageSpec {
     pub output_kind: OutputKind,
     /// The number of partitions of its output.
     pub output_partitions: usize,
+    /// What adaptive execution may change in it.
+    pub facts: StageFacts,
 }
 
 /// A job to run: its stages and the settings its tasks run with.
@@ -107,6 +110,8 @@ pub struct JobSpec {
     /// The plan for people: what `ember explain` prints and the stage graph's drawing
     /// (the event log and the web UI show them).
     pub plan: Option<JobPlan>,
+    /// The adaptive rules and speculation settings it runs with.
+    pub adaptive: AdaptiveConfig,
 }
 
 /// A job's plan as people see it, without the encoded plans the executors run.
@@ -149,6 +154,7 @@ impl JobSpec {
                 partitions: stage.partitions(),
                 output_kind: OutputKind::from(stage.output()),
                 output_partitions: stage.output().partition_count(),
+                facts: stage_facts(graph, stage.id()),
             });
         }
         Ok(Self {
@@ -160,6 +166,7 @@ impl JobSpec {
             retain_output: false,
             staging: staging_urls(graph),
             plan: Some(JobPlan::of(graph)),
+            adaptive: AdaptiveConfig::default(),
         })
     }
 

@@ -22,9 +22,15 @@ use ember_executors::ExecutorError;
 use ember_proto::AccumulatorValue;
 use ember_proto::ShuffleLocation;
 
+use super::adaptive::{
+    AdaptiveConfig, Decision, InputSizes, PieceSize, StagePlan, TaskRead, plan_stage,
+};
 use super::events::JobEvent;
-use super::metrics::{FailedAttempt, JobMetrics, RecomputedTask, StageSummary, TaskRecord};
+use super::metrics::{
+    FailedAttempt, JobMetrics, RecomputedTask, SpeculativeCopy, StageSummary, TaskRecord,
+};
 use super::spec::{JobSpec, OutputKind, SchedulerConfig};
+use ember_planner::StageFacts;
 use ember_proto::ids::{ExecutorId, JobId, PartitionId, StageId, TaskId};
 
 /// The shape of one stage: all `JobState` needs of a [`StageSpec`](super::StageSpec).
@@ -38,6 +44,13 @@ pub struct StageShape {
     pub partitions: usize,
     /// How it spreads its output.
     pub output: OutputKind,
+    /// What adaptive execution may change in it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub facts: StageFacts,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// The shape of a job and the rules it runs by: what a `JobState` is made from, and the
@@ -55,6 +68,9 @@ pub struct JobShape {
     /// How long the job waits for an executor when none is left.
     #[serde(with = "millis")]
     pub grace_period: Duration,
+    /// The adaptive rules and speculation settings.
+    #[serde(default)]
+    pub adaptive: AdaptiveConfig,
 }
 
 impl JobShape {
@@ -70,11 +86,13 @@ impl JobShape {
                     inputs: s.inputs.clone(),
                     partitions: s.partitions,
                     output: s.output_kind,
+                    facts: s.facts.clone(),
                 })
                 .collect(),
             final_stage: job.final_stage,
             max_attempts: config.max_attempts.max(1),
             grace_period: config.grace_period,
+            adaptive: job.adaptive.clone(),
         }
     }
 
@@ -222,6 +240,8 @@ pub enum Timer {
         /// Which time the executors were gone.
         generation: u64,
     },
+    /// Time to look for slow tasks to copy (speculation).
+    Speculate,
 }
 
 /// Something that happened to the job.
@@ -271,6 +291,16 @@ pub enum Event {
     },
     /// A timer the job asked for is due.
     Timer(Timer),
+    /// Adaptive execution cut a stage's tasks anew when it started (recorded for people:
+    /// replaying the events decides the same again, so the state ignores it).
+    StageAdapted {
+        /// The stage.
+        stage: StageId,
+        /// Its tasks now.
+        tasks: usize,
+        /// What was decided, with the sizes behind it.
+        decisions: Vec<Decision>,
+    },
 }
 
 /// One task to launch: the attempt, its inputs, and where it would like to run.
@@ -287,6 +317,11 @@ pub struct Launch {
     pub avoid: Option<ExecutorId>,
     /// A task running again after a failure: it goes before launches already waiting.
     pub urgent: bool,
+    /// The plan partition it runs, for a task that adaptive execution cut anew (it then
+    /// reads exactly `inputs`); `None` for a task as planned.
+    pub plan_partition: Option<usize>,
+    /// An executor it must not run on (a speculative copy's original runs there).
+    pub exclude: Option<ExecutorId>,
 }
 
 /// Why a job failed.
@@ -407,11 +442,12 @@ enum Part {
         task: TaskId,
         reads_from: Arc<BTreeSet<ExecutorId>>,
     },
-    /// Running on `executor`, reading from the executors in `reads_from`.
+    /// Running on `executor` since `since_us`, reading from the executors in `reads_from`.
     Running {
         task: TaskId,
         executor: ExecutorId,
         reads_from: Arc<BTreeSet<ExecutorId>>,
+        since_us: u64,
     },
     /// Done; its output lies here.
     Done {
@@ -443,10 +479,31 @@ struct Tries {
 #[derive(Debug)]
 struct StageInputs {
     locations: Arc<Vec<ShuffleLocation>>,
-    /// Bytes per executor for each reduce partition.
+    /// Each task's own share of `locations`, for a stage cut by adaptive execution.
+    per_task: Option<Vec<Arc<Vec<ShuffleLocation>>>>,
+    /// Rows and bytes each task reads.
+    reads: Vec<(u64, u64)>,
+    /// Bytes per executor for each task.
     local_bytes: Vec<Arc<Vec<(ExecutorId, u64)>>>,
     /// The executors serving the input (pieces in a shuffle directory need none).
     reads_from: Arc<BTreeSet<ExecutorId>>,
+}
+
+impl StageInputs {
+    /// What task `task` reads: its own share, or the stage's pieces.
+    fn task_locations(&self, task: usize) -> Arc<Vec<ShuffleLocation>> {
+        match self.per_task.as_ref().and_then(|own| own.get(task)) {
+            Some(own) => Arc::clone(own),
+            None => Arc::clone(&self.locations),
+        }
+    }
+}
+
+/// The plan partition task `task` of a stage runs: set only where adaptive execution cut
+/// the stage's tasks.
+fn plan_partition(plan: Option<&StagePlan>, task: usize) -> Option<usize> {
+    plan.and_then(|plan| plan.tasks.get(task))
+        .map(|t: &TaskRead| t.plan_partition)
 }
 
 #[derive(Debug)]
@@ -463,6 +520,20 @@ struct StageState {
     /// `StageFinished` was told (once, even if the stage is recomputed later).
     reported: bool,
     inputs: Option<Arc<StageInputs>>,
+    /// How adaptive execution cut its tasks, when it did.
+    plan: Option<Arc<StagePlan>>,
+    /// Wall times of its finished attempts, in microseconds.
+    durations: Vec<u64>,
+}
+
+/// A speculative copy of a running task.
+#[derive(Debug, Clone)]
+struct Copy {
+    task: TaskId,
+    /// Where it runs, once placed.
+    executor: Option<ExecutorId>,
+    /// Where the original runs.
+    original: ExecutorId,
 }
 
 impl StageState {
@@ -485,6 +556,13 @@ pub struct JobState {
     gone: Option<u64>,
     generation: u64,
     metrics: JobMetrics,
+    /// The time of the event being taken in, in microseconds since submission (set by the
+    /// driver, and by a replay from the log's times).
+    now_us: u64,
+    /// Speculative copies in flight, by `(stage, partition)`.
+    copies: HashMap<(usize, usize), Copy>,
+    /// A speculation timer is pending.
+    speculating: bool,
 }
 
 impl JobState {
@@ -512,6 +590,8 @@ impl JobState {
                 started: false,
                 reported: false,
                 inputs: None,
+                plan: None,
+                durations: Vec::new(),
             })
             .collect();
         let metrics = JobMetrics {
@@ -524,6 +604,8 @@ impl JobState {
                     partitions: s.partitions,
                     inputs: s.inputs.clone(),
                     output: s.output,
+                    planned_partitions: s.partitions,
+                    decisions: Vec::new(),
                 })
                 .collect(),
             ..Default::default()
@@ -537,7 +619,15 @@ impl JobState {
             gone: None,
             generation: 0,
             metrics,
+            now_us: 0,
+            copies: HashMap::new(),
+            speculating: false,
         }
+    }
+
+    /// Sets the time of the next event, in microseconds since the job was submitted.
+    pub fn set_clock(&mut self, at_us: u64) {
+        self.now_us = self.now_us.max(at_us);
     }
 
     /// The job's shape.
@@ -567,6 +657,10 @@ impl JobState {
 
     /// The attempts running now, with their executors.
     pub fn running(&self) -> Vec<(TaskId, ExecutorId)> {
+        let copies = self
+            .copies
+            .values()
+            .filter_map(|c| c.executor.clone().map(|e| (c.task, e)));
         self.stages
             .iter()
             .flat_map(|s| &s.parts)
@@ -574,6 +668,7 @@ impl JobState {
                 Part::Running { task, executor, .. } => Some((*task, executor.clone())),
                 _ => None,
             })
+            .chain(copies)
             .collect()
     }
 
@@ -641,12 +736,28 @@ impl JobState {
                     self.fail(JobFailure::NoExecutors { waited }, &mut actions);
                 }
             }
+            Event::Timer(Timer::Speculate) => {
+                self.speculating = false;
+                self.speculate(&mut actions);
+            }
+            Event::StageAdapted { .. } => {}
         }
         if self.status == Status::Running {
             self.offer(&mut actions);
             if self.in_flight == 0 && !self.final_done() {
                 self.fail(JobFailure::Stuck, &mut actions);
             }
+        }
+        if self.status == Status::Running
+            && self.shape.adaptive.speculation.enabled
+            && !self.speculating
+            && self.in_flight > 0
+        {
+            self.speculating = true;
+            actions.push(Action::StartTimer {
+                timer: Timer::Speculate,
+                after: self.shape.adaptive.speculation.interval,
+            });
         }
         actions
     }
@@ -686,6 +797,7 @@ impl JobState {
             if self.stages[id].started || !self.inputs_done(id) {
                 continue;
             }
+            self.adapt(id, actions);
             let stage = &mut self.stages[id];
             stage.started = true;
             let tasks = stage.parts.len();
@@ -697,6 +809,9 @@ impl JobState {
                 stage.reported = true;
                 actions.push(Action::Notify(JobEvent::StageFinished {
                     stage_id: StageId(id),
+                    rows: 0,
+                    bytes: 0,
+                    partitions: Vec::new(),
                 }));
                 continue;
             }
@@ -705,6 +820,63 @@ impl JobState {
                 stage.queue.push_back(partition);
             }
         }
+    }
+
+    /// Cuts the tasks of stage `id` (its inputs are done) from its inputs' real sizes, where
+    /// the adaptive rules find something to change.
+    fn adapt(&mut self, id: usize, actions: &mut Vec<Action>) {
+        let stage = &self.stages[id];
+        let facts = &stage.shape.facts;
+        if facts.partitioned.is_empty() && facts.empty_if.is_empty() {
+            return;
+        }
+        let inputs: Vec<InputSizes> = stage
+            .shape
+            .inputs
+            .iter()
+            .map(|input| {
+                let parts = &self.stages[input.0].parts;
+                let pieces = parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::Done { task, locations } => Some((task.partition, locations)),
+                        _ => None,
+                    })
+                    .flat_map(|(map, locations)| {
+                        locations.iter().map(move |l| PieceSize {
+                            map_partition: map,
+                            output_partition: l.output_partition,
+                            rows: l.rows,
+                            bytes: l.bytes,
+                        })
+                    })
+                    .collect();
+                InputSizes {
+                    stage: *input,
+                    maps: parts.len(),
+                    pieces,
+                }
+            })
+            .collect();
+        let Some(plan) = plan_stage(facts, stage.parts.len(), &self.shape.adaptive, &inputs) else {
+            return;
+        };
+        let tasks = plan.tasks.len();
+        let stage = &mut self.stages[id];
+        let planned_tasks = stage.parts.len();
+        stage.parts = vec![Part::Idle; tasks];
+        stage.tries = vec![Tries::default(); tasks];
+        if let Some(summary) = self.metrics.stages.get_mut(id) {
+            summary.partitions = tasks;
+            summary.decisions = plan.decisions.clone();
+        }
+        actions.push(Action::Notify(JobEvent::StageAdapted {
+            stage_id: StageId(id),
+            planned_tasks,
+            tasks,
+            decisions: plan.decisions.clone(),
+        }));
+        stage.plan = Some(Arc::new(plan));
     }
 
     /// Launches the queued tasks of every stage whose inputs are done.
@@ -734,7 +906,7 @@ impl JobState {
                 self.in_flight += 1;
                 actions.push(Action::Launch(Launch {
                     task,
-                    inputs: Arc::clone(&inputs.locations),
+                    inputs: inputs.task_locations(partition),
                     local_bytes: inputs
                         .local_bytes
                         .get(partition)
@@ -742,6 +914,8 @@ impl JobState {
                         .unwrap_or_default(),
                     avoid: tries.avoid.clone(),
                     urgent,
+                    plan_partition: plan_partition(stage.plan.as_deref(), partition),
+                    exclude: None,
                 }));
             }
         }
@@ -752,11 +926,18 @@ impl JobState {
         if let Some(inputs) = &self.stages[stage].inputs {
             return Arc::clone(inputs);
         }
-        let partitions = self.stages[stage].parts.len();
+        let tasks = self.stages[stage].parts.len();
+        let plan = self.stages[stage].plan.clone();
         let mut locations = Vec::new();
-        let mut local: Vec<HashMap<ExecutorId, u64>> = vec![HashMap::new(); partitions];
+        let mut per_task: Vec<Vec<ShuffleLocation>> = match &plan {
+            Some(_) => vec![Vec::new(); tasks],
+            None => Vec::new(),
+        };
+        let mut local: Vec<HashMap<ExecutorId, u64>> = vec![HashMap::new(); tasks];
+        let mut reads = vec![(0u64, 0u64); tasks];
         let mut reads_from = BTreeSet::new();
         for input in &self.stages[stage].shape.inputs {
+            let whole = self.stages[input.0].shape.output == OutputKind::Single;
             for part in &self.stages[input.0].parts {
                 let Part::Done {
                     task,
@@ -766,19 +947,51 @@ impl JobState {
                     continue;
                 };
                 for piece in pieces {
-                    locations.push(piece.shuffle_location(*task));
-                    if piece.is_stored() {
-                        continue;
+                    let location = piece.shuffle_location(*task);
+                    // The tasks that read this piece.
+                    let readers: Vec<usize> = match &plan {
+                        Some(plan) => plan
+                            .tasks
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, t)| {
+                                t.reads_piece(*input, task.partition, piece.output_partition)
+                            })
+                            .map(|(i, _)| i)
+                            .collect(),
+                        None if whole || tasks == 1 => (0..tasks).collect(),
+                        None => vec![piece.output_partition],
+                    };
+                    for &reader in &readers {
+                        if let Some(read) = reads.get_mut(reader) {
+                            read.0 += piece.rows;
+                            read.1 += piece.bytes;
+                        }
+                        if let Some(own) = per_task.get_mut(reader) {
+                            own.push(location.clone());
+                        }
+                        if !piece.is_stored()
+                            && !whole
+                            && let Some(bytes) = local.get_mut(reader)
+                        {
+                            *bytes.entry(piece.executor.clone()).or_default() += piece.bytes;
+                        }
                     }
-                    reads_from.insert(piece.executor.clone());
-                    if let Some(bytes) = local.get_mut(piece.output_partition) {
-                        *bytes.entry(piece.executor.clone()).or_default() += piece.bytes;
+                    if !piece.is_stored() {
+                        reads_from.insert(piece.executor.clone());
+                    }
+                    if plan.is_none() {
+                        locations.push(location);
                     }
                 }
             }
         }
         let inputs = Arc::new(StageInputs {
             locations: Arc::new(locations),
+            per_task: plan
+                .is_some()
+                .then(|| per_task.into_iter().map(Arc::new).collect()),
+            reads,
             local_bytes: local
                 .into_iter()
                 .map(|bytes| {
@@ -802,6 +1015,13 @@ impl JobState {
     }
 
     fn started(&mut self, task: TaskId, executor: ExecutorId, actions: &mut Vec<Action>) {
+        if let Some(copy) = self.copies.get_mut(&(task.stage.0, task.partition))
+            && copy.task == task
+            && copy.executor.is_none()
+        {
+            copy.executor = Some(executor);
+            return;
+        }
         let reads_from = match self
             .stages
             .get(task.stage.0)
@@ -821,7 +1041,149 @@ impl JobState {
             task,
             executor,
             reads_from,
+            since_us: self.now_us,
         };
+    }
+
+    /// Whether `task` on `executor` is the speculative copy in flight.
+    fn is_copy(&self, task: TaskId, executor: &ExecutorId) -> bool {
+        self.copies
+            .get(&(task.stage.0, task.partition))
+            .is_some_and(|c| c.task == task && c.executor.as_ref() == Some(executor))
+    }
+
+    /// Stops the copy of `(stage, partition)`, if one is in flight, and records how it
+    /// ended.
+    fn drop_copy(&mut self, stage: usize, partition: usize, won: bool, actions: &mut Vec<Action>) {
+        let Some(copy) = self.copies.remove(&(stage, partition)) else {
+            return;
+        };
+        self.in_flight -= 1;
+        if !won {
+            match &copy.executor {
+                Some(executor) => actions.push(Action::Cancel {
+                    task: copy.task,
+                    executor: executor.clone(),
+                }),
+                None => actions.push(Action::Withdraw(copy.task)),
+            }
+        }
+        self.metrics.speculated.push(SpeculativeCopy {
+            stage_id: StageId(stage),
+            partition,
+            attempt: copy.task.attempt,
+            original_executor: copy.original,
+            won,
+        });
+    }
+
+    /// The copy of `task` finished first: the original is stopped and the copy takes its
+    /// place as the running attempt.
+    fn promote_copy(&mut self, task: TaskId, executor: &ExecutorId, actions: &mut Vec<Action>) {
+        let (stage, partition) = (task.stage.0, task.partition);
+        if let Part::Running {
+            task: original,
+            executor: original_executor,
+            reads_from,
+            since_us,
+        } = self.stages[stage].parts[partition].clone()
+        {
+            actions.push(Action::Cancel {
+                task: original,
+                executor: original_executor,
+            });
+            self.stages[stage].parts[partition] = Part::Running {
+                task,
+                executor: executor.clone(),
+                reads_from,
+                since_us,
+            };
+            self.drop_copy(stage, partition, true, actions);
+        }
+    }
+
+    /// Launches a copy of every task that runs much longer than its finished siblings,
+    /// in stages that are mostly done.
+    fn speculate(&mut self, actions: &mut Vec<Action>) {
+        let rules = self.shape.adaptive.speculation.clone();
+        if !rules.enabled || self.status != Status::Running {
+            return;
+        }
+        for id in 0..self.stages.len() {
+            let stage = &self.stages[id];
+            let tasks = stage.parts.len();
+            if !stage.started || stage.is_done() || stage.durations.is_empty() {
+                continue;
+            }
+            if (stage.done as f64) < rules.quantile * tasks as f64 {
+                continue;
+            }
+            let mut durations = stage.durations.clone();
+            durations.sort_unstable();
+            let median = durations[durations.len() / 2];
+            let limit =
+                (median as f64 * rules.multiplier).max(rules.min_runtime.as_micros() as f64);
+            let slow: Vec<(usize, TaskId, ExecutorId)> = stage
+                .parts
+                .iter()
+                .enumerate()
+                .filter_map(|(partition, part)| match part {
+                    Part::Running {
+                        task,
+                        executor,
+                        since_us,
+                        ..
+                    } if (self.now_us.saturating_sub(*since_us)) as f64 > limit
+                        && !self.copies.contains_key(&(id, partition)) =>
+                    {
+                        Some((partition, *task, executor.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if slow.is_empty() {
+                continue;
+            }
+            let inputs = self.stage_inputs(id);
+            for (partition, original, executor) in slow {
+                let stage = &mut self.stages[id];
+                let tries = &mut stage.tries[partition];
+                let copy = TaskId {
+                    stage: StageId(id),
+                    partition,
+                    attempt: tries.next_attempt,
+                };
+                tries.next_attempt += 1;
+                self.in_flight += 1;
+                tracing::info!(
+                    job = %self.shape.job_id,
+                    "task {original} runs {:.1}s on {executor}, over {:.1} x the {:.1}s median: speculative copy {copy}",
+                    self.now_us.saturating_sub(match &stage.parts[partition] {
+                        Part::Running { since_us, .. } => *since_us,
+                        _ => self.now_us,
+                    }) as f64 / 1e6,
+                    rules.multiplier,
+                    median as f64 / 1e6,
+                );
+                actions.push(Action::Launch(Launch {
+                    task: copy,
+                    inputs: inputs.task_locations(partition),
+                    local_bytes: Arc::default(),
+                    avoid: Some(executor.clone()),
+                    urgent: true,
+                    plan_partition: plan_partition(stage.plan.as_deref(), partition),
+                    exclude: Some(executor.clone()),
+                }));
+                self.copies.insert(
+                    (id, partition),
+                    Copy {
+                        task: copy,
+                        executor: None,
+                        original: executor,
+                    },
+                );
+            }
+        }
     }
 
     /// The part of `task` when that attempt is the one running; `None` for an attempt
@@ -840,13 +1202,27 @@ impl JobState {
         report: TaskReport,
         actions: &mut Vec<Action>,
     ) {
+        let speculative = self.is_copy(task, &executor);
+        if speculative {
+            self.promote_copy(task, &executor, actions);
+        }
         if !self.running_part(task, &executor) {
             // A superseded attempt that ran to its end anyway: its output is not used.
             actions.push(Action::Cancel { task, executor });
             return;
         }
         self.in_flight -= 1;
+        // The original won: its copy stops.
+        self.drop_copy(task.stage.0, task.partition, false, actions);
         let stage_index = task.stage.0;
+        let (read_rows, read_bytes) = self.stages[stage_index]
+            .inputs
+            .as_ref()
+            .and_then(|inputs| inputs.reads.get(task.partition).copied())
+            .unwrap_or_default();
+        self.stages[stage_index]
+            .durations
+            .push(u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX));
         self.metrics.tasks.push(TaskRecord {
             stage_id: StageId(stage_index),
             partition: task.partition,
@@ -857,6 +1233,9 @@ impl JobState {
             elapsed: report.elapsed,
             spilled_bytes: report.spilled_bytes,
             spills: report.spills,
+            read_rows,
+            read_bytes,
+            speculative,
         });
         let stage = &mut self.stages[stage_index];
         let tries = &mut stage.tries[task.partition];
@@ -884,12 +1263,42 @@ impl JobState {
         if self.stages[stage_index].is_done() {
             if !self.stages[stage_index].reported {
                 self.stages[stage_index].reported = true;
-                actions.push(Action::Notify(JobEvent::StageFinished {
-                    stage_id: StageId(stage_index),
-                }));
+                actions.push(Action::Notify(self.stage_finished(stage_index)));
             }
             self.start_ready(actions);
             self.finish_if_done(actions);
+        }
+    }
+
+    /// The `StageFinished` event of stage `id`, with its output's totals.
+    fn stage_finished(&self, id: usize) -> JobEvent {
+        let stage = &self.stages[id];
+        let count = self
+            .shape
+            .stages
+            .iter()
+            .find(|s| s.inputs.contains(&StageId(id)))
+            .map_or(0, |reader| reader.partitions);
+        let mut partitions = vec![(0u64, 0u64); count];
+        let (mut rows, mut bytes) = (0, 0);
+        for part in &stage.parts {
+            if let Part::Done { locations, .. } = part {
+                for l in locations {
+                    rows += l.rows;
+                    bytes += l.bytes;
+                    if l.output_partition >= partitions.len() {
+                        partitions.resize(l.output_partition + 1, (0, 0));
+                    }
+                    partitions[l.output_partition].0 += l.rows;
+                    partitions[l.output_partition].1 += l.bytes;
+                }
+            }
+        }
+        JobEvent::StageFinished {
+            stage_id: StageId(id),
+            rows,
+            bytes,
+            partitions,
         }
     }
 
@@ -921,7 +1330,63 @@ impl JobState {
         failure: Failure,
         actions: &mut Vec<Action>,
     ) {
+        if self.is_copy(task, &executor) {
+            // A copy that failed changes nothing: the original still runs.
+            if let Failure::Lost { message } = &failure {
+                actions.push(Action::DeclareLost {
+                    executor: executor.clone(),
+                    reason: message.clone(),
+                });
+            }
+            self.drop_copy(task.stage.0, task.partition, false, actions);
+            return;
+        }
         if !self.running_part(task, &executor) {
+            return;
+        }
+        if self
+            .copies
+            .get(&(task.stage.0, task.partition))
+            .is_some_and(|c| c.executor.is_some())
+        {
+            // The original failed while its copy runs: the copy carries on as the attempt.
+            self.record_failure(
+                task,
+                &executor,
+                failure.message().to_string(),
+                true,
+                actions,
+            );
+            if let Failure::Lost { message } = &failure {
+                actions.push(Action::DeclareLost {
+                    executor: executor.clone(),
+                    reason: message.clone(),
+                });
+            }
+            let Some(copy) = self.copies.get(&(task.stage.0, task.partition)).cloned() else {
+                return;
+            };
+            if let (
+                Some(copy_executor),
+                Part::Running {
+                    reads_from,
+                    since_us,
+                    ..
+                },
+            ) = (
+                copy.executor,
+                self.stages[task.stage.0].parts[task.partition].clone(),
+            ) {
+                self.stages[task.stage.0].parts[task.partition] = Part::Running {
+                    task: copy.task,
+                    executor: copy_executor,
+                    reads_from,
+                    since_us,
+                };
+                self.copies.remove(&(task.stage.0, task.partition));
+                // One attempt ended; the copy's slot in `in_flight` stays for it.
+                self.in_flight -= 1;
+            }
             return;
         }
         let max = self.shape.max_attempts;
@@ -1034,6 +1499,22 @@ impl JobState {
         if !self.lost.insert(lost.clone()) {
             return;
         }
+        let doomed: Vec<(usize, usize)> = self
+            .copies
+            .iter()
+            .filter(|(key, c)| {
+                c.executor.as_ref() == Some(&lost)
+                    || c.original == lost
+                    || self.stages[key.0]
+                        .inputs
+                        .as_ref()
+                        .is_some_and(|i| i.reads_from.contains(&lost))
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for (stage, partition) in doomed {
+            self.drop_copy(stage, partition, false, actions);
+        }
         let mut gone: HashMap<PartitionId, ExecutorId> = HashMap::new();
         for stage_index in 0..self.stages.len() {
             let mut output_lost = false;
@@ -1044,6 +1525,7 @@ impl JobState {
                         task,
                         executor,
                         reads_from,
+                        ..
                     } if *executor == lost || reads_from.contains(&lost) => {
                         let (task, executor) = (*task, executor.clone());
                         let why = if executor == lost {
@@ -1133,6 +1615,10 @@ impl JobState {
 
     /// Stops every attempt in flight.
     fn stop_all(&mut self, actions: &mut Vec<Action>) {
+        let copies: Vec<(usize, usize)> = self.copies.keys().copied().collect();
+        for (stage, partition) in copies {
+            self.drop_copy(stage, partition, false, actions);
+        }
         for stage in &mut self.stages {
             stage.queue.clear();
             for part in &mut stage.parts {
@@ -1168,7 +1654,7 @@ pub(super) fn interrupted_pause(losses: usize) -> Duration {
 }
 
 /// Durations as whole milliseconds in the log.
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -29,11 +29,13 @@ fn shape(stages: &[(usize, &[usize])], max_attempts: usize) -> JobShape {
                 inputs: inputs.iter().copied().map(StageId).collect(),
                 partitions: *partitions,
                 output: OutputKind::Hash,
+                facts: Default::default(),
             })
             .collect(),
         final_stage: StageId(stages.len() - 1),
         max_attempts,
         grace_period: Duration::from_secs(30),
+        adaptive: Default::default(),
     }
 }
 
@@ -641,4 +643,238 @@ proptest! {
         prop_assert_eq!(sim.state.in_flight(), 0);
         prop_assert!(sim.state.running().is_empty());
     }
+}
+
+/// A one-stage job of `partitions` tasks with speculation on: copies after 3 of 4 are
+/// done, for tasks over 1.5 x the median (and over 50 ms).
+fn speculative(partitions: usize) -> JobState {
+    let mut shape = shape(&[(partitions, &[])], 4);
+    shape.adaptive.speculation = crate::adaptive::Speculation {
+        enabled: true,
+        quantile: 0.75,
+        multiplier: 1.5,
+        min_runtime: Duration::from_millis(50),
+        interval: Duration::from_millis(100),
+    };
+    JobState::new(shape)
+}
+
+fn counted_report(executor: &ExecutorId, rows: i64) -> TaskReport {
+    TaskReport {
+        locations: vec![Location {
+            output_partition: 0,
+            executor: executor.clone(),
+            path: format!("/w/{executor}/out"),
+            rows: rows as u64,
+            bytes: 10,
+        }],
+        elapsed: Duration::from_millis(100),
+        accumulators: vec![("rows".into(), ember_proto::AccumulatorValue::Long(rows))],
+        ..TaskReport::default()
+    }
+}
+
+fn launches(actions: &[Action]) -> Vec<Launch> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Launch(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts the 4 tasks on e0..e3 at time 0 and finishes the first three at 100 ms.
+fn three_of_four_done(state: &mut JobState) {
+    state.set_clock(0);
+    let started = launches(&state.on(Event::Submitted));
+    assert_eq!(started.len(), 4);
+    for (i, launch) in started.iter().enumerate() {
+        state.on(Event::TaskStarted {
+            task: launch.task,
+            executor: ExecutorId::from(format!("e{i}").as_str()),
+        });
+    }
+    state.set_clock(100_000);
+    for (i, launch) in started.iter().take(3).enumerate() {
+        let executor = ExecutorId::from(format!("e{i}").as_str());
+        state.on(Event::TaskFinished {
+            task: launch.task,
+            executor: executor.clone(),
+            report: counted_report(&executor, 10),
+        });
+    }
+}
+
+#[test]
+fn a_straggler_gets_a_copy_elsewhere_and_the_first_to_finish_counts_once() {
+    let mut state = speculative(4);
+    three_of_four_done(&mut state);
+    let slow = ExecutorId::from("e3");
+    // Not slow yet at 120 ms (limit: max(1.5 x 100 ms, 50 ms) = 150 ms).
+    state.set_clock(120_000);
+    assert!(launches(&state.on(Event::Timer(Timer::Speculate))).is_empty());
+    state.set_clock(400_000);
+    let copies = launches(&state.on(Event::Timer(Timer::Speculate)));
+    assert_eq!(copies.len(), 1, "one copy of the straggler");
+    let copy = &copies[0];
+    assert_eq!((copy.task.partition, copy.task.attempt), (3, 1));
+    assert_eq!(
+        copy.exclude.as_ref(),
+        Some(&slow),
+        "never on the straggler's executor"
+    );
+    // The next look launches no second copy.
+    state.set_clock(600_000);
+    assert!(launches(&state.on(Event::Timer(Timer::Speculate))).is_empty());
+    let fast = ExecutorId::from("e0");
+    state.on(Event::TaskStarted {
+        task: copy.task,
+        executor: fast.clone(),
+    });
+    let actions = state.on(Event::TaskFinished {
+        task: copy.task,
+        executor: fast.clone(),
+        report: counted_report(&fast, 10),
+    });
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Cancel { task, executor } if task.attempt == 0 && task.partition == 3 && *executor == slow
+        )),
+        "the original is cancelled: {actions:?}"
+    );
+    assert!(actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    // The original reports late: nothing more counts.
+    let original = TaskId {
+        stage: StageId(0),
+        partition: 3,
+        attempt: 0,
+    };
+    state.on(Event::TaskFinished {
+        task: original,
+        executor: slow.clone(),
+        report: counted_report(&slow, 10),
+    });
+    let metrics = state.metrics();
+    assert_eq!(
+        metrics.accumulators.get("rows"),
+        Some(&ember_proto::AccumulatorValue::Long(40))
+    );
+    assert_eq!(metrics.tasks.len(), 4);
+    assert!(
+        metrics
+            .tasks
+            .iter()
+            .any(|t| t.partition == 3 && t.speculative)
+    );
+    assert_eq!(metrics.speculated.len(), 1);
+    assert!(metrics.speculated[0].won);
+    assert_eq!(state.in_flight(), 0);
+}
+
+#[test]
+fn when_the_original_finishes_first_its_copy_is_cancelled() {
+    let mut state = speculative(4);
+    three_of_four_done(&mut state);
+    state.set_clock(400_000);
+    let copy = launches(&state.on(Event::Timer(Timer::Speculate)))
+        .pop()
+        .expect("a copy");
+    state.on(Event::TaskStarted {
+        task: copy.task,
+        executor: ExecutorId::from("e1"),
+    });
+    let slow = ExecutorId::from("e3");
+    let original = TaskId {
+        stage: StageId(0),
+        partition: 3,
+        attempt: 0,
+    };
+    let actions = state.on(Event::TaskFinished {
+        task: original,
+        executor: slow.clone(),
+        report: counted_report(&slow, 10),
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Cancel { task, .. } if *task == copy.task)),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    assert_eq!(state.metrics().speculated.len(), 1);
+    assert!(!state.metrics().speculated[0].won);
+    assert_eq!(state.in_flight(), 0);
+}
+
+#[test]
+fn without_speculation_no_copy_is_launched() {
+    let mut state = JobState::new(shape(&[(4, &[])], 4));
+    three_of_four_done(&mut state);
+    state.set_clock(10_000_000);
+    assert!(launches(&state.on(Event::Timer(Timer::Speculate))).is_empty());
+}
+
+#[test]
+fn a_stage_is_cut_anew_from_its_inputs_sizes_and_its_tasks_read_their_share() {
+    let mut shape = shape(&[(2, &[]), (4, &[0])], 4);
+    shape.stages[1].facts = ember_planner::StageFacts {
+        partitioned: vec![0],
+        coalescable: true,
+        ..Default::default()
+    };
+    shape.adaptive = crate::adaptive::AdaptiveConfig {
+        min_partition_bytes: 0,
+        target_partition_bytes: 45,
+        ..crate::adaptive::AdaptiveConfig::off()
+    };
+    shape.adaptive.coalesce = true;
+    let mut state = JobState::new(shape);
+    let maps = launches(&state.on(Event::Submitted));
+    let mut next = Vec::new();
+    for launch in maps {
+        let e = ExecutorId::from("e0");
+        state.on(Event::TaskStarted {
+            task: launch.task,
+            executor: e.clone(),
+        });
+        // Each map writes 10 bytes to each of 4 partitions.
+        let report = TaskReport {
+            locations: (0..4)
+                .map(|o| Location {
+                    output_partition: o,
+                    executor: e.clone(),
+                    path: format!("/w/{}/{o}", launch.task.partition),
+                    rows: 1,
+                    bytes: 10,
+                })
+                .collect(),
+            ..TaskReport::default()
+        };
+        next = state.on(Event::TaskFinished {
+            task: launch.task,
+            executor: e,
+            report,
+        });
+    }
+    // 20 bytes per partition, 45 per task: partitions [0, 2) and [2, 4).
+    let reduce = launches(&next);
+    assert_eq!(reduce.len(), 2);
+    for (launch, first) in reduce.iter().zip([0, 2]) {
+        assert_eq!(launch.plan_partition, Some(first));
+        let mut read: Vec<(usize, usize)> = launch
+            .inputs
+            .iter()
+            .map(|l| (l.map_partition, l.output_partition))
+            .collect();
+        read.sort_unstable();
+        assert_eq!(
+            read,
+            vec![(0, first), (0, first + 1), (1, first), (1, first + 1)],
+            "each task is given exactly its partitions' pieces"
+        );
+    }
+    assert_eq!(state.metrics().stages[1].partitions, 2);
+    assert_eq!(state.metrics().stages[1].planned_partitions, 4);
 }

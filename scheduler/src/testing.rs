@@ -261,6 +261,7 @@ pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
                 partitions: *partitions,
                 output_kind: OutputKind::Hash,
                 output_partitions: *outputs,
+                facts: Default::default(),
             })
             .collect(),
         settings: Vec::new(),
@@ -268,6 +269,7 @@ pub(crate) fn job(id: &str, stages: &[(usize, &[usize], usize)]) -> JobSpec {
         retain_output: false,
         staging: Vec::new(),
         plan: None,
+        adaptive: Default::default(),
     }
 }
 

@@ -608,7 +608,7 @@ async fn a_job_of_twenty_stages_runs_each_stage_once_in_order() {
         .iter()
         .filter_map(|e| match e {
             JobEvent::StageStarted { stage_id, .. } => Some((true, stage_id.index())),
-            JobEvent::StageFinished { stage_id } => Some((false, stage_id.index())),
+            JobEvent::StageFinished { stage_id, .. } => Some((false, stage_id.index())),
             _ => None,
         })
         .collect();

@@ -8,10 +8,12 @@ use ember_proto::ids::StageId;
 use ember_proto::is_plain_name;
 use ember_proto::pb as proto;
 
+use super::adaptive::AdaptiveConfig;
 use super::metrics::JobMetrics;
 use super::outcome::JobOutcome;
 use super::spec::{JobSpec, StageSpec};
 use crate::error::{Result, SchedulerError};
+use ember_planner::StageFacts;
 
 impl From<&JobSpec> for proto::JobSpec {
     fn from(job: &JobSpec) -> Self {
@@ -27,6 +29,7 @@ impl From<&JobSpec> for proto::JobSpec {
                     partitions: s.partitions as u64,
                     output_kind: s.output_kind.as_str().to_string(),
                     output_partitions: s.output_partitions as u64,
+                    facts_json: serde_json::to_string(&s.facts).unwrap_or_default(),
                 })
                 .collect(),
             settings: key_values(&job.settings),
@@ -39,6 +42,7 @@ impl From<&JobSpec> for proto::JobSpec {
                 .as_ref()
                 .and_then(|plan| serde_json::to_string(plan).ok())
                 .unwrap_or_default(),
+            adaptive_json: serde_json::to_string(&job.adaptive).unwrap_or_default(),
         }
     }
 }
@@ -69,12 +73,24 @@ impl TryFrom<proto::JobSpec> for JobSpec {
                     .parse()
                     .map_err(|e: String| bad(format!("stage {index}: {e}")))?,
                 output_partitions: size(s.output_partitions),
+                facts: if s.facts_json.is_empty() {
+                    StageFacts::default()
+                } else {
+                    serde_json::from_str(&s.facts_json)
+                        .map_err(|e| bad(format!("stage {index}: its facts do not parse: {e}")))?
+                },
             });
         }
         let final_stage = size(job.final_stage);
         if final_stage >= stages.len() {
             return Err(bad(format!("it has no stage {final_stage}")));
         }
+        let adaptive = if job.adaptive_json.is_empty() {
+            AdaptiveConfig::default()
+        } else {
+            serde_json::from_str(&job.adaptive_json)
+                .map_err(|e| bad(format!("its adaptive settings do not parse: {e}")))?
+        };
         Ok(Self {
             job_id: job.job_id.into(),
             name: (!job.name.is_empty()).then_some(job.name),
@@ -86,6 +102,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             // A plan that does not read (a client of another build) only costs the UI its
             // drawing.
             plan: serde_json::from_str(&job.plan_json).ok(),
+            adaptive,
         })
     }
 }
@@ -139,12 +156,14 @@ mod tests {
                 partitions: 2,
                 output_kind: kind,
                 output_partitions: 3,
+                facts: Default::default(),
             }],
             settings: Vec::new(),
             final_stage: StageId(0),
             retain_output: false,
             staging: Vec::new(),
             plan: None,
+            adaptive: Default::default(),
         }
     }
 

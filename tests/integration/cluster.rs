@@ -303,7 +303,7 @@ async fn one_scheduler_and_three_executors_run_the_22_tpch_queries_like_datafusi
 }
 
 /// `rows` pairs `(i % keys, i)` in batches of 1000.
-fn key_values(rows: i64, keys: i64) -> Vec<RecordBatch> {
+pub(crate) fn key_values(rows: i64, keys: i64) -> Vec<RecordBatch> {
     (0..rows)
         .step_by(1000)
         .map(|start| {
@@ -443,6 +443,7 @@ pub(crate) fn kill_a_map_executor_after_the_first_stage(
         } => seen.lock().expect("lock").push(executor_id.to_string()),
         JobEvent::StageFinished {
             stage_id: ember::proto::StageId(0),
+            ..
         } => {
             let mut victim = victim.lock().expect("lock");
             if victim.is_some() {
@@ -713,6 +714,7 @@ async fn a_hung_executor_is_declared_lost_and_registers_as_new_when_it_wakes() {
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
         if let JobEvent::StageFinished {
             stage_id: ember::proto::StageId(0),
+            ..
         } = event
         {
             let mut victim = victim.lock().expect("lock");
@@ -1175,6 +1177,10 @@ async fn an_executor_killed_while_writing_leaves_the_destination_unchanged_and_t
 
     let cluster = TestCluster::start(3, &["--heartbeat-timeout", "2"], None);
     let mut session = cluster.session().await;
+    // Six writing tasks, as planned: coalesced, the small partitions would be one task.
+    session
+        .set("ember.adaptive.coalesce", "false")
+        .expect("a per-job setting");
     let out = TempDir::new().expect("temp dir");
     let dest = out.path().join("table");
     let dest_text = dest.to_string_lossy().into_owned();

@@ -84,6 +84,7 @@ async fn an_executor_that_answers_late_but_heartbeats_in_time_is_not_declared_lo
     session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
         if let JobEvent::StageFinished {
             stage_id: ember::proto::StageId(0),
+            ..
         } = event
         {
             let mut mark = mark.lock().expect("lock");

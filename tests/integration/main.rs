@@ -1,5 +1,6 @@
 //! Ember's integration tests, one binary with a module per topic.
 
+mod adaptive;
 mod bad_rows;
 mod cluster;
 mod dataset;

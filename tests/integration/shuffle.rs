@@ -17,6 +17,10 @@ async fn a_stage_that_reads_shuffle_files_runs_on_more_than_one_executor() {
         ..EmberConfig::default()
     })
     .await;
+    // Both reduce partitions as tasks: coalesced, the small ones would be one.
+    session
+        .set("ember.adaptive.coalesce", "false")
+        .expect("a per-job setting");
     let result = session.sql(GROUPED).await.expect("query runs");
     assert_eq!(result.num_rows(), 100, "sf 0.01 has 100 suppliers");
     let metrics = result.metrics.expect("a job ran");

@@ -236,13 +236,32 @@ struct SqlArgs {
 
 /// `ember explain`: the query arguments and how the stage graph is printed.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct ExplainArgs {
+    #[command(subcommand)]
+    analyze: Option<Box<ExplainMode>>,
     #[command(flatten)]
     query: QueryArgs,
     /// Stage graph format: text (stages and their operators), svg (a self-contained
     /// picture) or dot (Graphviz).
     #[arg(long, default_value = "text")]
     format: ExplainFormat,
+}
+
+/// `ember explain analyze`.
+#[derive(Subcommand)]
+enum ExplainMode {
+    /// Run the query, then print the stage graph as it ran: each stage's tasks as planned
+    /// and as run, rows and bytes read and written, task times, and every adaptive
+    /// decision with the sizes behind it.
+    Analyze(AnalyzeArgs),
+}
+
+/// `ember explain analyze`: the query to run.
+#[derive(Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 /// How `ember explain` prints the stage graph.
@@ -485,8 +504,20 @@ async fn run(cli: Cli, functions: &FunctionRegistry) -> anyhow::Result<()> {
             ran?;
         }
         Command::Explain(ExplainArgs {
+            analyze: Some(mode),
+            ..
+        }) => {
+            let ExplainMode::Analyze(AnalyzeArgs { query: args }) = *mode;
+            let sql = args.sql()?;
+            let (session, bar) = args.session(functions).await?;
+            let analyzed = session.explain_analyze(&sql).await;
+            finish_progress(bar.as_deref());
+            write!(stdout.lock(), "{}", analyzed?)?;
+        }
+        Command::Explain(ExplainArgs {
             query: args,
             format,
+            analyze: None,
         }) => {
             let sql = args.sql()?;
             let (session, _bar) = args.session(functions).await?;

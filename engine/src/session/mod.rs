@@ -37,7 +37,9 @@ use ember_proto::new_job_id;
 use ember_scheduler::{JobListener, JobOutcome, JobSpec};
 
 pub use crate::result_stream::QueryResult;
+pub use analyze::AnalyzedQuery;
 
+mod analyze;
 mod checked;
 mod read;
 mod shared;
@@ -193,20 +195,21 @@ impl Session {
     }
 
     /// Changes a setting for this session's next statements (`SET ember.KEY = VALUE`).
-    /// Only the settings of a statement can change; the cluster's are fixed when the
-    /// session starts.
+    /// Only the settings of a statement or job can change (the adaptive rules and
+    /// speculation among them); the cluster's are fixed when the session starts.
     pub fn set(&self, key: &str, value: &str) -> Result<()> {
         const SETTABLE: &[&str] = &[
             "ember.output.mode",
             "ember.input.bad_rows",
             "ember.sql.warehouse",
         ];
-        if !SETTABLE.contains(&key) && !key.starts_with("datafusion.") {
+        let per_job = key.starts_with("ember.adaptive.") || key.starts_with("ember.speculation.");
+        if !SETTABLE.contains(&key) && !per_job && !key.starts_with("datafusion.") {
             return Err(EmberError::Config {
                 key: key.to_string(),
                 message: format!(
                     "fixed when the session starts (give it with --conf {key}=VALUE); SET \
-                     changes only {}",
+                     changes only {}, ember.adaptive.*, ember.speculation.* and datafusion.*",
                     SETTABLE.join(", ")
                 ),
             });
@@ -571,6 +574,7 @@ impl Session {
         let mut job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
         job.name = JOB_NAME.try_with(Clone::clone).ok();
         job.retain_output = retain_output;
+        job.adaptive = self.config().adaptive();
         let pending = std::mem::take(&mut *lock(&self.pending_broadcasts));
         for (name, bytes) in pending {
             self.cluster.put_broadcast(&name, bytes).await?;

@@ -32,6 +32,12 @@ pub struct LocalShuffle {
     remote: Option<RemoteInputs>,
     /// The options of the stores that pieces in a shuffle directory lie in.
     stores: StoreOptions,
+    /// The task's own partition, which names its map output, when it differs from the plan
+    /// partition it runs (a task cut by adaptive execution).
+    map_partition: Option<usize>,
+    /// Read every given piece of a stage, whatever its partition: the scheduler handed the
+    /// task exactly its share (adaptive execution).
+    read_given: bool,
 }
 
 impl LocalShuffle {
@@ -48,7 +54,17 @@ impl LocalShuffle {
             compression,
             remote,
             stores: StoreOptions::default(),
+            map_partition: None,
+            read_given: false,
         }
+    }
+
+    /// A task cut by adaptive execution: it is task `map_partition` of its stage (which
+    /// names its output) and reads every piece it was given.
+    pub fn adapted(mut self, map_partition: usize) -> Self {
+        self.map_partition = Some(map_partition);
+        self.read_given = true;
+        self
     }
 
     /// Reads pieces in a shuffle directory with these store options.
@@ -84,7 +100,7 @@ impl ShuffleRuntime for LocalShuffle {
         let task = MapOutputWriter {
             dir: self.task_dir.clone(),
             output: writer.output.clone(),
-            map_partition,
+            map_partition: self.map_partition.unwrap_or(map_partition),
             map_partitions: writer.map_partitions,
             compression: self.compression,
             batch_size: context.session_config().batch_size(),
@@ -108,10 +124,10 @@ impl ShuffleRuntime for LocalShuffle {
             .iter()
             .filter(|l| {
                 l.stage_id == ember_proto::StageId(reader.stage_id)
-                    && l.output_partition == partition
+                    && (self.read_given || l.output_partition == partition)
             })
             .collect();
-        pieces.sort_by_key(|l| l.map_partition);
+        pieces.sort_by_key(|l| (l.output_partition, l.map_partition));
         let pieces = pieces.into_iter().map(|l| self.piece(l)).collect();
         Ok(read_pieces(reader.schema, pieces, self.clients()))
     }

@@ -225,6 +225,28 @@ pub fn job_page(kind: &str, job: &ShownJob) -> String {
         }
         None => body.push_str(r#"<p class="empty">This job's log has no plan to draw.</p>"#),
     }
+    let adapted: Vec<&StageView> = job
+        .view
+        .stages
+        .iter()
+        .filter(|stage| !stage.decisions.is_empty())
+        .collect();
+    if !adapted.is_empty() {
+        body.push_str(r#"<h2>Adaptive decisions</h2><ul class="decisions" id="decisions">"#);
+        for stage in adapted {
+            for decision in &stage.decisions {
+                let _ = write!(
+                    body,
+                    r#"<li data-stage="{sid}">Stage {sid} ({planned} planned tasks, {ran} run): {text}</li>"#,
+                    sid = stage.stage_id,
+                    planned = stage.planned_partitions,
+                    ran = stage.partitions,
+                    text = esc(&decision.to_string()),
+                );
+            }
+        }
+        body.push_str("</ul>");
+    }
     body.push_str("<h2>Stages</h2>");
     stage_table(&mut body, &s.job_id, &job.view.stages);
     if let Some(plan) = &job.log.plan {

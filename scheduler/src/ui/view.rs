@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use ember_planner::{Picture, StageState, StageStatus};
 use ember_proto::ids::{ExecutorId, TaskId};
 
+use crate::adaptive::Decision;
 use crate::eventlog::LoggedJob;
 use crate::spec::OutputKind;
 use crate::state::{Event, Location};
@@ -121,6 +122,12 @@ pub struct StageView {
     pub spilled_bytes: u64,
     /// Quantiles over its successful attempts (none before the first).
     pub quantiles: Option<StageQuantiles>,
+    /// Its tasks as planned, before adaptive execution cut them again.
+    #[serde(default)]
+    pub planned_partitions: usize,
+    /// What adaptive execution decided for it, with the sizes behind each decision.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
 }
 
 /// How an attempt stands.
@@ -227,6 +234,10 @@ impl JobView {
             if view.failed_attempts > 0 {
                 line.push_str(&format!(", {} failed", view.failed_attempts));
             }
+            for decision in &view.decisions {
+                line.push_str(", ");
+                line.push_str(&decision.short());
+            }
             stage.status = Some(StageStatus {
                 state: view.state,
                 line,
@@ -245,6 +256,8 @@ struct Fold {
     /// Bytes of those outputs by (stage, output partition).
     pieces: HashMap<(usize, usize), u64>,
     executors: BTreeMap<String, ExecutorActivity>,
+    /// Stages adaptive execution cut anew: their tasks and decisions.
+    adapted: HashMap<usize, (usize, Vec<Decision>)>,
 }
 
 impl Fold {
@@ -255,6 +268,7 @@ impl Fold {
             outputs: HashMap::new(),
             pieces: HashMap::new(),
             executors: BTreeMap::new(),
+            adapted: HashMap::new(),
         }
     }
 
@@ -405,6 +419,14 @@ impl Fold {
                     row.duration_ms = at_ms.saturating_sub(row.start_ms);
                     row.error = Some(failure.message().to_string());
                 }
+                Event::StageAdapted {
+                    stage,
+                    tasks,
+                    decisions,
+                } => {
+                    self.adapted
+                        .insert(stage.index(), (*tasks, decisions.clone()));
+                }
                 Event::ExecutorLost { executor } => {
                     let name = executor.to_string();
                     let mut failed = 0;
@@ -485,7 +507,7 @@ impl Fold {
                 .count(),
             stages_total: stages.len(),
             tasks_done: stages.iter().map(|s| s.tasks_done).sum(),
-            tasks_total: job.shape.total_tasks(),
+            tasks_total: stages.iter().map(|s| s.partitions).sum(),
             tasks_running: running,
             tasks_succeeded: self
                 .rows
@@ -517,7 +539,16 @@ impl Fold {
             .map(|shape| StageView {
                 stage_id: shape.id.index(),
                 is_final: shape.id == job.shape.final_stage,
-                partitions: shape.partitions,
+                partitions: self
+                    .adapted
+                    .get(&shape.id.index())
+                    .map_or(shape.partitions, |(tasks, _)| *tasks),
+                planned_partitions: shape.partitions,
+                decisions: self
+                    .adapted
+                    .get(&shape.id.index())
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default(),
                 inputs: shape.inputs.iter().map(|i| i.index()).collect(),
                 output: shape.output,
                 state: StageState::Waiting,
@@ -715,17 +746,20 @@ mod tests {
                         inputs: vec![],
                         partitions: 2,
                         output: OutputKind::Hash,
+                        facts: Default::default(),
                     },
                     StageShape {
                         id: StageId(1),
                         inputs: vec![StageId(0)],
                         partitions: 2,
                         output: OutputKind::Single,
+                        facts: Default::default(),
                     },
                 ],
                 final_stage: StageId(1),
                 max_attempts: 4,
                 grace_period: Duration::from_secs(1),
+                adaptive: Default::default(),
             },
             name: Some("SELECT <b>".into()),
             started_unix_ms: 1_000_000,
@@ -776,6 +810,50 @@ mod tests {
         assert_eq!(view.summary.duration_ms, 72);
         assert!(view.tasks.iter().any(|t| t.status == TaskStatus::Stopped));
         assert_eq!(view.stages[1].state, StageState::Failed);
+    }
+
+    #[test]
+    fn an_adapted_stage_shows_its_tasks_and_decisions_on_the_graph() {
+        let mut job = logged(Some(Ok(())));
+        job.events.insert(
+            1,
+            (
+                1,
+                Event::StageAdapted {
+                    stage: StageId(1),
+                    tasks: 1,
+                    decisions: vec![Decision::Coalesced {
+                        partitions: 2,
+                        tasks: 1,
+                        bytes: 440,
+                        target_bytes: 1 << 20,
+                    }],
+                },
+            ),
+        );
+        job.plan = Some(crate::spec::JobPlan {
+            text: String::new(),
+            picture: ember_planner::Picture {
+                stages: (0..2)
+                    .map(|id| ember_planner::draw::StageBox {
+                        id,
+                        is_final: id == 1,
+                        partitions: 2,
+                        inputs: Vec::new(),
+                        operators: Vec::new(),
+                        status: None,
+                    })
+                    .collect(),
+                shuffles: Vec::new(),
+            },
+        });
+        let view = JobView::of(&job, 0);
+        assert_eq!(view.stages[1].partitions, 1);
+        assert_eq!(view.stages[1].planned_partitions, 2);
+        assert_eq!(view.summary.tasks_total, 3);
+        let picture = view.picture(&job).expect("a picture");
+        let line = &picture.stages[1].status.as_ref().expect("a status").line;
+        assert!(line.ends_with("coalesced 2→1"), "{line}");
     }
 
     #[test]
