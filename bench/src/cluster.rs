@@ -54,6 +54,17 @@ impl ProcessCluster {
         executors: usize,
         compression: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin, executors, compression, &[], &[])
+    }
+
+    /// [`Self::start`], with more arguments for the scheduler and for each executor.
+    pub fn start_with(
+        bin: &std::path::Path,
+        executors: usize,
+        compression: &str,
+        scheduler_args: &[&str],
+        executor_args: &[&str],
+    ) -> anyhow::Result<Self> {
         if !bin.is_file() {
             bail!(
                 "no ember binary at {} (build it: cargo build --release -p ember)",
@@ -63,7 +74,9 @@ impl ProcessCluster {
         let dir = tempfile::Builder::new().prefix("ember-bench-").tempdir()?;
         let mut children = Vec::new();
         let (child, line) = start(
-            Command::new(bin).args(["scheduler", "--bind", "127.0.0.1:0"]),
+            Command::new(bin)
+                .args(["scheduler", "--bind", "127.0.0.1:0", "--no-ui"])
+                .args(scheduler_args),
             "the scheduler",
         )?;
         children.push(child);
@@ -81,7 +94,9 @@ impl ProcessCluster {
                 Command::new(bin)
                     .args(["executor", "--scheduler", &cluster.url])
                     .args(["--bind", "127.0.0.1:0", "--slots", "1"])
-                    .args(["--compression", compression, "--work-dir"])
+                    .args(["--compression", compression])
+                    .args(executor_args)
+                    .arg("--work-dir")
                     .arg(&work),
                 "an executor",
             )?;
@@ -98,6 +113,11 @@ impl ProcessCluster {
     /// Executor processes.
     pub fn executors(&self) -> usize {
         self.executors
+    }
+
+    /// The process id of executor `index` (0-based, in start order).
+    pub fn executor_pid(&self, index: usize) -> Option<u32> {
+        self.children.get(index + 1).map(std::process::Child::id)
     }
 
     /// A session on the cluster with `config`'s settings.

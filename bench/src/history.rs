@@ -62,6 +62,7 @@ fn synthetic_job(index: usize, tasks: usize) -> LoggedJob {
             },
             partitions: width.max(1),
             output: OutputKind::Hash,
+            facts: Default::default(),
         })
         .collect();
     let picture = Picture {
@@ -160,6 +161,7 @@ fn synthetic_job(index: usize, tasks: usize) -> LoggedJob {
             final_stage: StageId(2),
             max_attempts: 4,
             grace_period: Duration::from_secs(30),
+            adaptive: Default::default(),
         },
         name: Some(format!(
             "SELECT product, sum(price) FROM sales WHERE day = {index} GROUP BY product"

@@ -23,6 +23,7 @@
 //! `ember-bench dsl --executors 2` runs word count and a sum per key as DSL user functions
 //! (batch functions, typed rows, `reduce_by_key`) against the same jobs in SQL ([`dsl`]).
 
+mod adaptive;
 mod cluster;
 mod dsl;
 mod forest;
@@ -65,6 +66,9 @@ enum Command {
     Scheduler(scheduler::SchedulerBench),
     /// The history server over many finished jobs: page latency (p50, p95) and memory.
     History(history::HistoryBench),
+    /// Adaptive execution and speculation: TPC-H with adaptivity off and on, a skewed join
+    /// against Spark with AQE, and a frozen executor with speculation off and on.
+    Adaptive(adaptive::AdaptiveBench),
 }
 
 #[tokio::main]
@@ -76,5 +80,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Suite(suite) => suite::run(&suite).await,
         Command::Scheduler(bench) => scheduler::run(&bench).await,
         Command::History(bench) => history::run(&bench).await,
+        Command::Adaptive(bench) => adaptive::run(&bench).await,
     }
 }

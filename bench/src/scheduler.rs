@@ -187,6 +187,7 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
                 partitions: width,
                 output_kind: OutputKind::Preserve,
                 output_partitions: width,
+                facts: Default::default(),
             })
             .collect(),
         settings: Vec::new(),
@@ -194,6 +195,7 @@ pub async fn run(bench: &SchedulerBench) -> anyhow::Result<()> {
         retain_output: false,
         staging: Vec::new(),
         plan: None,
+        adaptive: Default::default(),
     };
     let started = Instant::now();
     let outcome = scheduler.run_job(&job, None).await?;
