@@ -101,7 +101,9 @@ impl JobListener for ProgressBar {
                 self.bar
                     .set_length((length + *tasks as u64).saturating_sub(*planned_tasks as u64));
             }
-            JobEvent::TaskFailed { .. } | JobEvent::StageStarted { .. } => {}
+            JobEvent::TaskFailed { .. }
+            | JobEvent::StageStarted { .. }
+            | JobEvent::TaskSpeculated { .. } => {}
         }
     }
 }

@@ -399,7 +399,8 @@ fn broadcast_tasks(
     inputs: &[InputSizes],
     decisions: &mut Vec<Decision>,
 ) -> Option<Vec<TaskRead>> {
-    if !config.broadcast || facts.writes || facts.partitioned.len() != 2 {
+    // Every task runs plan partition 0: only where every leaf is a shuffle read.
+    if !config.broadcast || facts.writes || !facts.coalescable || facts.partitioned.len() != 2 {
         return None;
     }
     let input = |stage: usize| inputs.iter().find(|i| i.stage.0 == stage);

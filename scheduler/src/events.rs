@@ -60,6 +60,17 @@ pub enum JobEvent {
         #[serde(default)]
         partitions: Vec<(u64, u64)>,
     },
+    /// A slow task got a speculative copy on another executor.
+    TaskSpeculated {
+        /// The task's stage.
+        stage_id: StageId,
+        /// The task's partition.
+        partition: usize,
+        /// The copy's attempt.
+        attempt: usize,
+        /// Where the original runs.
+        original_executor: ExecutorId,
+    },
     /// Adaptive execution cut a stage's tasks anew from the sizes of its inputs.
     StageAdapted {
         /// The stage.

@@ -204,15 +204,22 @@ impl<'a> JobRun<'a> {
     /// Feeds `event` to the state (and the log) and carries out what comes back.
     fn feed(&mut self, event: Event) {
         let at_us = self.at_us();
-        if let Some(log) = &mut self.log {
-            log.record(at_us, &event);
-        }
-        if let Some(board) = &self.board {
-            board.record(at_us, &event);
+        // A look for slow tasks that found none changes nothing a replay needs: it is
+        // logged only when it launched a copy (four times a second otherwise).
+        let quiet = matches!(event, Event::Timer(Timer::Speculate));
+        if !quiet {
+            self.record(at_us, &event);
         }
         let recomputed = self.state.metrics().recomputed.len();
         self.state.set_clock(at_us);
-        for action in self.state.on(event) {
+        let logged = quiet.then(|| event.clone());
+        let actions = self.state.on(event);
+        if let Some(event) = logged
+            && actions.iter().any(|a| matches!(a, Action::Launch(_)))
+        {
+            self.record(at_us, &event);
+        }
+        for action in actions {
             self.act(action);
         }
         for task in self
@@ -233,6 +240,16 @@ impl<'a> JobRun<'a> {
                 task.partition,
                 task.lost_executor
             );
+        }
+    }
+
+    /// Appends `event` to the log and the board.
+    fn record(&mut self, at_us: u64, event: &Event) {
+        if let Some(log) = &mut self.log {
+            log.record(at_us, event);
+        }
+        if let Some(board) = &self.board {
+            board.record(at_us, event);
         }
     }
 
@@ -273,13 +290,24 @@ impl<'a> JobRun<'a> {
                         tasks: *tasks,
                         decisions: decisions.clone(),
                     };
-                    let at_us = self.at_us();
-                    if let Some(log) = &mut self.log {
-                        log.record(at_us, &recorded);
-                    }
-                    if let Some(board) = &self.board {
-                        board.record(at_us, &recorded);
-                    }
+                    self.record(self.at_us(), &recorded);
+                }
+                if let JobEvent::TaskSpeculated {
+                    stage_id,
+                    partition,
+                    attempt,
+                    original_executor,
+                } = &event
+                {
+                    let recorded = Event::TaskSpeculated {
+                        task: TaskId {
+                            stage: *stage_id,
+                            partition: *partition,
+                            attempt: *attempt,
+                        },
+                        original: original_executor.clone(),
+                    };
+                    self.record(self.at_us(), &recorded);
                 }
                 if let Some(log) = &mut self.log
                     && matches!(event, JobEvent::StageFinished { .. })
@@ -368,6 +396,9 @@ impl<'a> JobRun<'a> {
     fn place(&mut self) {
         let mut waiting = false;
         let mut peers: Option<Arc<HashMap<String, String>>> = None;
+        // Launches that must not run where the free slots are (speculative copies) wait
+        // aside, without holding up the launches behind them.
+        let mut aside: Vec<Launch> = Vec::new();
         while let Some(launch) = self.pending.front() {
             let client = {
                 let placement = Placement {
@@ -382,6 +413,12 @@ impl<'a> JobRun<'a> {
                 self.pool.acquire(self.seq, &placement)
             };
             let Some(client) = client else {
+                if launch.exclude.is_some()
+                    && let Some(launch) = self.pending.pop_front()
+                {
+                    aside.push(launch);
+                    continue;
+                }
                 waiting = true;
                 break;
             };
@@ -393,6 +430,9 @@ impl<'a> JobRun<'a> {
             if self.end.is_some() {
                 break;
             }
+        }
+        for launch in aside.into_iter().rev() {
+            self.pending.push_front(launch);
         }
         self.pool.set_waiting(self.seq, waiting);
     }

@@ -291,6 +291,14 @@ pub enum Event {
     },
     /// A timer the job asked for is due.
     Timer(Timer),
+    /// A slow task got a speculative copy (recorded for people: replaying the events
+    /// launches the same copy again, so the state ignores it).
+    TaskSpeculated {
+        /// The copy.
+        task: TaskId,
+        /// Where the original runs.
+        original: ExecutorId,
+    },
     /// Adaptive execution cut a stage's tasks anew when it started (recorded for people:
     /// replaying the events decides the same again, so the state ignores it).
     StageAdapted {
@@ -740,7 +748,7 @@ impl JobState {
                 self.speculating = false;
                 self.speculate(&mut actions);
             }
-            Event::StageAdapted { .. } => {}
+            Event::StageAdapted { .. } | Event::TaskSpeculated { .. } => {}
         }
         if self.status == Status::Running {
             self.offer(&mut actions);
@@ -858,7 +866,19 @@ impl JobState {
                 }
             })
             .collect();
-        let Some(plan) = plan_stage(facts, stage.parts.len(), &self.shape.adaptive, &inputs) else {
+        // A stage whose task outputs are the result's partitions (or a merge's), or that
+        // deals rows out in turn from a start set by its task's number, keeps at most its
+        // planned number of tasks: no split, no broadcast.
+        let rules = if !matches!(stage.shape.output, OutputKind::Hash | OutputKind::Single) {
+            AdaptiveConfig {
+                broadcast: false,
+                skew_join: false,
+                ..self.shape.adaptive.clone()
+            }
+        } else {
+            self.shape.adaptive.clone()
+        };
+        let Some(plan) = plan_stage(facts, stage.parts.len(), &rules, &inputs) else {
             return;
         };
         let tasks = plan.tasks.len();
@@ -1165,12 +1185,18 @@ impl JobState {
                     rules.multiplier,
                     median as f64 / 1e6,
                 );
+                actions.push(Action::Notify(JobEvent::TaskSpeculated {
+                    stage_id: StageId(id),
+                    partition,
+                    attempt: copy.attempt,
+                    original_executor: executor.clone(),
+                }));
                 actions.push(Action::Launch(Launch {
                     task: copy,
                     inputs: inputs.task_locations(partition),
                     local_bytes: Arc::default(),
                     avoid: Some(executor.clone()),
-                    urgent: true,
+                    urgent: false,
                     plan_partition: plan_partition(stage.plan.as_deref(), partition),
                     exclude: Some(executor.clone()),
                 }));
@@ -1205,6 +1231,12 @@ impl JobState {
         let speculative = self.is_copy(task, &executor);
         if speculative {
             self.promote_copy(task, &executor, actions);
+            if !self.running_part(task, &executor) {
+                // The original it copied is gone (failed and queued again): the copy's
+                // output is not used, and its entry goes.
+                self.drop_copy(task.stage.0, task.partition, false, actions);
+                return;
+            }
         }
         if !self.running_part(task, &executor) {
             // A superseded attempt that ran to its end anyway: its output is not used.
@@ -1347,6 +1379,14 @@ impl JobState {
         if self
             .copies
             .get(&(task.stage.0, task.partition))
+            .is_some_and(|c| c.executor.is_none())
+        {
+            // A copy not placed yet is withdrawn: the task runs again by the rules below.
+            self.drop_copy(task.stage.0, task.partition, false, actions);
+        }
+        if self
+            .copies
+            .get(&(task.stage.0, task.partition))
             .is_some_and(|c| c.executor.is_some())
         {
             // The original failed while its copy runs: the copy carries on as the attempt.
@@ -1357,23 +1397,36 @@ impl JobState {
                 true,
                 actions,
             );
-            if let Failure::Lost { message } = &failure {
-                actions.push(Action::DeclareLost {
-                    executor: executor.clone(),
-                    reason: message.clone(),
-                });
+            let tries = &mut self.stages[task.stage.0].tries[task.partition];
+            match &failure {
+                Failure::Lost { message } => {
+                    tries.losses += 1;
+                    actions.push(Action::DeclareLost {
+                        executor: executor.clone(),
+                        reason: message.clone(),
+                    });
+                }
+                Failure::FetchFailed { from, message } => {
+                    tries.fetch_failures += 1;
+                    actions.push(Action::DeclareLost {
+                        executor: from.clone(),
+                        reason: format!(
+                            "task {} of job {} could not fetch its data: {message}",
+                            task.partition_id(),
+                            self.shape.job_id
+                        ),
+                    });
+                }
+                Failure::Interrupted { .. } => tries.losses += 1,
+                Failure::Error { .. } => {
+                    tries.failures += 1;
+                    tries.avoid = Some(executor.clone());
+                }
             }
             let Some(copy) = self.copies.get(&(task.stage.0, task.partition)).cloned() else {
                 return;
             };
-            if let (
-                Some(copy_executor),
-                Part::Running {
-                    reads_from,
-                    since_us,
-                    ..
-                },
-            ) = (
+            if let (Some(copy_executor), Part::Running { reads_from, .. }) = (
                 copy.executor,
                 self.stages[task.stage.0].parts[task.partition].clone(),
             ) {
@@ -1381,7 +1434,8 @@ impl JobState {
                     task: copy.task,
                     executor: copy_executor,
                     reads_from,
-                    since_us,
+                    // Timed from now, so that it is not copied again at once.
+                    since_us: self.now_us,
                 };
                 self.copies.remove(&(task.stage.0, task.partition));
                 // One attempt ended; the copy's slot in `in_flight` stays for it.
@@ -1499,21 +1553,55 @@ impl JobState {
         if !self.lost.insert(lost.clone()) {
             return;
         }
+        let reads_lost = |state: &Self, stage: usize| {
+            state.stages[stage]
+                .inputs
+                .as_ref()
+                .is_some_and(|i| i.reads_from.contains(&lost))
+        };
         let doomed: Vec<(usize, usize)> = self
             .copies
             .iter()
             .filter(|(key, c)| {
-                c.executor.as_ref() == Some(&lost)
-                    || c.original == lost
-                    || self.stages[key.0]
-                        .inputs
-                        .as_ref()
-                        .is_some_and(|i| i.reads_from.contains(&lost))
+                c.executor.is_none()
+                    || c.executor.as_ref() == Some(&lost)
+                    || reads_lost(self, key.0)
             })
             .map(|(key, _)| *key)
             .collect();
         for (stage, partition) in doomed {
             self.drop_copy(stage, partition, false, actions);
+        }
+        // A copy running elsewhere takes over from an original on the lost executor.
+        let heirs: Vec<((usize, usize), Copy)> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| c.original == lost)
+            .map(|(key, c)| (*key, c.clone()))
+            .collect();
+        for ((stage, partition), copy) in heirs {
+            let Some(executor) = copy.executor else {
+                continue;
+            };
+            if let Part::Running {
+                task: original,
+                reads_from,
+                ..
+            } = self.stages[stage].parts[partition].clone()
+            {
+                actions.push(Action::Cancel {
+                    task: original,
+                    executor: lost.clone(),
+                });
+                self.stages[stage].parts[partition] = Part::Running {
+                    task: copy.task,
+                    executor,
+                    reads_from,
+                    since_us: self.now_us,
+                };
+                self.copies.remove(&(stage, partition));
+                self.in_flight -= 1;
+            }
         }
         let mut gone: HashMap<PartitionId, ExecutorId> = HashMap::new();
         for stage_index in 0..self.stages.len() {

@@ -878,3 +878,144 @@ fn a_stage_is_cut_anew_from_its_inputs_sizes_and_its_tasks_read_their_share() {
     assert_eq!(state.metrics().stages[1].partitions, 2);
     assert_eq!(state.metrics().stages[1].planned_partitions, 4);
 }
+
+#[test]
+fn a_copy_takes_over_when_the_straggler_is_declared_lost() {
+    let mut state = speculative(4);
+    three_of_four_done(&mut state);
+    state.set_clock(400_000);
+    let copy = launches(&state.on(Event::Timer(Timer::Speculate)))
+        .pop()
+        .expect("a copy");
+    let fast = ExecutorId::from("e0");
+    state.on(Event::TaskStarted {
+        task: copy.task,
+        executor: fast.clone(),
+    });
+    // The straggler's executor stops heartbeating and is declared lost: no new attempt,
+    // the copy carries on.
+    let actions = state.on(Event::ExecutorLost {
+        executor: ExecutorId::from("e3"),
+    });
+    assert!(launches(&actions).is_empty(), "{actions:?}");
+    let actions = state.on(Event::TaskFinished {
+        task: copy.task,
+        executor: fast.clone(),
+        report: counted_report(&fast, 10),
+    });
+    assert!(actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    assert_eq!(
+        state.metrics().accumulators.get("rows"),
+        Some(&ember_proto::AccumulatorValue::Long(40))
+    );
+    assert_eq!(state.in_flight(), 0);
+}
+
+#[test]
+fn a_copy_whose_original_failed_and_ran_again_is_not_used() {
+    let mut state = speculative(4);
+    three_of_four_done(&mut state);
+    state.set_clock(400_000);
+    let copy = launches(&state.on(Event::Timer(Timer::Speculate)))
+        .pop()
+        .expect("a copy");
+    // The original fails before the copy is placed: the copy is withdrawn, the task
+    // queued again.
+    let slow = ExecutorId::from("e3");
+    let original = TaskId {
+        stage: StageId(0),
+        partition: 3,
+        attempt: 0,
+    };
+    let actions = state.on(Event::TaskFailed {
+        task: original,
+        executor: slow,
+        failure: Failure::Error {
+            message: "boom".into(),
+            retryable: true,
+        },
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Withdraw(t) if *t == copy.task)),
+        "{actions:?}"
+    );
+    let retry = launches(&actions).pop().expect("a retry");
+    assert_eq!(retry.task.attempt, 2);
+    // The withdrawn copy is placed anyway (a race): it is cancelled, and the retry counts.
+    let actions = state.on(Event::TaskStarted {
+        task: copy.task,
+        executor: ExecutorId::from("e1"),
+    });
+    assert!(actions.iter().any(|a| matches!(a, Action::Cancel { .. })));
+    let e2 = ExecutorId::from("e2");
+    state.on(Event::TaskStarted {
+        task: retry.task,
+        executor: e2.clone(),
+    });
+    let actions = state.on(Event::TaskFinished {
+        task: retry.task,
+        executor: e2.clone(),
+        report: counted_report(&e2, 10),
+    });
+    assert!(actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    assert_eq!(state.in_flight(), 0);
+}
+
+/// The launches of stage 1 (4 partitions, output `output`) after stage 0's 4 maps each
+/// wrote 100 bytes to partition 0 and 1 byte to the others, with skew splitting forced.
+fn skewed_second_stage(output: OutputKind) -> Vec<Launch> {
+    let mut shape = shape(&[(4, &[]), (4, &[0])], 4);
+    shape.stages[1].output = output;
+    shape.stages[1].facts = ember_planner::StageFacts {
+        partitioned: vec![0],
+        splittable: vec![0],
+        ..Default::default()
+    };
+    shape.adaptive = crate::adaptive::AdaptiveConfig {
+        skew_factor: 1.5,
+        skew_min_bytes: 0,
+        ..crate::adaptive::AdaptiveConfig::off()
+    };
+    shape.adaptive.skew_join = true;
+    let mut state = JobState::new(shape);
+    let maps = launches(&state.on(Event::Submitted));
+    let mut next = Vec::new();
+    for launch in maps {
+        let e = ExecutorId::from("e0");
+        state.on(Event::TaskStarted {
+            task: launch.task,
+            executor: e.clone(),
+        });
+        let report = TaskReport {
+            locations: [100, 1, 1, 1]
+                .iter()
+                .enumerate()
+                .map(|(o, &bytes)| Location {
+                    output_partition: o,
+                    executor: e.clone(),
+                    path: format!("/w/{}/{o}", launch.task.partition),
+                    rows: bytes,
+                    bytes,
+                })
+                .collect(),
+            ..TaskReport::default()
+        };
+        next = state.on(Event::TaskFinished {
+            task: launch.task,
+            executor: e,
+            report,
+        });
+    }
+    launches(&next)
+}
+
+#[test]
+fn a_stage_whose_outputs_are_result_partitions_is_never_split_into_more_tasks() {
+    // A hash output: the hot partition is split by map outputs.
+    assert_eq!(skewed_second_stage(OutputKind::Hash).len(), 3 + 4);
+    // The result's partitions (or a merge's input): as planned.
+    assert_eq!(skewed_second_stage(OutputKind::Preserve).len(), 4);
+    assert_eq!(skewed_second_stage(OutputKind::RoundRobin).len(), 4);
+}

@@ -258,6 +258,8 @@ struct Fold {
     executors: BTreeMap<String, ExecutorActivity>,
     /// Stages adaptive execution cut anew: their tasks and decisions.
     adapted: HashMap<usize, (usize, Vec<Decision>)>,
+    /// Speculative copies: they run beside the attempt they copy, superseding nothing.
+    copies: std::collections::HashSet<TaskId>,
 }
 
 impl Fold {
@@ -269,6 +271,7 @@ impl Fold {
             pieces: HashMap::new(),
             executors: BTreeMap::new(),
             adapted: HashMap::new(),
+            copies: std::collections::HashSet::new(),
         }
     }
 
@@ -343,8 +346,14 @@ impl Fold {
             match event {
                 Event::TaskStarted { task, executor } => {
                     // An earlier attempt still running is superseded: the job stopped it
-                    // (it read from a lost executor, or its executor was lost).
-                    for earlier in 0..task.attempt {
+                    // (it read from a lost executor, or its executor was lost). A
+                    // speculative copy runs beside it instead.
+                    let beside = if self.copies.contains(task) {
+                        0
+                    } else {
+                        task.attempt
+                    };
+                    for earlier in 0..beside {
                         let earlier = task.partition_id().attempt(earlier);
                         let Some(&index) = self.by_task.get(&earlier) else {
                             continue;
@@ -384,6 +393,28 @@ impl Fold {
                     let Some(index) = self.settle(task, executor, at_unix_ms, true) else {
                         continue;
                     };
+                    // The other attempt of a speculation race is cancelled.
+                    let rival: Vec<usize> = self
+                        .rows
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, r)| {
+                            *i != index
+                                && r.status == TaskStatus::Running
+                                && r.stage_id == task.stage.index()
+                                && r.partition == task.partition
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    for i in rival {
+                        let row = &mut self.rows[i];
+                        row.status = TaskStatus::Stopped;
+                        row.duration_ms = at_ms.saturating_sub(row.start_ms);
+                        row.error = Some(format!("attempt {} finished first", task.attempt));
+                        let stopped_on = ExecutorId::from(row.executor_id.as_str());
+                        let activity = self.executor(&stopped_on, at_unix_ms);
+                        activity.tasks_running = activity.tasks_running.saturating_sub(1);
+                    }
                     let read = self.reads(job, task.stage.index(), task.partition);
                     let row = &mut self.rows[index];
                     row.status = TaskStatus::Succeeded;
@@ -418,6 +449,9 @@ impl Fold {
                     row.status = TaskStatus::Failed;
                     row.duration_ms = at_ms.saturating_sub(row.start_ms);
                     row.error = Some(failure.message().to_string());
+                }
+                Event::TaskSpeculated { task, .. } => {
+                    self.copies.insert(*task);
                 }
                 Event::StageAdapted {
                     stage,
