@@ -182,6 +182,22 @@ fn linear_side(join_type: JoinType, left: bool) -> bool {
     }
 }
 
+/// A join's type and its left and right sides.
+type JoinSides<'a> = (
+    JoinType,
+    &'a Arc<dyn ExecutionPlan>,
+    &'a Arc<dyn ExecutionPlan>,
+);
+
+/// The type and sides of a hash or sort-merge equi-join.
+fn join_sides(plan: &Arc<dyn ExecutionPlan>) -> Option<JoinSides<'_>> {
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        return Some((*join.join_type(), join.left(), join.right()));
+    }
+    plan.downcast_ref::<SortMergeJoinExec>()
+        .map(|join| (join.join_type(), join.left(), join.right()))
+}
+
 /// Whether `plan`'s output over the whole of `input` is the union of its outputs over
 /// slices of `input` (every other input whole).
 fn linear(plan: &Arc<dyn ExecutionPlan>, input: StageId) -> bool {
@@ -204,13 +220,7 @@ fn linear(plan: &Arc<dyn ExecutionPlan>, input: StageId) -> bool {
     if let Some(sort) = plan.downcast_ref::<SortExec>() {
         return linear(sort.input(), input);
     }
-    let join = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        Some((*join.join_type(), join.left(), join.right()))
-    } else {
-        plan.downcast_ref::<SortMergeJoinExec>()
-            .map(|join| (join.join_type(), join.left(), join.right()))
-    };
-    if let Some((join_type, left, right)) = join {
+    if let Some((join_type, left, right)) = join_sides(plan) {
         let (in_left, in_right) = (reads(left, input), reads(right, input));
         return match (in_left, in_right) {
             (true, false) => linear_side(join_type, true) && linear(left, input),
@@ -291,13 +301,7 @@ fn empty_if(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
         }
         return empty_if(aggregate.input());
     }
-    let join = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        Some((*join.join_type(), join.left(), join.right()))
-    } else {
-        plan.downcast_ref::<SortMergeJoinExec>()
-            .map(|join| (join.join_type(), join.left(), join.right()))
-    };
-    if let Some((join_type, left, right)) = join {
+    if let Some((join_type, left, right)) = join_sides(plan) {
         let needs_left = matches!(
             join_type,
             JoinType::Inner

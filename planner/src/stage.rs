@@ -68,6 +68,18 @@ impl Stage {
     pub fn inputs(&self) -> &[StageId] {
         &self.inputs
     }
+
+    /// Its inputs as `explain` prints them: `stage 0, stage 2`, or `-` for none.
+    pub fn inputs_text(&self) -> String {
+        if self.inputs.is_empty() {
+            return "-".to_string();
+        }
+        self.inputs
+            .iter()
+            .map(|i| format!("stage {i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Every [`ShuffleReaderExec`] below `plan` adds its stage to `out`.
@@ -130,16 +142,7 @@ impl StageGraph {
 impl fmt::Display for StageGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for stage in &self.stages {
-            let inputs = if stage.inputs().is_empty() {
-                "-".to_string()
-            } else {
-                stage
-                    .inputs()
-                    .iter()
-                    .map(|i| format!("stage {i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let inputs = stage.inputs_text();
             let role = if stage.id() + 1 == self.stages.len() {
                 " (final)"
             } else {

@@ -478,7 +478,29 @@ fn partition_tasks(
             })
             .collect()
     };
-    // Skewed partitions: the splittable input holding the most bytes there is sliced.
+    let sizes: Vec<u64> = (0..partitions)
+        .map(|p| {
+            partitioned
+                .iter()
+                .map(|i| {
+                    i.pieces
+                        .iter()
+                        .filter(|piece| piece.output_partition == p)
+                        .map(|piece| piece.bytes)
+                        .sum::<u64>()
+                })
+                .sum()
+        })
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    let coalesce = config.coalesce && facts.coalescable && partitions > 1;
+    let target = (total / config.parallelism.max(1) as u64)
+        .max(config.min_partition_bytes)
+        .min(config.target_partition_bytes)
+        .max(1);
+    // Skewed partitions: the splittable input holding the most bytes there is sliced,
+    // into runs of about its median partition (or of the coalescing target, when the
+    // other tasks are coalesced up to it).
     let mut splits: Vec<Option<Vec<TaskRead>>> = vec![None; partitions];
     if config.skew_join && !facts.writes {
         let mut worst: Vec<Option<(u64, &InputSizes, u64)>> = vec![None; partitions];
@@ -500,7 +522,7 @@ fn partition_tasks(
             let Some((bytes, input, median)) = worst else {
                 continue;
             };
-            let slices = slice_maps(input, p, median);
+            let slices = slice_maps(input, p, if coalesce { median.max(target) } else { median });
             if slices.len() < 2 {
                 continue;
             }
@@ -530,26 +552,6 @@ fn partition_tasks(
             );
         }
     }
-    let sizes: Vec<u64> = (0..partitions)
-        .map(|p| {
-            partitioned
-                .iter()
-                .map(|i| {
-                    i.pieces
-                        .iter()
-                        .filter(|piece| piece.output_partition == p)
-                        .map(|piece| piece.bytes)
-                        .sum::<u64>()
-                })
-                .sum()
-        })
-        .collect();
-    let total: u64 = sizes.iter().sum();
-    let coalesce = config.coalesce && facts.coalescable && partitions > 1;
-    let target = (total / config.parallelism.max(1) as u64)
-        .max(config.min_partition_bytes)
-        .min(config.target_partition_bytes)
-        .max(1);
     let mut tasks = Vec::new();
     let mut group: Option<(usize, u64)> = None;
     let close = |group: &mut Option<(usize, u64)>, end: usize, tasks: &mut Vec<TaskRead>| {

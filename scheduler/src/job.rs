@@ -268,6 +268,7 @@ impl<'a> JobRun<'a> {
             Action::DeclareLost { executor, reason } => {
                 self.pool.mark_lost(executor.as_str(), &reason);
             }
+            Action::Straggler { executor } => self.pool.mark_straggler(executor.as_str()),
             Action::StartTimer { timer, after } => {
                 let key = self.next_timer;
                 self.next_timer += 1;

@@ -59,6 +59,8 @@ struct Member {
     last_seen: Instant,
     /// The time between its last two heartbeats.
     gap: Duration,
+    /// A speculative copy beat one of its attempts since its last heartbeat.
+    straggling: bool,
     /// Tasks it runs, as its last heartbeat said.
     running_tasks: usize,
     /// What its last heartbeat said of it.
@@ -91,11 +93,13 @@ const KEEP_GONE: usize = 256;
 
 impl Member {
     /// An executor in another process that has been silent for over three of its
-    /// heartbeat gaps (and at least a second).
+    /// heartbeat gaps (and at least a second), or that lost a speculation race since its
+    /// last heartbeat.
     fn is_suspect(&self) -> bool {
         self.client.address().is_some()
-            && self.gap > Duration::ZERO
-            && self.last_seen.elapsed() > (self.gap * 3).max(Duration::from_secs(1))
+            && (self.straggling
+                || (self.gap > Duration::ZERO
+                    && self.last_seen.elapsed() > (self.gap * 3).max(Duration::from_secs(1))))
     }
 
     fn status(&self, id: &ExecutorId) -> ExecutorStatus {
@@ -221,6 +225,7 @@ impl ExecutorPool {
                     client,
                     last_seen: Instant::now(),
                     gap: Duration::ZERO,
+                    straggling: false,
                     running_tasks: 0,
                     stats: HeartbeatStats::default(),
                 },
@@ -259,6 +264,14 @@ impl ExecutorPool {
         removed
     }
 
+    /// Notes that a speculative copy finished before an attempt on executor `id`: it gets
+    /// no task while another executor answers, until its next heartbeat.
+    pub fn mark_straggler(&self, id: &str) {
+        if let Some(member) = lock(&self.state).members.get_mut(id) {
+            member.straggling = true;
+        }
+    }
+
     /// Notes a heartbeat and the tasks the executor says it runs; `false` when the
     /// executor is not (or no longer) a member.
     pub fn touch(&self, id: &str, running_tasks: usize, stats: HeartbeatStats) -> bool {
@@ -266,6 +279,7 @@ impl ExecutorPool {
             Some(member) => {
                 member.gap = member.last_seen.elapsed();
                 member.last_seen = Instant::now();
+                member.straggling = false;
                 member.running_tasks = running_tasks;
                 member.stats = stats;
                 true

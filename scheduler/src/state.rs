@@ -397,6 +397,12 @@ pub enum Action {
         /// Where it runs.
         executor: ExecutorId,
     },
+    /// A speculative copy finished before this executor's attempt: place nothing more
+    /// there until it heartbeats again (its slot may still be held by the stuck attempt).
+    Straggler {
+        /// The executor.
+        executor: ExecutorId,
+    },
     /// Take this executor out of the pool (every job then hears [`Event::ExecutorLost`]).
     DeclareLost {
         /// The executor.
@@ -1108,6 +1114,9 @@ impl JobState {
             since_us,
         } = self.stages[stage].parts[partition].clone()
         {
+            actions.push(Action::Straggler {
+                executor: original_executor.clone(),
+            });
             actions.push(Action::Cancel {
                 task: original,
                 executor: original_executor,

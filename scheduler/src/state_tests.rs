@@ -88,6 +88,7 @@ impl Sim {
                     self.cancelled.push(task);
                 }
                 Action::DeclareLost { executor, .. } => self.declared.push(executor),
+                Action::Straggler { .. } => {}
                 Action::StartTimer { timer, .. } => self.timers.push(timer),
                 Action::Notify(_) => {}
                 Action::Finish { final_output } => {
@@ -744,6 +745,12 @@ fn a_straggler_gets_a_copy_elsewhere_and_the_first_to_finish_counts_once() {
         )),
         "the original is cancelled: {actions:?}"
     );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Straggler { executor } if *executor == slow)),
+        "its executor gets nothing more until it heartbeats: {actions:?}"
+    );
     assert!(actions.iter().any(|a| matches!(a, Action::Finish { .. })));
     // The original reports late: nothing more counts.
     let original = TaskId {
@@ -816,6 +823,41 @@ fn without_speculation_no_copy_is_launched() {
     assert!(launches(&state.on(Event::Timer(Timer::Speculate))).is_empty());
 }
 
+/// Submits `state` (stage 0 of maps, stage 1 reading it), runs every map on e0 with each
+/// writing `bytes[o]` (and as many rows) to output partition `o`, and returns the
+/// launches of stage 1.
+fn run_maps(mut state: JobState, bytes: &[u64]) -> (JobState, Vec<Launch>) {
+    let maps = launches(&state.on(Event::Submitted));
+    let mut next = Vec::new();
+    for launch in maps {
+        let e = ExecutorId::from("e0");
+        state.on(Event::TaskStarted {
+            task: launch.task,
+            executor: e.clone(),
+        });
+        let report = TaskReport {
+            locations: bytes
+                .iter()
+                .enumerate()
+                .map(|(o, &b)| Location {
+                    output_partition: o,
+                    executor: e.clone(),
+                    path: format!("/w/{}/{o}", launch.task.partition),
+                    rows: b,
+                    bytes: b,
+                })
+                .collect(),
+            ..TaskReport::default()
+        };
+        next = state.on(Event::TaskFinished {
+            task: launch.task,
+            executor: e,
+            report,
+        });
+    }
+    (state, launches(&next))
+}
+
 #[test]
 fn a_stage_is_cut_anew_from_its_inputs_sizes_and_its_tasks_read_their_share() {
     let mut shape = shape(&[(2, &[]), (4, &[0])], 4);
@@ -830,36 +872,9 @@ fn a_stage_is_cut_anew_from_its_inputs_sizes_and_its_tasks_read_their_share() {
         ..crate::adaptive::AdaptiveConfig::off()
     };
     shape.adaptive.coalesce = true;
-    let mut state = JobState::new(shape);
-    let maps = launches(&state.on(Event::Submitted));
-    let mut next = Vec::new();
-    for launch in maps {
-        let e = ExecutorId::from("e0");
-        state.on(Event::TaskStarted {
-            task: launch.task,
-            executor: e.clone(),
-        });
-        // Each map writes 10 bytes to each of 4 partitions.
-        let report = TaskReport {
-            locations: (0..4)
-                .map(|o| Location {
-                    output_partition: o,
-                    executor: e.clone(),
-                    path: format!("/w/{}/{o}", launch.task.partition),
-                    rows: 1,
-                    bytes: 10,
-                })
-                .collect(),
-            ..TaskReport::default()
-        };
-        next = state.on(Event::TaskFinished {
-            task: launch.task,
-            executor: e,
-            report,
-        });
-    }
+    // Each map writes 10 bytes to each of 4 partitions.
+    let (state, reduce) = run_maps(JobState::new(shape), &[10, 10, 10, 10]);
     // 20 bytes per partition, 45 per task: partitions [0, 2) and [2, 4).
-    let reduce = launches(&next);
     assert_eq!(reduce.len(), 2);
     for (launch, first) in reduce.iter().zip([0, 2]) {
         assert_eq!(launch.plan_partition, Some(first));
@@ -979,36 +994,7 @@ fn skewed_second_stage(output: OutputKind) -> Vec<Launch> {
         ..crate::adaptive::AdaptiveConfig::off()
     };
     shape.adaptive.skew_join = true;
-    let mut state = JobState::new(shape);
-    let maps = launches(&state.on(Event::Submitted));
-    let mut next = Vec::new();
-    for launch in maps {
-        let e = ExecutorId::from("e0");
-        state.on(Event::TaskStarted {
-            task: launch.task,
-            executor: e.clone(),
-        });
-        let report = TaskReport {
-            locations: [100, 1, 1, 1]
-                .iter()
-                .enumerate()
-                .map(|(o, &bytes)| Location {
-                    output_partition: o,
-                    executor: e.clone(),
-                    path: format!("/w/{}/{o}", launch.task.partition),
-                    rows: bytes,
-                    bytes,
-                })
-                .collect(),
-            ..TaskReport::default()
-        };
-        next = state.on(Event::TaskFinished {
-            task: launch.task,
-            executor: e,
-            report,
-        });
-    }
-    launches(&next)
+    run_maps(JobState::new(shape), &[100, 1, 1, 1]).1
 }
 
 #[test]

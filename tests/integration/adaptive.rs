@@ -8,17 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ember::datasets::tpch_tables;
 use ember::scheduler::{AdaptiveConfig, Decision, JobMetrics};
 use ember::{EmberConfig, FileFormat, Session, TableSpec};
-use ember_tests::{
-    cluster_functions, rows, run_tpch_against_datafusion, tpch_dir, tpch_query, tpch_session,
-};
+use ember_tests::{cluster_functions, rows, run_tpch_against_datafusion, tpch_query, tpch_session};
 
-use crate::cluster::{NODE, TestCluster, key_values, signal};
+use crate::cluster::{TestCluster, key_values, signal};
+use crate::explain::ember_over_tpch;
 
 /// Which rules decided something over `metrics`, by name.
 fn fired(metrics: &[JobMetrics]) -> BTreeMap<&'static str, usize> {
@@ -73,9 +71,11 @@ async fn every_adaptive_rule_fires_on_tpch_and_the_answers_stay_datafusions() {
         broadcast_threshold: 1 << 20,
         ..AdaptiveConfig::default()
     };
-    // Then skew: broadcasts off, any partition over 1.2 x its input's median is split.
+    // Then skew: broadcasts and coalescing off (coalesced, tasks of this small data would
+    // aim at 1 MiB, slices too), any partition over 1.2 x its input's median is split.
     let skew = AdaptiveConfig {
         broadcast: false,
+        coalesce: false,
         skew_factor: 1.2,
         skew_min_bytes: 0,
         ..AdaptiveConfig::default()
@@ -229,30 +229,23 @@ async fn a_skewed_join_partition_is_split_until_no_task_holds_over_twice_the_med
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_analyze_prints_the_stages_as_they_ran_and_each_decision() {
-    let tables: Vec<String> = tpch_tables()
-        .iter()
-        .flat_map(|t| {
-            [
-                "--table".to_string(),
-                format!("{t}={}:parquet", tpch_dir().join(t).display()),
-            ]
-        })
-        .collect();
-    let output = Command::new(NODE)
-        .args(["explain", "analyze", "--executors", "2"])
-        .args(["--conf", "ember.shuffle.partitions=8"])
-        .args(&tables)
-        .arg(tpch_query(12))
-        .env_remove("EMBER_SCHEDULER")
-        .stdin(Stdio::null())
-        .output()
-        .expect("ember explain analyze runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let q12 = tpch_query(12);
+    let analyze = |settings: &[&str]| {
+        let mut args = vec!["--conf", "ember.shuffle.partitions=8"];
+        for setting in settings {
+            args.extend(["--conf", setting]);
+        }
+        args.push(&q12);
+        let output = ember_over_tpch(&["explain", "analyze"], &args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let stdout = analyze(&[]);
     assert!(
         stdout.contains("Stage 0: planned 8 tasks, ran 8"),
         "{stdout}"
@@ -268,18 +261,7 @@ async fn explain_analyze_prints_the_stages_as_they_ran_and_each_decision() {
     );
 
     // With adaptivity off, no decision is printed.
-    let output = Command::new(NODE)
-        .args(["explain", "analyze", "--executors", "2"])
-        .args(["--conf", "ember.shuffle.partitions=8"])
-        .args(["--conf", "ember.adaptive.enabled=false"])
-        .args(&tables)
-        .arg(tpch_query(12))
-        .env_remove("EMBER_SCHEDULER")
-        .stdin(Stdio::null())
-        .output()
-        .expect("ember explain analyze runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let stdout = analyze(&["ember.adaptive.enabled=false"]);
     assert!(!stdout.contains("adaptive:"), "{stdout}");
     assert!(stdout.contains("0 adaptive decisions"), "{stdout}");
 }

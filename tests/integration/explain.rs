@@ -15,6 +15,11 @@ use crate::cluster::NODE;
 
 /// `ember explain ARGS` over the TPC-H test tables, on an embedded cluster of 2 executors.
 fn ember_explain(args: &[&str]) -> Output {
+    ember_over_tpch(&["explain"], args)
+}
+
+/// `ember COMMAND... --executors 2 --table ... ARGS` over the TPC-H test tables.
+pub(crate) fn ember_over_tpch(command: &[&str], args: &[&str]) -> Output {
     let tables: Vec<String> = tpch_tables()
         .iter()
         .flat_map(|t| {
@@ -25,13 +30,14 @@ fn ember_explain(args: &[&str]) -> Output {
         })
         .collect();
     Command::new(NODE)
-        .args(["explain", "--executors", "2"])
+        .args(command)
+        .args(["--executors", "2"])
         .args(&tables)
         .args(args)
         .env_remove("EMBER_SCHEDULER")
         .stdin(Stdio::null())
         .output()
-        .expect("ember explain runs")
+        .expect("ember runs")
 }
 
 /// Standard output of a successful `ember explain ARGS`.

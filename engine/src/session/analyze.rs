@@ -64,16 +64,7 @@ impl fmt::Display for AnalyzedQuery {
             } else {
                 ""
             };
-            let inputs = if stage.inputs().is_empty() {
-                "-".to_string()
-            } else {
-                stage
-                    .inputs()
-                    .iter()
-                    .map(|i| format!("stage {i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let inputs = stage.inputs_text();
             let mut times: Vec<u128> = tasks.iter().map(|t| t.elapsed.as_micros()).collect();
             times.sort_unstable();
             let median = times.get(times.len() / 2).copied().unwrap_or(0);
