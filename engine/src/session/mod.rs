@@ -37,9 +37,8 @@ use ember_proto::new_job_id;
 use ember_scheduler::{JobListener, JobOutcome, JobSpec};
 
 pub use crate::result_stream::QueryResult;
-pub use analyze::AnalyzedQuery;
 
-mod analyze;
+pub mod analyze;
 mod checked;
 mod read;
 mod shared;
