@@ -3,7 +3,7 @@
 
 use ember_proto::ids::{ExecutorId, JobId, StageId};
 
-use crate::adaptive::Decision;
+use crate::adaptive::{Decision, TaskRead};
 
 /// Something that happened in a running job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -81,6 +81,9 @@ pub enum JobEvent {
         tasks: usize,
         /// What was decided, with the sizes behind it.
         decisions: Vec<Decision>,
+        /// What each task reads.
+        #[serde(default)]
+        reads: Vec<TaskRead>,
     },
 }
 

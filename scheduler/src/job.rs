@@ -280,6 +280,7 @@ impl<'a> JobRun<'a> {
                     stage_id,
                     tasks,
                     decisions,
+                    reads,
                     ..
                 } = &event
                 {
@@ -290,6 +291,7 @@ impl<'a> JobRun<'a> {
                         stage: *stage_id,
                         tasks: *tasks,
                         decisions: decisions.clone(),
+                        reads: reads.clone(),
                     };
                     self.record(self.at_us(), &recorded);
                 }

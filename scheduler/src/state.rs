@@ -308,6 +308,9 @@ pub enum Event {
         tasks: usize,
         /// What was decided, with the sizes behind it.
         decisions: Vec<Decision>,
+        /// What each task reads (the web UI's shuffle read of each task).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reads: Vec<TaskRead>,
     },
 }
 
@@ -901,6 +904,7 @@ impl JobState {
             planned_tasks,
             tasks,
             decisions: plan.decisions.clone(),
+            reads: plan.tasks.clone(),
         }));
         stage.plan = Some(Arc::new(plan));
     }

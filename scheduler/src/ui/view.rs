@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ember_planner::{Picture, StageState, StageStatus};
-use ember_proto::ids::{ExecutorId, TaskId};
+use ember_proto::ids::{ExecutorId, StageId, TaskId};
 
-use crate::adaptive::Decision;
+use crate::adaptive::{Decision, TaskRead};
 use crate::eventlog::LoggedJob;
 use crate::spec::OutputKind;
 use crate::state::{Event, Location};
@@ -256,8 +256,9 @@ struct Fold {
     /// Bytes of those outputs by (stage, output partition).
     pieces: HashMap<(usize, usize), u64>,
     executors: BTreeMap<String, ExecutorActivity>,
-    /// Stages adaptive execution cut anew: their tasks and decisions.
-    adapted: HashMap<usize, (usize, Vec<Decision>)>,
+    /// Stages adaptive execution cut anew: their tasks, decisions and what each task
+    /// reads.
+    adapted: HashMap<usize, (usize, Vec<Decision>, Vec<TaskRead>)>,
     /// Speculative copies: they run beside the attempt they copy, superseding nothing.
     copies: std::collections::HashSet<TaskId>,
 }
@@ -309,11 +310,31 @@ impl Fold {
 
     /// Shuffle bytes a task of `partition` in `stage` reads now: its partition's pieces of
     /// each stage it reads, or partition 0 of a stage whose output is one partition that
-    /// every reader reads whole.
+    /// every reader reads whole; for a task that adaptive execution cut anew, the pieces
+    /// it was given.
     fn reads(&self, job: &LoggedJob, stage: usize, partition: usize) -> u64 {
         let Some(shape) = job.shape.stages.get(stage) else {
             return 0;
         };
+        if let Some(read) = self
+            .adapted
+            .get(&stage)
+            .and_then(|(_, _, reads)| reads.get(partition))
+        {
+            return self
+                .outputs
+                .iter()
+                .filter(|((input, _), _)| shape.inputs.iter().any(|i| i.index() == *input))
+                .flat_map(|((input, map), locations)| {
+                    locations
+                        .iter()
+                        .filter(move |l| {
+                            read.reads_piece(StageId(*input), *map, l.output_partition)
+                        })
+                        .map(|l| l.bytes)
+                })
+                .sum();
+        }
         shape
             .inputs
             .iter()
@@ -457,9 +478,10 @@ impl Fold {
                     stage,
                     tasks,
                     decisions,
+                    reads,
                 } => {
                     self.adapted
-                        .insert(stage.index(), (*tasks, decisions.clone()));
+                        .insert(stage.index(), (*tasks, decisions.clone(), reads.clone()));
                 }
                 Event::ExecutorLost { executor } => {
                     let name = executor.to_string();
@@ -576,12 +598,12 @@ impl Fold {
                 partitions: self
                     .adapted
                     .get(&shape.id.index())
-                    .map_or(shape.partitions, |(tasks, _)| *tasks),
+                    .map_or(shape.partitions, |(tasks, _, _)| *tasks),
                 planned_partitions: shape.partitions,
                 decisions: self
                     .adapted
                     .get(&shape.id.index())
-                    .map(|(_, d)| d.clone())
+                    .map(|(_, d, _)| d.clone())
                     .unwrap_or_default(),
                 inputs: shape.inputs.iter().map(|i| i.index()).collect(),
                 output: shape.output,
@@ -862,6 +884,7 @@ mod tests {
                         bytes: 440,
                         target_bytes: 1 << 20,
                     }],
+                    reads: Vec::new(),
                 },
             ),
         );
@@ -888,6 +911,55 @@ mod tests {
         let picture = view.picture(&job).expect("a picture");
         let line = &picture.stages[1].status.as_ref().expect("a status").line;
         assert!(line.ends_with("coalesced 2→1"), "{line}");
+    }
+
+    #[test]
+    fn a_coalesced_task_reads_every_piece_it_was_given() {
+        let mut job = logged(None);
+        // Both map tasks done: stage 1 becomes one task reading partitions 0 and 1.
+        job.events.truncate(5);
+        let e2 = ExecutorId::from("e2");
+        job.events.extend([
+            (
+                60_500,
+                Event::StageAdapted {
+                    stage: StageId(1),
+                    tasks: 1,
+                    decisions: Vec::new(),
+                    reads: vec![TaskRead {
+                        plan_partition: 0,
+                        reads: vec![crate::adaptive::InputRead {
+                            stage: StageId(0),
+                            partitions: (0, 2),
+                            maps: None,
+                        }],
+                    }],
+                },
+            ),
+            (
+                61_000,
+                Event::TaskStarted {
+                    task: task(1, 0, 0),
+                    executor: e2.clone(),
+                },
+            ),
+            (
+                62_000,
+                Event::TaskFinished {
+                    task: task(1, 0, 0),
+                    executor: e2,
+                    report: TaskReport::default(),
+                },
+            ),
+        ]);
+        let view = JobView::of(&job, 1_000_100);
+        let row = view
+            .tasks
+            .iter()
+            .find(|t| t.stage_id == 1)
+            .expect("the coalesced task");
+        assert_eq!(row.shuffle_read_bytes, 100 + 300 + 10 + 30);
+        assert_eq!(view.stages[1].partitions, 1);
     }
 
     #[test]
