@@ -778,6 +778,62 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_keys_parse_shrink_under_a_memory_limit_and_bad_values_name_the_key() {
+        let mut config = EmberConfig {
+            executors: 2,
+            ..EmberConfig::default()
+        };
+        config
+            .set("ember.adaptive.enabled", "false")
+            .expect("valid");
+        assert_eq!(
+            config.adaptive(),
+            AdaptiveConfig {
+                parallelism: 2,
+                ..AdaptiveConfig::off()
+            }
+        );
+        config.set("ember.adaptive.skew_join", "on").expect("valid");
+        config
+            .set("ember.adaptive.broadcast_threshold", "4M")
+            .expect("valid");
+        config
+            .set("ember.speculation.min_runtime", "1.5s")
+            .expect("valid");
+        config.set("ember.shuffle.partitions", "8").expect("valid");
+        let adaptive = config.adaptive();
+        assert!(adaptive.skew_join && !adaptive.coalesce);
+        assert_eq!(adaptive.broadcast_threshold, 4 << 20);
+        assert_eq!(adaptive.speculation.min_runtime.as_millis(), 1500);
+        assert_eq!(config.target_partitions(), 8);
+        assert_eq!(
+            config.get("ember.speculation.min_runtime").as_deref(),
+            Some("1500ms")
+        );
+        // Under a 4 MiB limit: coalesced tasks of 512 KiB, broadcasts of 128 KiB at most.
+        config
+            .set("ember.executor.memory_limit", "4M")
+            .expect("valid");
+        let adaptive = config.adaptive();
+        assert_eq!(adaptive.target_partition_bytes, 512 << 10);
+        assert_eq!(adaptive.broadcast_threshold, 128 << 10);
+
+        for (key, value, says) in [
+            ("ember.adaptive.skew_factor", "0.5", "at least 1"),
+            ("ember.speculation.quantile", "0", "(0, 1]"),
+            ("ember.speculation.multiplier", "fast", "at least 1"),
+            ("ember.speculation.min_runtime", "soon", "500ms"),
+            ("ember.adaptive.coalesce", "maybe", "true or false"),
+            ("ember.adaptive.target_partition_bytes", "big", ""),
+            ("ember.adaptive.nope", "1", "unknown key"),
+        ] {
+            let err = config.set(key, value).expect_err(key);
+            let text = err.to_string();
+            assert!(text.contains(key) && text.contains(says), "{key}: {text}");
+        }
+    }
+
+    #[test]
     fn the_broadcast_threshold_defaults_to_32_mib_and_a_user_setting_wins() {
         let key = "datafusion.optimizer.hash_join_single_partition_threshold";
         let value_of = |config: &EmberConfig| {

@@ -302,24 +302,11 @@ fn empty_if(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
         return empty_if(aggregate.input());
     }
     if let Some((join_type, left, right)) = join_sides(plan) {
-        let needs_left = matches!(
-            join_type,
-            JoinType::Inner
-                | JoinType::Left
-                | JoinType::LeftSemi
-                | JoinType::LeftAnti
-                | JoinType::LeftMark
-                | JoinType::RightSemi
-        );
-        let needs_right = matches!(
-            join_type,
-            JoinType::Inner
-                | JoinType::Right
-                | JoinType::RightSemi
-                | JoinType::RightAnti
-                | JoinType::RightMark
-                | JoinType::LeftSemi
-        );
+        // A join answers nothing for an empty side whose rows it keeps one by one, and a
+        // semi join nothing for an empty side it matches against.
+        let semi = matches!(join_type, JoinType::LeftSemi | JoinType::RightSemi);
+        let needs_left = linear_side(join_type, true) || semi;
+        let needs_right = linear_side(join_type, false) || semi;
         let mut out = Vec::new();
         if needs_left {
             out.extend(empty_if(left));

@@ -506,6 +506,52 @@ struct StageInputs {
     reads_from: Arc<BTreeSet<ExecutorId>>,
 }
 
+/// Which tasks of an adapted stage read each piece of its inputs, worked out once per
+/// stage from the tasks' runs, in time proportional to the pieces read (not pieces x
+/// tasks): a task with a run of an input reads the cells (map task, partition) of that run;
+/// a task with none reads every piece of the input.
+struct Readers {
+    whole: HashMap<StageId, Vec<usize>>,
+    cells: HashMap<(StageId, usize, usize), Vec<usize>>,
+}
+
+impl Readers {
+    fn new(plan: &StagePlan, inputs: &[StageId], maps: impl Fn(StageId) -> usize) -> Self {
+        let mut readers = Self {
+            whole: HashMap::new(),
+            cells: HashMap::new(),
+        };
+        for &input in inputs {
+            for (index, task) in plan.tasks.iter().enumerate() {
+                let Some(read) = task.reads.iter().find(|r| r.stage == input) else {
+                    readers.whole.entry(input).or_default().push(index);
+                    continue;
+                };
+                let (from, to) = read.maps.unwrap_or((0, maps(input)));
+                for partition in read.partitions.0..read.partitions.1 {
+                    for map in from..to {
+                        readers
+                            .cells
+                            .entry((input, map, partition))
+                            .or_default()
+                            .push(index);
+                    }
+                }
+            }
+        }
+        readers
+    }
+
+    /// The tasks that read the piece map task `map` of `input` wrote for `partition`.
+    fn of(&self, input: StageId, map: usize, partition: usize) -> Vec<usize> {
+        let mut tasks: Vec<usize> = self.whole.get(&input).cloned().unwrap_or_default();
+        if let Some(cell) = self.cells.get(&(input, map, partition)) {
+            tasks.extend(cell);
+        }
+        tasks
+    }
+}
+
 impl StageInputs {
     /// What task `task` reads: its own share, or the stage's pieces.
     fn task_locations(&self, task: usize) -> Arc<Vec<ShuffleLocation>> {
@@ -966,6 +1012,11 @@ impl JobState {
         let mut local: Vec<HashMap<ExecutorId, u64>> = vec![HashMap::new(); tasks];
         let mut reads = vec![(0u64, 0u64); tasks];
         let mut reads_from = BTreeSet::new();
+        let readers_of = plan.as_deref().map(|plan| {
+            Readers::new(plan, &self.stages[stage].shape.inputs, |input| {
+                self.stages[input.0].parts.len()
+            })
+        });
         for input in &self.stages[stage].shape.inputs {
             let whole = self.stages[input.0].shape.output == OutputKind::Single;
             for part in &self.stages[input.0].parts {
@@ -979,16 +1030,8 @@ impl JobState {
                 for piece in pieces {
                     let location = piece.shuffle_location(*task);
                     // The tasks that read this piece.
-                    let readers: Vec<usize> = match &plan {
-                        Some(plan) => plan
-                            .tasks
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, t)| {
-                                t.reads_piece(*input, task.partition, piece.output_partition)
-                            })
-                            .map(|(i, _)| i)
-                            .collect(),
+                    let readers: Vec<usize> = match &readers_of {
+                        Some(readers) => readers.of(*input, task.partition, piece.output_partition),
                         None if whole || tasks == 1 => (0..tasks).collect(),
                         None => vec![piece.output_partition],
                     };
