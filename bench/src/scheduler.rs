@@ -104,6 +104,7 @@ impl ExecutorClient for FakeExecutor {
                 accumulators: Vec::new(),
                 spilled_bytes: 0,
                 spills: 0,
+                compression: "none".into(),
             };
             *lock(&last_end) = Some(Instant::now());
             Ok(output)

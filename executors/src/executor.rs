@@ -407,6 +407,7 @@ impl Executor {
             accumulators: env.accumulators(),
             spilled_bytes,
             spills,
+            compression: compression.to_string(),
         })
     }
 

@@ -101,6 +101,7 @@ impl From<&TaskOutput> for proto::TaskOutput {
             elapsed_micros: u64::try_from(o.elapsed.as_micros()).unwrap_or(u64::MAX),
             spilled_bytes: o.spilled_bytes,
             spills: o.spills,
+            compression: o.compression.clone(),
             accumulators: o
                 .accumulators
                 .iter()
@@ -124,6 +125,7 @@ impl From<proto::TaskOutput> for TaskOutput {
             elapsed: Duration::from_micros(o.elapsed_micros),
             spilled_bytes: o.spilled_bytes,
             spills: o.spills,
+            compression: o.compression,
             accumulators: o
                 .accumulators
                 .into_iter()

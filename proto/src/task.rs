@@ -110,6 +110,9 @@ pub struct TaskOutput {
     pub spilled_bytes: u64,
     /// Spill files they wrote.
     pub spills: u64,
+    /// The codec of the shuffle files it wrote (`lz4`, `zstd` or `none`): what `auto`
+    /// resolved to on its executor.
+    pub compression: String,
 }
 
 impl TaskOutput {

@@ -211,6 +211,7 @@ impl<'a> JobRun<'a> {
             self.record(at_us, &event);
         }
         let recomputed = self.state.metrics().recomputed.len();
+        let refused = self.state.metrics().refused.len();
         self.state.set_clock(at_us);
         let logged = quiet.then(|| event.clone());
         let actions = self.state.on(event);
@@ -239,6 +240,26 @@ impl<'a> JobRun<'a> {
                 task.stage_id,
                 task.partition,
                 task.lost_executor
+            );
+        }
+        for report in self
+            .state
+            .metrics()
+            .refused
+            .get(refused..)
+            .unwrap_or_default()
+        {
+            tracing::warn!(
+                job = %self.job.job_id,
+                executor = %report.executor_id,
+                "refused a stale {} of task {}/{}.{} attempt {}: executor {} was declared lost \
+                 and the task ran again",
+                if report.succeeded { "result" } else { "failure" },
+                self.job.job_id,
+                report.stage_id,
+                report.partition,
+                report.attempt,
+                report.executor_id
             );
         }
     }
@@ -478,12 +499,26 @@ impl<'a> JobRun<'a> {
         let Some(id) = self.by_task.remove(&task) else {
             return;
         };
-        let Some(flight) = self.in_flight.remove(&id) else {
-            return;
+        let lost = self.pool.client(executor.as_str()).is_none();
+        let client = if lost {
+            // Its executor was declared lost, but may only be cut off: the call stays
+            // open (the cancel below is best-effort), and whatever it answers while the
+            // job runs (a result, or an error once the executor rejoins and drops the old
+            // id's tasks, or once the connection breaks) goes to the state, which refuses
+            // it as stale and says so.
+            let Some(flight) = self.in_flight.get(&id) else {
+                return;
+            };
+            Arc::clone(&flight.client)
+        } else {
+            let Some(flight) = self.in_flight.remove(&id) else {
+                return;
+            };
+            flight.abort.abort();
+            self.pool.release(self.seq, executor.as_str());
+            flight.client
         };
-        flight.abort.abort();
-        self.pool.release(self.seq, executor.as_str());
-        let stop = flight.client.cancel_task(
+        let stop = client.cancel_task(
             &self.job.job_id,
             task.stage.index(),
             task.partition,
@@ -548,6 +583,7 @@ impl<'a> JobRun<'a> {
                     elapsed: output.elapsed,
                     spilled_bytes: output.spilled_bytes,
                     spills: output.spills,
+                    compression: output.compression,
                     accumulators: output.accumulators,
                 };
                 self.feed(Event::TaskFinished {

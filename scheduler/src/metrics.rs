@@ -41,6 +41,10 @@ pub struct TaskRecord {
     /// The attempt was a speculative copy that finished before the original.
     #[serde(default)]
     pub speculative: bool,
+    /// The codec of the shuffle files it wrote (`lz4`, `zstd` or `none`): what the
+    /// executor's `auto` chose, for one.
+    #[serde(default)]
+    pub compression: String,
 }
 
 /// One failed task attempt.
@@ -67,6 +71,21 @@ pub struct RecomputedTask {
     pub partition: usize,
     /// The executor that was lost.
     pub lost_executor: ExecutorId,
+}
+
+/// A stale report: an attempt that ended on an executor after it was declared lost.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedReport {
+    /// The task's stage.
+    pub stage_id: StageId,
+    /// The task's partition.
+    pub partition: usize,
+    /// The attempt that reported.
+    pub attempt: usize,
+    /// The lost executor it ran on.
+    pub executor_id: ExecutorId,
+    /// It reported success (its output was dropped), not an error.
+    pub succeeded: bool,
 }
 
 /// The shape of one stage, as run.
@@ -126,6 +145,10 @@ pub struct JobMetrics {
     /// Speculative copies launched, and which won.
     #[serde(default)]
     pub speculated: Vec<SpeculativeCopy>,
+    /// Reports of attempts on executors declared lost that came in after the loss: their
+    /// task had run again elsewhere, so their output (or error) was not used.
+    #[serde(default)]
+    pub refused: Vec<RefusedReport>,
 }
 
 impl JobMetrics {

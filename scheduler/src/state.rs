@@ -27,7 +27,8 @@ use super::adaptive::{
 };
 use super::events::JobEvent;
 use super::metrics::{
-    FailedAttempt, JobMetrics, RecomputedTask, SpeculativeCopy, StageSummary, TaskRecord,
+    FailedAttempt, JobMetrics, RecomputedTask, RefusedReport, SpeculativeCopy, StageSummary,
+    TaskRecord,
 };
 use super::spec::{JobSpec, OutputKind, SchedulerConfig};
 use ember_planner::StageFacts;
@@ -175,6 +176,9 @@ pub struct TaskReport {
     /// Spill files written.
     #[serde(default)]
     pub spills: u64,
+    /// The codec of the shuffle files it wrote (`lz4`, `zstd` or `none`).
+    #[serde(default)]
+    pub compression: String,
     /// What its user functions added to each accumulator.
     #[serde(default)]
     pub accumulators: Vec<(String, AccumulatorValue)>,
@@ -1277,6 +1281,20 @@ impl JobState {
         )
     }
 
+    /// Records a report of `task` that is not used because `executor` was declared lost
+    /// before it came (the task ran again elsewhere, or is queued to).
+    fn refuse_if_lost(&mut self, task: TaskId, executor: &ExecutorId, succeeded: bool) {
+        if self.lost.contains(executor) {
+            self.metrics.refused.push(RefusedReport {
+                stage_id: task.stage,
+                partition: task.partition,
+                attempt: task.attempt,
+                executor_id: executor.clone(),
+                succeeded,
+            });
+        }
+    }
+
     fn finished(
         &mut self,
         task: TaskId,
@@ -1296,6 +1314,7 @@ impl JobState {
         }
         if !self.running_part(task, &executor) {
             // A superseded attempt that ran to its end anyway: its output is not used.
+            self.refuse_if_lost(task, &executor, true);
             actions.push(Action::Cancel { task, executor });
             return;
         }
@@ -1321,6 +1340,7 @@ impl JobState {
             elapsed: report.elapsed,
             spilled_bytes: report.spilled_bytes,
             spills: report.spills,
+            compression: report.compression.clone(),
             read_rows,
             read_bytes,
             speculative,
@@ -1430,6 +1450,7 @@ impl JobState {
             return;
         }
         if !self.running_part(task, &executor) {
+            self.refuse_if_lost(task, &executor, false);
             return;
         }
         if self

@@ -1005,3 +1005,42 @@ fn a_stage_whose_outputs_are_result_partitions_is_never_split_into_more_tasks() 
     assert_eq!(skewed_second_stage(OutputKind::Preserve).len(), 4);
     assert_eq!(skewed_second_stage(OutputKind::RoundRobin).len(), 4);
 }
+
+#[test]
+fn a_result_from_an_executor_declared_lost_is_refused_and_recorded() {
+    let mut sim = Sim::new(shape(&[(2, &[]), (1, &[0])], 4), &["a", "b"]);
+    sim.place();
+    let on_b: TaskId = *sim
+        .running
+        .iter()
+        .find(|(_, e)| e.as_str() == "b")
+        .expect("a task on b")
+        .0;
+    // b is cut off: declared lost while its task runs, which then runs again on a.
+    sim.lose("b");
+    let stale = Sim::report(on_b, &ExecutorId::from("b"));
+    sim.running.remove(&on_b);
+    sim.feed(Event::TaskFinished {
+        task: on_b,
+        executor: ExecutorId::from("b"),
+        report: stale,
+    });
+    let refused = &sim.state.metrics().refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].executor_id.as_str(), "b");
+    assert!(refused[0].succeeded);
+    sim.run_to_end();
+    let outputs = sim.finished.expect("the job finished");
+    assert!(
+        outputs.iter().all(|l| l.executor_id.as_str() == "a"),
+        "nothing of lost b is used: {outputs:?}"
+    );
+    // Only a's attempts count in the metrics.
+    assert!(
+        sim.state
+            .metrics()
+            .tasks
+            .iter()
+            .all(|t| t.executor_id.as_str() == "a")
+    );
+}

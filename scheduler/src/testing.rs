@@ -81,6 +81,7 @@ impl Shared {
             accumulators: Vec::new(),
             spilled_bytes: 0,
             spills: 0,
+            compression: "none".into(),
         }
     }
 }

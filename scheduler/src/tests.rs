@@ -507,6 +507,60 @@ async fn a_result_from_an_executor_declared_lost_meanwhile_is_ignored() {
     );
 }
 
+/// A task running on an executor that the pool declares lost (missed heartbeats: it may
+/// only be cut off) runs again elsewhere, but its call stays open: when it answers, late,
+/// the answer is refused as stale and recorded, and the slot accounting still balances.
+#[tokio::test]
+async fn a_late_answer_from_an_executor_lost_by_heartbeat_is_refused_and_recorded() {
+    let job = job("late", &[(2, &[], 1)]);
+    let harness = Harness::new(&job, 4, &[("a", 1), ("b", 1)], &[], |_| Reply::Hold);
+    let running = harness.start(&job);
+    harness
+        .wait_for("both tasks to start", |calls| calls.len() == 2)
+        .await;
+    let on_a = harness
+        .keys()
+        .into_iter()
+        .find(|k| k.3 == "a")
+        .expect("a task on a");
+    assert!(harness.scheduler.pool().mark_lost("a", "no heartbeat"));
+    // The task of `a` runs again on `b` once `b` is free (held, as every call here).
+    let on_b = harness
+        .keys()
+        .into_iter()
+        .find(|k| k.3 == "b")
+        .expect("a task on b");
+    harness.release(on_b.0, on_b.1, on_b.2, Reply::Finish);
+    harness
+        .wait_for("the rerun on b", |calls| calls.len() == 3)
+        .await;
+    // Now `a` answers, late, while the rerun still holds the job open.
+    harness.release(on_a.0, on_a.1, on_a.2, Reply::Finish);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let rerun = harness.keys().last().cloned().expect("the rerun");
+    harness.release(rerun.0, rerun.1, rerun.2, Reply::Finish);
+    let outcome = harness.outcome(running).await.expect("the job finishes");
+    let refused: Vec<(usize, usize, usize, String)> = outcome
+        .metrics
+        .refused
+        .iter()
+        .map(|r| {
+            (
+                r.stage_id.index(),
+                r.partition,
+                r.attempt,
+                r.executor_id.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(refused, vec![(on_a.0, on_a.1, on_a.2, "a".to_string())]);
+    assert!(
+        records(&outcome).iter().all(|k| k.3 == "b"),
+        "only b's attempts count: {:?}",
+        records(&outcome)
+    );
+}
+
 /// The final output holds, in partition order, the locations of the one successful attempt
 /// of each final task, whatever order they finished in; `addresses` names only the
 /// executors holding them.

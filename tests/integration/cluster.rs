@@ -2,9 +2,8 @@
 //! `ember-node` binary, which is `ember` plus the tests' functions) on 127.0.0.1 ports,
 //! driven through `Session::connect`. Executors are killed with SIGKILL for the fault tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,30 +34,7 @@ pub(crate) struct Node {
     pub(crate) lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// Spawns `command` with stdout piped; its first line (or `None` if it printed none), and
-/// a receiver of its later lines (stdout stays open for as long as the process runs).
-pub(crate) fn spawn(
-    command: &mut Command,
-    stderr: &PathBuf,
-) -> (Child, Option<String>, std::sync::mpsc::Receiver<String>) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).expect("log file"))
-        .spawn()
-        .expect("the process starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(60)).ok();
-    (child, first, rx)
-}
+pub(crate) use ember_tests::host_cluster::spawn;
 
 /// How a test cluster's processes are set up beyond the defaults.
 #[derive(Default)]
@@ -300,6 +276,14 @@ async fn one_scheduler_and_three_executors_run_the_22_tpch_queries_like_datafusi
         .flat_map(|m| m.tasks.iter().map(|t| t.executor_id.as_str()))
         .collect();
     assert_eq!(executors_used.len(), 3, "tasks ran on {executors_used:?}");
+    // All on one host: `auto` wrote every shuffle file uncompressed.
+    assert!(
+        metrics
+            .iter()
+            .flat_map(|m| &m.tasks)
+            .all(|t| t.compression == "none"),
+        "a task compressed on one host"
+    );
 }
 
 /// `rows` pairs `(i % keys, i)` in batches of 1000.

@@ -289,7 +289,7 @@ impl FlightSqlService for EmberFlightSql {
             .map_err(status)?
         {
             StatementOrQuery::Ran(rows) => {
-                self.describe(QueryBody::Ran(Box::new(rows)), request.into_inner())
+                self.describe(QueryBody::Ran(rows), request.into_inner())
             }
             StatementOrQuery::Query(plan) => {
                 self.flight_info_for(session, plan, request.into_inner())
@@ -441,7 +441,7 @@ impl FlightSqlService for EmberFlightSql {
             .await
             .map_err(status)?
         {
-            StatementOrQuery::Ran(rows) => rows,
+            StatementOrQuery::Ran(rows) => *rows,
             StatementOrQuery::Query(plan) => session.stream_logical(plan).await.map_err(status)?,
         };
         count_updated(rows).await.map_err(status)

@@ -354,7 +354,7 @@ pub(crate) enum StatementOrQuery {
     /// DDL, `SET`, `CREATE TABLE … AS`, `INSERT`, `COPY`: run through the session's
     /// statement path, so Ember's own statements work and a catalog records what they
     /// make.
-    Ran(ResultStream),
+    Ran(Box<ResultStream>),
     /// A query.
     Query(LogicalPlan),
 }
@@ -367,7 +367,7 @@ pub(crate) async fn statement_or_query(session: &Session, sql: &str) -> Result<S
             return Ok(StatementOrQuery::Query(plan));
         }
     }
-    Ok(StatementOrQuery::Ran(session.execute(sql).await?))
+    Ok(StatementOrQuery::Ran(Box::new(session.execute(sql).await?)))
 }
 
 /// Plans one SQL statement in `session`, with `?` placeholders numbered.
