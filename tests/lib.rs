@@ -1,6 +1,11 @@
 //! Shared helpers of Ember's integration tests: small TPC-H data made once per test run,
 //! table registration, and comparison of results as text rows.
 
+pub mod chaos;
+pub mod host_cluster;
+pub mod hosts;
+pub mod shuffle_bench;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -69,6 +74,11 @@ pub async fn datafusion_rows_in(dir: &Path, sql: &str) -> Vec<Vec<String>> {
         .await
         .expect("register");
     }
+    datafusion_rows_on(&ctx, sql).await
+}
+
+/// Rows of `sql` run by DataFusion alone on `ctx`.
+pub async fn datafusion_rows_on(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let batches = ctx
         .sql(sql)
         .await
@@ -125,11 +135,19 @@ pub fn rows_match(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
 pub async fn run_tpch_against_datafusion(
     session: &Session,
 ) -> (Vec<String>, Vec<ember::scheduler::JobMetrics>) {
+    run_tpch_against_datafusion_in(session, tpch_dir()).await
+}
+
+/// [`run_tpch_against_datafusion`] on a session whose TPC-H tables are those of `dir`.
+pub async fn run_tpch_against_datafusion_in(
+    session: &Session,
+    dir: &Path,
+) -> (Vec<String>, Vec<ember::scheduler::JobMetrics>) {
     let mut failures = Vec::new();
     let mut metrics = Vec::new();
     for n in 1..=22 {
         let sql = tpch_query(n);
-        let expected = datafusion_rows(&sql).await;
+        let expected = datafusion_rows_in(dir, &sql).await;
         match session.sql(&sql).await {
             Ok(result) => {
                 let got = rows(&result.batches);
@@ -290,7 +308,7 @@ def watch():
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
 from moto.server import main
-sys.argv = ['moto_server', '-H', '127.0.0.1', '-p', sys.argv[1]]
+sys.argv = ['moto_server', '-H', sys.argv[2], '-p', sys.argv[1]]
 main()
 ";
 
@@ -317,23 +335,29 @@ impl S3Server {
 
     /// Starts moto with `python` and waits until it answers.
     pub fn start_with(python: PathBuf) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_at(python, "127.0.0.1")
+    }
+
+    /// Starts moto with `python` on `address` (of this process's namespace: loopback, or
+    /// the client address of a set of [`hosts::Hosts`]) and waits until it answers.
+    pub fn start_at(python: PathBuf, address: &str) -> Self {
+        let port = std::net::TcpListener::bind((address, 0))
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let child = std::process::Command::new(&python)
-            .args(["-c", MOTO_SCRIPT, &port.to_string()])
+            .args(["-c", MOTO_SCRIPT, &port.to_string(), address])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("moto starts");
         let server = Self {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://{address}:{port}"),
             python,
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((address, port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "moto did not listen on {port} within 60 s"
@@ -355,6 +379,21 @@ impl S3Server {
             .status()
             .expect("python runs");
         assert!(status.success(), "creating bucket {name} failed");
+    }
+
+    /// Uploads the local file `path` as `s3://bucket/key`.
+    pub fn upload(&self, bucket: &str, key: &str, path: &Path) {
+        let script = format!(
+            "import boto3, sys; boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name='us-east-1').upload_file(sys.argv[1], '{bucket}', '{key}')",
+            self.endpoint
+        );
+        let status = std::process::Command::new(&self.python)
+            .args(["-c", &script])
+            .arg(path)
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "uploading {} failed", path.display());
     }
 
     /// `config` with the `ember.s3.*` options that reach this server.

@@ -12,7 +12,7 @@ use ember::{EmberConfig, Session};
 use ember_examples::product_prices::{
     FIXED_EDGES, PriceSource, ReportForm, TOP_PRODUCTS, run_product_prices,
 };
-use ember_tests::{cells_match, rows};
+use ember_tests::{cells_match, datafusion_rows_on, rows};
 
 fn diamonds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/diamonds.csv")
@@ -71,18 +71,6 @@ async fn dsl_and_sql_forms_give_identical_reports_on_diamonds_and_products() {
     }
 }
 
-/// The rows of `sql` run by DataFusion alone on `ctx`.
-async fn df_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("plans")
-        .collect()
-        .await
-        .expect("runs");
-    rows(&batches)
-}
-
 /// Rank of `value` among `sorted` as a fraction: the share of values below it, and the
 /// share at or below it.
 fn rank_range(sorted: &[f64], value: f64) -> (f64, f64) {
@@ -108,7 +96,7 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
     .expect("register");
     let mut prices: HashMap<(String, String), Vec<f64>> = HashMap::new();
     for dim in ["cut", "color", "clarity"] {
-        let batches = df_rows(
+        let batches = datafusion_rows_on(
             &ctx,
             &format!(
                 "SELECT {dim}, count(*), sum(price), min(price), max(price), \
@@ -131,7 +119,7 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
                 );
             }
         }
-        let values = df_rows(
+        let values = datafusion_rows_on(
             &ctx,
             &format!("SELECT {dim}, CAST(price AS DOUBLE) FROM diamonds"),
         )
@@ -162,7 +150,7 @@ async fn diamonds_summary_agrees_with_datafusion_sql() {
         }
     }
     // The top diamonds per cut: the same as DataFusion ranks them.
-    let batches = df_rows(
+    let batches = datafusion_rows_on(
         &ctx,
         &format!(
             "SELECT cut, rank, product, revenue FROM (SELECT cut, product, revenue, \
@@ -498,7 +486,7 @@ async fn products_revenue_agrees_to_the_cent_with_datafusion_alone() {
     ctx.register_parquet("sales", sales.to_str().expect("utf-8"), Default::default())
         .await
         .expect("register");
-    let expected = df_rows(
+    let expected = datafusion_rows_on(
         &ctx,
         "SELECT 'category', category, count(*), \
          sum(CAST(unit_price * quantity AS DECIMAL(20, 2))), min(unit_price), max(unit_price) \
