@@ -458,11 +458,20 @@ fn hosts_are_torn_down_even_after_a_panic() {
     ]);
     let hosts = Hosts::create(1).expect("hosts after a killed run");
     assert!(!listed().contains(stale), "{stale} is left: {}", listed());
-    let link = std::process::Command::new("ip")
-        .args(["link", "show", "embstale0"])
-        .output()
-        .expect("ip runs");
-    assert!(!link.status.success(), "the stale link is left");
+    // The kernel tears a deleted namespace's devices down in the background.
+    let link_gone = || {
+        !std::process::Command::new("ip")
+            .args(["link", "show", "embstale0"])
+            .output()
+            .expect("ip runs")
+            .status
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !link_gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(link_gone(), "the stale link is left");
     drop(hosts);
 }
 
