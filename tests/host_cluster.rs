@@ -41,6 +41,16 @@ pub fn spawn(command: &mut Command, stderr: &Path) -> (Child, Option<String>, Re
     (child, first, rx)
 }
 
+/// `--heartbeat-interval 0.2` (a test cluster notices a lost executor quickly), unless
+/// an executor's `args` set an interval of their own.
+pub fn heartbeat_args(args: &[String]) -> &'static [&'static str] {
+    if args.iter().any(|a| a == "--heartbeat-interval") {
+        &[]
+    } else {
+        &["--heartbeat-interval", "0.2"]
+    }
+}
+
 /// One process of a host cluster.
 pub struct HostProcess {
     /// The host it runs on (1-based).
@@ -165,15 +175,7 @@ impl HostCluster {
         command
             .args(["executor", "--scheduler", &self.url, "--bind", &bind])
             .args(["--auth-token", TOKEN, "--slots", "2"])
-            .args(
-                (!self
-                    .executor_args
-                    .iter()
-                    .any(|a| a == "--heartbeat-interval"))
-                .then_some(["--heartbeat-interval", "0.2"])
-                .into_iter()
-                .flatten(),
-            )
+            .args(heartbeat_args(&self.executor_args))
             .arg("--work-dir")
             .arg(&work)
             .args(&self.executor_args)

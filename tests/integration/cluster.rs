@@ -34,6 +34,7 @@ pub(crate) struct Node {
     pub(crate) lines: std::sync::mpsc::Receiver<String>,
 }
 
+use ember_tests::host_cluster::heartbeat_args;
 pub(crate) use ember_tests::host_cluster::spawn;
 
 /// How a test cluster's processes are set up beyond the defaults.
@@ -152,16 +153,7 @@ impl TestCluster {
                 "127.0.0.1:0",
             ])
             .args(["--slots", "2"])
-            // Heartbeats every 0.2 s unless the test sets its own interval.
-            .args(
-                (!self
-                    .executor_args
-                    .iter()
-                    .any(|a| a == "--heartbeat-interval"))
-                .then_some(["--heartbeat-interval", "0.2"])
-                .into_iter()
-                .flatten(),
-            )
+            .args(heartbeat_args(&self.executor_args))
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{n}")))
             .args(&self.executor_args)
