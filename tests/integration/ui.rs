@@ -186,27 +186,29 @@ async fn chromium_sees_jobs_stages_a_lost_executor_and_the_history_server_the_sa
     let q21_id = live21["job_id"].as_str().expect("an id").to_string();
     let detail = json(&format!("{ui}/api/v1/jobs/{q21_id}")).await;
     let stages = detail["stages"].as_array().expect("stages").clone();
-    // The stage with a failed attempt on the lost executor (a fetch from it may also have
-    // failed elsewhere).
-    let mut failed_stage = None;
+    // A stage with an attempt that failed because of the lost executor: one that ran on
+    // it, or (when it was idle at the kill) one elsewhere whose fetch from it failed.
+    let mut failed = None;
     for stage in stages.iter().filter(|s| number(&s["failed_attempts"]) > 0) {
         let id = number(&stage["stage_id"]);
         let tasks = json(&format!(
             "{ui}/api/v1/jobs/{q21_id}/stages/{id}/tasks?sort=status"
         ))
         .await;
-        if tasks["tasks"]
-            .as_array()
-            .expect("tasks")
-            .iter()
-            .any(|t| t["status"] == "failed" && t["executor_id"] == victim.as_str())
-        {
-            failed_stage = Some(id);
+        if let Some(task) = tasks["tasks"].as_array().expect("tasks").iter().find(|t| {
+            t["status"] == "failed"
+                && (t["executor_id"] == victim.as_str()
+                    || t["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains(victim.as_str())))
+        }) {
+            let executor = task["executor_id"].as_str().expect("an id").to_string();
+            failed = Some((id, executor));
             break;
         }
     }
-    let failed_stage =
-        failed_stage.unwrap_or_else(|| panic!("no failed attempt on {victim}: {detail}"));
+    let (failed_stage, failed_on) =
+        failed.unwrap_or_else(|| panic!("no failed attempt because of {victim}: {detail}"));
     let executors = json(&format!("{ui}/api/v1/executors")).await;
     let lost: Vec<&Value> = executors
         .as_array()
@@ -299,8 +301,8 @@ async fn chromium_sees_jobs_stages_a_lost_executor_and_the_history_server_the_sa
             .as_array()
             .expect("rows")
             .iter()
-            .any(|e| e == victim.as_str()),
-        "the task table shows no failed attempt on {victim}: {failed_rows}"
+            .any(|e| e == failed_on.as_str()),
+        "the task table shows no failed attempt on {failed_on}: {failed_rows}"
     );
     let quantiles = eval(
         &client,
