@@ -168,28 +168,27 @@ impl Hosts {
     /// dropped, not refused, as when a cable is pulled: connections hang until their
     /// keep-alives give up.
     pub fn cut(&self, host: usize) -> Result<(), String> {
-        run(&[
-            "ip",
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("h{host}"),
-            "down",
-        ])
+        self.set_port(host, "down")
     }
 
     /// Restores what [`Hosts::cut`] cut.
     pub fn restore(&self, host: usize) -> Result<(), String> {
-        run(&[
-            "ip",
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("h{host}"),
-            "up",
-        ])
+        self.set_port(host, "up")
+    }
+
+    /// Sets `host`'s port on the switch `up` or `down`.
+    fn set_port(&self, host: usize, state: &str) -> Result<(), String> {
+        let port = format!("h{host}");
+        run(&["ip", "-n", &self.switch(), "link", "set", &port, state])
+    }
+
+    /// The two ends of `host`'s link, as (namespace, device): its own interface (what it
+    /// sends) and the switch's port (what it receives).
+    fn link_ends(&self, host: usize) -> [(String, String); 2] {
+        [
+            (self.namespace(host), "eth0".to_string()),
+            (self.switch(), format!("h{host}")),
+        ]
     }
 
     /// Cuts only the path between hosts `a` and `b` (both ways): each drops what it sends
@@ -228,11 +227,7 @@ impl Hosts {
         // holds about 50 ms at the rate.
         let burst = format!("{}kbit", (u64::from(mbit) * 1000 / 100).max(32));
         let limit = format!("{}", (u64::from(mbit) * 1_000_000 / 8 / 20).max(16_384));
-        let port = format!("h{host}");
-        for (namespace, device) in [
-            (self.namespace(host), "eth0".to_string()),
-            (self.switch(), port),
-        ] {
+        for (namespace, device) in self.link_ends(host) {
             run(&[
                 "tc", "-n", &namespace, "qdisc", "replace", "dev", &device, "root", "tbf", "rate",
                 &rate, "burst", &burst, "limit", &limit,
@@ -243,11 +238,7 @@ impl Hosts {
 
     /// Lifts the limit of [`Hosts::limit`].
     pub fn unlimit(&self, host: usize) -> Result<(), String> {
-        let port = format!("h{host}");
-        for (namespace, device) in [
-            (self.namespace(host), "eth0".to_string()),
-            (self.switch(), port),
-        ] {
+        for (namespace, device) in self.link_ends(host) {
             run(&[
                 "tc", "-n", &namespace, "qdisc", "del", "dev", &device, "root",
             ])?;

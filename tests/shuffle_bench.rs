@@ -82,18 +82,11 @@ async fn shuffle_job(session: &Session, lineitem: &Path) -> Result<(Duration, u6
         .first()
         .map(|s| s.stage_id)
         .ok_or("no stage")?;
-    let shuffle_bytes: u64 = metrics
+    let (shuffle_bytes, rows) = metrics
         .tasks
         .iter()
         .filter(|t| t.stage_id == first)
-        .map(|t| t.bytes)
-        .sum();
-    let rows: u64 = metrics
-        .tasks
-        .iter()
-        .filter(|t| t.stage_id == first)
-        .map(|t| t.rows)
-        .sum();
+        .fold((0, 0), |(bytes, rows), t| (bytes + t.bytes, rows + t.rows));
     Ok((elapsed, shuffle_bytes, rows))
 }
 
