@@ -121,33 +121,91 @@ fn executor_dir(root: &Path, index: usize) -> PathBuf {
 type SchedulerClient = SchedulerServiceClient<InterceptedService<Channel, AddToken>>;
 
 /// A scheduler process and its executors, reached over the network.
+///
+/// It may know several schedulers (`http://a:50050,http://b:50050`: a leader and its
+/// standbys): calls go to the one that answered last, and a job whose scheduler is lost
+/// (killed, restarted, or no longer the leader) is sent again, to the same scheduler or
+/// the next, until one takes it: a scheduler that took the job over from its stored state
+/// attaches the client to it, so that the client still gets its result.
 pub struct RemoteCluster {
     url: String,
     client: SchedulerClient,
+    /// Every scheduler it knows, the first one first.
+    schedulers: Vec<(String, SchedulerClient)>,
+    /// The index in `schedulers` of the one that answered last.
+    current: std::sync::atomic::AtomicUsize,
     /// Connections to executors, to stream final results over Flight.
     results: Arc<ResultClients>,
 }
 
+/// How long a client tries to reach a scheduler again after losing the one that ran its job.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `status` says the scheduler went away (it is down, restarting, or not the
+/// leader) rather than that it refused or failed the call.
+fn scheduler_gone(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+    )
+}
+
 impl RemoteCluster {
-    /// Connects to the scheduler at `url` and checks that it accepts this client.
+    /// Connects to the scheduler at `url` (or the first of a comma-separated list that
+    /// answers) and checks that it accepts this client.
     pub async fn connect(url: &str, security: ClientSecurity) -> Result<Self> {
-        let unreachable = |message: String| EmberError::Cluster {
-            message: format!("cannot reach the scheduler at {url}: {message}"),
-        };
-        let channel = security
-            .connect(url)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let client = SchedulerServiceClient::with_interceptor(channel, security.interceptor()?)
+        let urls: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            return Err(EmberError::Config {
+                key: "--scheduler".into(),
+                message: "no scheduler URL given".into(),
+            });
+        }
+        let interceptor = security.interceptor()?;
+        let mut schedulers = Vec::new();
+        for url in &urls {
+            let endpoint = security.endpoint(url).map_err(|e| EmberError::Config {
+                key: "--scheduler".into(),
+                message: e.to_string(),
+            })?;
+            let client = SchedulerServiceClient::with_interceptor(
+                endpoint.connect_lazy(),
+                interceptor.clone(),
+            )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let cluster = Self {
-            url: url.to_string(),
-            client,
-            results: Arc::new(ResultClients::new(security)),
-        };
-        cluster.executors().await?;
-        Ok(cluster)
+            schedulers.push((url.clone(), client));
+        }
+        let mut errors = Vec::new();
+        for (index, (url, client)) in schedulers.iter().enumerate() {
+            match client.clone().cluster_state(Empty {}).await {
+                Ok(_) => {
+                    return Ok(Self {
+                        url: url.clone(),
+                        client: client.clone(),
+                        schedulers: schedulers.clone(),
+                        current: std::sync::atomic::AtomicUsize::new(index),
+                        results: Arc::new(ResultClients::new(security)),
+                    });
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => errors.push(format!(
+                    "cannot reach the scheduler at {url}: {}",
+                    status.message()
+                )),
+                Err(status) => errors.push(scheduler_error(url, &status).to_string()),
+            }
+        }
+        Err(EmberError::Cluster {
+            message: errors.join("; "),
+        })
     }
 
     fn status(&self, status: tonic::Status) -> EmberError {
@@ -234,47 +292,111 @@ impl RemoteCluster {
         Ok(self.cluster_state().await?.recomputed)
     }
 
+    /// Runs `job` on the scheduler that answered last; when that scheduler is lost while
+    /// the job runs, sends the job again (to it, once it is back, or to the next one) for
+    /// up to [`RECONNECT_FOR`], backing off between tries.
     async fn run_job(
         &self,
         job: &JobSpec,
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
-        let mut updates = self
-            .client
-            .clone()
-            .run_job(proto::JobSpec::from(job))
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
-        while let Some(update) = updates.next().await {
-            let update = update.map_err(|s| self.status(s))?;
-            match update.update {
-                Some(proto::job_update::Update::EventJson(json)) => {
-                    if let (Some(listener), Ok(event)) =
-                        (listener, serde_json::from_str::<JobEvent>(&json))
-                    {
-                        listener.on_event(&event);
-                    }
-                }
-                Some(proto::job_update::Update::Result(result)) => {
-                    let mut outcome = JobOutcome::try_from(result)?;
-                    // The scheduler keeps the result's files while this stream is open.
-                    outcome.lease = Some(ResultLease::new(updates));
+        let spec = proto::JobSpec::from(job);
+        let started = std::time::Instant::now();
+        let mut backoff = std::time::Duration::from_millis(100);
+        let mut index = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let (url, client) = &self.schedulers[index % self.schedulers.len()];
+            match run_on(url, client, spec.clone(), job, listener).await {
+                Ok(outcome) => {
+                    self.current.store(
+                        index % self.schedulers.len(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     return Ok(outcome);
                 }
-                Some(proto::job_update::Update::Error(message)) => {
-                    return Err(EmberError::Cluster { message });
+                Err(Lost::Gone(status)) if started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(
+                        job = %job.job_id,
+                        "lost the scheduler at {url} ({}); sending the job again in {backoff:?}",
+                        status.message()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                    index += 1;
                 }
-                None => {}
+                Err(Lost::Gone(status)) => {
+                    return Err(EmberError::Cluster {
+                        message: format!(
+                            "job {} lost its scheduler and no scheduler took it back within {}s; the last, {url}, said: {} ({:?})",
+                            job.job_id,
+                            RECONNECT_FOR.as_secs(),
+                            status.message(),
+                            status.code()
+                        ),
+                    });
+                }
+                Err(Lost::Failed(e)) => return Err(e),
             }
         }
-        Err(EmberError::Cluster {
-            message: format!(
-                "the scheduler at {} ended job {} without a result",
-                self.url, job.job_id
-            ),
-        })
     }
+}
+
+/// Why a run on one scheduler gave no result.
+enum Lost {
+    /// The scheduler went away (or does not lead): the job may be sent again.
+    Gone(tonic::Status),
+    /// The job failed, or was refused.
+    Failed(EmberError),
+}
+
+/// Runs `spec` on the scheduler at `url`, to its result.
+async fn run_on(
+    url: &str,
+    client: &SchedulerClient,
+    spec: proto::JobSpec,
+    job: &JobSpec,
+    listener: Option<&dyn JobListener>,
+) -> std::result::Result<JobOutcome, Lost> {
+    let classify = |status: tonic::Status| {
+        if scheduler_gone(&status) {
+            Lost::Gone(status)
+        } else {
+            Lost::Failed(scheduler_error(url, &status))
+        }
+    };
+    let mut updates = client
+        .clone()
+        .run_job(spec)
+        .await
+        .map_err(classify)?
+        .into_inner();
+    while let Some(update) = updates.next().await {
+        let update = update.map_err(classify)?;
+        match update.update {
+            Some(proto::job_update::Update::EventJson(json)) => {
+                if let (Some(listener), Ok(event)) =
+                    (listener, serde_json::from_str::<JobEvent>(&json))
+                {
+                    listener.on_event(&event);
+                }
+            }
+            Some(proto::job_update::Update::Result(result)) => {
+                let mut outcome =
+                    JobOutcome::try_from(result).map_err(|e| Lost::Failed(e.into()))?;
+                // The scheduler keeps the result's files while this stream is open.
+                outcome.lease = Some(ResultLease::new(updates));
+                return Ok(outcome);
+            }
+            Some(proto::job_update::Update::Error(message)) => {
+                return Err(Lost::Failed(EmberError::Cluster { message }));
+            }
+            None => {}
+        }
+    }
+    Err(Lost::Gone(tonic::Status::unavailable(format!(
+        "the scheduler at {url} ended job {} without a result",
+        job.job_id
+    ))))
 }
 
 /// The cluster a session runs its jobs on.
@@ -282,7 +404,7 @@ pub enum Cluster {
     /// Scheduler and executors in this process.
     Local(LocalCluster),
     /// A scheduler process and executor processes.
-    Remote(RemoteCluster),
+    Remote(Box<RemoteCluster>),
 }
 
 impl Cluster {

@@ -191,6 +191,9 @@ impl From<ember_scheduler::SchedulerError> for EmberError {
             S::NoExecutorsLeft { job_id, waited } => Self::NoExecutorsLeft { job_id, waited },
             S::Cancelled { job_id, reason } => Self::Cancelled { job_id, reason },
             S::Cluster { message } => Self::Cluster { message },
+            error @ (S::State { .. } | S::NotLeader { .. }) => Self::Cluster {
+                message: error.to_string(),
+            },
             S::Executor(e) => Self::Executor(e),
             S::Planner(e) => Self::Planner(e),
             S::DataFusion(e) => Self::DataFusion(e),

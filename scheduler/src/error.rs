@@ -69,6 +69,20 @@ pub enum SchedulerError {
         /// What went wrong.
         message: String,
     },
+    /// The job state store could not be read or written.
+    #[error("{store}: {message}")]
+    State {
+        /// The store (`state folder DIR`, `etcd HOST:PORT`).
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// This scheduler does not lead (a standby, or one that lost its leadership).
+    #[error("this scheduler is not the leader{}", leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's URL, when known.
+        leader: Option<String>,
+    },
     /// An executor call failed.
     #[error(transparent)]
     Executor(#[from] ExecutorError),

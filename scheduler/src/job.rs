@@ -6,9 +6,9 @@
 //! [`ExecutorClient`]s differ.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::error::DataFusionError;
 use ember_executors::ExecutorError;
@@ -16,6 +16,7 @@ use ember_proto::{ShuffleLocation, TaskDefinition, TaskOutput};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::client::ExecutorClient;
+use super::durable::{Journal, JournalLine};
 use super::eventlog::{EventLogWriter, unix_ms_now};
 use super::events::{JobEvent, JobListener};
 use super::outcome::JobOutcome;
@@ -40,6 +41,26 @@ struct InFlight {
 enum End {
     Finished(Vec<ShuffleLocation>),
     Failed(SchedulerError),
+}
+
+/// A job taken over from its stored events: what it did so far, and how long to wait for
+/// the executors that hold its outputs to register again.
+pub(super) struct Resume {
+    /// Its stored events, in order.
+    pub(super) lines: Vec<JournalLine>,
+    /// How long its tasks wait for the executors holding its finished outputs; those that
+    /// do not come back by then are lost, and their outputs recomputed.
+    pub(super) wait_for: Duration,
+}
+
+/// How a job is kept for a scheduler that takes over: where its events go, and the
+/// events of a job being taken over.
+#[derive(Default)]
+pub(super) struct Kept {
+    /// Where its events go, when a state store keeps jobs.
+    pub(super) journal: Option<Journal>,
+    /// A job taken over from its stored events.
+    pub(super) resume: Option<Resume>,
 }
 
 /// One running job.
@@ -67,6 +88,14 @@ pub(super) struct JobRun<'a> {
     /// the client, while the state sees its text).
     last_error: Option<ExecutorError>,
     log: Option<EventLogWriter>,
+    /// Where the job's events are kept for a scheduler that takes over.
+    journal: Option<Journal>,
+    /// A job taken over: its events, replayed when it runs.
+    resume: Option<Resume>,
+    /// Executors holding finished outputs of a job taken over that have not registered
+    /// again yet, and until when they are waited for; nothing is placed meanwhile.
+    awaiting: BTreeSet<ExecutorId>,
+    awaiting_until: Option<Instant>,
     /// The job's place on the scheduler's board (the web UI).
     board: Option<BoardEntry>,
     /// When it was submitted: the events' times count from here.
@@ -91,9 +120,29 @@ impl<'a> JobRun<'a> {
         config: &'a SchedulerConfig,
         listener: Option<&'a dyn JobListener>,
         board: &Arc<JobBoard>,
+        kept: Kept,
     ) -> Self {
+        let Kept { journal, resume } = kept;
         let shape = JobShape::of(job, config);
-        let started_unix_ms = unix_ms_now();
+        // A job taken over goes on counting its events' times from its first submission.
+        let resumed_at_us = resume
+            .as_ref()
+            .and_then(|r| r.lines.last())
+            .map_or(0, |line| line.at_us);
+        let started = Instant::now()
+            .checked_sub(Duration::from_micros(resumed_at_us))
+            .unwrap_or_else(Instant::now);
+        let started_unix_ms = unix_ms_now().saturating_sub(resumed_at_us / 1000);
+        if resume.is_some()
+            && let Some(dir) = &config.event_log
+            && !dir.is_url()
+        {
+            // Its log is written again whole, from the stored events.
+            let _ = std::fs::remove_file(
+                std::path::Path::new(&dir.location)
+                    .join(super::spec::EventLogDir::file_name(&job.job_id)),
+            );
+        }
         let log = config.event_log.as_ref().map(|dir| {
             EventLogWriter::new(
                 dir.clone(),
@@ -127,8 +176,12 @@ impl<'a> JobRun<'a> {
             told_gone: false,
             last_error: None,
             log,
+            journal,
+            resume,
+            awaiting: BTreeSet::new(),
+            awaiting_until: None,
             board: Some(board),
-            started: Instant::now(),
+            started,
             end: None,
         }
     }
@@ -145,15 +198,25 @@ impl<'a> JobRun<'a> {
     ) -> Result<JobOutcome> {
         let started = Instant::now();
         let mut changes = self.pool.subscribe();
-        self.feed(Event::Submitted);
+        match self.resume.take() {
+            None => self.feed(Event::Submitted),
+            Some(resume) => self.take_over(resume),
+        }
         while self.end.is_none() {
             changes.borrow_and_update();
             self.watch_pool();
             if self.end.is_some() {
                 break;
             }
-            self.place();
+            self.await_executors();
+            if self.end.is_some() {
+                break;
+            }
+            if self.awaiting.is_empty() {
+                self.place();
+            }
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let awaiting_until = self.awaiting_until.filter(|_| !self.awaiting.is_empty());
             tokio::select! {
                 Some(joined) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.task_ended(joined);
@@ -161,7 +224,16 @@ impl<'a> JobRun<'a> {
                 Some(reason) = cancels.recv() => self.feed(Event::Cancel { reason }),
                 _ = changes.changed() => {}
                 () = sleep_until(next_timer) => self.fire_timers(),
+                () = sleep_until(awaiting_until) => {}
             }
+        }
+        // The result goes to the client only once the job's record holds every event:
+        // a scheduler whose record was refused (it lost its leadership) gives none.
+        if matches!(self.end, Some(End::Finished(_)))
+            && let Some(journal) = &self.journal
+            && let Err(e) = journal.sync().await
+        {
+            self.end = Some(End::Failed(e));
         }
         // Nothing more is needed from tasks still in flight; wait until they are stopped
         // so none writes later.
@@ -199,6 +271,82 @@ impl<'a> JobRun<'a> {
             metrics,
             lease: None,
         })
+    }
+
+    /// Takes over a job from its stored events: replays them through the state (and into
+    /// the log and the board, not the journal, which has them), then resumes it.
+    fn take_over(&mut self, resume: Resume) {
+        let mut holders: BTreeSet<ExecutorId> = BTreeSet::new();
+        let events = resume.lines.len();
+        for line in resume.lines {
+            match &line.event {
+                Event::TaskFinished {
+                    executor, report, ..
+                } if report.locations.iter().any(|l| !l.path.contains("://")) => {
+                    holders.insert(executor.clone());
+                }
+                Event::ExecutorLost { executor } => {
+                    holders.remove(executor);
+                }
+                _ => {}
+            }
+            if let Some(log) = &mut self.log {
+                log.record(line.at_us, &line.event);
+            }
+            if let Some(board) = &self.board {
+                board.record(line.at_us, &line.event);
+            }
+            self.state.set_clock(line.at_us);
+            for action in self.state.on(line.event) {
+                match action {
+                    Action::Finish { final_output } => self.end = Some(End::Finished(final_output)),
+                    Action::Fail(failure) => {
+                        let error = self.job_error(failure);
+                        self.end = Some(End::Failed(error));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
+        tracing::info!(
+            job = %self.job.job_id,
+            events,
+            done = self.state.done_attempts().len(),
+            executors = holders.len(),
+            "took over the job from its stored state"
+        );
+        if self.end.is_some() {
+            return;
+        }
+        self.awaiting = holders;
+        self.awaiting_until = Some(Instant::now() + resume.wait_for);
+        self.feed(Event::Recovered);
+    }
+
+    /// For a job taken over: stops waiting for the executors that registered again, and
+    /// declares lost those still missing once the wait is over.
+    fn await_executors(&mut self) {
+        if self.awaiting.is_empty() {
+            return;
+        }
+        let pool = self.pool;
+        self.awaiting.retain(|e| pool.client(e.as_str()).is_none());
+        let over = self
+            .awaiting_until
+            .is_none_or(|until| Instant::now() >= until);
+        if over {
+            for executor in std::mem::take(&mut self.awaiting) {
+                tracing::warn!(
+                    job = %self.job.job_id,
+                    executor = %executor,
+                    "executor {executor} held outputs of the job and did not register again in time"
+                );
+                self.feed(Event::ExecutorLost { executor });
+            }
+        }
     }
 
     /// Feeds `event` to the state (and the log) and carries out what comes back.
@@ -266,6 +414,9 @@ impl<'a> JobRun<'a> {
 
     /// Appends `event` to the log and the board.
     fn record(&mut self, at_us: u64, event: &Event) {
+        if let Some(journal) = &self.journal {
+            journal.record(at_us, event);
+        }
         if let Some(log) = &mut self.log {
             log.record(at_us, event);
         }

@@ -15,6 +15,7 @@
 
 mod adaptive;
 mod client;
+mod durable;
 mod error;
 mod eventlog;
 mod events;
@@ -43,6 +44,7 @@ pub use adaptive::{
     plan_stage,
 };
 pub use client::ExecutorClient;
+pub use durable::{FolderStore, STATE_FORMAT, StateStore, StoredJob};
 pub use error::{Result, SchedulerError};
 pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};

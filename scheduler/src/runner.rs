@@ -9,6 +9,7 @@ use ember_proto::JobId;
 use tokio::sync::mpsc;
 
 use super::client::ExecutorClient;
+use super::durable::{Journal, JournalLine, StateStore};
 use super::events::JobListener;
 use super::job;
 use super::outcome::JobOutcome;
@@ -30,6 +31,8 @@ pub struct Scheduler {
     cancels: Mutex<HashMap<JobId, mpsc::UnboundedSender<String>>>,
     /// The jobs it runs and ran, for the web UI and `/metrics`.
     board: Arc<JobBoard>,
+    /// Where each job's state is kept for a scheduler that takes over (`--state`, `--ha`).
+    store: Option<Arc<dyn StateStore>>,
 }
 
 /// Takes a job out of [`Scheduler::cancels`] when its run ends or is dropped.
@@ -57,6 +60,27 @@ impl Scheduler {
             recomputed: Mutex::new(Vec::new()),
             cancels: Mutex::new(HashMap::new()),
             board: Arc::default(),
+            store: None,
+        }
+    }
+
+    /// Keeps every job's state in `store` from now on.
+    pub fn with_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where jobs' state is kept, if anywhere.
+    pub fn store(&self) -> Option<&Arc<dyn StateStore>> {
+        self.store.as_ref()
+    }
+
+    /// Forgets a job in the state store (it ended, and its client has its answer).
+    pub async fn forget_job(&self, job_id: &str) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.remove_job(job_id).await
+        {
+            tracing::warn!(job = job_id, "could not remove the job's stored state: {e}");
         }
     }
 
@@ -96,6 +120,41 @@ impl Scheduler {
         job: &JobSpec,
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
+        let journal = match &self.store {
+            Some(store) => {
+                let spec = prost::Message::encode_to_vec(&ember_proto::pb::JobSpec::from(job));
+                store.put_job(&job.job_id, spec).await?;
+                Some(Journal::new(Arc::clone(store), &job.job_id))
+            }
+            None => None,
+        };
+        self.drive(job, listener, journal, None).await
+    }
+
+    /// Takes over `job` from its stored events `lines` and runs it to its end, waiting up
+    /// to `wait_for` for the executors that hold its outputs to register again.
+    pub(crate) async fn resume_job(
+        &self,
+        job: &JobSpec,
+        lines: Vec<JournalLine>,
+        wait_for: std::time::Duration,
+        listener: Option<&dyn JobListener>,
+    ) -> Result<JobOutcome> {
+        let journal = self
+            .store
+            .as_ref()
+            .map(|store| Journal::new(Arc::clone(store), &job.job_id));
+        let resume = job::Resume { lines, wait_for };
+        self.drive(job, listener, journal, Some(resume)).await
+    }
+
+    async fn drive(
+        &self,
+        job: &JobSpec,
+        listener: Option<&dyn JobListener>,
+        journal: Option<Journal>,
+        resume: Option<job::Resume>,
+    ) -> Result<JobOutcome> {
         // The run leaves the pool when it is dropped, also when its future is.
         let (cancel, cancelled) = mpsc::unbounded_channel();
         lock(&self.cancels).insert(job.job_id.clone(), cancel);
@@ -104,9 +163,17 @@ impl Scheduler {
             job_id: &job.job_id,
         };
         let seq = self.pool.join_job();
-        let outcome = job::JobRun::new(job, seq, &self.pool, &self.config, listener, &self.board)
-            .run(cancelled)
-            .await?;
+        let outcome = job::JobRun::new(
+            job,
+            seq,
+            &self.pool,
+            &self.config,
+            listener,
+            &self.board,
+            job::Kept { journal, resume },
+        )
+        .run(cancelled)
+        .await?;
         if !outcome.metrics.recomputed.is_empty() {
             lock(&self.recomputed).extend(
                 outcome

@@ -31,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use super::durable::{StateStore, read_journal};
 use super::events::{JobEvent, JobListener};
 use super::pool::{ExecutorPool, HeartbeatStats, Policy};
 use super::remote::RemoteExecutor;
@@ -65,6 +66,9 @@ pub struct SchedulerProcessConfig {
     pub catalog: Option<Arc<dyn ServedCatalog>>,
     /// Where the web UI, the REST API and `/metrics` are served (`--ui-bind`), if at all.
     pub ui: Option<UiBind>,
+    /// Where jobs' state is kept (`--state DIR`): the jobs found there are taken over at
+    /// start, and every job's events are kept there while it runs.
+    pub state: Option<Arc<dyn StateStore>>,
 }
 
 /// Where a scheduler process listens, once it does.
@@ -110,6 +114,53 @@ struct SchedulerRpc {
     running_jobs: Arc<Mutex<HashSet<JobId>>>,
     /// The catalog it serves (`--catalog DIR`).
     catalog: Option<Arc<dyn ServedCatalog>>,
+    /// Jobs taken over from the state store, which their clients attach to again.
+    resumed: Arc<Mutex<HashMap<JobId, Arc<ResumedJob>>>>,
+    /// Executor ids of an earlier scheduler given back to the executors that held them.
+    claimed: Mutex<HashSet<String>>,
+}
+
+/// A job taken over from the state store: it runs without a client until one attaches
+/// (sends the same job again), which then gets its events and its result.
+struct ResumedJob {
+    job: JobSpec,
+    client: Arc<ClientSlot>,
+    /// How the job ended, once it has.
+    end: tokio::sync::watch::Receiver<Option<proto::job_update::Update>>,
+    /// A client attached.
+    attached: std::sync::atomic::AtomicBool,
+}
+
+/// The client of a job taken over, once one attached.
+#[derive(Default)]
+struct ClientSlot(Mutex<Option<mpsc::Sender<std::result::Result<proto::JobUpdate, Status>>>>);
+
+impl JobListener for ClientSlot {
+    fn on_event(&self, event: &JobEvent) {
+        if let Some(tx) = lock(&self.0).as_ref() {
+            ChannelListener(tx.clone()).on_event(event);
+        }
+    }
+}
+
+/// The update that tells a client how its job ended.
+fn final_update(
+    job: &JobSpec,
+    outcome: Result<super::outcome::JobOutcome>,
+) -> proto::job_update::Update {
+    match outcome {
+        Ok(outcome) => {
+            tracing::info!(job = %job.job_id, elapsed_ms = outcome.metrics.elapsed.as_millis() as u64, "job finished");
+            match proto::JobResult::try_from(&outcome) {
+                Ok(result) => proto::job_update::Update::Result(result),
+                Err(e) => proto::job_update::Update::Error(e.to_string()),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.job_id, "job failed: {e}");
+            proto::job_update::Update::Error(e.to_string())
+        }
+    }
 }
 
 /// Sends a job's events to its client; drops them when the client reads slowly (they
@@ -128,6 +179,156 @@ impl JobListener for ChannelListener {
 
 fn internal(e: SchedulerError) -> Status {
     Status::internal(e.to_string())
+}
+
+impl SchedulerRpc {
+    /// Gives `previous` back to the executor that asks for it, when it is the id of an
+    /// executor of an earlier scheduler on the same state store (its outputs, which the
+    /// jobs taken over name by that id, are still where they were), and no executor took
+    /// it back before (a second claim is an executor that was lost since).
+    fn claim(&self, previous: &str) -> Option<String> {
+        if previous.is_empty()
+            || self.scheduler.store().is_none()
+            || previous.starts_with(&format!("executor-{}-", self.epoch))
+            || self.scheduler.pool().client(previous).is_some()
+        {
+            return None;
+        }
+        lock(&self.claimed)
+            .insert(previous.to_string())
+            .then(|| previous.to_string())
+    }
+
+    /// Attaches a client to job `job_id`, taken over from the state store.
+    fn attach(
+        &self,
+        resumed: Arc<ResumedJob>,
+    ) -> std::result::Result<
+        Response<ReceiverStream<std::result::Result<proto::JobUpdate, Status>>>,
+        Status,
+    > {
+        if resumed.attached.swap(true, Ordering::SeqCst) {
+            return Err(Status::already_exists(format!(
+                "job {} is already running, with its client attached",
+                resumed.job.job_id
+            )));
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        *lock(&resumed.client.0) = Some(tx.clone());
+        tracing::info!(job = %resumed.job.job_id, "the job's client attached again");
+        let scheduler = Arc::clone(&self.scheduler);
+        let result_ttl = self.result_ttl;
+        let jobs = Arc::clone(&self.resumed);
+        let running_jobs = Arc::clone(&self.running_jobs);
+        tokio::spawn(async move {
+            let job = &resumed.job;
+            let mut end = resumed.end.clone();
+            let ended = tokio::select! {
+                ended = end.wait_for(Option::is_some) => ended.ok().and_then(|u| u.clone()),
+                () = tx.closed() => None,
+            };
+            let Some(update) = ended else {
+                tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
+                scheduler.cancel_job(&job.job_id, "its client went away");
+                let _ = end.wait_for(Option::is_some).await;
+                remove_staging(job).await;
+                finish_job(&scheduler, job, &jobs, &running_jobs).await;
+                return;
+            };
+            let succeeded = matches!(update, proto::job_update::Update::Result(_));
+            let _ = tx
+                .send(Ok(proto::JobUpdate {
+                    update: Some(update),
+                }))
+                .await;
+            if succeeded && job.retain_output {
+                scheduler.forget_job(&job.job_id).await;
+                lock(&jobs).remove(&job.job_id);
+                lock(&running_jobs).remove(&job.job_id);
+                return;
+            }
+            if succeeded {
+                let _ = tokio::time::timeout(result_ttl, tx.closed()).await;
+            } else {
+                remove_staging(job).await;
+            }
+            drop(tx);
+            finish_job(&scheduler, job, &jobs, &running_jobs).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Removes an ended job's files and its stored state.
+async fn finish_job(
+    scheduler: &Scheduler,
+    job: &JobSpec,
+    resumed: &Mutex<HashMap<JobId, Arc<ResumedJob>>>,
+    running_jobs: &Mutex<HashSet<JobId>>,
+) {
+    if let Err(e) = scheduler.remove_job(&job.job_id).await {
+        tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
+    }
+    scheduler.forget_job(&job.job_id).await;
+    lock(resumed).remove(&job.job_id);
+    lock(running_jobs).remove(&job.job_id);
+}
+
+/// Takes over the jobs kept in `store`: each runs from where its events left it, without a
+/// client until one attaches. `wait_for`: how long each waits for the executors holding its
+/// outputs.
+async fn take_over_jobs(
+    store: &Arc<dyn StateStore>,
+    scheduler: &Arc<Scheduler>,
+    resumed: &Arc<Mutex<HashMap<JobId, Arc<ResumedJob>>>>,
+    running_jobs: &Arc<Mutex<HashSet<JobId>>>,
+    wait_for: Duration,
+    result_ttl: Duration,
+) -> Result<usize> {
+    let stored = store.load().await?;
+    let mut taken = 0;
+    for stored in stored {
+        let decoded = <proto::JobSpec as prost::Message>::decode(stored.spec.as_slice())
+            .map_err(|e| e.to_string())
+            .and_then(|spec| JobSpec::try_from(spec).map_err(|e| e.to_string()));
+        let job = match decoded {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(job = %stored.job_id, "{}: cannot read the stored job, left as it is: {e}", store.describe());
+                continue;
+            }
+        };
+        let lines = read_journal(&store.describe(), &job.job_id, &stored.events)?;
+        tracing::info!(job = %job.job_id, events = lines.len(), "taking over a job from {}", store.describe());
+        let (end_tx, end) = tokio::sync::watch::channel(None);
+        let entry = Arc::new(ResumedJob {
+            job: job.clone(),
+            client: Arc::default(),
+            end,
+            attached: std::sync::atomic::AtomicBool::new(false),
+        });
+        lock(resumed).insert(job.job_id.clone(), Arc::clone(&entry));
+        lock(running_jobs).insert(job.job_id.clone());
+        let scheduler = Arc::clone(scheduler);
+        let resumed = Arc::clone(resumed);
+        let running_jobs = Arc::clone(running_jobs);
+        tokio::spawn(async move {
+            let listener = Arc::clone(&entry.client);
+            let outcome = scheduler
+                .resume_job(&entry.job, lines, wait_for, Some(&*listener))
+                .await;
+            end_tx.send_replace(Some(final_update(&entry.job, outcome)));
+            // An attached client takes it from here; with none, the result waits for one.
+            tokio::time::sleep(result_ttl).await;
+            if !entry.attached.load(Ordering::SeqCst) {
+                tracing::warn!(job = %entry.job.job_id, "no client came back for the job's result");
+                remove_staging(&entry.job).await;
+                finish_job(&scheduler, &entry.job, &resumed, &running_jobs).await;
+            }
+        });
+        taken += 1;
+    }
+    Ok(taken)
 }
 
 #[tonic::async_trait]
@@ -155,8 +356,16 @@ impl SchedulerService for SchedulerRpc {
                 request.address
             )));
         }
-        let n = self.next_executor.fetch_add(1, Ordering::Relaxed);
-        let id = format!("executor-{}-{n}", self.epoch);
+        let id = match self.claim(&request.previous_id) {
+            Some(id) => {
+                tracing::info!(executor = %id, address = %request.address, "an executor of the scheduler before this one registered again under its id");
+                id
+            }
+            None => {
+                let n = self.next_executor.fetch_add(1, Ordering::Relaxed);
+                format!("executor-{}-{n}", self.epoch)
+            }
+        };
         // It joins the pool at its first heartbeat, once it serves calls.
         lock(&self.registered).insert(id.clone(), (request.address, request.slots as usize));
         Ok(Response::new(proto::RegisterExecutorResponse {
@@ -203,6 +412,10 @@ impl SchedulerService for SchedulerRpc {
     ) -> std::result::Result<Response<Self::RunJobStream>, Status> {
         let job = JobSpec::try_from(request.into_inner())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let resumed = lock(&self.resumed).get(&job.job_id).cloned();
+        if let Some(resumed) = resumed {
+            return self.attach(resumed);
+        }
         if !lock(&self.running_jobs).insert(job.job_id.clone()) {
             return Err(Status::already_exists(format!(
                 "job {} is already running",
@@ -230,17 +443,7 @@ impl SchedulerService for SchedulerRpc {
                     remove_staging(&job).await;
                     None
                 }
-                Some(Ok(outcome)) => {
-                    tracing::info!(job = %job.job_id, elapsed_ms = outcome.metrics.elapsed.as_millis() as u64, "job finished");
-                    Some(match proto::JobResult::try_from(&outcome) {
-                        Ok(result) => proto::job_update::Update::Result(result),
-                        Err(e) => proto::job_update::Update::Error(e.to_string()),
-                    })
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(job = %job.job_id, "job failed: {e}");
-                    Some(proto::job_update::Update::Error(e.to_string()))
-                }
+                Some(outcome) => Some(final_update(&job, outcome)),
             };
             let succeeded = matches!(update, Some(proto::job_update::Update::Result(_)));
             if let Some(update) = update {
@@ -252,6 +455,7 @@ impl SchedulerService for SchedulerRpc {
             }
             if succeeded && job.retain_output {
                 // A cached dataset: its client removes it.
+                scheduler.forget_job(&job.job_id).await;
                 lock(&running_jobs).remove(&job.job_id);
                 return;
             }
@@ -266,6 +470,7 @@ impl SchedulerService for SchedulerRpc {
             if let Err(e) = scheduler.remove_job(&job.job_id).await {
                 tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
             }
+            scheduler.forget_job(&job.job_id).await;
             lock(&running_jobs).remove(&job.job_id);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -475,7 +680,25 @@ pub async fn run_scheduler_process(
         message: e.to_string(),
     })?;
     let pool = Arc::new(ExecutorPool::new(config.policy));
-    let scheduler = Arc::new(Scheduler::new(Arc::clone(&pool), config.scheduler.clone()));
+    let mut scheduler = Scheduler::new(Arc::clone(&pool), config.scheduler.clone());
+    if let Some(store) = &config.state {
+        scheduler = scheduler.with_store(Arc::clone(store));
+    }
+    let scheduler = Arc::new(scheduler);
+    let resumed: Arc<Mutex<HashMap<JobId, Arc<ResumedJob>>>> = Arc::default();
+    let running_jobs: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    if let Some(store) = &config.state {
+        let taken = take_over_jobs(
+            store,
+            &scheduler,
+            &resumed,
+            &running_jobs,
+            config.heartbeat_timeout,
+            config.result_ttl,
+        )
+        .await?;
+        tracing::info!(jobs = taken, "job state in {}", store.describe());
+    }
     let source: Arc<dyn UiSource> = Arc::new(LiveSource::new(
         Arc::clone(scheduler.board()),
         Arc::clone(&pool),
@@ -488,8 +711,10 @@ pub async fn run_scheduler_process(
         next_executor: AtomicU64::new(1),
         result_ttl: config.result_ttl,
         registered: Mutex::new(HashMap::new()),
-        running_jobs: Arc::default(),
+        running_jobs,
         catalog: config.catalog.clone(),
+        resumed,
+        claimed: Mutex::new(HashSet::new()),
     };
     let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(

@@ -316,6 +316,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reads: Vec<TaskRead>,
     },
+    /// A scheduler (this one restarted, or a new leader) took the job over from its
+    /// stored events: the attempts that were launched or running are abandoned and run
+    /// again, and everything finished stays finished.
+    Recovered,
 }
 
 /// One task to launch: the attempt, its inputs, and where it would like to run.
@@ -808,6 +812,7 @@ impl JobState {
                 self.speculate(&mut actions);
             }
             Event::StageAdapted { .. } | Event::TaskSpeculated { .. } => {}
+            Event::Recovered => self.recovered(),
         }
         if self.status == Status::Running {
             self.offer(&mut actions);
@@ -827,6 +832,28 @@ impl JobState {
             });
         }
         actions
+    }
+
+    /// Every attempt launched, running or paused before the take-over runs again (as a
+    /// new attempt, counted as no failure); speculative copies are dropped.
+    fn recovered(&mut self) {
+        self.in_flight -= self.copies.len().min(self.in_flight);
+        self.copies.clear();
+        self.speculating = false;
+        self.gone = None;
+        for stage in &mut self.stages {
+            for partition in (0..stage.parts.len()).rev() {
+                if matches!(
+                    stage.parts[partition],
+                    Part::Offered { .. } | Part::Running { .. } | Part::Paused
+                ) {
+                    stage.parts[partition] = Part::Queued;
+                    stage.queue.push_front(partition);
+                    stage.tries[partition].urgent = true;
+                    self.in_flight -= 1;
+                }
+            }
+        }
     }
 
     fn final_done(&self) -> bool {

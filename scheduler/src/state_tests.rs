@@ -1044,3 +1044,60 @@ fn a_result_from_an_executor_declared_lost_is_refused_and_recorded() {
             .all(|t| t.executor_id.as_str() == "a")
     );
 }
+
+#[test]
+fn a_job_taken_over_runs_again_what_ran_and_keeps_what_finished() {
+    let job = shape(&[(2, &[]), (2, &[0]), (1, &[1])], 4);
+    let mut sim = Sim::new(job.clone(), &["a", "b"]);
+    sim.place();
+    sim.finish(task(0, 0, 0));
+    sim.finish(task(0, 1, 0));
+    sim.place();
+    // Stage 1 runs on both executors; one of its tasks finishes before the take-over.
+    sim.finish(task(1, 0, 0));
+    assert_eq!(sim.running_of_stage(1), vec![task(1, 1, 0)]);
+
+    // The new scheduler: the same events replayed, then `Recovered`.
+    let mut taken = Sim {
+        state: JobState::new(job),
+        ..Sim::new(shape(&[(1, &[])], 1), &["a", "b"])
+    };
+    taken.pending.clear();
+    let replay: Vec<Event> = {
+        let mut events = vec![Event::Submitted];
+        for (task, executor) in &sim.placed {
+            events.push(Event::TaskStarted {
+                task: *task,
+                executor: executor.clone(),
+            });
+            if !sim.running.contains_key(task) {
+                events.push(Event::TaskFinished {
+                    task: *task,
+                    executor: executor.clone(),
+                    report: Sim::report(*task, executor),
+                });
+            }
+        }
+        events
+    };
+    for event in replay {
+        let _ = taken.state.on(event);
+    }
+    assert_eq!(taken.state.in_flight(), 1, "task 1.1 ran at the kill");
+    taken.feed(Event::Recovered);
+    let launched: Vec<TaskId> = taken.pending.iter().map(|l| l.task).collect();
+    assert_eq!(
+        launched,
+        vec![task(1, 1, 1)],
+        "only the running task, as a new attempt"
+    );
+    assert!(taken.pending[0].urgent);
+    taken.run_to_end();
+    assert_eq!(taken.state.status(), &Status::Succeeded);
+    let stage0_runs = taken
+        .placed
+        .iter()
+        .filter(|(t, _)| t.stage == StageId(0))
+        .count();
+    assert_eq!(stage0_runs, 0, "the finished stage did not run again");
+}

@@ -14,6 +14,7 @@ mod input_errors;
 mod liveness;
 mod outputs;
 mod prices;
+mod recovery;
 mod reports;
 mod retry;
 mod scheduler_events;

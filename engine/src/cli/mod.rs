@@ -120,6 +120,11 @@ struct SchedulerArgs {
     /// an object-store URL), for `ember history`.
     #[arg(long, value_name = "DIR")]
     event_log: Option<String>,
+    /// Keep every running job's state in this folder, so that a scheduler restarted on it
+    /// takes its jobs over: finished stages are not run again and clients still get their
+    /// results. Locked while a scheduler runs on it.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
     /// Serve the web UI, the REST API (/api/v1/) and Prometheus metrics (/metrics) on
     /// this address [default: 127.0.0.1:4040; when that port is taken, the next free one
     /// of the 16 after it]. With --auth-token they need the token; with TLS they speak
@@ -632,6 +637,11 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         catalog: match &args.catalog {
             Some(dir) => Some(Arc::new(crate::sql::catalog::CatalogDir::open(dir)?)
                 as Arc<dyn ember_scheduler::ServedCatalog>),
+            None => None,
+        },
+        state: match &args.state {
+            Some(dir) => Some(Arc::new(ember_scheduler::FolderStore::open(dir)?)
+                as Arc<dyn ember_scheduler::StateStore>),
             None => None,
         },
         ui: (!args.no_ui).then(|| UiBind {

@@ -134,7 +134,7 @@ impl Session {
         config.executors = executors.len().max(1);
         config.slots = slots.div_ceil(config.executors).max(1);
         let served = remote.served_catalog().await?;
-        let mut session = Self::on_cluster(Cluster::Remote(remote), config, functions)?;
+        let mut session = Self::on_cluster(Cluster::Remote(Box::new(remote)), config, functions)?;
         if session.catalog.is_none() {
             session.catalog = served;
         }

@@ -382,7 +382,7 @@ pub async fn run_executor_process(
     // the first heartbeat is what puts this executor in the scheduler's pool, so no task
     // or broadcast is sent before the server answers.
     let mut scheduler = connect_scheduler(&config).await?;
-    let first = register(&mut scheduler, &config, &address).await?;
+    let first = register(&mut scheduler, &config, &address, None).await?;
     let current = Arc::new(CurrentExecutor::new(Arc::clone(&first)));
 
     let tasks = Arc::new(RunningTasks::default());
@@ -564,11 +564,13 @@ async fn register(
     scheduler: &mut SchedulerClient,
     config: &ExecutorProcessConfig,
     address: &str,
+    previous: Option<&Arc<Executor>>,
 ) -> Result<Arc<Executor>> {
     let reply = scheduler
         .register_executor(proto::RegisterExecutorRequest {
             address: address.to_string(),
             slots: u32::try_from(config.slots).unwrap_or(u32::MAX),
+            previous_id: previous.map(|e| e.id().to_string()).unwrap_or_default(),
         })
         .await
         .map_err(|status| ExecutorError::Remote {
@@ -581,6 +583,13 @@ async fn register(
             retryable: false,
         })?
         .into_inner();
+    if let Some(previous) = previous
+        && previous.id().as_str() == reply.executor_id
+    {
+        // A scheduler that took over on the same state gave the id back: this executor,
+        // its files and the outputs that its jobs name by the id, go on as they are.
+        return Ok(Arc::clone(previous));
+    }
     let executor = Executor::try_new(ExecutorConfig {
         work_dir: config.work_dir.join(&reply.executor_id),
         id: reply.executor_id,
@@ -634,7 +643,19 @@ async fn heartbeat_loop(
                     "the scheduler does not know this executor (declared lost, or restarted); \
                      registering again"
                 );
-                match register(&mut scheduler, &config, &address).await {
+                match register(&mut scheduler, &config, &address, Some(&executor)).await {
+                    Ok(same) if same.id() == executor.id() => {
+                        // The tasks running now were launched by the scheduler before,
+                        // which is gone: the one that took over runs them again.
+                        let cancelled = tasks.cancel_owned_by(executor.id());
+                        tracing::warn!(
+                            executor = %executor.id(),
+                            cancelled,
+                            "registered again under the same id with the scheduler that took over; its outputs stay"
+                        );
+                        announce = true;
+                        continue;
+                    }
                     Ok(fresh) => {
                         let old_dir = executor.work_dir().to_path_buf();
                         let in_use = fresh.work_dir() == old_dir;
