@@ -2,6 +2,7 @@
 //! table registration, and comparison of results as text rows.
 
 pub mod chaos;
+pub mod etcd;
 pub mod host_cluster;
 pub mod hosts;
 pub mod shuffle_bench;

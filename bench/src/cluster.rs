@@ -19,6 +19,9 @@ pub struct ProcessCluster {
     url: String,
     children: Vec<Child>,
     executors: usize,
+    /// The binary and arguments the scheduler was started with, for a restart.
+    bin: std::path::PathBuf,
+    scheduler_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -86,6 +89,8 @@ impl ProcessCluster {
             url,
             children,
             executors,
+            bin: bin.to_path_buf(),
+            scheduler_args: scheduler_args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         for i in 0..executors {
@@ -103,6 +108,29 @@ impl ProcessCluster {
             cluster.children.push(child);
         }
         Ok(cluster)
+    }
+
+    /// Kills the scheduler (SIGKILL) and starts it again on the same address with the same
+    /// arguments and `extra`; returns how long after the kill the new one listened.
+    pub fn restart_scheduler(&mut self, extra: &[String]) -> anyhow::Result<Duration> {
+        let address = self
+            .url
+            .strip_prefix("http://")
+            .context("a plain URL")?
+            .to_string();
+        let scheduler = self.children.first_mut().context("a scheduler")?;
+        let _ = scheduler.kill();
+        let _ = scheduler.wait();
+        let killed = std::time::Instant::now();
+        let (child, _) = start(
+            Command::new(&self.bin)
+                .args(["scheduler", "--bind", &address, "--no-ui"])
+                .args(&self.scheduler_args)
+                .args(extra),
+            "the restarted scheduler",
+        )?;
+        self.children[0] = child;
+        Ok(killed.elapsed())
     }
 
     /// The scheduler's and executors' peak resident memory together, in MiB.

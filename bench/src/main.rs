@@ -26,6 +26,7 @@
 mod adaptive;
 mod cluster;
 mod dsl;
+mod durable;
 mod forest;
 mod history;
 mod peers;
@@ -69,6 +70,9 @@ enum Command {
     /// Adaptive execution and speculation: TPC-H with adaptivity off and on, a skewed join
     /// against Spark with AQE, and a frozen executor with speculation off and on.
     Adaptive(adaptive::AdaptiveBench),
+    /// Durable job state: TPC-H on process clusters with no store, a state folder and
+    /// etcd, and the time from a scheduler's kill to the first task of the resumed job.
+    Durable(durable::DurableBench),
 }
 
 #[tokio::main]
@@ -81,5 +85,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Scheduler(bench) => scheduler::run(&bench).await,
         Command::History(bench) => history::run(&bench).await,
         Command::Adaptive(bench) => adaptive::run(&bench).await,
+        Command::Durable(bench) => durable::run(&bench).await,
     }
 }

@@ -323,7 +323,12 @@ impl<'a> JobRun<'a> {
         }
         self.awaiting = holders;
         self.awaiting_until = Some(Instant::now() + resume.wait_for);
-        self.feed(Event::Recovered);
+        // A job whose submission was not recorded yet starts as it would have.
+        if matches!(self.state.status(), super::state::Status::New) {
+            self.feed(Event::Submitted);
+        } else {
+            self.feed(Event::Recovered);
+        }
     }
 
     /// For a job taken over: stops waiting for the executors that registered again, and

@@ -44,7 +44,10 @@ pub use adaptive::{
     plan_stage,
 };
 pub use client::ExecutorClient;
-pub use durable::{FolderStore, STATE_FORMAT, StateStore, StoredJob};
+pub use durable::{
+    EtcdStore, FolderStore, HaConfig, Leadership, OnLost, STATE_FORMAT, StateStore, StoredJob,
+    lead, parse_ha_url,
+};
 pub use error::{Result, SchedulerError};
 pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};

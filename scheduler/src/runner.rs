@@ -123,8 +123,7 @@ impl Scheduler {
         let journal = match &self.store {
             Some(store) => {
                 let spec = prost::Message::encode_to_vec(&ember_proto::pb::JobSpec::from(job));
-                store.put_job(&job.job_id, spec).await?;
-                Some(Journal::new(Arc::clone(store), &job.job_id))
+                Some(Journal::new(Arc::clone(store), &job.job_id, Some(spec)))
             }
             None => None,
         };
@@ -143,7 +142,7 @@ impl Scheduler {
         let journal = self
             .store
             .as_ref()
-            .map(|store| Journal::new(Arc::clone(store), &job.job_id));
+            .map(|store| Journal::new(Arc::clone(store), &job.job_id, None));
         let resume = job::Resume { lines, wait_for };
         self.drive(job, listener, journal, Some(resume)).await
     }

@@ -69,6 +69,9 @@ pub struct SchedulerProcessConfig {
     /// Where jobs' state is kept (`--state DIR`): the jobs found there are taken over at
     /// start, and every job's events are kept there while it runs.
     pub state: Option<Arc<dyn StateStore>>,
+    /// Stand by until elected through etcd, then keep jobs' state there (`--ha`); it
+    /// takes the place of `state`.
+    pub ha: Option<super::durable::HaConfig>,
 }
 
 /// Where a scheduler process listens, once it does.
@@ -652,11 +655,22 @@ async fn remove_staging(job: &JobSpec) {
 /// Runs a scheduler process until `shutdown` resolves; `on_listening` is told the bound
 /// address once it accepts calls.
 pub async fn run_scheduler_process(
-    config: SchedulerProcessConfig,
+    mut config: SchedulerProcessConfig,
     on_listening: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     check_exposure(config.bind, &config.server, config.allow_unauthenticated)?;
+    if let Some(ha) = config.ha.clone() {
+        // A standby serves nothing: clients and executors find the leader as the
+        // scheduler that answers.
+        let leadership = super::durable::lead(ha).await?;
+        tracing::info!(
+            waited_s = leadership.waited.as_secs_f64(),
+            "leading; taking over the jobs in {}",
+            leadership.store.describe()
+        );
+        config.state = Some(leadership.store as Arc<dyn StateStore>);
+    }
     let ui = match config.ui {
         Some(bind) => {
             check_exposure_of(

@@ -925,7 +925,10 @@ async fn wide_rows_cross_executors_over_flight_in_messages_over_four_mib() {
 }
 
 /// `(key, sum of value)` of `ds`, grouped after a shuffle into `partitions`, sorted by key.
-async fn sums_by_key(ds: ember::Dataset<'_>, partitions: usize) -> ember::Result<Vec<(i64, i64)>> {
+pub(crate) async fn sums_by_key(
+    ds: ember::Dataset<'_>,
+    partitions: usize,
+) -> ember::Result<Vec<(i64, i64)>> {
     let result = ds
         .repartition_by(vec![col("value") % lit(3i64)], partitions)?
         .group_by(vec![col("key")])

@@ -9,6 +9,7 @@ mod explain;
 mod flight_sql;
 mod forest;
 mod functions;
+mod ha;
 mod hosts;
 mod input_errors;
 mod liveness;

@@ -123,8 +123,22 @@ struct SchedulerArgs {
     /// Keep every running job's state in this folder, so that a scheduler restarted on it
     /// takes its jobs over: finished stages are not run again and clients still get their
     /// results. Locked while a scheduler runs on it.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "ha")]
     state: Option<PathBuf>,
+    /// Run as one of several schedulers, one leading and the others standing by, elected
+    /// through etcd, which also keeps the jobs' state: a standby takes the jobs over when
+    /// the leader dies or loses etcd. A standby listens on nothing; clients and executors
+    /// are given every scheduler's URL. PREFIX (default /ember) separates clusters.
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT][/PREFIX]")]
+    ha: Option<String>,
+    /// The URL clients and executors reach this scheduler at, for the others to name as
+    /// the leader [default: http://BIND, https:// with TLS].
+    #[arg(long, value_name = "URL", requires = "ha")]
+    advertise: Option<String>,
+    /// Seconds of the leader's lease in etcd: a dead leader is replaced within about this
+    /// time, and a leader cut off from etcd stops before it.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS", requires = "ha")]
+    ha_lease: f64,
     /// Serve the web UI, the REST API (/api/v1/) and Prometheus metrics (/metrics) on
     /// this address [default: 127.0.0.1:4040; when that port is taken, the next free one
     /// of the 16 after it]. With --auth-token they need the token; with TLS they speak
@@ -617,6 +631,58 @@ fn seconds(value: f64, option: &str) -> anyhow::Result<Duration> {
         })
 }
 
+/// The election settings of `--ha`.
+fn ha_config(url: &str, args: &SchedulerArgs) -> anyhow::Result<ember_scheduler::HaConfig> {
+    let (endpoints, prefix) = ember_scheduler::parse_ha_url(url)?;
+    let lease_ttl = seconds(args.ha_lease, "--ha-lease")?;
+    if lease_ttl < Duration::from_secs(1) {
+        anyhow::bail!(
+            "invalid setting --ha-lease: etcd's leases last at least 1 second, got {}",
+            args.ha_lease
+        );
+    }
+    let scheme = if args.tls.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{}", args.bind));
+    Ok(ember_scheduler::HaConfig {
+        endpoints,
+        prefix,
+        advertise,
+        lease_ttl,
+        wait_for_etcd: std::env::var_os(REJOIN_ENV).is_some(),
+        on_lost: Arc::new(step_down),
+    })
+}
+
+/// Set in the environment of a scheduler that stepped down and restarted itself: it then
+/// waits for etcd instead of failing when etcd cannot be reached.
+const REJOIN_ENV: &str = "EMBER_HA_REJOIN";
+
+/// A leader that lost its leadership stops at once, everything it ran with it, and starts
+/// again (the same process id, arguments and environment) as a standby.
+fn step_down(reason: String) {
+    use std::os::unix::process::CommandExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!("ember scheduler: lost the leadership ({reason}); stepping down and rejoining as a standby");
+        let error = match std::env::current_exe() {
+            Ok(exe) => std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env(REJOIN_ENV, "1")
+                .exec(),
+            Err(e) => e,
+        };
+        eprintln!("ember scheduler: could not restart as a standby: {error}");
+        std::process::exit(3);
+    });
+}
+
 async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let config = SchedulerProcessConfig {
         bind: args.bind,
@@ -642,6 +708,10 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         state: match &args.state {
             Some(dir) => Some(Arc::new(ember_scheduler::FolderStore::open(dir)?)
                 as Arc<dyn ember_scheduler::StateStore>),
+            None => None,
+        },
+        ha: match &args.ha {
+            Some(url) => Some(ha_config(url, &args)?),
             None => None,
         },
         ui: (!args.no_ui).then(|| UiBind {

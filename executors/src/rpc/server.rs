@@ -381,7 +381,7 @@ pub async fn run_executor_process(
     // Register (the scheduler hands out the id), start serving, and only then heartbeat:
     // the first heartbeat is what puts this executor in the scheduler's pool, so no task
     // or broadcast is sent before the server answers.
-    let mut scheduler = connect_scheduler(&config).await?;
+    let (mut scheduler, _) = connect_scheduler(&config).await?;
     let first = register(&mut scheduler, &config, &address, None).await?;
     let current = Arc::new(CurrentExecutor::new(Arc::clone(&first)));
 
@@ -477,9 +477,9 @@ pub async fn run_executor_process(
                 .build()
             {
                 Ok(runtime) => runtime.block_on(async move {
-                    let scheduler = connect_scheduler(&heartbeat_config).await?;
+                    let (scheduler, index) = connect_scheduler(&heartbeat_config).await?;
                     heartbeat_loop(
-                        scheduler,
+                        (scheduler, index),
                         heartbeat_config,
                         address,
                         heartbeat_current,
@@ -538,21 +538,51 @@ impl Drop for BackgroundRuntime {
     }
 }
 
-/// Connects to the scheduler, trying again until `connect_timeout` has passed.
-async fn connect_scheduler(config: &ExecutorProcessConfig) -> Result<SchedulerClient> {
+/// The schedulers an executor may register with (`--scheduler URL[,URL...]`: a leader
+/// and its standbys), in order.
+fn scheduler_urls(config: &ExecutorProcessConfig) -> Vec<String> {
+    config
+        .scheduler
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Connects to a scheduler (the first of the list that answers), trying again until
+/// `connect_timeout` has passed; the client, and the index of its URL.
+async fn connect_scheduler(config: &ExecutorProcessConfig) -> Result<(SchedulerClient, usize)> {
     let started = Instant::now();
+    let urls = scheduler_urls(config);
+    let mut index = 0;
     let channel = loop {
-        match config.client.connect(&config.scheduler).await {
+        let url = urls
+            .get(index % urls.len().max(1))
+            .map_or(config.scheduler.as_str(), String::as_str);
+        match config.client.connect(url).await {
             Ok(channel) => break channel,
             Err(e @ ember_proto::ProtoError::Unreachable { .. })
                 if started.elapsed() < config.connect_timeout =>
             {
                 tracing::info!("waiting for the scheduler: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                index += 1;
+                if index % urls.len().max(1) == 0 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
             Err(e) => return Err(e.into()),
         }
     };
+    Ok((
+        SchedulerServiceClient::with_interceptor(channel, config.client.interceptor()?),
+        index % urls.len().max(1),
+    ))
+}
+
+/// A client of the scheduler at `url`, connecting when first called.
+fn lazy_scheduler(config: &ExecutorProcessConfig, url: &str) -> Result<SchedulerClient> {
+    let channel = config.client.endpoint(url)?.connect_lazy();
     Ok(SchedulerServiceClient::with_interceptor(
         channel,
         config.client.interceptor()?,
@@ -610,7 +640,7 @@ async fn register(
 /// `on_registered` hears of each registration once the scheduler has taken it into its
 /// pool (at the first heartbeat after it).
 async fn heartbeat_loop(
-    mut scheduler: SchedulerClient,
+    (mut scheduler, mut index): (SchedulerClient, usize),
     config: ExecutorProcessConfig,
     address: String,
     current: Arc<CurrentExecutor>,
@@ -687,18 +717,33 @@ async fn heartbeat_loop(
                 silent_since = None;
                 if announce {
                     announce = false;
-                    tracing::info!(executor = %executor.id(), %address, "registered with {}", config.scheduler);
+                    let urls = scheduler_urls(&config);
+                    let url = urls
+                        .get(index)
+                        .map_or(config.scheduler.as_str(), String::as_str);
+                    tracing::info!(executor = %executor.id(), %address, "registered with {url}");
                     on_registered(executor.id(), &address);
                 }
             }
             Err(status) => {
                 let since = *silent_since.get_or_insert_with(Instant::now);
+                let urls = scheduler_urls(&config);
+                let url = urls
+                    .get(index)
+                    .map_or(config.scheduler.as_str(), String::as_str);
                 tracing::warn!(
-                    "heartbeat to {} failed for {:.0}s: {}",
-                    config.scheduler,
+                    "heartbeat to {url} failed for {:.0}s: {}",
                     since.elapsed().as_secs_f64(),
                     status.message()
                 );
+                // With standbys, the leader may now be another: try the next one.
+                if urls.len() > 1 {
+                    index = (index + 1) % urls.len();
+                    match lazy_scheduler(&config, &urls[index]) {
+                        Ok(next) => scheduler = next,
+                        Err(e) => tracing::warn!("{}: {e}", urls[index]),
+                    }
+                }
             }
         }
         tokio::time::sleep(config.heartbeat_interval).await;

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{STATE_FORMAT, StateStore, StoredJob, file_stem};
+use super::store::{STATE_FORMAT, StateStore, StoredJob, file_stem};
 use crate::error::{Result, SchedulerError};
 
 const FORMAT_FILE: &str = "ember-state.json";
