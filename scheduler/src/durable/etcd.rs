@@ -36,6 +36,10 @@ use super::store::{StateStore, StoredJob, file_stem};
 use crate::error::{Result, SchedulerError};
 use crate::sync::lock;
 
+/// How long a job's events gather before they are written to etcd (unless the job waits
+/// for them): one consensus write and fsync per batch, not per event.
+const LINGER: Duration = Duration::from_millis(50);
+
 /// The largest value written in one request (etcd refuses requests over 1.5 MiB).
 const PIECE_BYTES: usize = 1 << 20;
 
@@ -522,6 +526,10 @@ impl StateStore for EtcdStore {
         .await?;
         lock(&self.next_batch).remove(&file_stem(job_id));
         Ok(())
+    }
+
+    fn linger(&self) -> Duration {
+        LINGER
     }
 
     fn describe(&self) -> String {

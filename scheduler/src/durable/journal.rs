@@ -78,16 +78,29 @@ impl Journal {
                 tracing::error!(job = %job_id, "could not record the job: {e}");
                 failed = Some(e);
             }
+            let linger = writer_store.linger();
             while let Some(first) = receiver.recv().await {
                 let mut batch = Vec::new();
                 let mut syncs = Vec::new();
+                // A batch gathers what comes within the store's linger, and goes at once
+                // when someone waits for it.
+                let until = tokio::time::Instant::now() + linger;
                 let mut next = Some(first);
                 while let Some(write) = next {
                     match write {
                         Write::Line(line) => batch.extend_from_slice(&line),
                         Write::Sync(done) => syncs.push(done),
                     }
-                    next = receiver.try_recv().ok();
+                    next = match receiver.try_recv() {
+                        Ok(write) => Some(write),
+                        Err(_) if syncs.is_empty() && !linger.is_zero() => {
+                            tokio::time::timeout_at(until, receiver.recv())
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        Err(_) => None,
+                    };
                 }
                 if !batch.is_empty()
                     && failed.is_none()

@@ -27,6 +27,12 @@ pub trait StateStore: std::fmt::Debug + Send + Sync + 'static {
     async fn append(&self, job_id: &str, lines: Vec<u8>) -> Result<()>;
     /// Forgets a job that has ended and whose client has its answer.
     async fn remove_job(&self, job_id: &str) -> Result<()>;
+    /// How long a job's writer gathers events before it writes them, unless someone
+    /// waits for them: fewer, larger writes where each write is dear (etcd's are
+    /// consensus and an fsync); nothing by default.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// What it is, for messages (`folder /var/lib/ember`, `etcd 127.0.0.1:2379`).
     fn describe(&self) -> String;
 }
