@@ -142,7 +142,8 @@ pub struct RemoteCluster {
 const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether `status` says the scheduler went away (it is down, restarting, or not the
-/// leader) rather than that it refused or failed the call.
+/// leader) rather than that it refused or failed the call. `AlreadyExists`: the scheduler
+/// still winds down this job's earlier run (its stream broke a moment ago).
 fn scheduler_gone(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
@@ -150,6 +151,7 @@ fn scheduler_gone(status: &tonic::Status) -> bool {
             | tonic::Code::Unknown
             | tonic::Code::Cancelled
             | tonic::Code::Aborted
+            | tonic::Code::AlreadyExists
     )
 }
 
@@ -301,7 +303,9 @@ impl RemoteCluster {
         listener: Option<&dyn JobListener>,
     ) -> Result<JobOutcome> {
         let spec = proto::JobSpec::from(job);
-        let started = std::time::Instant::now();
+        // Since when no scheduler has run the job: the window of [`RECONNECT_FOR`] counts
+        // from the loss, not from the submission.
+        let mut lost_since: Option<std::time::Instant> = None;
         let mut backoff = std::time::Duration::from_millis(100);
         let mut index = self.current.load(std::sync::atomic::Ordering::Relaxed);
         loop {
@@ -314,7 +318,18 @@ impl RemoteCluster {
                     );
                     return Ok(outcome);
                 }
-                Err(Lost::Gone(status)) if started.elapsed() < RECONNECT_FOR => {
+                Err(Lost::Gone(status, progressed))
+                    if progressed
+                        || lost_since
+                            .get_or_insert_with(std::time::Instant::now)
+                            .elapsed()
+                            < RECONNECT_FOR =>
+                {
+                    if progressed {
+                        // It ran on that scheduler for a while: a new loss, a new window.
+                        lost_since = Some(std::time::Instant::now());
+                        backoff = std::time::Duration::from_millis(100);
+                    }
                     tracing::warn!(
                         job = %job.job_id,
                         "lost the scheduler at {url} ({}); sending the job again in {backoff:?}",
@@ -324,7 +339,7 @@ impl RemoteCluster {
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
                     index += 1;
                 }
-                Err(Lost::Gone(status)) => {
+                Err(Lost::Gone(status, _)) => {
                     return Err(EmberError::Cluster {
                         message: format!(
                             "job {} lost its scheduler and no scheduler took it back within {}s; the last, {url}, said: {} ({:?})",
@@ -343,8 +358,9 @@ impl RemoteCluster {
 
 /// Why a run on one scheduler gave no result.
 enum Lost {
-    /// The scheduler went away (or does not lead): the job may be sent again.
-    Gone(tonic::Status),
+    /// The scheduler went away (or does not lead): the job may be sent again. `true` when
+    /// the scheduler had taken the job (it sent updates) before it went.
+    Gone(tonic::Status, bool),
     /// The job failed, or was refused.
     Failed(EmberError),
 }
@@ -357,9 +373,9 @@ async fn run_on(
     job: &JobSpec,
     listener: Option<&dyn JobListener>,
 ) -> std::result::Result<JobOutcome, Lost> {
-    let classify = |status: tonic::Status| {
+    let classify = |status: tonic::Status, progressed: bool| {
         if scheduler_gone(&status) {
-            Lost::Gone(status)
+            Lost::Gone(status, progressed)
         } else {
             Lost::Failed(scheduler_error(url, &status))
         }
@@ -368,10 +384,12 @@ async fn run_on(
         .clone()
         .run_job(spec)
         .await
-        .map_err(classify)?
+        .map_err(|s| classify(s, false))?
         .into_inner();
+    let mut progressed = false;
     while let Some(update) = updates.next().await {
-        let update = update.map_err(classify)?;
+        let update = update.map_err(|s| classify(s, progressed))?;
+        progressed = true;
         match update.update {
             Some(proto::job_update::Update::EventJson(json)) => {
                 if let (Some(listener), Ok(event)) =
@@ -393,10 +411,13 @@ async fn run_on(
             None => {}
         }
     }
-    Err(Lost::Gone(tonic::Status::unavailable(format!(
-        "the scheduler at {url} ended job {} without a result",
-        job.job_id
-    ))))
+    Err(Lost::Gone(
+        tonic::Status::unavailable(format!(
+            "the scheduler at {url} ended job {} without a result",
+            job.job_id
+        )),
+        progressed,
+    ))
 }
 
 /// The cluster a session runs its jobs on.

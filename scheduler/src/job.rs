@@ -227,13 +227,25 @@ impl<'a> JobRun<'a> {
                 () = sleep_until(awaiting_until) => {}
             }
         }
-        // The result goes to the client only once the job's record holds every event:
-        // a scheduler whose record was refused (it lost its leadership) gives none.
-        if matches!(self.end, Some(End::Finished(_)))
-            && let Some(journal) = &self.journal
+        // The job's end goes to the client only once its record holds every event: a
+        // scheduler whose record was refused (it lost its leadership) gives none.
+        if let Some(journal) = &self.journal
             && let Err(e) = journal.sync().await
         {
             self.end = Some(End::Failed(e));
+        }
+        // A job that had finished before it was taken over: its result is read from the
+        // executors that hold it, which must have registered again to be named.
+        if let (Some(End::Finished(output)), Some(until)) = (&self.end, self.awaiting_until) {
+            let holders: BTreeSet<String> =
+                output.iter().map(|l| l.executor_id.to_string()).collect();
+            while holders.iter().any(|h| self.pool.client(h).is_none()) {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let _ = tokio::time::timeout(left, changes.changed()).await;
+            }
         }
         // Nothing more is needed from tasks still in flight; wait until they are stopped
         // so none writes later.
@@ -318,11 +330,11 @@ impl<'a> JobRun<'a> {
             executors = holders.len(),
             "took over the job from its stored state"
         );
+        self.awaiting_until = Some(Instant::now() + resume.wait_for);
         if self.end.is_some() {
             return;
         }
         self.awaiting = holders;
-        self.awaiting_until = Some(Instant::now() + resume.wait_for);
         // A job whose submission was not recorded yet starts as it would have.
         if matches!(self.state.status(), super::state::Status::New) {
             self.feed(Event::Submitted);

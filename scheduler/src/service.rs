@@ -119,7 +119,8 @@ struct SchedulerRpc {
     catalog: Option<Arc<dyn ServedCatalog>>,
     /// Jobs taken over from the state store, which their clients attach to again.
     resumed: Arc<Mutex<HashMap<JobId, Arc<ResumedJob>>>>,
-    /// Executor ids of an earlier scheduler given back to the executors that held them.
+    /// Executor ids of an earlier scheduler given back to the executors that held them,
+    /// and those its jobs had declared lost (never given back).
     claimed: Mutex<HashSet<String>>,
 }
 
@@ -287,9 +288,10 @@ async fn take_over_jobs(
     running_jobs: &Arc<Mutex<HashSet<JobId>>>,
     wait_for: Duration,
     result_ttl: Duration,
-) -> Result<usize> {
+) -> Result<(usize, HashSet<String>)> {
     let stored = store.load().await?;
     let mut taken = 0;
+    let mut lost_before = HashSet::new();
     for stored in stored {
         let decoded = <proto::JobSpec as prost::Message>::decode(stored.spec.as_slice())
             .map_err(|e| e.to_string())
@@ -301,7 +303,12 @@ async fn take_over_jobs(
                 continue;
             }
         };
-        let lines = read_journal(&store.describe(), &job.job_id, &stored.events)?;
+        let lines = read_journal(&store.describe(), &job.job_id, &stored.events);
+        for line in &lines {
+            if let super::state::Event::ExecutorLost { executor } = &line.event {
+                lost_before.insert(executor.to_string());
+            }
+        }
         tracing::info!(job = %job.job_id, events = lines.len(), "taking over a job from {}", store.describe());
         let (end_tx, end) = tokio::sync::watch::channel(None);
         let entry = Arc::new(ResumedJob {
@@ -323,7 +330,8 @@ async fn take_over_jobs(
             end_tx.send_replace(Some(final_update(&entry.job, outcome)));
             // An attached client takes it from here; with none, the result waits for one.
             tokio::time::sleep(result_ttl).await;
-            if !entry.attached.load(Ordering::SeqCst) {
+            // Claimed here, so that no client attaches while its files go.
+            if !entry.attached.swap(true, Ordering::SeqCst) {
                 tracing::warn!(job = %entry.job.job_id, "no client came back for the job's result");
                 remove_staging(&entry.job).await;
                 finish_job(&scheduler, &entry.job, &resumed, &running_jobs).await;
@@ -331,7 +339,7 @@ async fn take_over_jobs(
         });
         taken += 1;
     }
-    Ok(taken)
+    Ok((taken, lost_before))
 }
 
 #[tonic::async_trait]
@@ -701,8 +709,9 @@ pub async fn run_scheduler_process(
     let scheduler = Arc::new(scheduler);
     let resumed: Arc<Mutex<HashMap<JobId, Arc<ResumedJob>>>> = Arc::default();
     let running_jobs: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    let mut lost_before = HashSet::new();
     if let Some(store) = &config.state {
-        let taken = take_over_jobs(
+        let (taken, lost) = take_over_jobs(
             store,
             &scheduler,
             &resumed,
@@ -711,6 +720,7 @@ pub async fn run_scheduler_process(
             config.result_ttl,
         )
         .await?;
+        lost_before = lost;
         tracing::info!(jobs = taken, "job state in {}", store.describe());
     }
     let source: Arc<dyn UiSource> = Arc::new(LiveSource::new(
@@ -728,7 +738,7 @@ pub async fn run_scheduler_process(
         running_jobs,
         catalog: config.catalog.clone(),
         resumed,
-        claimed: Mutex::new(HashSet::new()),
+        claimed: Mutex::new(lost_before),
     };
     let mut builder = config.server.server_builder()?;
     let router = builder.add_service(InterceptedService::new(

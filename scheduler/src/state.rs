@@ -835,7 +835,8 @@ impl JobState {
     }
 
     /// Every attempt launched, running or paused before the take-over runs again (as a
-    /// new attempt, counted as no failure); speculative copies are dropped.
+    /// new attempt, counted as no failure, numbered past any that a lost event may have
+    /// launched); speculative copies are dropped.
     fn recovered(&mut self) {
         self.in_flight -= self.copies.len().min(self.in_flight);
         self.copies.clear();
@@ -843,6 +844,12 @@ impl JobState {
         self.gone = None;
         for stage in &mut self.stages {
             for partition in (0..stage.parts.len()).rev() {
+                // Events of the last moments before the take-over may be lost, launches
+                // among them: a task not done starts with an attempt number no lost launch
+                // can have used.
+                if !matches!(stage.parts[partition], Part::Done { .. }) {
+                    stage.tries[partition].next_attempt += 1;
+                }
                 if matches!(
                     stage.parts[partition],
                     Part::Offered { .. } | Part::Running { .. } | Part::Paused

@@ -1088,8 +1088,8 @@ fn a_job_taken_over_runs_again_what_ran_and_keeps_what_finished() {
     let launched: Vec<TaskId> = taken.pending.iter().map(|l| l.task).collect();
     assert_eq!(
         launched,
-        vec![task(1, 1, 1)],
-        "only the running task, as a new attempt"
+        vec![task(1, 1, 2)],
+        "only the running task, as an attempt no lost launch can have had"
     );
     assert!(taken.pending[0].urgent);
     taken.run_to_end();

@@ -648,6 +648,8 @@ async fn heartbeat_loop(
     on_registered: impl Fn(&str, &str),
 ) -> Result<()> {
     let mut silent_since: Option<Instant> = None;
+    // Heartbeats failed in a row.
+    let mut failures = 0u32;
     let mut announce = true;
     loop {
         let executor = current.get();
@@ -715,6 +717,7 @@ async fn heartbeat_loop(
             }
             Ok(_) => {
                 silent_since = None;
+                failures = 0;
                 if announce {
                     announce = false;
                     let urls = scheduler_urls(&config);
@@ -736,8 +739,11 @@ async fn heartbeat_loop(
                     since.elapsed().as_secs_f64(),
                     status.message()
                 );
-                // With standbys, the leader may now be another: try the next one.
-                if urls.len() > 1 {
+                // With standbys, the leader may now be another: after two heartbeats in a
+                // row fail, try the next one.
+                failures += 1;
+                if urls.len() > 1 && failures >= 2 {
+                    failures = 0;
                     index = (index + 1) % urls.len();
                     match lazy_scheduler(&config, &urls[index]) {
                         Ok(next) => scheduler = next,

@@ -140,7 +140,9 @@ pub async fn lead(config: HaConfig) -> Result<Leadership> {
     let poll = (config.lease_ttl / 8).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let mut told: Option<String> = None;
     loop {
-        // A lease for this try; one that is not used runs out by itself.
+        // A lease for this try; one that is not used runs out by itself. It counts from
+        // before the request: etcd's clock starts later, never earlier.
+        let asked = Instant::now();
         let granted = tokio::time::timeout(
             Duration::from_secs(5),
             leases.lease_grant(LeaseGrantRequest {
@@ -185,7 +187,6 @@ pub async fn lead(config: HaConfig) -> Result<Leadership> {
                 })),
             }],
         };
-        let sent = Instant::now();
         let reply = match kv.txn(campaign).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
@@ -216,13 +217,9 @@ pub async fn lead(config: HaConfig) -> Result<Leadership> {
                 next_batch: Mutex::new(HashMap::new()),
                 on_lost: Arc::clone(&config.on_lost),
             });
-            keep_alive(
-                leases,
-                lease.id,
-                config.lease_ttl,
-                sent,
-                Arc::clone(&config.on_lost),
-            );
+            // The TTL etcd granted (whole seconds), not the one asked for.
+            let ttl = Duration::from_secs(u64::try_from(lease.ttl).unwrap_or(0).max(1));
+            keep_alive(leases, lease.id, ttl, asked, Arc::clone(&config.on_lost));
             return Ok(Leadership {
                 store,
                 waited: started.elapsed(),
