@@ -232,35 +232,57 @@ impl SchedulerRpc {
                 () = tx.closed() => None,
             };
             let Some(update) = ended else {
-                tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
                 scheduler.cancel_job(&job.job_id, "its client went away");
                 let _ = end.wait_for(Option::is_some).await;
-                remove_staging(job).await;
+                client_gone(job).await;
                 finish_job(&scheduler, job, &jobs, &running_jobs).await;
                 return;
             };
-            let succeeded = matches!(update, proto::job_update::Update::Result(_));
-            let _ = tx
-                .send(Ok(proto::JobUpdate {
-                    update: Some(update),
-                }))
-                .await;
-            if succeeded && job.retain_output {
+            if hand_over(tx, job, update, result_ttl).await {
+                finish_job(&scheduler, job, &jobs, &running_jobs).await;
+            } else {
                 scheduler.forget_job(&job.job_id).await;
                 lock(&jobs).remove(&job.job_id);
                 lock(&running_jobs).remove(&job.job_id);
-                return;
             }
-            if succeeded {
-                let _ = tokio::time::timeout(result_ttl, tx.closed()).await;
-            } else {
-                remove_staging(job).await;
-            }
-            drop(tx);
-            finish_job(&scheduler, job, &jobs, &running_jobs).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// Sends a job's end to its client. A result's files stay while the client holds the
+/// stream (it reads the result) and go when it lets go (done, or gone) or when
+/// `result_ttl` runs out. `false` for a cached dataset's result, whose files its client
+/// removes; `true` when the job's files are to go now.
+async fn hand_over(
+    tx: mpsc::Sender<std::result::Result<proto::JobUpdate, Status>>,
+    job: &JobSpec,
+    update: proto::job_update::Update,
+    result_ttl: Duration,
+) -> bool {
+    let succeeded = matches!(update, proto::job_update::Update::Result(_));
+    let _ = tx
+        .send(Ok(proto::JobUpdate {
+            update: Some(update),
+        }))
+        .await;
+    if succeeded && job.retain_output {
+        return false;
+    }
+    if succeeded && tokio::time::timeout(result_ttl, tx.closed()).await.is_err() {
+        tracing::warn!(job = %job.job_id, ttl_s = result_ttl.as_secs_f64(), "the job's result outlived its time to live");
+    }
+    true
+}
+
+/// The client of `job` went away and the job was cancelled: its staging folders go (a
+/// second time once the executors have stopped its tasks, which may still finish the file
+/// they were writing).
+async fn client_gone(job: &JobSpec) {
+    tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
+    remove_staging(job).await;
+    tokio::time::sleep(STRAGGLER_WAIT).await;
+    remove_staging(job).await;
 }
 
 /// Removes an ended job's files and its stored state.
@@ -444,40 +466,21 @@ impl SchedulerService for SchedulerRpc {
                 outcome = scheduler.run_job(&job, Some(&listener)) => Some(outcome),
                 () = tx.closed() => None,
             };
-            let update = match outcome {
+            let kept = match outcome {
                 None => {
-                    tracing::warn!(job = %job.job_id, "the client went away; job cancelled");
-                    remove_staging(&job).await;
-                    // A cancelled task may still finish the file it was writing: look again
-                    // once the executors have stopped them.
-                    tokio::time::sleep(STRAGGLER_WAIT).await;
-                    remove_staging(&job).await;
-                    None
+                    client_gone(&job).await;
+                    false
                 }
-                Some(outcome) => Some(final_update(&job, outcome)),
+                Some(outcome) => {
+                    !hand_over(tx, &job, final_update(&job, outcome), result_ttl).await
+                }
             };
-            let succeeded = matches!(update, Some(proto::job_update::Update::Result(_)));
-            if let Some(update) = update {
-                let _ = tx
-                    .send(Ok(proto::JobUpdate {
-                        update: Some(update),
-                    }))
-                    .await;
-            }
-            if succeeded && job.retain_output {
+            if kept {
                 // A cached dataset: its client removes it.
                 scheduler.forget_job(&job.job_id).await;
                 lock(&running_jobs).remove(&job.job_id);
                 return;
             }
-            if succeeded {
-                // The client reads the result while it holds the stream; its files go
-                // when it lets go (done, or gone) or when the time to live runs out.
-                if tokio::time::timeout(result_ttl, tx.closed()).await.is_err() {
-                    tracing::warn!(job = %job.job_id, ttl_s = result_ttl.as_secs_f64(), "the job's result outlived its time to live");
-                }
-            }
-            drop(tx);
             if let Err(e) = scheduler.remove_job(&job.job_id).await {
                 tracing::warn!(job = %job.job_id, "removing the job's files failed: {e}");
             }

@@ -125,11 +125,13 @@ impl Journal {
 
     /// Hands `event` over to be appended.
     pub fn record(&self, at_us: u64, event: &Event) {
-        let line = JournalLine {
-            at_us,
-            event: event.clone(),
-        };
-        if let Ok(mut json) = serde_json::to_vec(&line) {
+        // Written from the borrowed event: no copy of it on the job loop's path.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            at_us: u64,
+            event: &'a Event,
+        }
+        if let Ok(mut json) = serde_json::to_vec(&Line { at_us, event }) {
             json.push(b'\n');
             let _ = self.sender.send(Write::Line(json));
         }
