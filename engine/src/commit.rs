@@ -172,16 +172,13 @@ impl Destination {
     }
 }
 
-/// Moves the files of the folders that `result` names (the winning attempts) to the
-/// destination, after removing what `mode` replaces, and writes the marker.
-pub(crate) async fn commit(
+/// The files of the winning attempts that `result` names (one row per task: its
+/// partition, its folder and its rows), in partition order, and the rows they hold.
+pub(crate) async fn winners(
     dest: &Destination,
     staging: &StorePath,
-    write_id: &str,
-    format: WriteFormat,
-    mode: WriteMode,
-    result: QueryResult,
-) -> Result<QueryResult> {
+    result: &QueryResult,
+) -> Result<(Vec<(u32, Vec<object_store::ObjectMeta>)>, u64)> {
     let mut folders = Vec::new();
     for batch in &result.batches {
         let partitions = batch.column(0).as_primitive::<UInt32Type>();
@@ -209,14 +206,13 @@ pub(crate) async fn commit(
                 message: format!("a task wrote {folder}, outside the staging prefix"),
             });
         }
-        let mut files: Vec<_> = dest
+        let mut files: Vec<object_store::ObjectMeta> = dest
             .store
             .list(Some(&prefix))
-            .map_ok(|meta| meta.location)
             .try_collect()
             .await
             .map_err(|e| dest.error("listing", e))?;
-        files.sort();
+        files.sort_by(|a, b| a.location.cmp(&b.location));
         if files.is_empty() && *rows > 0 {
             // The task wrote where this process cannot look: a local folder on another
             // machine.
@@ -231,7 +227,25 @@ pub(crate) async fn commit(
         }
         winners.push((*partition, files));
     }
+    let rows = folders.iter().map(|(_, _, rows)| rows).sum();
+    Ok((winners, rows))
+}
 
+/// Moves the files of the folders that `result` names (the winning attempts) to the
+/// destination, after removing what `mode` replaces, and writes the marker.
+pub(crate) async fn commit(
+    dest: &Destination,
+    staging: &StorePath,
+    write_id: &str,
+    format: WriteFormat,
+    mode: WriteMode,
+    result: QueryResult,
+) -> Result<QueryResult> {
+    let (winners, rows) = winners(dest, staging, &result).await?;
+    let winners: Vec<(u32, Vec<StorePath>)> = winners
+        .into_iter()
+        .map(|(partition, files)| (partition, files.into_iter().map(|m| m.location).collect()))
+        .collect();
     if dest.single_file {
         return commit_file(dest, winners, result).await;
     }
@@ -261,8 +275,6 @@ pub(crate) async fn commit(
         .await
         .map_err(|e| dest.error("writing the marker of", e))?;
     tracing::info!(destination = %dest.url, files, "committed an output");
-
-    let rows: u64 = folders.iter().map(|(_, _, rows)| rows).sum();
     count_result(rows, result)
 }
 
@@ -304,7 +316,7 @@ pub(crate) async fn commit_file(
 }
 
 /// The result of a write: one row, `count`, with the job's metrics.
-fn count_result(rows: u64, result: QueryResult) -> Result<QueryResult> {
+pub(crate) fn count_result(rows: u64, result: QueryResult) -> Result<QueryResult> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "count",
         DataType::UInt64,

@@ -421,6 +421,37 @@ impl<'s> Dataset<'s> {
         let plan = self.frame.clone().create_physical_plan().await?;
         self.session.write_plan(plan, path, format, mode).await
     }
+
+    /// Writes the rows into the Delta table at `location` (a path or an `s3://` URL) as
+    /// one new version, committed by the driver once every task succeeded: a new table
+    /// is created; an existing one is refused, appended to or overwritten as `mode` says.
+    /// Returns one row, `count`, the rows written.
+    pub async fn write_delta(&self, location: &str, mode: WriteMode) -> Result<QueryResult> {
+        self.session
+            .prepare_caches(self.frame.logical_plan())
+            .await?;
+        let plan = self.frame.clone().create_physical_plan().await?;
+        self.session.write_delta_plan(plan, location, mode).await
+    }
+
+    /// Writes the rows into the PostgreSQL table `table` on the server of `url`: each
+    /// task copies its rows into a staging table, and the driver moves the winners' rows
+    /// into the table in one transaction once every task succeeded (a missing table is
+    /// created; `mode` decides about an existing one). Returns one row, `count`.
+    pub async fn write_postgres(
+        &self,
+        url: &str,
+        table: &str,
+        mode: WriteMode,
+    ) -> Result<QueryResult> {
+        self.session
+            .prepare_caches(self.frame.logical_plan())
+            .await?;
+        let plan = self.frame.clone().create_physical_plan().await?;
+        self.session
+            .write_postgres_plan(plan, url, table, mode)
+            .await
+    }
 }
 
 impl<'s> GroupedDataset<'s> {

@@ -117,6 +117,9 @@ pub enum EmberError {
     /// The planner could not cut or serialize a plan.
     #[error(transparent)]
     Planner(#[from] PlannerError),
+    /// A connector (Delta Lake, PostgreSQL) failed, naming its table or server.
+    #[error(transparent)]
+    Connector(#[from] ember_connectors::ConnectorError),
     /// An executor failed outside a task.
     #[error(transparent)]
     Executor(#[from] ExecutorError),

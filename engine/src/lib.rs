@@ -68,6 +68,7 @@ pub use tables::{FileFormat, TableSpec};
 pub use typed::TypedDataset;
 
 pub use datafusion;
+pub use ember_connectors as connectors;
 pub use ember_datasets as datasets;
 pub use ember_executors as executors;
 pub use ember_planner as planner;

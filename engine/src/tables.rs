@@ -24,6 +24,12 @@ pub enum FileFormat {
     Csv,
     /// Newline-delimited JSON objects.
     Json,
+    /// A Delta Lake table (a folder with a `_delta_log/`), at its latest version.
+    Delta,
+    /// A PostgreSQL table: `postgres://USER:PASSWORD@HOST:PORT/DB?table=NAME` (with
+    /// `partition_column`, `lower_bound`, `upper_bound` and `num_partitions` for a
+    /// partitioned read).
+    Postgres,
 }
 
 impl FileFormat {
@@ -33,6 +39,9 @@ impl FileFormat {
             FileFormat::Parquet => "parquet",
             FileFormat::Csv => "csv",
             FileFormat::Json => "json",
+            // The data files of a Delta table.
+            FileFormat::Delta => "parquet",
+            FileFormat::Postgres => "postgres",
         }
     }
 
@@ -55,8 +64,10 @@ impl FromStr for FileFormat {
             "parquet" => Ok(FileFormat::Parquet),
             "csv" => Ok(FileFormat::Csv),
             "json" => Ok(FileFormat::Json),
+            "delta" => Ok(FileFormat::Delta),
+            "postgres" => Ok(FileFormat::Postgres),
             other => Err(format!(
-                "unknown format '{other}' (expected parquet, csv or json)"
+                "unknown format '{other}' (expected parquet, csv, json, delta or postgres)"
             )),
         }
     }
@@ -64,7 +75,10 @@ impl FromStr for FileFormat {
 
 impl fmt::Display for FileFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.extension())
+        match self {
+            FileFormat::Delta => f.write_str("delta"),
+            other => f.write_str(other.extension()),
+        }
     }
 }
 
@@ -102,6 +116,9 @@ impl TableSpec {
         if let Some(format) = self.format {
             return Ok(format);
         }
+        if self.path.starts_with("postgres://") || self.path.starts_with("postgresql://") {
+            return Ok(FileFormat::Postgres);
+        }
         let path = Path::new(&self.path);
         if let Some(format) = path
             .extension()
@@ -109,6 +126,9 @@ impl TableSpec {
             .and_then(FileFormat::from_extension)
         {
             return Ok(format);
+        }
+        if path.join("_delta_log").is_dir() {
+            return Ok(FileFormat::Delta);
         }
         if path.is_dir() {
             let entries = std::fs::read_dir(path).map_err(|e| self.error(e.to_string()))?;
@@ -127,7 +147,7 @@ impl TableSpec {
                 }
             }
         }
-        Err(self.error("cannot tell the format from the path; add :parquet, :csv or :json"))
+        Err(self.error("cannot tell the format from the path; add :parquet, :csv, :json or :delta"))
     }
 
     /// Registers the table in `ctx`, checking that the path exists.
@@ -160,6 +180,16 @@ impl TableSpec {
                 ctx.register_json(&self.name, &self.listing_path(), options)
                     .await
             }
+            FileFormat::Delta => {
+                let provider = self.delta(ctx).await?;
+                ctx.register_table(self.name.as_str(), provider)?;
+                return Ok(());
+            }
+            FileFormat::Postgres => {
+                let provider = self.postgres().await?;
+                ctx.register_table(self.name.as_str(), provider)?;
+                return Ok(());
+            }
         };
         registered.map_err(|e| self.explain(e, format))
     }
@@ -188,8 +218,39 @@ impl TableSpec {
                 };
                 ctx.read_json(self.listing_path(), options).await
             }
+            FileFormat::Delta => return Ok(ctx.read_table(self.delta(ctx).await?)?),
+            FileFormat::Postgres => return Ok(ctx.read_table(self.postgres().await?)?),
         };
         read.map_err(|e| self.explain(e, format))
+    }
+
+    /// The Delta table at the path, at its latest version.
+    async fn delta(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<std::sync::Arc<ember_connectors::delta::DeltaTableProvider>> {
+        use ember_connectors::delta;
+        let url = delta::table_url(&self.path)?;
+        let store = delta::store_for(ctx.runtime_env().as_ref(), &url)?;
+        let table = delta::load(
+            std::sync::Arc::clone(&store),
+            &url,
+            &self.path,
+            &delta::DeltaVersion::Latest,
+        )
+        .await?;
+        Ok(std::sync::Arc::new(
+            delta::DeltaTableProvider::try_new(&table, &self.path, &url)?.following_latest(store),
+        ))
+    }
+
+    /// The PostgreSQL table the URL names.
+    async fn postgres(&self) -> Result<std::sync::Arc<ember_connectors::postgres::PostgresTable>> {
+        use ember_connectors::postgres::{PostgresOptions, PostgresTable};
+        let (url, options) = PostgresOptions::from_url(&self.path)?;
+        Ok(std::sync::Arc::new(
+            PostgresTable::open(&url, options).await?,
+        ))
     }
 
     /// `error` as this table's error; a schema that does not merge names two files that

@@ -102,7 +102,11 @@ struct Leaves {
 
 impl Leaves {
     fn collect(&mut self, plan: &Arc<dyn ExecutionPlan>, graph: &StageGraph, partitions: usize) {
-        if plan.downcast_ref::<StagedWriteExec>().is_some() {
+        if plan.downcast_ref::<StagedWriteExec>().is_some()
+            || plan
+                .downcast_ref::<ember_connectors::postgres::PostgresWriteExec>()
+                .is_some()
+        {
             self.writes = true;
         }
         if let Some(reader) = plan.downcast_ref::<ShuffleReaderExec>() {

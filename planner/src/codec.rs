@@ -33,6 +33,7 @@ use crate::error::{PlannerError, Result};
 use crate::functions::{FunctionRegistry, MapPartitionsExec};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::sink::{StagedWriteExec, WriteFormat};
+use ember_connectors::postgres::{Connection, PostgresScanExec, PostgresWriteExec};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
 pub const PLAN_WIRE_VERSION: u32 = 6;
@@ -214,6 +215,36 @@ struct ExtensionNode {
     cache_scan: Option<CacheScanNode>,
     #[prost(message, optional, tag = "6")]
     staged_write: Option<StagedWriteNode>,
+    #[prost(message, optional, tag = "7")]
+    postgres_scan: Option<PostgresScanNode>,
+    #[prost(message, optional, tag = "8")]
+    postgres_write: Option<PostgresWriteNode>,
+}
+
+/// Wire form of a [`PostgresScanExec`]: the server (its connection string, password
+/// included: the executors connect themselves), the table, the rows' schema and one
+/// query per partition.
+#[derive(Clone, PartialEq, Message)]
+struct PostgresScanNode {
+    #[prost(string, tag = "1")]
+    connection: String,
+    #[prost(string, tag = "2")]
+    table: String,
+    #[prost(message, optional, tag = "3")]
+    schema: Option<protobuf::Schema>,
+    #[prost(string, repeated, tag = "4")]
+    queries: Vec<String>,
+}
+
+/// Wire form of a [`PostgresWriteExec`]; its input travels as the extension's input.
+#[derive(Clone, PartialEq, Message)]
+struct PostgresWriteNode {
+    #[prost(string, tag = "1")]
+    connection: String,
+    #[prost(string, tag = "2")]
+    table: String,
+    #[prost(string, tag = "3")]
+    write_id: String,
 }
 
 /// Wire form of a [`StagedWriteExec`]; its input travels as the extension's input.
@@ -463,9 +494,32 @@ impl PhysicalExtensionCodec for EmberCodec {
                     .with_single_file(write.single_file),
             ));
         }
+        if let Some(scan) = node.postgres_scan {
+            let schema = scan
+                .schema
+                .as_ref()
+                .ok_or_else(|| codec_err("PostgresScanExec without schema"))?;
+            return Ok(Arc::new(PostgresScanExec::new(
+                Connection::parse(&scan.connection)?,
+                scan.table,
+                Arc::new(Schema::try_from(schema)?),
+                scan.queries,
+            )));
+        }
+        if let Some(write) = node.postgres_write {
+            let [input] = inputs else {
+                return Err(codec_err("PostgresWriteExec needs exactly one input"));
+            };
+            return Ok(Arc::new(PostgresWriteExec::new(
+                Arc::clone(input),
+                Connection::parse(&write.connection)?,
+                write.table,
+                write.write_id,
+            )));
+        }
         Err(codec_err(
-            "extension node is neither a writer, a reader, a function, a cache scan nor an \
-             output writer",
+            "extension node is neither a writer, a reader, a function, a cache scan, an \
+             output writer nor a PostgreSQL scan or write",
         ))
     }
 
@@ -558,6 +612,27 @@ impl PhysicalExtensionCodec for EmberCodec {
                             attempt: to_u64(p.attempt),
                         })
                         .collect(),
+                }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(scan) = node.downcast_ref::<PostgresScanExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                postgres_scan: Some(PostgresScanNode {
+                    connection: scan.connection().url().to_string(),
+                    table: scan.table().to_string(),
+                    schema: Some(scan.schema().as_ref().try_into()?),
+                    queries: scan.queries().to_vec(),
+                }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(write) = node.downcast_ref::<PostgresWriteExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                postgres_write: Some(PostgresWriteNode {
+                    connection: write.connection().url().to_string(),
+                    table: write.table().to_string(),
+                    write_id: write.write_id().to_string(),
                 }),
                 ..ExtensionNode::default()
             }

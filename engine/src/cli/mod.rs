@@ -212,8 +212,11 @@ struct ExecutorArgs {
 struct QueryArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
-    /// A table over a file, folder or glob; FORMAT is parquet, csv or json (guessed from
-    /// the extension when left out). Repeatable.
+    /// A table over a file, folder or glob; FORMAT is parquet, csv, json or delta (a Delta
+    /// Lake table; guessed from the extension, or from a _delta_log/ folder, when left
+    /// out). PATH may also be postgres://USER:PASSWORD@HOST:PORT/DB?table=NAME (with
+    /// &partition_column=C&lower_bound=L&upper_bound=U&num_partitions=N for a read in N
+    /// tasks). Repeatable.
     #[arg(long = "table", value_name = "NAME=PATH[:FORMAT]")]
     tables: Vec<TableSpec>,
     /// Run the statements of this file ('-' for standard input), in order.
@@ -345,7 +348,12 @@ impl QueryArgs {
         let (session, bar) = new_session(&cluster, functions).await?;
         for table in &self.tables {
             match &session.config().bad_rows {
-                Some(policy) if table.resolve_format()? != crate::FileFormat::Parquet => {
+                Some(policy)
+                    if matches!(
+                        table.resolve_format()?,
+                        crate::FileFormat::Csv | crate::FileFormat::Json
+                    ) =>
+                {
                     let rows = if table.resolve_format()? == crate::FileFormat::Csv {
                         session.read_csv_checked(&table.path, policy).await?
                     } else {
@@ -447,8 +455,11 @@ pub fn main_with(register: impl FnOnce(&mut Registry) -> crate::Result<()>) -> E
         }
         _ => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // The Delta kernel logs, as errors, what Ember reports itself in one line (a missing
+    // version, a folder that is not a table).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},buoyant_kernel=off"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -40,6 +40,8 @@ pub use crate::result_stream::QueryResult;
 
 pub mod analyze;
 mod checked;
+mod delta;
+mod postgres;
 mod read;
 mod shared;
 mod sql;
@@ -170,6 +172,14 @@ impl Session {
             .with_config(df_config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_table_factory(
+                "DELTA".into(),
+                Arc::new(ember_connectors::delta::DeltaTableFactory),
+            )
+            .with_table_factory(
+                "POSTGRES".into(),
+                Arc::new(ember_connectors::postgres::PostgresTableFactory),
+            )
             .with_query_planner(Arc::new(EmberQueryPlanner))
             .build();
         Ok(Self {
@@ -352,6 +362,36 @@ impl Session {
 
     async fn execute_named(&self, text: &str) -> Result<ResultStream> {
         self.sync_catalog().await?;
+        let Some((pinned_text, pinned)) = crate::sql::time_travel::pin_versions(text)? else {
+            return self.execute_parsed(text).await;
+        };
+        // The tables at the versions asked for, under names of their own while the
+        // statement is planned (the plan holds the tables, not the names).
+        let mut registered = Vec::new();
+        let mut result = Ok(());
+        for table in &pinned {
+            match self.pinned_delta(&table.name, &table.version).await {
+                Ok(provider) => match self.ctx.register_table(table.alias.as_str(), provider) {
+                    Ok(_) => registered.push(table.alias.clone()),
+                    Err(e) => result = Err(e.into()),
+                },
+                Err(e) => result = Err(e),
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        let rows = match result {
+            Ok(()) => self.execute_parsed(&pinned_text).await,
+            Err(e) => Err(e),
+        };
+        for alias in registered {
+            let _ = self.ctx.deregister_table(alias.as_str());
+        }
+        rows
+    }
+
+    async fn execute_parsed(&self, text: &str) -> Result<ResultStream> {
         match statement::parse(text)? {
             EmberStatement::SetEmber { key, value } => {
                 self.set(&key, &value)?;

@@ -184,10 +184,14 @@ impl Session {
         } else {
             WriteMode::Error
         };
-        let written = self
-            .write_plan(physical, &location, ctas.format, mode)
-            .await?;
+        let written = if ctas.delta {
+            self.write_delta_plan(physical, &location, mode).await?
+        } else {
+            self.write_plan(physical, &location, ctas.format, mode)
+                .await?
+        };
         let stored_as = match ctas.format {
+            _ if ctas.delta => "DELTA",
             WriteFormat::Parquet => "PARQUET",
             WriteFormat::Csv => "CSV",
             WriteFormat::Json => "JSON",
@@ -222,6 +226,35 @@ impl Session {
     ) -> Result<Option<ResultStream>> {
         let provider: Arc<dyn TableProvider> =
             self.ctx.table_provider(dml.table_name.clone()).await?;
+        if let Some(delta) = provider.downcast_ref::<ember_connectors::delta::DeltaTableProvider>()
+        {
+            let mode = match op {
+                InsertOp::Append => WriteMode::Append,
+                InsertOp::Overwrite | InsertOp::Replace => WriteMode::Overwrite,
+            };
+            let physical = self.physical_plan(dml.input.as_ref().clone()).await?;
+            let written = self
+                .write_delta_plan(physical, delta.location(), mode)
+                .await?;
+            return Ok(Some(ResultStream::from_result(written)));
+        }
+        if let Some(postgres) = provider.downcast_ref::<ember_connectors::postgres::PostgresTable>()
+        {
+            let mode = match op {
+                InsertOp::Append => WriteMode::Append,
+                InsertOp::Overwrite | InsertOp::Replace => WriteMode::Overwrite,
+            };
+            let physical = self.physical_plan(dml.input.as_ref().clone()).await?;
+            let written = self
+                .write_postgres_plan(
+                    physical,
+                    postgres.connection().url(),
+                    postgres.table(),
+                    mode,
+                )
+                .await?;
+            return Ok(Some(ResultStream::from_result(written)));
+        }
         let Some(listing) = provider.downcast_ref::<ListingTable>() else {
             return Ok(None);
         };

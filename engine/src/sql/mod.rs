@@ -7,3 +7,4 @@ pub mod files;
 pub(crate) mod run;
 pub mod script;
 pub mod statement;
+pub(crate) mod time_travel;

@@ -41,6 +41,8 @@ pub struct CreateTableAs {
     pub name: String,
     /// The files' format (Parquet when not given).
     pub format: WriteFormat,
+    /// `STORED AS DELTA`: a Delta table (of Parquet files).
+    pub delta: bool,
     /// Where the files go; `None` for a folder named after the table in the warehouse.
     pub location: Option<String>,
     /// `OR REPLACE`: an existing table of that name is replaced (its files overwritten).
@@ -144,13 +146,18 @@ fn parse_create_table_as(text: &str) -> Result<Option<CreateTableAs>, ParserErro
     }
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
-    let (mut format, mut location) = (None, None);
+    let (mut format, mut location, mut delta) = (None, None, false);
     loop {
         if parser.parse_keywords(&[Keyword::STORED, Keyword::AS]) {
             let word = parser.parse_identifier()?;
+            if word.value.eq_ignore_ascii_case("delta") {
+                delta = true;
+                format = Some(WriteFormat::Parquet);
+                continue;
+            }
             format = Some(WriteFormat::from_extension(&word.value).ok_or_else(|| {
                 ParserError::ParserError(format!(
-                    "STORED AS {}: Ember writes PARQUET, CSV or JSON",
+                    "STORED AS {}: Ember writes PARQUET, CSV, JSON or DELTA",
                     word.value
                 ))
             })?);
@@ -175,6 +182,7 @@ fn parse_create_table_as(text: &str) -> Result<Option<CreateTableAs>, ParserErro
     Ok(Some(CreateTableAs {
         name: name.to_string(),
         format: format.unwrap_or(WriteFormat::Parquet),
+        delta,
         location,
         or_replace,
         if_not_exists,
@@ -248,6 +256,14 @@ mod tests {
 
     #[test]
     fn a_bad_format_or_trailing_text_is_an_error() {
+        let EmberStatement::CreateTableAs(ctas) =
+            parse("CREATE TABLE d STORED AS DELTA LOCATION '/x/d/' AS SELECT 1 AS a")
+                .expect("parses")
+        else {
+            panic!("not a CREATE TABLE AS");
+        };
+        assert!(ctas.delta);
+        assert_eq!(ctas.format, WriteFormat::Parquet);
         let e = parse("CREATE TABLE t STORED AS orc AS SELECT 1").expect_err("refused");
         assert!(e.to_string().contains("STORED AS orc"), "{e}");
         let e = parse("CREATE TABLE t AS SELECT 1 garbage here").expect_err("refused");
