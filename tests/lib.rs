@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod etcd;
 pub mod host_cluster;
 pub mod hosts;
+pub mod kafka;
 pub mod postgres;
 pub mod shuffle_bench;
 

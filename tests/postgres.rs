@@ -18,7 +18,7 @@ pub const PASSWORD: &str = "ember-test-password";
 /// Runs the server, and ends it when the test process that started it is gone (a shared
 /// server is never dropped). Prints the server's process id first.
 const WATCH_SCRIPT: &str = r#"
-"$@" & server=$!
+"$@" >&2 & server=$!
 echo "$server"
 parent=$PPID
 while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done

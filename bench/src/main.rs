@@ -25,6 +25,7 @@
 
 mod adaptive;
 mod cluster;
+mod connectors;
 mod dsl;
 mod durable;
 mod forest;
@@ -73,6 +74,9 @@ enum Command {
     /// Durable job state: TPC-H on process clusters with no store, a state folder and
     /// etcd, and the time from a scheduler's kill to the first task of the resumed job.
     Durable(durable::DurableBench),
+    /// Connectors: read throughput per executor of Delta, PostgreSQL and Kafka tables, and
+    /// the Delta read of TPC-H lineitem against the Parquet read of the same files.
+    Connectors(connectors::ConnectorsBench),
 }
 
 #[tokio::main]
@@ -86,5 +90,6 @@ async fn main() -> anyhow::Result<()> {
         Command::History(bench) => history::run(&bench).await,
         Command::Adaptive(bench) => adaptive::run(&bench).await,
         Command::Durable(bench) => durable::run(&bench).await,
+        Command::Connectors(bench) => connectors::run(&bench).await,
     }
 }

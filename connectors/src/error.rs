@@ -21,6 +21,14 @@ pub enum ConnectorError {
         /// What is wrong.
         message: String,
     },
+    /// A Kafka broker, topic or partition that failed.
+    #[error("Kafka {target}: {message}")]
+    Kafka {
+        /// `topic T` or `topic T partition P`.
+        target: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An option of a connector that is missing or malformed.
     #[error("invalid option {key}: {message}")]
     Option {

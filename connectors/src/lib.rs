@@ -3,6 +3,7 @@
 
 pub mod delta;
 pub mod error;
+pub mod kafka;
 pub mod postgres;
 
 pub use error::{ConnectorError, Result};

@@ -452,6 +452,22 @@ impl<'s> Dataset<'s> {
             .write_postgres_plan(plan, url, table, mode)
             .await
     }
+
+    /// Produces the rows to the Kafka topic of `options` (`KafkaOptions::from_url
+    /// ("kafka://HOST:PORT/TOPIC")`): the `value` column (text or bytes) as each
+    /// message's value, or each row as a JSON object when there is none; `key` as its
+    /// key; `partition`, if present, as its partition. At least once: a task run again
+    /// produces its rows again. Returns one row, `count`.
+    pub async fn write_kafka(
+        &self,
+        options: &ember_connectors::kafka::KafkaOptions,
+    ) -> Result<QueryResult> {
+        self.session
+            .prepare_caches(self.frame.logical_plan())
+            .await?;
+        let plan = self.frame.clone().create_physical_plan().await?;
+        self.session.write_kafka_plan(plan, options).await
+    }
 }
 
 impl<'s> GroupedDataset<'s> {

@@ -30,6 +30,9 @@ pub enum FileFormat {
     /// `partition_column`, `lower_bound`, `upper_bound` and `num_partitions` for a
     /// partitioned read).
     Postgres,
+    /// A Kafka topic: `kafka://HOST:PORT/TOPIC` (with `starting_offsets`,
+    /// `ending_offsets`, `value_format` and the other options as a query string).
+    Kafka,
 }
 
 impl FileFormat {
@@ -42,6 +45,7 @@ impl FileFormat {
             // The data files of a Delta table.
             FileFormat::Delta => "parquet",
             FileFormat::Postgres => "postgres",
+            FileFormat::Kafka => "kafka",
         }
     }
 
@@ -66,8 +70,10 @@ impl FromStr for FileFormat {
             "json" => Ok(FileFormat::Json),
             "delta" => Ok(FileFormat::Delta),
             "postgres" => Ok(FileFormat::Postgres),
+            "kafka" => Ok(FileFormat::Kafka),
             other => Err(format!(
-                "unknown format '{other}' (expected parquet, csv, json, delta or postgres)"
+                "unknown format '{other}' (expected parquet, csv, json, delta, postgres or \
+                 kafka)"
             )),
         }
     }
@@ -118,6 +124,9 @@ impl TableSpec {
         }
         if self.path.starts_with("postgres://") || self.path.starts_with("postgresql://") {
             return Ok(FileFormat::Postgres);
+        }
+        if self.path.starts_with("kafka://") {
+            return Ok(FileFormat::Kafka);
         }
         let path = Path::new(&self.path);
         if let Some(format) = path
@@ -190,6 +199,12 @@ impl TableSpec {
                 ctx.register_table(self.name.as_str(), provider)?;
                 return Ok(());
             }
+            FileFormat::Kafka => {
+                let options = ember_connectors::kafka::KafkaOptions::from_url(&self.path)?;
+                let provider = ember_connectors::kafka::KafkaTable::open(options).await?;
+                ctx.register_table(self.name.as_str(), std::sync::Arc::new(provider))?;
+                return Ok(());
+            }
         };
         registered.map_err(|e| self.explain(e, format))
     }
@@ -220,6 +235,11 @@ impl TableSpec {
             }
             FileFormat::Delta => return Ok(ctx.read_table(self.delta(ctx).await?)?),
             FileFormat::Postgres => return Ok(ctx.read_table(self.postgres().await?)?),
+            FileFormat::Kafka => {
+                let options = ember_connectors::kafka::KafkaOptions::from_url(&self.path)?;
+                let provider = ember_connectors::kafka::KafkaTable::open(options).await?;
+                return Ok(ctx.read_table(std::sync::Arc::new(provider))?);
+            }
         };
         read.map_err(|e| self.explain(e, format))
     }

@@ -42,7 +42,7 @@ pub enum ExecutorError {
     #[error(transparent)]
     Plan(#[from] PlannerError),
     /// The task's plan failed while running.
-    #[error("{0}")]
+    #[error("{}", execution_message(.0))]
     Execution(#[from] DataFusionError),
     /// A task needed more memory than the executor's limit, even after spilling.
     #[error(
@@ -131,5 +131,14 @@ impl From<ember_proto::ProtoError> for ExecutorError {
                 Self::Unreachable { address, message }
             }
         }
+    }
+}
+
+/// A task's error text: an external error (a connector's, naming its table or topic) as
+/// it is, without DataFusion's "External error: " in front.
+fn execution_message(error: &DataFusionError) -> String {
+    match error {
+        DataFusionError::External(inner) => inner.to_string(),
+        other => other.to_string(),
     }
 }

@@ -106,6 +106,9 @@ impl Leaves {
             || plan
                 .downcast_ref::<ember_connectors::postgres::PostgresWriteExec>()
                 .is_some()
+            || plan
+                .downcast_ref::<ember_connectors::kafka::KafkaWriteExec>()
+                .is_some()
         {
             self.writes = true;
         }

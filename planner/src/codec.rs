@@ -33,6 +33,7 @@ use crate::error::{PlannerError, Result};
 use crate::functions::{FunctionRegistry, MapPartitionsExec};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::sink::{StagedWriteExec, WriteFormat};
+use ember_connectors::kafka::{KafkaScanExec, KafkaSource, KafkaWriteExec, OffsetRange};
 use ember_connectors::postgres::{Connection, PostgresScanExec, PostgresWriteExec};
 
 /// Version of the wire form of Ember's extension nodes; a decoder refuses other versions.
@@ -219,6 +220,72 @@ struct ExtensionNode {
     postgres_scan: Option<PostgresScanNode>,
     #[prost(message, optional, tag = "8")]
     postgres_write: Option<PostgresWriteNode>,
+    #[prost(message, optional, tag = "9")]
+    kafka_scan: Option<KafkaScanNode>,
+    #[prost(message, optional, tag = "10")]
+    kafka_write: Option<KafkaWriteNode>,
+}
+
+/// Wire form of a Kafka topic's brokers, name and time to answer.
+#[derive(Clone, PartialEq, Message)]
+struct KafkaSourceNode {
+    #[prost(string, repeated, tag = "1")]
+    brokers: Vec<String>,
+    #[prost(string, tag = "2")]
+    topic: String,
+    #[prost(uint64, tag = "3")]
+    timeout_ms: u64,
+    #[prost(uint64, tag = "4")]
+    batch_records: u64,
+}
+
+/// Wire form of one task's offsets.
+#[derive(Clone, PartialEq, Message)]
+struct OffsetRangeNode {
+    #[prost(int32, tag = "1")]
+    partition: i32,
+    #[prost(int64, tag = "2")]
+    start: i64,
+    #[prost(int64, tag = "3")]
+    end: i64,
+}
+
+/// Wire form of a [`KafkaScanExec`]: the topic, the ranges (one per partition of the
+/// plan) and the JSON value's fields (absent for bytes).
+#[derive(Clone, PartialEq, Message)]
+struct KafkaScanNode {
+    #[prost(message, optional, tag = "1")]
+    source: Option<KafkaSourceNode>,
+    #[prost(message, repeated, tag = "2")]
+    ranges: Vec<OffsetRangeNode>,
+    #[prost(message, optional, tag = "3")]
+    value_fields: Option<protobuf::Schema>,
+}
+
+/// Wire form of a [`KafkaWriteExec`]; its input travels as the extension's input.
+#[derive(Clone, PartialEq, Message)]
+struct KafkaWriteNode {
+    #[prost(message, optional, tag = "1")]
+    source: Option<KafkaSourceNode>,
+}
+
+fn kafka_source_node(source: &KafkaSource) -> KafkaSourceNode {
+    KafkaSourceNode {
+        brokers: source.brokers.clone(),
+        topic: source.topic.clone(),
+        timeout_ms: u64::try_from(source.timeout.as_millis()).unwrap_or(u64::MAX),
+        batch_records: u64::try_from(source.batch_records).unwrap_or(u64::MAX),
+    }
+}
+
+fn kafka_source(node: Option<KafkaSourceNode>) -> DfResult<KafkaSource> {
+    let node = node.ok_or_else(|| codec_err("Kafka node without its topic"))?;
+    Ok(KafkaSource {
+        brokers: node.brokers,
+        topic: node.topic,
+        timeout: std::time::Duration::from_millis(node.timeout_ms),
+        batch_records: usize::try_from(node.batch_records).unwrap_or(usize::MAX),
+    })
 }
 
 /// Wire form of a [`PostgresScanExec`]: the server (its connection string, password
@@ -517,9 +584,40 @@ impl PhysicalExtensionCodec for EmberCodec {
                 write.write_id,
             )));
         }
+        if let Some(scan) = node.kafka_scan {
+            let value_fields = scan
+                .value_fields
+                .as_ref()
+                .map(Schema::try_from)
+                .transpose()?
+                .map(|schema| schema.fields().clone());
+            let ranges = scan
+                .ranges
+                .iter()
+                .map(|r| OffsetRange {
+                    partition: r.partition,
+                    start: r.start,
+                    end: r.end,
+                })
+                .collect();
+            return Ok(Arc::new(KafkaScanExec::new(
+                kafka_source(scan.source)?,
+                ranges,
+                value_fields,
+            )));
+        }
+        if let Some(write) = node.kafka_write {
+            let [input] = inputs else {
+                return Err(codec_err("KafkaWriteExec needs exactly one input"));
+            };
+            return Ok(Arc::new(KafkaWriteExec::new(
+                Arc::clone(input),
+                kafka_source(write.source)?,
+            )));
+        }
         Err(codec_err(
             "extension node is neither a writer, a reader, a function, a cache scan, an \
-             output writer nor a PostgreSQL scan or write",
+             output writer nor a PostgreSQL or Kafka scan or write",
         ))
     }
 
@@ -623,6 +721,35 @@ impl PhysicalExtensionCodec for EmberCodec {
                     table: scan.table().to_string(),
                     schema: Some(scan.schema().as_ref().try_into()?),
                     queries: scan.queries().to_vec(),
+                }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(scan) = node.downcast_ref::<KafkaScanExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                kafka_scan: Some(KafkaScanNode {
+                    source: Some(kafka_source_node(scan.source())),
+                    ranges: scan
+                        .ranges()
+                        .iter()
+                        .map(|r| OffsetRangeNode {
+                            partition: r.partition,
+                            start: r.start,
+                            end: r.end,
+                        })
+                        .collect(),
+                    value_fields: scan
+                        .value_fields()
+                        .map(|fields| (&Schema::new(fields.clone())).try_into())
+                        .transpose()?,
+                }),
+                ..ExtensionNode::default()
+            }
+        } else if let Some(write) = node.downcast_ref::<KafkaWriteExec>() {
+            ExtensionNode {
+                version: PLAN_WIRE_VERSION,
+                kafka_write: Some(KafkaWriteNode {
+                    source: Some(kafka_source_node(write.source())),
                 }),
                 ..ExtensionNode::default()
             }

@@ -13,6 +13,7 @@ mod functions;
 mod ha;
 mod hosts;
 mod input_errors;
+mod kafka;
 mod liveness;
 mod outputs;
 mod postgres;

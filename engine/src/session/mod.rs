@@ -41,6 +41,7 @@ pub use crate::result_stream::QueryResult;
 pub mod analyze;
 mod checked;
 mod delta;
+mod kafka;
 mod postgres;
 mod read;
 mod shared;
@@ -175,6 +176,10 @@ impl Session {
             .with_table_factory(
                 "DELTA".into(),
                 Arc::new(ember_connectors::delta::DeltaTableFactory),
+            )
+            .with_table_factory(
+                "KAFKA".into(),
+                Arc::new(ember_connectors::kafka::KafkaTableFactory),
             )
             .with_table_factory(
                 "POSTGRES".into(),
