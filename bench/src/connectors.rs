@@ -172,9 +172,7 @@ pub async fn run(bench: &ConnectorsBench) -> anyhow::Result<()> {
                 ("lineitem_parquet", &mut parquet_times),
                 ("lineitem_delta", &mut delta_times),
             ] {
-                let text = sql
-                    .replace("FROM lineitem", &format!("FROM {table}"))
-                    .replace("{}", table);
+                let text = sql.replace("lineitem", table).replace("{}", table);
                 let (t, row) = time(&session, &text, 1).await?;
                 times.extend(t);
                 answers.push(row);
