@@ -64,6 +64,7 @@ pub struct ServerSecurity {
 impl ServerSecurity {
     /// The rustls configuration of the server, if TLS is on.
     pub fn tls_config(&self) -> Result<Option<ServerTlsConfig>> {
+        install_crypto_provider();
         let Some((cert, key)) = &self.tls else {
             return Ok(None);
         };
@@ -207,6 +208,7 @@ impl ClientSecurity {
     /// An endpoint for `url` (`http://host:port` or `https://host:port`), with TLS set up
     /// for `https`.
     pub fn endpoint(&self, url: &str) -> Result<Endpoint> {
+        install_crypto_provider();
         let bad_url = |message: String| ProtoError::Config {
             key: "url".into(),
             message: format!("{url}: {message}"),
@@ -301,6 +303,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// Makes ring rustls's process-wide crypto provider, once. tonic's TLS configs take the
+/// process default, and with both of rustls's providers compiled in (the Delta Lake
+/// connector's HTTP stack brings aws-lc-rs) rustls will not choose one by itself.
+pub fn install_crypto_provider() {
+    // An error only says a provider is installed already.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
