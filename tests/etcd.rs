@@ -3,36 +3,18 @@
 //! is shared by a test run ([`EtcdServer::shared`]; tests keep apart by key prefix); a
 //! test that stops etcd's process starts its own ([`EtcdServer::start`]).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Runs etcd, and ends it when the test process that started it is gone (a shared server
-/// is never dropped). Prints etcd's process id first.
-const WATCH_SCRIPT: &str = r#"
-"$@" & server=$!
-echo "$server"
-parent=$PPID
-while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
-kill -9 "$server" 2>/dev/null
-"#;
+use crate::watched::{Watched, free_port};
 
 /// An etcd process; killed when dropped.
 pub struct EtcdServer {
-    child: Child,
-    /// etcd's own process id (the child is the shell that watches it).
-    pid: u32,
+    process: Watched,
     /// `127.0.0.1:PORT`, as `--ha etcd://` takes it.
     pub address: String,
     _data: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl EtcdServer {
@@ -54,28 +36,30 @@ impl EtcdServer {
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(data.path().join("etcd.log")).expect("log file");
-        let mut child = Command::new("sh")
-            .args(["-c", WATCH_SCRIPT, "etcd-watch", "etcd"])
-            .args(["--name", "ember-test", "--data-dir"])
-            .arg(data.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("ember-test={peer_url}")])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        let stdout = child.stdout.take().expect("piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("etcd's pid");
-        let pid: u32 = first.trim().parse().expect("a pid");
+        let data_dir = data.path().join("data");
+        let initial = format!("ember-test={peer_url}");
+        let process = Watched::spawn(
+            &[
+                OsStr::new("etcd"),
+                OsStr::new("--name"),
+                OsStr::new("ember-test"),
+                OsStr::new("--data-dir"),
+                data_dir.as_os_str(),
+                OsStr::new("--listen-client-urls"),
+                OsStr::new(&client_url),
+                OsStr::new("--advertise-client-urls"),
+                OsStr::new(&client_url),
+                OsStr::new("--listen-peer-urls"),
+                OsStr::new(&peer_url),
+                OsStr::new("--initial-advertise-peer-urls"),
+                OsStr::new(&peer_url),
+                OsStr::new("--initial-cluster"),
+                OsStr::new(&initial),
+            ],
+            log,
+        );
         let server = Self {
-            child,
-            pid,
+            process,
             address: format!("127.0.0.1:{client}"),
             _data: data,
         };
@@ -102,29 +86,11 @@ impl EtcdServer {
 
     /// Stops etcd's process (SIGSTOP): it answers nothing, and its time stands still.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        self.process.signal("-STOP");
     }
 
     /// Lets a paused etcd go on (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} {}", self.pid);
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.signal("-CONT");
     }
 }

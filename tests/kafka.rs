@@ -5,11 +5,13 @@
 //! One broker is shared by a test run ([`KafkaBroker::shared`]; tests keep apart by
 //! topic); a test that stops the broker starts its own ([`KafkaBroker::start`]).
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::watched::{Watched, free_port};
 
 /// The tansu version the tests run.
 pub const TANSU_VERSION: &str = "0.6.0";
@@ -17,20 +19,9 @@ pub const TANSU_VERSION: &str = "0.6.0";
 /// The file beside the binary that says it was built with the features the tests need.
 const FEATURES_MARK: &str = "features-dynostore";
 
-/// Runs the broker (its output into the log), and ends it when the test process that
-/// started it is gone. Prints the broker's process id first.
-const WATCH_SCRIPT: &str = r#"
-"$@" >&2 & server=$!
-echo "$server"
-parent=$PPID
-while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
-kill -9 "$server" 2>/dev/null
-"#;
-
 /// A broker process; killed when dropped.
 pub struct KafkaBroker {
-    child: Child,
-    pid: u32,
+    process: Watched,
     /// `127.0.0.1:PORT`.
     pub address: String,
     _dir: tempfile::TempDir,
@@ -80,36 +71,24 @@ impl KafkaBroker {
             .prefix("ember-kafka-")
             .tempdir()
             .expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
-        let mut child = Command::new("sh")
-            .args(["-c", WATCH_SCRIPT, "tansu-watch"])
-            .arg(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        let stdout = child.stdout.take().expect("piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("the broker's pid");
-        let pid: u32 = first.trim().parse().expect("a pid");
+        let process = Watched::spawn(
+            &[
+                binary.as_os_str(),
+                OsStr::new("broker"),
+                OsStr::new("--listener-url"),
+                OsStr::new(&url),
+                OsStr::new("--advertised-listener-url"),
+                OsStr::new(&url),
+                OsStr::new("--storage-engine"),
+                OsStr::new("memory://tansu/"),
+            ],
+            log,
+        );
         let broker = Self {
-            child,
-            pid,
+            process,
             address: format!("127.0.0.1:{port}"),
             _dir: dir,
         };
@@ -129,35 +108,14 @@ impl KafkaBroker {
         format!("kafka://{}/{topic}", self.address)
     }
 
-    /// Stops the broker's process (SIGSTOP): it answers nothing.
-    pub fn pause(&self) {
-        let _ = Command::new("kill")
-            .args(["-STOP", &self.pid.to_string()])
-            .status();
-    }
-
-    /// What [`Self::pause`] does, as a function another thread may call.
+    /// What stopping the broker's process (SIGSTOP) does, as a function another thread
+    /// may call: it answers nothing.
     pub fn pauser(&self) -> impl Fn() + Send + Sync + 'static {
-        let pid = self.pid.to_string();
-        move || {
-            let _ = Command::new("kill").args(["-STOP", &pid]).status();
-        }
+        self.process.pauser()
     }
 
     /// Lets a paused broker go on (SIGCONT).
     pub fn resume(&self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.pid.to_string()])
-            .status();
-    }
-}
-
-impl Drop for KafkaBroker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.signal("-CONT");
     }
 }

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod kafka;
 pub mod postgres;
 pub mod shuffle_bench;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -217,6 +218,31 @@ pub fn cluster_functions() -> ember::FunctionRegistry {
     let functions = ember::builtin_functions();
     register_cluster_functions(&functions);
     functions
+}
+
+/// Runs `script` with `python` (`python -c SCRIPT ARGS...`); what it printed, trimmed.
+/// Fails the test with Python's stderr when the script fails.
+pub fn python_output(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The rows of `sql` run in `session`, one line per row with `|` between values.
+pub async fn sql_lines(session: &ember::Session, sql: &str) -> Vec<String> {
+    let result = session.sql(sql).await.expect("query runs");
+    rows(&result.batches)
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect()
 }
 
 /// Where the tests find a Python with `moto[server]`: `EMBER_MOTO_PYTHON`, or a virtual

@@ -4,31 +4,22 @@
 //! (`scram-sha-256`). One server is shared by a test run ([`PostgresServer::shared`]);
 //! tests keep apart by database.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::watched::{Watched, free_port};
 
 /// The superuser the tests connect as, and its password.
 pub const USER: &str = "ember";
 /// The password of [`USER`].
 pub const PASSWORD: &str = "ember-test-password";
 
-/// Runs the server, and ends it when the test process that started it is gone (a shared
-/// server is never dropped). Prints the server's process id first.
-const WATCH_SCRIPT: &str = r#"
-"$@" >&2 & server=$!
-echo "$server"
-parent=$PPID
-while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
-kill -9 "$server" 2>/dev/null
-"#;
-
 /// A PostgreSQL server process; killed when dropped.
 pub struct PostgresServer {
-    child: Child,
-    pid: u32,
+    _process: Watched,
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
@@ -114,37 +105,39 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let mut command = Command::new("sh");
-        command.args(["-c", WATCH_SCRIPT, "postgres-watch"]);
+        let postgres = bin.join("postgres");
+        let port_text = port.to_string();
+        let mut command: Vec<&OsStr> = Vec::new();
         if is_root() {
-            command.args(["runuser", "-u", "postgres", "--"]);
+            command.extend(["runuser", "-u", "postgres", "--"].map(OsStr::new));
         }
-        let mut child = command
-            .arg(bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("postgres starts");
-        let stdout = child.stdout.take().expect("piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("the server's pid");
-        let pid: u32 = first.trim().parse().expect("a pid");
+        command.extend([
+            postgres.as_os_str(),
+            OsStr::new("-D"),
+            data.as_os_str(),
+            OsStr::new("-p"),
+            OsStr::new(&port_text),
+            OsStr::new("-k"),
+            dir.path().as_os_str(),
+        ]);
+        command.extend(
+            [
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
+            ]
+            .map(OsStr::new),
+        );
+        let process = Watched::spawn(&command, log);
         let server = Self {
-            child,
-            pid,
+            _process: process,
             port,
             dir,
         };
@@ -197,29 +190,5 @@ impl PostgresServer {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
-    }
-
-    /// Stops the server's process (SIGSTOP).
-    pub fn pause(&self) {
-        let _ = Command::new("kill")
-            .args(["-STOP", &self.pid.to_string()])
-            .status();
-    }
-
-    /// Lets a paused server go on (SIGCONT).
-    pub fn resume(&self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.pid.to_string()])
-            .status();
-    }
-}
-
-impl Drop for PostgresServer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

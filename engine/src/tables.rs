@@ -260,7 +260,7 @@ impl TableSpec {
         )
         .await?;
         Ok(std::sync::Arc::new(
-            delta::DeltaTableProvider::try_new(&table, &self.path, &url)?.following_latest(store),
+            delta::DeltaTableProvider::try_new(&table, &self.path, &url)?.following_latest(table),
         ))
     }
 

@@ -390,6 +390,34 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
 /// A value the event hook fills in.
 pub(crate) type Shared<T> = Arc<Mutex<T>>;
 
+/// When the session's next task finishes, kills an executor other than the one that ran
+/// it (one still running tasks, in a stage of many); its id lands in the slot returned.
+pub(crate) fn kill_another_executor_when_a_task_finishes(
+    cluster: &TestCluster,
+    session: &mut Session,
+) -> Shared<Option<String>> {
+    let killed = Arc::new(Mutex::new(None::<String>));
+    let executors = Arc::clone(&cluster.executors);
+    let victim = Arc::clone(&killed);
+    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
+        if let JobEvent::TaskFinished { executor_id, .. } = event {
+            let mut victim = victim.lock().expect("lock");
+            if victim.is_some() {
+                return;
+            }
+            let mut executors = executors.lock().expect("lock");
+            if let Some(node) = executors
+                .iter_mut()
+                .find(|n| n.id != executor_id.to_string())
+            {
+                kill(node);
+                *victim = Some(node.id.clone());
+            }
+        }
+    })));
+    killed
+}
+
 /// The executor a hook killed; fails the test when it killed none.
 pub(crate) fn victim_of(killed: &Shared<Option<String>>) -> String {
     killed

@@ -5,36 +5,25 @@
 //! executor is SIGKILLed mid-write committing exactly one new version.
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 
 use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::prelude::col;
-use ember::scheduler::JobEvent;
 use ember::{EmberConfig, Session, WriteMode};
-use ember_tests::{key_value_schema, python_venv, rows};
+use ember_tests::{key_value_schema, python_output, python_venv, sql_lines};
 
-use crate::cluster::{Hook, TestCluster, kill};
+use crate::cluster::{TestCluster, kill_another_executor_when_a_task_finishes};
 
 /// A Python with `deltalake` and `pyarrow`.
 fn python() -> std::path::PathBuf {
     python_venv("delta", &["deltalake", "pyarrow"], "deltalake, pyarrow")
 }
 
-/// Runs `script` (with `sys.argv[1]` = `table`) and returns what it printed.
+/// Runs `script` with `sys.argv[1]` = `table`; what it printed.
 fn run_python(script: &str, table: &Path) -> String {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .arg(table)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    python_output(&python(), script, &[table.as_os_str()])
 }
 
 fn session() -> Session {
@@ -43,15 +32,6 @@ fn session() -> Session {
         ..EmberConfig::default()
     })
     .expect("the cluster starts")
-}
-
-/// Rows of `sql` as text, one line per row.
-async fn lines(session: &Session, sql: &str) -> Vec<String> {
-    let result = session.sql(sql).await.expect("query runs");
-    rows(&result.batches)
-        .into_iter()
-        .map(|r| r.join("|"))
-        .collect()
 }
 
 /// The Python side writes version 0 (ids 0..1000) and appends version 1 (1000..1500),
@@ -103,18 +83,18 @@ async fn tables_written_by_the_deltalake_package_read_the_same_at_two_versions()
         .await
         .expect("the table registers");
     let query = "SELECT id, name, price, part FROM sales";
-    let latest = lines(&session, &format!("{query} ORDER BY id")).await;
+    let latest = sql_lines(&session, &format!("{query} ORDER BY id")).await;
     assert_eq!(latest, versions[1]);
-    let first = lines(&session, &format!("{query} VERSION AS OF 0 ORDER BY id")).await;
+    let first = sql_lines(&session, &format!("{query} VERSION AS OF 0 ORDER BY id")).await;
     assert_eq!(first, versions[0]);
 
     // The partition values and the statistics rule out files: a third of the files for
     // `part = 1`, and of those only the newer version's for ids above 1000.
     let files = |plan: Vec<String>| plan.join("\n").matches(".parquet").count();
-    let all = files(lines(&session, &format!("EXPLAIN {query}")).await);
-    let one_part = files(lines(&session, &format!("EXPLAIN {query} WHERE part = 1")).await);
+    let all = files(sql_lines(&session, &format!("EXPLAIN {query}")).await);
+    let one_part = files(sql_lines(&session, &format!("EXPLAIN {query} WHERE part = 1")).await);
     let newer = files(
-        lines(
+        sql_lines(
             &session,
             &format!("EXPLAIN {query} WHERE part = 1 AND id >= 1200"),
         )
@@ -122,7 +102,7 @@ async fn tables_written_by_the_deltalake_package_read_the_same_at_two_versions()
     );
     assert_eq!(all, 6, "two versions of three partitions");
     assert_eq!((one_part, newer), (2, 1));
-    let counted = lines(
+    let counted = sql_lines(
         &session,
         "SELECT count(*) FROM sales WHERE part = 1 AND id >= 1200",
     )
@@ -192,11 +172,11 @@ async fn tables_written_by_ember_read_the_same_in_the_deltalake_package() {
         .expect("v2 by INSERT INTO");
     // A registered table shows the versions committed after it was registered.
     assert_eq!(
-        lines(&session, "SELECT count(*) FROM w").await,
+        sql_lines(&session, "SELECT count(*) FROM w").await,
         vec!["4500"]
     );
     assert_eq!(
-        lines(&session, "SELECT count(*) FROM w VERSION AS OF 1").await,
+        sql_lines(&session, "SELECT count(*) FROM w VERSION AS OF 1").await,
         vec!["4000"]
     );
 
@@ -242,9 +222,12 @@ print(data.schema.field("value").type)
 
     // Overwrite: a new version with only the new rows; the old ones stay readable.
     write(0, 10, WriteMode::Overwrite).await.expect("v3");
-    assert_eq!(lines(&session, "SELECT count(*) FROM w").await, vec!["10"]);
     assert_eq!(
-        lines(&session, "SELECT count(*) FROM w VERSION AS OF 2").await,
+        sql_lines(&session, "SELECT count(*) FROM w").await,
+        vec!["10"]
+    );
+    assert_eq!(
+        sql_lines(&session, "SELECT count(*) FROM w VERSION AS OF 2").await,
         vec!["4500"]
     );
     let printed = run_python(
@@ -364,25 +347,7 @@ async fn an_executor_killed_during_a_delta_write_leaves_one_new_version() {
 
     // When the first write task finishes, kill an executor that ran none yet: it is
     // writing, and its attempts run again elsewhere.
-    let killed = Arc::new(Mutex::new(None::<String>));
-    let executors = Arc::clone(&cluster.executors);
-    let victim = Arc::clone(&killed);
-    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
-        if let JobEvent::TaskFinished { executor_id, .. } = event {
-            let mut victim = victim.lock().expect("lock");
-            if victim.is_some() {
-                return;
-            }
-            let mut executors = executors.lock().expect("lock");
-            if let Some(node) = executors
-                .iter_mut()
-                .find(|n| n.id != executor_id.to_string())
-            {
-                kill(node);
-                *victim = Some(node.id.clone());
-            }
-        }
-    })));
+    let killed = kill_another_executor_when_a_task_finishes(&cluster, &mut session);
     let slow = session
         .from_batches(values(1000, 13_000))
         .expect("dataset")

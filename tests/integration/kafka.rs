@@ -17,7 +17,7 @@ use ember::connectors::kafka::KafkaOptions;
 use ember::scheduler::JobEvent;
 use ember::{EmberConfig, Session};
 use ember_tests::kafka::KafkaBroker;
-use ember_tests::{python_venv, rows};
+use ember_tests::{python_output, python_venv, sql_lines};
 
 use crate::cluster::{Hook, NODE};
 
@@ -28,17 +28,8 @@ fn python() -> std::path::PathBuf {
 
 /// Runs `script` with `args`; what it printed.
 fn run_python(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    python_output(&python(), script, &args)
 }
 
 /// Creates topic `argv[2]` with `argv[4]` partitions on `argv[1]` and produces `argv[3]`
@@ -105,14 +96,6 @@ fn session() -> Session {
     .expect("the cluster starts")
 }
 
-async fn lines(session: &Session, sql: &str) -> Vec<String> {
-    let result = session.sql(sql).await.expect("query runs");
-    rows(&result.batches)
-        .into_iter()
-        .map(|r| r.join("|"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_json_messages_read_between_explicit_offsets_match_python() {
     let broker = KafkaBroker::shared();
@@ -158,20 +141,20 @@ async fn a_million_json_messages_read_between_explicit_offsets_match_python() {
         ))
         .await
         .expect("registers");
-    let per_partition = lines(
+    let per_partition = sql_lines(
         &session,
         "SELECT partition, count(*), sum(value['id']) FROM events GROUP BY partition ORDER BY partition",
     )
     .await;
     assert_eq!(per_partition, expected[..6]);
-    let per_user = lines(
+    let per_user = sql_lines(
         &session,
         "SELECT value['user'] AS u, count(*), sum(value['amount']) FROM events GROUP BY 1 ORDER BY 1",
     )
     .await;
     assert_eq!(per_user, expected[6..]);
     // Offsets and keys are the messages' own: partition p holds ids p, p + 6, ...
-    let firsts = lines(
+    let firsts = sql_lines(
         &session,
         "SELECT partition, min(offset), CAST(arrow_cast(first_value(key ORDER BY offset), 'Utf8') AS BIGINT) \
          FROM events GROUP BY partition ORDER BY partition",
@@ -226,7 +209,7 @@ async fn a_broker_stopped_mid_read_fails_naming_the_partition_and_a_retry_succee
         .expect("registers");
     let expected_sum: i64 = (0..20_000).sum();
     assert_eq!(
-        lines(&session, sql).await,
+        sql_lines(&session, sql).await,
         vec![format!("20000|{expected_sum}")]
     );
 
@@ -252,7 +235,7 @@ async fn a_broker_stopped_mid_read_fails_naming_the_partition_and_a_retry_succee
     broker.resume();
     session.set_listener(Arc::new(Hook(|_: &JobEvent| {})));
     assert_eq!(
-        lines(&session, sql).await,
+        sql_lines(&session, sql).await,
         vec![format!("20000|{expected_sum}")],
         "the same read succeeds once the broker is back"
     );

@@ -4,7 +4,7 @@
 //! executor kill landing exactly once, and one-line errors for a missing table, an
 //! unreachable server and a wrong password.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
@@ -15,7 +15,7 @@ use ember::{EmberConfig, Session, WriteMode};
 use ember_tests::postgres::{PASSWORD, PostgresServer};
 use ember_tests::{rows, rows_match, tpch_data, tpch_query};
 
-use crate::cluster::{Hook, NODE, TestCluster, kill};
+use crate::cluster::{Hook, NODE, TestCluster, kill_another_executor_when_a_task_finishes};
 
 fn count(result: &ember::QueryResult) -> u64 {
     result.batches[0]
@@ -99,25 +99,7 @@ async fn a_write_under_an_executor_kill_lands_exactly_once() {
     let url = server.url("killed_write");
     let cluster = TestCluster::start(3, &[], None);
     let mut session = cluster.session().await;
-    let killed = Arc::new(Mutex::new(None::<String>));
-    let executors = Arc::clone(&cluster.executors);
-    let victim = Arc::clone(&killed);
-    session.set_listener(Arc::new(Hook(move |event: &JobEvent| {
-        if let JobEvent::TaskFinished { executor_id, .. } = event {
-            let mut victim = victim.lock().expect("lock");
-            if victim.is_some() {
-                return;
-            }
-            let mut executors = executors.lock().expect("lock");
-            if let Some(node) = executors
-                .iter_mut()
-                .find(|n| n.id != executor_id.to_string())
-            {
-                kill(node);
-                *victim = Some(node.id.clone());
-            }
-        }
-    })));
+    let killed = kill_another_executor_when_a_task_finishes(&cluster, &mut session);
     let written = session
         .from_batches(crate::cluster::key_values(100_000, 10))
         .expect("dataset")

@@ -73,7 +73,7 @@ impl TableProviderFactory for DeltaTableFactory {
         let table = load(Arc::clone(&store), &url, &location, &version).await?;
         let provider = DeltaTableProvider::try_new(&table, &location, &url)?;
         Ok(Arc::new(if version == DeltaVersion::Latest {
-            provider.following_latest(store)
+            provider.following_latest(table)
         } else {
             provider
         }))

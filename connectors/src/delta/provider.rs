@@ -28,11 +28,9 @@ use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningSt
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake_core::DeltaTable;
-use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use url::Url;
 
-use super::open::{DeltaVersion, load};
 use crate::error::{ConnectorError, Result};
 
 /// One data file of the snapshot.
@@ -66,9 +64,10 @@ pub struct DeltaTableProvider {
     files: Vec<DeltaFile>,
     stats: FileStats,
     total_rows: Option<u64>,
-    /// For a table read at its latest version: the store to look for newer versions in
-    /// at each scan, so that a registered table shows what later writes committed.
-    follow: Option<Arc<dyn ObjectStore>>,
+    /// For a table read at its latest version: the table, brought up to date at each scan
+    /// (reading only the commits since), so that a registered table shows what later
+    /// writes committed.
+    follow: Option<tokio::sync::Mutex<DeltaTable>>,
 }
 
 impl DeltaTableProvider {
@@ -93,10 +92,11 @@ impl DeltaTableProvider {
         let mut data_fields = Vec::new();
         let mut partition_fields = Vec::new();
         for field in table_schema.fields() {
+            let field = view_typed(field);
             if partition_columns.contains(field.name()) {
-                partition_fields.push(Arc::clone(field));
+                partition_fields.push(field);
             } else {
-                data_fields.push(Arc::clone(field));
+                data_fields.push(field);
             }
         }
         // The partition columns in the order the log names them.
@@ -138,10 +138,10 @@ impl DeltaTableProvider {
         })
     }
 
-    /// This table, scanning the latest version (read from `store`) each time it is
-    /// scanned, rather than the version it was opened at.
-    pub fn following_latest(mut self, store: Arc<dyn ObjectStore>) -> Self {
-        self.follow = Some(store);
+    /// This table, scanning the latest version of `table` (the table it was made from)
+    /// each time it is scanned, rather than the version it was opened at.
+    pub fn following_latest(mut self, table: DeltaTable) -> Self {
+        self.follow = Some(tokio::sync::Mutex::new(table));
         self
     }
 
@@ -189,6 +189,18 @@ impl DeltaTableProvider {
             }
         }
     }
+}
+
+/// `field` with strings and binaries in their view layouts, as DataFusion's Parquet
+/// reader decodes them by default (`schema_force_view_types`) and as Ember's Parquet
+/// tables hold them: declared as `Utf8`, every string would be copied once more.
+fn view_typed(field: &FieldRef) -> FieldRef {
+    let data_type = match field.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+        DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
+        _ => return Arc::clone(field),
+    };
+    Arc::new(field.as_ref().clone().with_data_type(data_type))
 }
 
 /// The files and their statistics from the flattened add actions of a snapshot.
@@ -382,14 +394,15 @@ impl TableProvider for DeltaTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if let Some(store) = &self.follow {
-            let table = load(
-                Arc::clone(store),
-                &self.url,
-                &self.location,
-                &DeltaVersion::Latest,
-            )
-            .await?;
+        if let Some(table) = &self.follow {
+            let mut table = table.lock().await;
+            table
+                .update_incremental(None)
+                .await
+                .map_err(|e| ConnectorError::Delta {
+                    location: self.location.clone(),
+                    message: format!("reading its latest version: {e}"),
+                })?;
             if table.version() != Some(self.version) {
                 let latest = Self::try_new(&table, &self.location, &self.url)?;
                 if latest.schema != self.schema {

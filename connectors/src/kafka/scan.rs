@@ -15,16 +15,15 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use futures::StreamExt;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
 use crate::error::ConnectorError;
+use crate::task::{BatchSource, batches_of};
 
 /// Bytes one fetch asks for at most.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
@@ -225,7 +224,7 @@ struct Reading {
     _connection: Client,
 }
 
-impl Reading {
+impl BatchSource for Reading {
     /// The next batch of up to `batch_size` messages; `None` once the range is read.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
         if self.next >= self.range.end {
@@ -414,24 +413,6 @@ impl ExecutionPlan for KafkaScanExec {
                 _connection: connection,
             })
         };
-        let stream = futures::stream::once(opened).flat_map(|opened| {
-            let stream: futures::stream::BoxStream<'static, DfResult<RecordBatch>> = match opened {
-                Err(e) => futures::stream::once(async move { Err(e.into()) }).boxed(),
-                Ok(reading) => futures::stream::unfold(Some(reading), |state| async move {
-                    let mut reading = state?;
-                    match reading.next_batch().await {
-                        Ok(Some(batch)) => Some((Ok(batch), Some(reading))),
-                        Ok(None) => None,
-                        Err(e) => Some((Err(DataFusionError::from(e)), None)),
-                    }
-                })
-                .boxed(),
-            };
-            stream
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        )))
+        Ok(batches_of(Arc::clone(&self.schema), opened))
     }
 }

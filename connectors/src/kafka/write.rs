@@ -8,15 +8,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Int32Type};
 use chrono::Utc;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
@@ -27,15 +26,7 @@ use rskafka::record::Record;
 
 use super::scan::{KafkaSource, first_line};
 use crate::error::ConnectorError;
-
-/// The rows a [`KafkaWriteExec`] yields: one per task, the topic and its messages.
-pub fn result_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("partition", DataType::UInt32, false),
-        Field::new("folder", DataType::Utf8, false),
-        Field::new("rows", DataType::UInt64, false),
-    ]))
-}
+use crate::task::{write_result, write_result_schema, write_stream};
 
 /// Kafka's murmur2 hash (as its Java client's default partitioner computes it).
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -89,7 +80,7 @@ impl KafkaWriteExec {
     /// Produces `input` to `source`'s topic.
     pub fn new(input: Arc<dyn ExecutionPlan>, source: KafkaSource) -> Self {
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(result_schema()),
+            EquivalenceProperties::new(write_result_schema()),
             Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -284,25 +275,9 @@ impl ExecutionPlan for KafkaWriteExec {
                     }
                 }
             }
-            let batch = RecordBatch::try_new(
-                result_schema(),
-                vec![
-                    Arc::new(UInt32Array::from(vec![
-                        u32::try_from(partition).unwrap_or(0),
-                    ])),
-                    Arc::new(StringArray::from(vec![source.topic.clone()])),
-                    Arc::new(UInt64Array::from(vec![rows])),
-                ],
-            )
-            .map_err(DataFusionError::from)?;
-            Ok::<_, ConnectorError>(batch)
+            Ok::<_, ConnectorError>(write_result(partition, source.topic.clone(), rows)?)
         };
-        let stream =
-            futures::stream::once(async move { task.await.map_err(DataFusionError::from) });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            result_schema(),
-            stream,
-        )))
+        Ok(write_stream(task))
     }
 }
 

@@ -15,7 +15,6 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
@@ -25,6 +24,7 @@ use tokio_postgres::{Client, CopyOutStream};
 
 use super::Connection;
 use crate::error::ConnectorError;
+use crate::task::{BatchSource, batches_of};
 
 /// Reads a PostgreSQL table, one query per partition.
 #[derive(Debug)]
@@ -95,6 +95,17 @@ struct Reading {
     decoder: Decoder,
     buffer: Bytes,
     ended: bool,
+    connection: Connection,
+    table: String,
+}
+
+impl BatchSource for Reading {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        self.next().await.map_err(|message| {
+            self.connection
+                .error(&self.table, format!("reading rows: {message}"))
+        })
+    }
 }
 
 impl Reading {
@@ -183,48 +194,16 @@ impl ExecutionPlan for PostgresScanExec {
                 ))
                 .await
                 .map_err(|e| connection.error(&table, Connection::explain(&e)))?;
-            Ok::<_, ConnectorError>((
-                Reading {
-                    _client: client,
-                    copy: Box::pin(copy),
-                    decoder,
-                    buffer: Bytes::new(),
-                    ended: false,
-                },
+            Ok::<_, ConnectorError>(Reading {
+                _client: client,
+                copy: Box::pin(copy),
+                decoder,
+                buffer: Bytes::new(),
+                ended: false,
                 connection,
                 table,
-            ))
+            })
         };
-        let stream = futures::stream::once(opened).flat_map(|opened| {
-            let stream: futures::stream::BoxStream<'static, DfResult<RecordBatch>> = match opened {
-                Err(e) => futures::stream::once(async move { Err(e.into()) }).boxed(),
-                Ok((reading, connection, table)) => {
-                    futures::stream::unfold(Some(reading), move |state| {
-                        let connection = connection.clone();
-                        let table = table.clone();
-                        async move {
-                            let mut reading = state?;
-                            match reading.next().await {
-                                Ok(Some(batch)) => Some((Ok(batch), Some(reading))),
-                                Ok(None) => None,
-                                Err(message) => Some((
-                                    Err(DataFusionError::from(
-                                        connection
-                                            .error(&table, format!("reading rows: {message}")),
-                                    )),
-                                    None,
-                                )),
-                            }
-                        }
-                    })
-                    .boxed()
-                }
-            };
-            stream
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        )))
+        Ok(batches_of(Arc::clone(&self.schema), opened))
     }
 }

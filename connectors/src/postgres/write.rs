@@ -10,14 +10,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
@@ -27,7 +25,8 @@ use futures::{SinkExt, StreamExt};
 use super::Connection;
 use super::connect::quote_name;
 use super::types::postgres_type;
-use crate::error::Result;
+use crate::error::{ConnectorError, Result};
+use crate::task::{write_result, write_result_schema, write_stream};
 
 /// How a write meets a table that exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +37,6 @@ pub enum PostgresWriteMode {
     Append,
     /// Replace the rows.
     Overwrite,
-}
-
-/// The rows a [`PostgresWriteExec`] yields: one per task, its staging table and rows.
-pub fn result_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("partition", DataType::UInt32, false),
-        Field::new("folder", DataType::Utf8, false),
-        Field::new("rows", DataType::UInt64, false),
-    ]))
 }
 
 /// The staging tables of write `write_id` to `table` start with this (in its schema).
@@ -74,7 +64,7 @@ impl PostgresWriteExec {
         write_id: String,
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(result_schema()),
+            EquivalenceProperties::new(write_result_schema()),
             Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -201,23 +191,9 @@ impl ExecutionPlan for PostgresWriteExec {
             }
             sink.as_mut().finish().await.map_err(fail)?;
             tx.commit().await.map_err(fail)?;
-            let batch = RecordBatch::try_new(
-                result_schema(),
-                vec![
-                    Arc::new(UInt32Array::from(vec![
-                        u32::try_from(partition).unwrap_or(0),
-                    ])),
-                    Arc::new(StringArray::from(vec![staging])),
-                    Arc::new(UInt64Array::from(vec![rows])),
-                ],
-            )?;
-            Ok::<_, DataFusionError>(batch)
+            Ok::<_, ConnectorError>(write_result(partition, staging, rows)?)
         };
-        let stream = futures::stream::once(task);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            result_schema(),
-            stream,
-        )))
+        Ok(write_stream(task))
     }
 }
 

@@ -21,7 +21,53 @@ use crate::dataset::Dataset;
 use crate::error::{EmberError, Result};
 use crate::result_stream::QueryResult;
 
+/// The tables a statement pins to versions (`t VERSION AS OF 3`), registered under names
+/// of their own while it is planned (the plan holds the tables, not the names), and the
+/// statement's text with those names; dropped, the names go.
+pub(crate) struct Pinned<'a> {
+    ctx: &'a datafusion::prelude::SessionContext,
+    text: std::borrow::Cow<'a, str>,
+    aliases: Vec<String>,
+}
+
+impl Pinned<'_> {
+    /// The statement, with the pinned tables' names in place of `NAME VERSION AS OF N`.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        for alias in &self.aliases {
+            let _ = self.ctx.deregister_table(alias.as_str());
+        }
+    }
+}
+
 impl Session {
+    /// Registers the tables `text` pins to versions; see [`Pinned`].
+    pub(crate) async fn pin_versions<'a>(&'a self, text: &'a str) -> Result<Pinned<'a>> {
+        let Some((rewritten, tables)) = crate::sql::time_travel::pin_versions(text)? else {
+            return Ok(Pinned {
+                ctx: &self.ctx,
+                text: text.into(),
+                aliases: Vec::new(),
+            });
+        };
+        let mut pinned = Pinned {
+            ctx: &self.ctx,
+            text: rewritten.into(),
+            aliases: Vec::new(),
+        };
+        for table in tables {
+            let provider = self.pinned_delta(&table.name, &table.version).await?;
+            self.ctx.register_table(table.alias.as_str(), provider)?;
+            pinned.aliases.push(table.alias);
+        }
+        Ok(pinned)
+    }
+
     /// The Delta table at `location` (a path or an `s3://` URL) at `version`, as a table
     /// provider to register or read.
     pub async fn delta_table(
@@ -34,7 +80,7 @@ impl Session {
         let table = delta::load(Arc::clone(&store), &url, location, version).await?;
         let provider = DeltaTableProvider::try_new(&table, location, &url)?;
         Ok(Arc::new(if *version == DeltaVersion::Latest {
-            provider.following_latest(store)
+            provider.following_latest(table)
         } else {
             provider
         }))

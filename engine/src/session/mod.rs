@@ -367,33 +367,10 @@ impl Session {
 
     async fn execute_named(&self, text: &str) -> Result<ResultStream> {
         self.sync_catalog().await?;
-        let Some((pinned_text, pinned)) = crate::sql::time_travel::pin_versions(text)? else {
-            return self.execute_parsed(text).await;
-        };
-        // The tables at the versions asked for, under names of their own while the
-        // statement is planned (the plan holds the tables, not the names).
-        let mut registered = Vec::new();
-        let mut result = Ok(());
-        for table in &pinned {
-            match self.pinned_delta(&table.name, &table.version).await {
-                Ok(provider) => match self.ctx.register_table(table.alias.as_str(), provider) {
-                    Ok(_) => registered.push(table.alias.clone()),
-                    Err(e) => result = Err(e.into()),
-                },
-                Err(e) => result = Err(e),
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        let rows = match result {
-            Ok(()) => self.execute_parsed(&pinned_text).await,
-            Err(e) => Err(e),
-        };
-        for alias in registered {
-            let _ = self.ctx.deregister_table(alias.as_str());
-        }
-        rows
+        // Tables at the versions asked for (`VERSION AS OF`), registered while the
+        // statement is planned.
+        let pinned = self.pin_versions(text).await?;
+        self.execute_parsed(pinned.text()).await
     }
 
     async fn execute_parsed(&self, text: &str) -> Result<ResultStream> {
@@ -445,7 +422,8 @@ impl Session {
             self.run_statement(statement, true).await?;
         }
         self.sync_catalog().await?;
-        let plan = self.ctx.state().create_logical_plan(&last.text).await?;
+        let pinned = self.pin_versions(&last.text).await?;
+        let plan = self.ctx.state().create_logical_plan(pinned.text()).await?;
         let physical = self.physical_plan(plan).await?;
         Ok(cut_stages(physical)?)
     }
