@@ -2,7 +2,8 @@
 //! invocation, every result checked:
 //!
 //! 1. **TPC-H**: the 22 queries on the embedded cluster with `ember.adaptive.enabled`
-//!    off and on (same shuffle partitions), alternating per query, each checked against
+//!    (or the setting `--toggle` names, such as `ember.optimizer.runtime_filters`) off and
+//!    on (same shuffle partitions), alternating per query, each checked against
 //!    DataFusion alone;
 //! 2. **a skewed join**: a sales table whose top product holds 30 % of the rows, joined
 //!    with a products table too large to broadcast and aggregated per brand: Ember with
@@ -56,6 +57,9 @@ pub struct AdaptiveBench {
     /// Folder of the skewed tables (made when missing).
     #[arg(long, default_value = "data/skew")]
     pub skew_data: PathBuf,
+    /// The true/false setting the TPC-H part turns off and on.
+    #[arg(long, default_value = "ember.adaptive.enabled")]
+    pub toggle: String,
     /// Parts to run, comma-separated: tpch, skew, straggler.
     #[arg(long, value_delimiter = ',', default_value = "tpch,skew,straggler")]
     pub parts: Vec<String>,
@@ -78,13 +82,18 @@ impl AdaptiveBench {
     }
 
     fn config(&self, adaptive: bool) -> anyhow::Result<EmberConfig> {
+        self.config_with("ember.adaptive.enabled", adaptive)
+    }
+
+    /// The embedded cluster's configuration with the true/false setting `key` at `on`.
+    fn config_with(&self, key: &str, on: bool) -> anyhow::Result<EmberConfig> {
         let mut config = EmberConfig {
             executors: self.executors,
             slots: 1,
             shuffle_partitions: self.partitions,
             ..EmberConfig::default()
         };
-        config.set("ember.adaptive.enabled", &adaptive.to_string())?;
+        config.set(key, &on.to_string())?;
         Ok(config)
     }
 }
@@ -126,8 +135,8 @@ fn tasks(result: &ember::QueryResult) -> usize {
 async fn tpch(bench: &AdaptiveBench, report: &mut Report) -> anyhow::Result<()> {
     let dir = bench.tpch_dir();
     ensure_tpch(&dir, bench.scale_factor, 4)?;
-    let off = Session::new(bench.config(false)?)?;
-    let on = Session::new(bench.config(true)?)?;
+    let off = Session::new(bench.config_with(&bench.toggle, false)?)?;
+    let on = Session::new(bench.config_with(&bench.toggle, true)?)?;
     register_tpch(&off, &dir).await?;
     register_tpch(&on, &dir).await?;
     let partitions = on.config().target_partitions();
@@ -144,9 +153,9 @@ async fn tpch(bench: &AdaptiveBench, report: &mut Report) -> anyhow::Result<()> 
     }
     report.line(format!(
         "TPC-H sf {}: Ember embedded, {} executors of one slot, {partitions} shuffle partitions, \
-         ember.adaptive.enabled=false against true; median of {} runs after a warm-up, the two \
+         {}=false against true; median of {} runs after a warm-up, the two \
          alternating per query, every result checked against DataFusion's",
-        bench.scale_factor, bench.executors, bench.iterations
+        bench.scale_factor, bench.executors, bench.toggle, bench.iterations
     ));
     report.blank();
     report.line("| query | off (ms) | on (ms) | on / off | tasks off | tasks on | decisions |");
@@ -415,13 +424,7 @@ async fn skew(bench: &AdaptiveBench, report: &mut Report) -> anyhow::Result<()> 
 }
 
 async fn straggler(bench: &AdaptiveBench, report: &mut Report) -> anyhow::Result<()> {
-    let bin = match &bench.ember_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the bench binary has a folder")?
-            .join("ember"),
-    };
+    let bin = crate::cluster::ember_bin(bench.ember_bin.as_ref())?;
     let dir = bench.tpch_dir();
     ensure_tpch(&dir, bench.scale_factor, 4)?;
     let sql = std::fs::read_to_string(bench.queries.join("q01.sql"))?;

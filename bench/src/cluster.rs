@@ -163,6 +163,17 @@ impl Drop for ProcessCluster {
     }
 }
 
+/// The `ember` binary for a process cluster: `explicit`, or the one next to this binary.
+pub fn ember_bin(explicit: Option<&std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    match explicit {
+        Some(bin) => Ok(bin.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow::anyhow!("the bench binary has no folder"))?
+            .join("ember")),
+    }
+}
+
 /// The peak resident memory (`VmHWM`) of process `pid`, in MiB; 0 where it cannot be read.
 pub fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -110,13 +110,7 @@ impl JobListener for StageClock {
 pub async fn run(bench: &DurableBench) -> anyhow::Result<()> {
     let dir = bench.tpch.ensure_data()?;
     let config = bench.tpch.config()?;
-    let bin = match &bench.tpch.ember_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the bench binary has a folder")?
-            .join("ember"),
-    };
+    let bin = crate::cluster::ember_bin(bench.tpch.ember_bin.as_ref())?;
     let compression = config.compression.to_string();
     let executors = bench.tpch.executors;
     let state = tempfile::Builder::new()

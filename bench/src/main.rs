@@ -7,6 +7,9 @@
 //! on a process cluster too, and with `--peers duckdb,polars,spark,ballista` on those
 //! engines ([`peers`]), every result checked against DataFusion's.
 //!
+//! `ember-bench tpcds --sf 1 --executors 2` runs the 99 TPC-DS queries (data, texts and
+//! answers from DuckDB's `tpcds` extension) on Ember and DataFusion ([`tpcds`]).
+//!
 //! `ember-bench forest --executors 2` runs random-forest feature preparation and training
 //! against Spark MLlib ([`forest`]).
 //!
@@ -35,6 +38,7 @@ mod prices;
 mod report;
 mod scheduler;
 mod suite;
+mod tpcds;
 mod tpch;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +81,9 @@ enum Command {
     /// Connectors: read throughput per executor of Delta, PostgreSQL and Kafka tables, and
     /// the Delta read of TPC-H lineitem against the Parquet read of the same files.
     Connectors(connectors::ConnectorsBench),
+    /// TPC-DS: the 99 queries on Ember and DataFusion over DuckDB's dsdgen data, each
+    /// result checked against DuckDB's.
+    Tpcds(tpcds::TpcdsBench),
 }
 
 #[tokio::main]
@@ -91,5 +98,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Adaptive(bench) => adaptive::run(&bench).await,
         Command::Durable(bench) => durable::run(&bench).await,
         Command::Connectors(bench) => connectors::run(&bench).await,
+        Command::Tpcds(bench) => tpcds::run(&bench).await,
     }
 }

@@ -114,7 +114,7 @@ impl Peer {
         }
         Ok(PeerRun::Done {
             times_ms: times(&reply)?,
-            rows: text_rows(&reply["rows"]).context("rows")?,
+            rows: json_rows(&reply["rows"]).context("rows")?,
         })
     }
 
@@ -134,7 +134,7 @@ impl Peer {
             .as_object()
             .context("tables")?
             .iter()
-            .map(|(name, rows)| Ok((name.clone(), text_rows(rows).context("table rows")?)))
+            .map(|(name, rows)| Ok((name.clone(), json_rows(rows).context("table rows")?)))
             .collect::<anyhow::Result<_>>()?;
         Ok(PipelineRun::Done {
             times_ms: times(&reply)?,
@@ -169,7 +169,8 @@ fn times(reply: &Value) -> anyhow::Result<Vec<f64>> {
         .collect())
 }
 
-fn text_rows(rows: &Value) -> Option<Vec<Vec<String>>> {
+/// Rows sent as JSON arrays of strings (a non-string cell reads as "").
+pub fn json_rows(rows: &Value) -> Option<Vec<Vec<String>>> {
     let rows = rows.as_array()?;
     Some(
         rows.iter()

@@ -12,7 +12,7 @@ use ember::datasets::tpch_tables;
 use ember::pipelines::{ensure_tpch, register_tpch};
 use ember::{EmberConfig, Session};
 
-use crate::cluster::ProcessCluster;
+use crate::cluster::{ProcessCluster, ember_bin};
 use crate::peers::{Peer, PeerLaunch, PeerRun, median_after_warmup, rows_agree};
 use crate::report::{Figure, Report};
 
@@ -54,6 +54,20 @@ pub struct TpchBench {
     pub peers: Vec<String>,
     #[command(flatten)]
     pub launch: LaunchArgs,
+}
+
+/// Ember's configuration for a benchmark: `executors` executors of one slot and the
+/// `--conf` KEY=VALUE settings.
+pub fn ember_config(executors: usize, conf: &[String]) -> anyhow::Result<EmberConfig> {
+    let mut config = EmberConfig {
+        executors,
+        slots: 1,
+        ..EmberConfig::default()
+    };
+    for pair in conf {
+        config.set_pair(pair)?;
+    }
+    Ok(config)
 }
 
 /// A count of 1 or more.
@@ -124,15 +138,7 @@ impl TpchBench {
 
     /// Ember's configuration: the executors of one slot and the `--conf` settings.
     pub fn config(&self) -> anyhow::Result<EmberConfig> {
-        let mut config = EmberConfig {
-            executors: self.executors,
-            slots: 1,
-            ..EmberConfig::default()
-        };
-        for pair in &self.conf {
-            config.set_pair(pair)?;
-        }
-        Ok(config)
+        ember_config(self.executors, &self.conf)
     }
 
     /// The process cluster, with `--cluster`.
@@ -140,13 +146,7 @@ impl TpchBench {
         if !self.cluster {
             return Ok(None);
         }
-        let bin = match &self.ember_bin {
-            Some(bin) => bin.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("the bench binary has a folder")?
-                .join("ember"),
-        };
+        let bin = ember_bin(self.ember_bin.as_ref())?;
         let compression = self.config()?.compression.to_string();
         Ok(Some(ProcessCluster::start(
             &bin,

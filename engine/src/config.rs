@@ -95,6 +95,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Partitions of every shuffle (and of file scans): DataFusion's target_partitions. With adaptive coalescing on, a larger number costs little: small adjacent partitions are read by one task.",
     },
     ConfigEntry {
+        key: "ember.optimizer.runtime_filters",
+        kind: "true | false",
+        default: "true",
+        description: "Runtime filters. Across stages: a broadcast join whose build side is filtered (or a semi join) also drops, before they are shuffled, the probe side's rows whose key is not among the build side's keys (the probe side's map stages then wait for the build side's stage). Inside a task: the key range of a broadcast join's build side is given to the Parquet scans of its probe side, which skip the row groups and pages outside it.",
+    },
+    ConfigEntry {
         key: "ember.adaptive.enabled",
         kind: "true | false",
         default: "true",
@@ -319,6 +325,8 @@ pub struct EmberConfig {
     pub shuffle_partitions: Option<usize>,
     /// `ember.adaptive.*` and `ember.speculation.*`.
     pub adaptive: AdaptiveConfig,
+    /// `ember.optimizer.runtime_filters`.
+    pub runtime_filters: bool,
 }
 
 impl Default for EmberConfig {
@@ -343,6 +351,7 @@ impl Default for EmberConfig {
             event_log: None,
             shuffle_partitions: None,
             adaptive: AdaptiveConfig::default(),
+            runtime_filters: true,
         }
     }
 }
@@ -368,6 +377,13 @@ impl EmberConfig {
             }
             "ember.shuffle.partitions" => {
                 self.shuffle_partitions = Some(parse_positive(key, value)?);
+            }
+            "ember.optimizer.runtime_filters" => {
+                self.runtime_filters = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "on" | "1" => true,
+                    "false" | "off" | "0" => false,
+                    _ => config_err!(key, "expected true or false, got '{value}'"),
+                }
             }
             k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
                 set_adaptive(&mut self.adaptive, k, value)?;
@@ -475,6 +491,7 @@ impl EmberConfig {
                 self.memory_limit.map(|b| b.to_string()).unwrap_or_default()
             }
             "ember.shuffle.partitions" => self.target_partitions().to_string(),
+            "ember.optimizer.runtime_filters" => self.runtime_filters.to_string(),
             k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
                 get_adaptive(&self.adaptive, k)?
             }

@@ -24,6 +24,7 @@ use crate::error::{ExecutorError, Result};
 use crate::input_errors::explain_task_failure;
 use crate::metrics::{ExecutorMetrics, TaskFigures};
 use crate::rpc::flight_client::PeerClients;
+use crate::runtime_filter::RUNTIME_FILTERS_SETTING;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
 use crate::sync::lock;
@@ -287,6 +288,11 @@ impl Executor {
             .iter()
             .position(|(key, _)| key == SHUFFLE_DIR_SETTING)
             .map(|at| settings.remove(at).1);
+        let runtime_filters = settings
+            .iter()
+            .position(|(key, _)| key == RUNTIME_FILTERS_SETTING)
+            .map(|at| settings.remove(at).1)
+            .is_none_or(|value| value != "false");
         // Compress what may cross machines: pieces other hosts' executors may fetch, or
         // that go to a shared shuffle directory. Under a memory limit too: the batches
         // read back from an uncompressed piece are slices of one message body each, which
@@ -327,13 +333,28 @@ impl Executor {
             .with_runtime(runtime)
             .with_task_id(task.name());
 
-        let plan = cooperative_joins(decode_plan(&task.plan, &context, &self.config.functions)?)?;
+        let decoded = decode_plan(&task.plan, &context, &self.config.functions)?;
         let context = Arc::new(context);
-        let run = async {
-            let stream = plan.execute(plan_partition, Arc::clone(&context))?;
-            collect(stream).await
+        // Runtime filters collect broadcast build sides first: a fetch failure there is
+        // reported as one of the task's own.
+        let prepared = if runtime_filters {
+            crate::runtime_filter::apply(Arc::clone(&decoded), Arc::clone(&context)).await
+        } else {
+            Ok(Arc::clone(&decoded))
         };
-        let summary = match run.await {
+        let (plan, result) = match prepared {
+            Ok(prepared) => {
+                let plan = cooperative_joins(prepared)?;
+                let run = async {
+                    let stream = plan.execute(plan_partition, Arc::clone(&context))?;
+                    collect(stream).await
+                };
+                let result = run.await;
+                (plan, result)
+            }
+            Err(e) => (decoded, Err(e)),
+        };
+        let summary = match result {
             Ok(summary) => summary,
             Err(e) => {
                 return Err(match fetch_failure(&e) {

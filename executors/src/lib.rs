@@ -15,12 +15,14 @@ mod input_errors;
 pub mod memory;
 pub mod metrics;
 pub mod rpc;
+mod runtime_filter;
 pub mod shuffle;
 pub mod storage;
 mod sync;
 
 pub use error::{ExecutorError, Result};
 pub use executor::{Executor, ExecutorConfig};
+pub use runtime_filter::RUNTIME_FILTERS_SETTING;
 pub use shuffle::{
     LocalShuffle, ResultClients, ShuffleCompression, read_job_output, read_locations,
 };

@@ -13,7 +13,7 @@
 //! Joins that would need every probe partition in one process are rewritten first (see
 //! [`make_joins_task_local`]), file scans are regrouped so that tasks get even shares
 //! ([`balance_file_scans`]), and broadcast semi-join filters are copied below the shuffles
-//! they would otherwise follow ([`push_semi_filters`]).
+//! they would otherwise follow (runtime filters, [`push_semi_filters`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,10 +35,34 @@ use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::stage::{Stage, StageGraph};
 use crate::unsupported;
 
-/// Cuts `plan` into stages. The last stage's output, partition by partition, is the plan's
-/// output.
+/// What [`cut_stages_with`] may rewrite besides cutting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutOptions {
+    /// Apply each broadcast join's build-side keys below the shuffles of its probe side
+    /// (runtime filters, `ember.optimizer.runtime_filters`).
+    pub runtime_filters: bool,
+}
+
+impl Default for CutOptions {
+    fn default() -> Self {
+        Self {
+            runtime_filters: true,
+        }
+    }
+}
+
+/// Cuts `plan` into stages with the default [`CutOptions`]. The last stage's output,
+/// partition by partition, is the plan's output.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
-    let plan = push_semi_filters(make_joins_task_local(balance_file_scans(plan)?)?)?;
+    cut_stages_with(plan, CutOptions::default())
+}
+
+/// Cuts `plan` into stages, rewriting it first as `options` allow.
+pub fn cut_stages_with(plan: Arc<dyn ExecutionPlan>, options: CutOptions) -> Result<StageGraph> {
+    let mut plan = make_joins_task_local(balance_file_scans(plan)?)?;
+    if options.runtime_filters {
+        plan = push_semi_filters(plan)?;
+    }
     let mut cutter = StageCutter::default();
     let root = cutter.visit(plan)?;
     let count = root.output_partitioning().partition_count();

@@ -40,7 +40,7 @@ mod stage;
 pub use adaptive::{StageFacts, stage_facts};
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
-pub use cut::cut_stages;
+pub use cut::{CutOptions, cut_stages, cut_stages_with};
 pub use draw::{
     Picture, StageState, StageStatus, describe as describe_stages, picture_svg, stage_graph_dot,
     stage_graph_svg,

@@ -1,26 +1,34 @@
-//! Pushing a broadcast semi-join filter below the shuffles of its probe side.
+//! Runtime filters: a broadcast join's build side applied below the shuffles of its probe
+//! side.
 //!
-//! A right-semi join whose build side is collected (small, broadcast to every task) keeps
-//! the probe rows whose key is in the build side. When the probe side is made of inner
-//! joins over shuffled inputs, every row those inputs shuffle that carries a key outside
-//! the build side is dropped later anyway. DataFusion prunes such rows in one process with
-//! dynamic filters, which cannot span Ember's tasks; instead the same semi join is applied
-//! again right before each shuffle that carries the key column, so that only matching rows
-//! are written:
+//! A hash join whose build side is collected (small, broadcast to every task) drops every
+//! probe row whose key is not among the build side's keys: an inner join matches equal
+//! non-null keys only, and a right-semi join keeps only the probe rows that match. When the
+//! probe side is made of inner joins over shuffled inputs, every row those inputs shuffle
+//! that carries a key outside the build side is dropped later anyway. DataFusion prunes
+//! such rows in one process with dynamic filters, which cannot span Ember's tasks; instead
+//! a right-semi join against the build side's keys (what Spark calls a runtime filter) is
+//! applied right before each shuffle that carries the key column, so that only rows that
+//! can match are written, and the probe side's map stages run after the build side's:
 //!
 //! ```text
-//! RightSemi(CollectLeft, on = [(b, o_orderkey)])        RightSemi(CollectLeft, on = [(b, o_orderkey)])
+//! Inner(CollectLeft, on = [(b, o_orderkey)])           Inner(CollectLeft, on = [(b, o_orderkey)])
 //!   build B                                               build B ──────────────────────────┐ (one stage)
 //!   Inner(Partitioned, on = [(o_orderkey, l_orderkey)])   Inner(Partitioned, ...)          │
 //!     Repartition(hash(o_orderkey)) ◀ orders      ──▶        Repartition(hash(o_orderkey)) │
-//!     Repartition(hash(l_orderkey)) ◀ lineitem                 RightSemi(B, orders)  ◀──────┤
+//!     Repartition(hash(l_orderkey)) ◀ lineitem                 RightSemi(keys of B, orders) ◀┤
 //!                                                            Repartition(hash(l_orderkey)) │
-//!                                                              RightSemi(B, lineitem) ◀────┘
+//!                                                              RightSemi(keys of B, lineitem) ◀┘
 //! ```
 //!
-//! The key column is followed through projections, filters and inner joins (to both sides
-//! where it is an equi-join key, since an inner join matches equal non-null keys only, to
-//! its own side otherwise), and the filter goes under the lowest shuffle on each path.
+//! Right-semi joins get the filter always; inner joins only when their build side holds a
+//! filter (a build side that is a whole dimension table keeps every probe row, and the
+//! filter would only cost a probe per row and a wait for the build stage). The filter
+//! uses one equi-join key (the first that reaches a shuffle), the build side reduced to
+//! that key. The key column is followed through projections, filters and inner joins (to
+//! both sides where it is an equi-join key, to its own side otherwise), and the filter goes
+//! under the lowest shuffle on each path. `ember.optimizer.runtime_filters=false` turns it
+//! off.
 
 use std::sync::Arc;
 
@@ -30,7 +38,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, HashJoinExecBuilder, PartitionMode};
-use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
@@ -38,39 +46,46 @@ use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
 use crate::error::Result;
 use crate::rewrite::rewrite_up;
 
-/// `plan` with the filter of every eligible broadcast right-semi join also applied below
-/// the shuffles of its probe side.
+/// `plan` with the filter of every eligible broadcast join also applied below the shuffles
+/// of its probe side.
 pub(crate) fn push_semi_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     Ok(rewrite_up(plan, &mut |node| {
         let Some(join) = node.downcast_ref::<HashJoinExec>() else {
             return Ok(node);
         };
-        let eligible = *join.join_type() == JoinType::RightSemi
+        let filters_probe = match join.join_type() {
+            JoinType::RightSemi => true,
+            JoinType::Inner => holds_filter(join.left()),
+            _ => false,
+        };
+        let eligible = filters_probe
             && *join.partition_mode() == PartitionMode::CollectLeft
-            && join.filter().is_none()
-            && join.on().len() == 1
             && join.null_equality() == NullEquality::NullEqualsNothing
             && !join.null_aware
             && is_shared_once(join.left());
         if !eligible {
             return Ok(node);
         }
-        let (build_key, probe_key) = &join.on()[0];
-        let Some(column) = probe_key.downcast_ref::<Column>() else {
-            return Ok(node);
-        };
-        let filter = SemiFilter {
-            build: Arc::clone(join.left()),
-            build_key: Arc::clone(build_key),
-        };
-        match filter.push(join.right(), column.index())? {
-            Some(probe) => join
-                .builder()
-                .with_new_children(vec![Arc::clone(join.left()), probe])?
-                .build_exec(),
-            None => Ok(node),
+        for (build_key, probe_key) in join.on() {
+            let Some(column) = probe_key.downcast_ref::<Column>() else {
+                continue;
+            };
+            let filter = SemiFilter::new(join.left(), build_key)?;
+            if let Some(probe) = filter.push(join.right(), column.index())? {
+                return join
+                    .builder()
+                    .with_new_children(vec![Arc::clone(join.left()), probe])?
+                    .build_exec();
+            }
         }
+        Ok(node)
     })?)
+}
+
+/// Whether `plan` drops rows of its inputs by a predicate somewhere: a build side worth
+/// filtering the probe side by.
+fn holds_filter(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<FilterExec>().is_some() || plan.children().into_iter().any(holds_filter)
 }
 
 /// Whether `build` is computed once however many places read it: a merge of several
@@ -85,13 +100,27 @@ pub(crate) fn is_shared_once(build: &Arc<dyn ExecutionPlan>) -> bool {
         })
 }
 
-/// The build side of a broadcast semi join and its key.
+/// The keys of a broadcast join's build side: one column, `k`.
 struct SemiFilter {
     build: Arc<dyn ExecutionPlan>,
-    build_key: Arc<dyn PhysicalExpr>,
 }
 
 impl SemiFilter {
+    /// The filter by `key` of the build side `build`: the same (shared) build stage, only
+    /// that key read from it.
+    fn new(
+        build: &Arc<dyn ExecutionPlan>,
+        key: &Arc<dyn PhysicalExpr>,
+    ) -> datafusion::error::Result<Self> {
+        let keys = ProjectionExec::try_new(
+            [ProjectionExpr::new(Arc::clone(key), "k".to_string())],
+            Arc::clone(build),
+        )?;
+        Ok(Self {
+            build: Arc::new(keys),
+        })
+    }
+
     /// `plan` with the filter on its column `index` applied under every shuffle that
     /// carries the column; `None` when there is no such shuffle.
     fn push(
@@ -225,14 +254,16 @@ impl SemiFilter {
     ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
         let schema = input.schema();
         let field = schema.field(index);
-        if self.build_key.data_type(&self.build.schema())? != *field.data_type() {
+        let build_schema = self.build.schema();
+        if build_schema.field(0).data_type() != field.data_type() {
             return Ok(None);
         }
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), index));
+        let build_key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
         HashJoinExecBuilder::new(
             Arc::clone(&self.build),
             Arc::clone(input),
-            vec![(Arc::clone(&self.build_key), key)],
+            vec![(build_key, key)],
             JoinType::RightSemi,
         )
         .with_partition_mode(PartitionMode::CollectLeft)
@@ -332,6 +363,15 @@ mod tests {
         .expect("semi join")
     }
 
+    /// Right-semi joins right under a repartition in the plan's `text`.
+    fn filters_under_shuffles(text: &str) -> usize {
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| w[0].contains("RepartitionExec") && w[1].contains("join_type=RightSemi"))
+            .count()
+    }
+
     async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> Vec<String> {
         let batches = collect(plan, Arc::new(TaskContext::default()))
             .await
@@ -352,11 +392,7 @@ mod tests {
         let plan = semi_over_inner_join();
         let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
         let text = displayable(pushed.as_ref()).indent(false).to_string();
-        let lines: Vec<&str> = text.lines().collect();
-        let below_shuffles = lines
-            .windows(2)
-            .filter(|w| w[0].contains("RepartitionExec") && w[1].contains("join_type=RightSemi"))
-            .count();
+        let below_shuffles = filters_under_shuffles(&text);
         assert_eq!(below_shuffles, 2, "a filter under each shuffle:\n{text}");
 
         let expected = sorted_rows(plan).await;
@@ -400,5 +436,86 @@ mod tests {
         let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
         let text = displayable(pushed.as_ref()).indent(false).to_string();
         assert_eq!(text.matches("RightSemi").count(), 1, "{text}");
+    }
+
+    /// Inner(CollectLeft) of the keys {3, 5, 7, 1000} (filtered by `k < 2000` when
+    /// `filtered`) with Inner(orders x items on their ids), on o_id.
+    fn inner_over_inner_join(filtered: bool) -> Arc<dyn ExecutionPlan> {
+        let semi = semi_over_inner_join();
+        let merge = semi.children()[0];
+        let table = Arc::clone(merge.children()[0]);
+        let table: Arc<dyn ExecutionPlan> = if filtered {
+            let predicate = datafusion::physical_expr::expressions::binary(
+                col("k", 0),
+                datafusion::logical_expr::Operator::Lt,
+                datafusion::physical_expr::expressions::lit(2000_i64),
+                &table.schema(),
+            )
+            .expect("predicate");
+            Arc::new(FilterExec::try_new(predicate, table).expect("filter"))
+        } else {
+            table
+        };
+        let build: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(table));
+        HashJoinExecBuilder::new(
+            build,
+            Arc::clone(semi.children()[1]),
+            vec![(col("k", 0), col("o_id", 1))],
+            JoinType::Inner,
+        )
+        .with_partition_mode(PartitionMode::CollectLeft)
+        .build_exec()
+        .expect("inner join")
+    }
+
+    #[tokio::test]
+    async fn an_inner_join_with_a_filtered_build_side_filters_its_probe_side() {
+        let plan = inner_over_inner_join(true);
+        let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        let below_shuffles = filters_under_shuffles(&text);
+        assert_eq!(below_shuffles, 2, "a filter under each shuffle:\n{text}");
+        // Each filter reads the build side's key only, from the same merge.
+        assert_eq!(
+            text.matches("ProjectionExec: expr=[k@0 as k]").count(),
+            2,
+            "{text}"
+        );
+
+        let expected = sorted_rows(plan).await;
+        assert_eq!(expected.len(), 9, "orders 3, 5 and 7 with three items each");
+        assert_eq!(sorted_rows(pushed).await, expected);
+    }
+
+    #[test]
+    fn an_inner_join_with_a_whole_build_side_is_left_alone() {
+        let plan = inner_over_inner_join(false);
+        let pushed = push_semi_filters(plan).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        assert!(!text.contains("RightSemi"), "{text}");
+    }
+
+    #[test]
+    fn the_option_turns_runtime_filters_off() {
+        let options = crate::CutOptions {
+            runtime_filters: false,
+        };
+        let graph = crate::cut_stages_with(inner_over_inner_join(true), options).expect("cuts");
+        let with = crate::cut_stages(inner_over_inner_join(true)).expect("cuts");
+        let semi_joins = |graph: &crate::StageGraph| {
+            graph
+                .stages()
+                .iter()
+                .map(|stage| {
+                    displayable(stage.plan().as_ref())
+                        .indent(false)
+                        .to_string()
+                        .matches("RightSemi")
+                        .count()
+                })
+                .sum::<usize>()
+        };
+        assert_eq!(semi_joins(&graph), 0);
+        assert_eq!(semi_joins(&with), 2);
     }
 }

@@ -206,6 +206,62 @@ async fn a_semi_join_shuffles_the_matching_probe_keys_not_its_probe_side() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_broadcast_side_filters_the_shuffles_below_its_join() {
+    // Customers and orders are joined partitioned (broadcast only under 30 rows); the
+    // two nations are broadcast to the join above. A runtime filter keeps only customers
+    // of those nations before customers are shuffled.
+    let small = [
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            "1000",
+        ),
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            "30",
+        ),
+    ];
+    let off = [
+        small[0],
+        small[1],
+        ("ember.optimizer.runtime_filters", "false"),
+    ];
+    let query = "SELECT n_name, count(*), sum(o_totalprice) FROM customer \
+                 JOIN orders ON c_custkey = o_custkey \
+                 JOIN nation ON c_nationkey = n_nationkey \
+                 WHERE n_name IN ('FRANCE', 'GERMANY') GROUP BY n_name ORDER BY n_name";
+    let with_filters = session(&small).await;
+    let without = session(&off).await;
+    let graph = with_filters.explain(query).await.expect("plans");
+    let text = graph.to_string();
+    let filtered_shuffles = graph
+        .stages()
+        .iter()
+        .filter(|s| matches!(s.output(), ShuffleOutput::Hash { .. }))
+        .filter(|s| {
+            let plan = plan_text(&graph, s.id());
+            plan.contains("join_type=RightSemi") && plan.contains("c_nationkey")
+        })
+        .count();
+    assert_eq!(
+        filtered_shuffles, 1,
+        "customers filtered before their shuffle\n{text}"
+    );
+    assert!(
+        text.contains("join_type=Partitioned") || text.contains("mode=Partitioned"),
+        "customers and orders joined partitioned\n{text}"
+    );
+    let plain = without.explain(query).await.expect("plans").to_string();
+    assert!(!plain.contains("RightSemi"), "{plain}");
+
+    let ours = rows(&with_filters.sql(query).await.expect("runs").batches);
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    let unfiltered = rows(&without.sql(query).await.expect("runs").batches);
+    assert_eq!(ours, unfiltered);
+    let alone = datafusion_rows(query).await;
+    assert!(rows_match(&ours, &alone), "{ours:?} vs {alone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_of_two_equal_files_gives_each_task_one_whole_file() {
     // DataFusion splits these small files into byte ranges too.
     let session = session(&[("datafusion.optimizer.repartition_file_min_size", "0")]).await;

@@ -18,7 +18,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use ember_executors::storage::{SHUFFLE_DIR_SETTING, StoreRegistry};
 use ember_planner::{
     CacheEntry, CacheLocation, CachedData, CachedPiece, EmberQueryPlanner, FunctionRegistry,
-    StageGraph, WriteFormat, cut_stages,
+    StageGraph, WriteFormat, cut_stages_with,
 };
 use ember_proto::AccumulatorValue;
 use ember_proto::security::{AUTH_TOKEN_ENV, ClientSecurity};
@@ -205,6 +205,13 @@ impl Session {
         match self.config.read() {
             Ok(config) => config.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// What cutting this session's plans into stages may rewrite.
+    fn cut_options(&self) -> ember_planner::CutOptions {
+        ember_planner::CutOptions {
+            runtime_filters: self.config().runtime_filters,
         }
     }
 
@@ -425,7 +432,7 @@ impl Session {
         let pinned = self.pin_versions(&last.text).await?;
         let plan = self.ctx.state().create_logical_plan(pinned.text()).await?;
         let physical = self.physical_plan(plan).await?;
-        Ok(cut_stages(physical)?)
+        Ok(cut_stages_with(physical, self.cut_options())?)
     }
 
     pub(crate) async fn physical_plan(&self, plan: LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
@@ -522,6 +529,12 @@ impl Session {
         if let Some(dir) = &config.shuffle_dir {
             settings.push((SHUFFLE_DIR_SETTING.to_string(), dir.clone()));
         }
+        if !config.runtime_filters {
+            settings.push((
+                ember_executors::RUNTIME_FILTERS_SETTING.to_string(),
+                "false".to_string(),
+            ));
+        }
         settings
     }
 
@@ -590,7 +603,7 @@ impl Session {
         job_id: &str,
         retain_output: bool,
     ) -> Result<FinishedJob> {
-        let graph = cut_stages(plan)?;
+        let graph = cut_stages_with(plan, self.cut_options())?;
         let final_stage = graph.final_stage().id();
         let final_partitions = graph.final_stage().output().partition_count();
         let mut job = JobSpec::from_graph(job_id, &graph, self.task_settings())?;
