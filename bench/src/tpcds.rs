@@ -97,7 +97,7 @@ impl Outcome {
 /// An engine under test.
 enum Engine {
     DataFusion(SessionContext),
-    Ember(Session),
+    Ember(Box<Session>),
 }
 
 impl Engine {
@@ -219,13 +219,13 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
     engines.push(("DataFusion".into(), Engine::DataFusion(datafusion)));
     let ember = Session::new(bench.config()?)?;
     register_ember(&ember, &tables).await?;
-    engines.push(("Ember embedded".into(), Engine::Ember(ember)));
+    engines.push(("Ember embedded".into(), Engine::Ember(Box::new(ember))));
     if let Some(key) = &bench.toggle {
         let mut config = bench.config()?;
         config.set(key, "false")?;
         let off = Session::new(config)?;
         register_ember(&off, &tables).await?;
-        engines.push((format!("Ember, {key}=false"), Engine::Ember(off)));
+        engines.push((format!("Ember, {key}=false"), Engine::Ember(Box::new(off))));
     }
     let cluster = if bench.cluster {
         let bin = ember_bin(bench.ember_bin.as_ref())?;
@@ -237,7 +237,7 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
     if let Some(cluster) = &cluster {
         let session = cluster.session(bench.config()?).await?;
         register_ember(&session, &tables).await?;
-        engines.push(("Ember processes".into(), Engine::Ember(session)));
+        engines.push(("Ember processes".into(), Engine::Ember(Box::new(session))));
     }
 
     let mut report = Report::default();
