@@ -11,7 +11,7 @@
 //! partition is collected, its keys' minimum and maximum become `key >= min AND key <= max`,
 //! and that predicate is pushed by DataFusion's own filter pushdown into each Parquet scan of
 //! the probe side that the key column comes from (followed through projections, filters and
-//! inner joins). The collected rows take the build side's place, so nothing is read twice.
+//! inner joins, as `ember_planner::column_sources` says). The collected rows take the build side's place, so nothing is read twice.
 //! Rows are dropped by the join as before; the scan only skips what its statistics rule out
 //! (and, with `datafusion.execution.parquet.pushdown_filters`, the rows outside the range).
 //!
@@ -31,13 +31,12 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
-use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
-use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, collect, replace_children_if_necessary,
 };
+use ember_planner::column_sources;
 use futures::future::BoxFuture;
 
 use datafusion::error::Result;
@@ -148,23 +147,6 @@ fn push_range(
     if plan.fetch().is_some() {
         return Ok(None);
     }
-    let into_child = |child: usize, at: usize| -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let mut children: Vec<Arc<dyn ExecutionPlan>> =
-            plan.children().into_iter().map(Arc::clone).collect();
-        let Some(current) = children.get(child) else {
-            return Ok(None);
-        };
-        match push_range(current, at, low, high, options)? {
-            Some(filtered) => {
-                children[child] = filtered;
-                Ok(Some(replace_children_if_necessary(
-                    Arc::clone(plan),
-                    children,
-                )?))
-            }
-            None => Ok(None),
-        }
-    };
     if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
         if scan.downcast_to_file_source::<ParquetSource>().is_none() {
             return Ok(None);
@@ -196,48 +178,28 @@ fn push_range(
         }
         return Ok(Some(pushed));
     }
-    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-        let Some(source) = projection
-            .expr()
-            .get(index)
-            .and_then(|e| e.expr.downcast_ref::<Column>())
-        else {
-            return Ok(None);
+    let Some(targets) = column_sources(plan, index) else {
+        return Ok(None);
+    };
+    let mut children: Vec<Arc<dyn ExecutionPlan>> =
+        plan.children().into_iter().map(Arc::clone).collect();
+    let mut changed = false;
+    for (child, at) in targets {
+        let Some(current) = children.get(child) else {
+            continue;
         };
-        return into_child(0, source.index());
-    }
-    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-        let source = match filter.projection().as_deref() {
-            Some(projection) => match projection.get(index) {
-                Some(&source) => source,
-                None => return Ok(None),
-            },
-            None => index,
-        };
-        return into_child(0, source);
-    }
-    if plan.downcast_ref::<CooperativeExec>().is_some() {
-        return into_child(0, index);
-    }
-    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        if *join.join_type() != JoinType::Inner {
-            return Ok(None);
+        if let Some(filtered) = push_range(current, at, low, high, options)? {
+            children[child] = filtered;
+            changed = true;
         }
-        let joined = match join.projection.as_deref() {
-            Some(projection) => match projection.get(index) {
-                Some(&source) => source,
-                None => return Ok(None),
-            },
-            None => index,
-        };
-        let left_width = join.left().schema().fields().len();
-        return if joined < left_width {
-            into_child(0, joined)
-        } else {
-            into_child(1, joined - left_width)
-        };
     }
-    Ok(None)
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(replace_children_if_necessary(
+        Arc::clone(plan),
+        children,
+    )?))
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
 
+use crate::columns::column_sources;
 use crate::error::Result;
 use crate::rewrite::rewrite_up;
 
@@ -151,70 +152,16 @@ impl SemiFilter {
                 vec![filtered],
             )?));
         }
-        if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-            let Some(source) = projection
-                .expr()
-                .get(index)
-                .and_then(|e| e.expr.downcast_ref::<Column>())
-            else {
-                return Ok(None);
-            };
-            return self.rebuilt(plan, &[(0, source.index())]);
+        let Some(mut targets) = column_sources(plan, index) else {
+            return Ok(None);
+        };
+        // A collected build side is merged below the join: leave it whole.
+        if let Some(join) = plan.downcast_ref::<HashJoinExec>()
+            && *join.partition_mode() == PartitionMode::CollectLeft
+        {
+            targets.retain(|(side, _)| *side == 1);
         }
-        if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-            let source = match filter.projection().as_deref() {
-                Some(projection) => match projection.get(index) {
-                    Some(&source) => source,
-                    None => return Ok(None),
-                },
-                None => index,
-            };
-            return self.rebuilt(plan, &[(0, source)]);
-        }
-        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-            if *join.join_type() != JoinType::Inner
-                || join.null_equality() != NullEquality::NullEqualsNothing
-            {
-                return Ok(None);
-            }
-            let joined = match join.projection.as_deref() {
-                Some(projection) => match projection.get(index) {
-                    Some(&source) => source,
-                    None => return Ok(None),
-                },
-                None => index,
-            };
-            let left_width = join.left().schema().fields().len();
-            let (side, side_index) = if joined < left_width {
-                (0, joined)
-            } else {
-                (1, joined - left_width)
-            };
-            let is_column = |expr: &Arc<dyn PhysicalExpr>, i: usize| {
-                expr.downcast_ref::<Column>()
-                    .is_some_and(|c| c.index() == i)
-            };
-            let equi_pair = join.on().iter().find(|(l, r)| {
-                if side == 0 {
-                    is_column(l, side_index)
-                } else {
-                    is_column(r, side_index)
-                }
-            });
-            let mut targets = vec![(side, side_index)];
-            if let Some((l, r)) = equi_pair {
-                let other = if side == 0 { r } else { l };
-                if let Some(c) = other.downcast_ref::<Column>() {
-                    targets.push((1 - side, c.index()));
-                }
-            }
-            // A collected build side is merged below the join: leave it whole.
-            if *join.partition_mode() == PartitionMode::CollectLeft {
-                targets.retain(|(s, _)| *s == 1);
-            }
-            return self.rebuilt(plan, &targets);
-        }
-        Ok(None)
+        self.rebuilt(plan, &targets)
     }
 
     /// `plan` with the filter pushed into the children named by `targets` (child, column);
