@@ -21,9 +21,14 @@ fn python() -> std::path::PathBuf {
     python_venv("delta", &["deltalake", "pyarrow"], "deltalake, pyarrow")
 }
 
-/// Runs `script` with `sys.argv[1]` = `table`; what it printed.
+/// Runs `script` with `sys.argv[1]` = `table`; what it printed. Once the script has run to
+/// its end the process leaves without Python's teardown, where deltalake's native runtime
+/// sometimes aborts ("terminate called without an active exception"); an error before
+/// that still fails the run.
 fn run_python(script: &str, table: &Path) -> String {
-    python_output(&python(), script, &[table.as_os_str()])
+    let script =
+        format!("{script}\nimport os as _os, sys as _sys\n_sys.stdout.flush()\n_os._exit(0)\n");
+    python_output(&python(), &script, &[table.as_os_str()])
 }
 
 fn session() -> Session {
