@@ -8,7 +8,9 @@
 //! engines ([`peers`]), every result checked against DataFusion's.
 //!
 //! `ember-bench tpcds --sf 1 --executors 2` runs the 99 TPC-DS queries (data, texts and
-//! answers from DuckDB's `tpcds` extension) on Ember and DataFusion ([`tpcds`]).
+//! answers from DuckDB's `tpcds` extension) on Ember and DataFusion ([`tpcds`]);
+//! `ember-bench overhead --data data/tpcds-sf1 --query 83` says where one small query's
+//! time goes before and after its rows move ([`overhead`]).
 //!
 //! `ember-bench forest --executors 2` runs random-forest feature preparation and training
 //! against Spark MLlib ([`forest`]).
@@ -33,6 +35,7 @@ mod dsl;
 mod durable;
 mod forest;
 mod history;
+mod overhead;
 mod peers;
 mod prices;
 mod report;
@@ -84,6 +87,10 @@ enum Command {
     /// TPC-DS: the 99 queries on Ember and DataFusion over DuckDB's dsdgen data, each
     /// result checked against DuckDB's.
     Tpcds(tpcds::TpcdsBench),
+    /// Fixed costs: where one small TPC-DS query's time goes before and after its rows
+    /// move (planning, stage cutting and encoding, task phases, scheduling, result
+    /// return), on DataFusion and on Ember.
+    Overhead(overhead::OverheadBench),
 }
 
 #[tokio::main]
@@ -99,5 +106,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Durable(bench) => durable::run(&bench).await,
         Command::Connectors(bench) => connectors::run(&bench).await,
         Command::Tpcds(bench) => tpcds::run(&bench).await,
+        Command::Overhead(bench) => overhead::run(&bench).await,
     }
 }

@@ -105,6 +105,7 @@ impl ExecutorClient for FakeExecutor {
                 spilled_bytes: 0,
                 spills: 0,
                 compression: "none".into(),
+                phases: Default::default(),
             };
             *lock(&last_end) = Some(Instant::now());
             Ok(output)

@@ -130,7 +130,7 @@ impl Engine {
 }
 
 /// The table folders of `dir` (each holds Parquet files).
-fn tables(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn tables(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
@@ -186,7 +186,10 @@ impl TpcdsBench {
     }
 }
 
-async fn register_ember(session: &Session, tables: &[(String, PathBuf)]) -> anyhow::Result<()> {
+pub(crate) async fn register_ember(
+    session: &Session,
+    tables: &[(String, PathBuf)],
+) -> anyhow::Result<()> {
     for (name, path) in tables {
         session
             .register_table(&TableSpec::new(name, path.to_string_lossy(), None))

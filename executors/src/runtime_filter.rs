@@ -11,7 +11,8 @@
 //! partition is collected, its keys' minimum and maximum become `key >= min AND key <= max`,
 //! and that predicate is pushed by DataFusion's own filter pushdown into each Parquet scan of
 //! the probe side that the key column comes from (followed through projections, filters and
-//! inner joins, as `ember_planner::column_sources` says). The collected rows take the build side's place, so nothing is read twice.
+//! the sides of joins that pass their rows on whole, as `ember_planner::column_sources`
+//! says). The collected rows take the build side's place, so nothing is read twice.
 //! Rows are dropped by the join as before; the scan only skips what its statistics rule out
 //! (and, with `datafusion.execution.parquet.pushdown_filters`, the rows outside the range).
 //!
@@ -319,6 +320,99 @@ mod tests {
         );
         // Row groups 2 and 3 (2,000..4,000) only.
         assert_eq!(rows_scanned(&filtered), 2_000, "{text}");
+    }
+
+    /// `dates` joined (inner) with column `key` of `probe`.
+    fn dates_with(probe: Arc<dyn ExecutionPlan>, key: usize) -> Arc<dyn ExecutionPlan> {
+        let schema = int_schema("d");
+        let dates = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![2_500, 2_600, 3_100]))],
+        )
+        .expect("batch");
+        let build = MemorySourceConfig::try_new_exec(&[vec![dates]], schema, None).expect("dates");
+        let name = probe.schema().field(key).name().clone();
+        HashJoinExecBuilder::new(
+            build,
+            probe,
+            vec![(
+                Arc::new(Column::new("d", 0)) as Arc<dyn PhysicalExpr>,
+                Arc::new(Column::new(&name, key)) as Arc<dyn PhysicalExpr>,
+            )],
+            JoinType::Inner,
+        )
+        .with_partition_mode(PartitionMode::CollectLeft)
+        .build_exec()
+        .expect("join")
+    }
+
+    /// An outer join (CollectLeft) of `left` and `right` on their column 0.
+    fn outer(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        join_type: JoinType,
+    ) -> Arc<dyn ExecutionPlan> {
+        let on = |plan: &Arc<dyn ExecutionPlan>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(Column::new(plan.schema().field(0).name(), 0))
+        };
+        HashJoinExecBuilder::new(
+            Arc::clone(&left),
+            Arc::clone(&right),
+            vec![(on(&left), on(&right))],
+            join_type,
+        )
+        .with_partition_mode(PartitionMode::CollectLeft)
+        .build_exec()
+        .expect("join")
+    }
+
+    /// A few returns, one of them on a date outside the build keys.
+    fn returns() -> Arc<dyn ExecutionPlan> {
+        let schema = int_schema("r");
+        let rows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![2_600, 9_000]))],
+        )
+        .expect("batch");
+        MemorySourceConfig::try_new_exec(&[vec![rows]], schema, None).expect("returns")
+    }
+
+    #[tokio::test]
+    async fn the_range_goes_through_the_preserved_side_of_an_outer_join() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let context = Arc::new(TaskContext::default());
+        // Sales right-joined with returns keeps every sale: its column 1 is the sale date.
+        let plan = || dates_with(outer(returns(), sales(dir.path()), JoinType::Right), 1);
+        let plain = plan();
+        let expected = collect(Arc::clone(&plain), Arc::clone(&context))
+            .await
+            .expect("runs");
+        let filtered = apply(plan(), Arc::clone(&context)).await.expect("rewrites");
+        let got = collect(Arc::clone(&filtered), context).await.expect("runs");
+        let text = displayable(filtered.as_ref()).indent(false).to_string();
+        assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        assert_eq!(
+            arrow::util::pretty::pretty_format_batches(&got)
+                .expect("formats")
+                .to_string(),
+            arrow::util::pretty::pretty_format_batches(&expected)
+                .expect("formats")
+                .to_string()
+        );
+        assert_eq!(rows_scanned(&filtered), 2_000, "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_side_an_outer_join_fills_with_nulls_is_left_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Returns right-joined with sales: the sale date (column 0) is null where a return
+        // has no sale, so no range goes into the sales scan.
+        let plan = dates_with(outer(sales(dir.path()), returns(), JoinType::Right), 0);
+        let rewritten = apply(plan, Arc::new(TaskContext::default()))
+            .await
+            .expect("rewrites");
+        let text = displayable(rewritten.as_ref()).indent(false).to_string();
+        assert!(!text.contains(">= 2500"), "{text}");
     }
 
     #[tokio::test]

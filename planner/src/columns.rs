@@ -15,9 +15,12 @@ use datafusion::physical_plan::projection::ProjectionExec;
 
 /// The `(child, column)` pairs that output column `index` of `plan` equals on every row
 /// `plan` emits: the column a projection (of a plain column), a filter or a cooperative
-/// wrapper reads; for an inner hash join (nulls never equal), the side's column it comes
-/// from and, when that column is an equi-join key given as a column, the other side's key.
-/// `None` for any other node, or a column computed from others.
+/// wrapper reads; for a hash join (nulls never equal), the column of a side whose rows it
+/// passes on whole (both sides of an inner join, the preserved side of an outer join, the
+/// side a semi or anti join keeps) and, for an inner join whose column is an equi-join key
+/// given as a column, the other side's key. A filter on such a column may therefore run
+/// below the node instead: it drops the same output rows. `None` for any other node, a
+/// column computed from others, or a column an outer join may fill with nulls.
 pub fn column_sources(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<Vec<(usize, usize)>> {
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
         let source = projection
@@ -37,9 +40,7 @@ pub fn column_sources(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<Vec
         return Some(vec![(0, index)]);
     }
     let join = plan.downcast_ref::<HashJoinExec>()?;
-    if *join.join_type() != JoinType::Inner
-        || join.null_equality() != NullEquality::NullEqualsNothing
-    {
+    if join.null_equality() != NullEquality::NullEqualsNothing {
         return None;
     }
     let joined = match join.projection.as_deref() {
@@ -47,24 +48,39 @@ pub fn column_sources(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<Vec
         None => index,
     };
     let left_width = join.left().schema().fields().len();
-    let (side, side_index) = if joined < left_width {
-        (0, joined)
-    } else {
-        (1, joined - left_width)
-    };
-    let is_column = |expr: &Arc<dyn PhysicalExpr>, i: usize| {
-        expr.downcast_ref::<Column>()
-            .is_some_and(|c| c.index() == i)
+    let right_width = join.right().schema().fields().len();
+    let (side, side_index) = match join.join_type() {
+        // Left columns, then right ones; an outer join's other side may be all nulls.
+        JoinType::Inner => match joined.checked_sub(left_width) {
+            None => (0, joined),
+            Some(right) => (1, right),
+        },
+        JoinType::Left => (joined < left_width).then_some((0, joined))?,
+        JoinType::Right => (1, joined.checked_sub(left_width)?),
+        // One side's columns (a mark join adds its mark after them).
+        JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
+            (joined < left_width).then_some((0, joined))?
+        }
+        JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => {
+            (joined < right_width).then_some((1, joined))?
+        }
+        JoinType::Full => return None,
     };
     let mut sources = vec![(side, side_index)];
-    let partner = join.on().iter().find_map(|(l, r)| {
-        let (own, other) = if side == 0 { (l, r) } else { (r, l) };
-        is_column(own, side_index)
-            .then(|| other.downcast_ref::<Column>().map(Column::index))
-            .flatten()
-    });
-    if let Some(other) = partner {
-        sources.push((1 - side, other));
+    if *join.join_type() == JoinType::Inner {
+        let is_column = |expr: &Arc<dyn PhysicalExpr>, i: usize| {
+            expr.downcast_ref::<Column>()
+                .is_some_and(|c| c.index() == i)
+        };
+        let partner = join.on().iter().find_map(|(l, r)| {
+            let (own, other) = if side == 0 { (l, r) } else { (r, l) };
+            is_column(own, side_index)
+                .then(|| other.downcast_ref::<Column>().map(Column::index))
+                .flatten()
+        });
+        if let Some(other) = partner {
+            sources.push((1 - side, other));
+        }
     }
     Some(sources)
 }

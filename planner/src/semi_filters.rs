@@ -365,22 +365,42 @@ mod tests {
         assert_eq!(text.matches("RightSemi").count(), 1, "{text}");
     }
 
-    #[tokio::test]
-    async fn a_semi_join_over_an_outer_join_is_left_alone() {
+    /// The semi join of `semi_over_inner_join` over an outer join of `join_type` instead.
+    fn semi_over_outer_join(join_type: JoinType) -> Arc<dyn ExecutionPlan> {
         let plan = semi_over_inner_join();
         let outer = plan.children()[1]
             .downcast_ref::<HashJoinExec>()
             .expect("inner join")
             .builder()
-            .with_type(JoinType::Left)
+            .with_type(join_type)
             .build_exec()
-            .expect("left join");
-        let plan = replace_children_if_necessary(
+            .expect("outer join");
+        replace_children_if_necessary(
             Arc::clone(&plan),
             vec![Arc::clone(plan.children()[0]), outer],
         )
-        .expect("rebuilt");
-        let pushed = push_semi_filters(Arc::clone(&plan)).expect("rewrites");
+        .expect("rebuilt")
+    }
+
+    #[tokio::test]
+    async fn a_semi_join_over_an_outer_join_filters_only_the_side_it_keeps_whole() {
+        // Orders left-joined with items: every order stays, so its o_id may be filtered
+        // below the join; the items side (null where an order has none) may not.
+        let pushed = push_semi_filters(semi_over_outer_join(JoinType::Left)).expect("rewrites");
+        let text = displayable(pushed.as_ref()).indent(false).to_string();
+        assert_eq!(filters_under_shuffles(&text), 1, "{text}");
+        assert!(
+            text.contains("RightSemi, on=[(k@0, o_id@0)]"),
+            "the filter is on the orders side:\n{text}"
+        );
+        // A fresh plan: the rewritten one shares the items side's operators with `plan`.
+        let expected = sorted_rows(semi_over_outer_join(JoinType::Left)).await;
+        assert_eq!(expected.len(), 9, "orders 3, 5 and 7 with three items each");
+        assert_eq!(sorted_rows(pushed).await, expected);
+
+        // Items right-joined with orders: o_id is null where an item has no order.
+        let plan = semi_over_outer_join(JoinType::Right);
+        let pushed = push_semi_filters(plan).expect("rewrites");
         let text = displayable(pushed.as_ref()).indent(false).to_string();
         assert_eq!(text.matches("RightSemi").count(), 1, "{text}");
     }

@@ -6,8 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pb as proto;
-use crate::task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput};
+use crate::task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput, TaskPhases};
 use crate::ticket::{is_plain_name, piece_key};
+
+/// A duration as whole microseconds for the wire (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// A count or index from the wire as a `usize` (saturating: a value that does not fit
 /// names nothing that exists, and is refused or ignored as such).
@@ -98,10 +103,17 @@ impl From<&TaskOutput> for proto::TaskOutput {
         Self {
             executor_id: o.executor_id.to_string(),
             locations: o.locations.iter().map(Into::into).collect(),
-            elapsed_micros: u64::try_from(o.elapsed.as_micros()).unwrap_or(u64::MAX),
+            elapsed_micros: micros(o.elapsed),
             spilled_bytes: o.spilled_bytes,
             spills: o.spills,
             compression: o.compression.clone(),
+            phases: Some(proto::TaskPhases {
+                setup_micros: micros(o.phases.setup),
+                decode_micros: micros(o.phases.decode),
+                filters_micros: micros(o.phases.filters),
+                run_micros: micros(o.phases.run),
+                finish_micros: micros(o.phases.finish),
+            }),
             accumulators: o
                 .accumulators
                 .iter()
@@ -126,6 +138,16 @@ impl From<proto::TaskOutput> for TaskOutput {
             spilled_bytes: o.spilled_bytes,
             spills: o.spills,
             compression: o.compression,
+            phases: o
+                .phases
+                .map(|p| TaskPhases {
+                    setup: Duration::from_micros(p.setup_micros),
+                    decode: Duration::from_micros(p.decode_micros),
+                    filters: Duration::from_micros(p.filters_micros),
+                    run: Duration::from_micros(p.run_micros),
+                    finish: Duration::from_micros(p.finish_micros),
+                })
+                .unwrap_or_default(),
             accumulators: o
                 .accumulators
                 .into_iter()

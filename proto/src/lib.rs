@@ -26,7 +26,7 @@ pub mod ticket;
 
 pub use error::{ProtoError, Result};
 pub use ids::{ExecutorId, JobId, PartitionId, StageId, TaskId, new_job_id};
-pub use task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput};
+pub use task::{AccumulatorValue, ShuffleLocation, TaskDefinition, TaskOutput, TaskPhases};
 pub use ticket::is_plain_name;
 
 /// The largest gRPC message accepted or sent (task plans with many inputs, broadcasts,

@@ -113,6 +113,56 @@ pub struct TaskOutput {
     /// The codec of the shuffle files it wrote (`lz4`, `zstd` or `none`): what `auto`
     /// resolved to on its executor.
     pub compression: String,
+    /// Where its wall time went.
+    pub phases: TaskPhases,
+}
+
+/// Where a task's wall time went on its executor, in the order it spends it: what every
+/// task pays before and after its rows move (`setup`, `decode`, `finish`) against the
+/// work itself (`filters`, `run`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskPhases {
+    /// Accepting the task and building its context: settings, object stores, the shuffle
+    /// handle.
+    #[serde(with = "micros")]
+    pub setup: Duration,
+    /// Decoding its plan.
+    #[serde(with = "micros")]
+    pub decode: Duration,
+    /// Collecting broadcast build sides for runtime filters (0 when none applies).
+    #[serde(with = "micros")]
+    pub filters: Duration,
+    /// Running the plan: reading inputs, the operators, writing the output files.
+    #[serde(with = "micros")]
+    pub run: Duration,
+    /// Recording the files written (and uploading them to a shuffle directory).
+    #[serde(with = "micros")]
+    pub finish: Duration,
+}
+
+impl TaskPhases {
+    /// The phases added up, field by field.
+    pub fn add(&mut self, other: &TaskPhases) {
+        self.setup += other.setup;
+        self.decode += other.decode;
+        self.filters += other.filters;
+        self.run += other.run;
+        self.finish += other.finish;
+    }
+}
+
+/// A [`Duration`] as whole microseconds.
+mod micros {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let us: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_micros(us))
+    }
 }
 
 impl TaskOutput {

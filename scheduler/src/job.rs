@@ -753,6 +753,7 @@ impl<'a> JobRun<'a> {
                     spills: output.spills,
                     compression: output.compression,
                     accumulators: output.accumulators,
+                    phases: output.phases,
                 };
                 self.feed(Event::TaskFinished {
                     task,

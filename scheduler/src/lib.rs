@@ -52,8 +52,8 @@ pub use error::{Result, SchedulerError};
 pub use eventlog::{LogScan, LoggedJob, parse_log, scan as scan_event_logs};
 pub use events::{JobEvent, JobListener};
 pub use metrics::{
-    FailedAttempt, JobMetrics, RecomputedTask, RefusedReport, SpeculativeCopy, StageSummary,
-    TaskRecord,
+    FailedAttempt, JobMetrics, JobTimeline, RecomputedTask, RefusedReport, SpeculativeCopy,
+    StageSummary, TaskRecord,
 };
 pub use outcome::{JobOutcome, ResultLease};
 pub use pool::{ExecutorPool, ExecutorStatus, HeartbeatStats, Policy};

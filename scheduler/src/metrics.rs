@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ember_proto::AccumulatorValue;
 use ember_proto::ids::{ExecutorId, JobId, StageId};
+use ember_proto::{AccumulatorValue, TaskPhases};
 
 use super::adaptive::Decision;
 use super::spec::OutputKind;
@@ -45,6 +45,15 @@ pub struct TaskRecord {
     /// executor's `auto` chose, for one.
     #[serde(default)]
     pub compression: String,
+    /// When the scheduler launched it, since the job was submitted.
+    #[serde(default)]
+    pub started_at: Duration,
+    /// When its report came back, since the job was submitted.
+    #[serde(default)]
+    pub ended_at: Duration,
+    /// Where its wall time went on the executor.
+    #[serde(default)]
+    pub phases: TaskPhases,
 }
 
 /// One failed task attempt.
@@ -151,6 +160,27 @@ pub struct JobMetrics {
     pub refused: Vec<RefusedReport>,
 }
 
+/// Where a job's wall time went ([`JobMetrics::timeline`]): the time some task of it was
+/// launched and not yet reported against the time none was (the scheduler between stages,
+/// and waiting for slots other jobs held), and, summed over its tasks, the phases on the
+/// executors and the time between launch and report that the executors did not see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobTimeline {
+    /// The job's wall time, from submission to its last task's report.
+    pub elapsed: Duration,
+    /// The time at least one task was between its launch and its report.
+    pub in_flight: Duration,
+    /// The time none was.
+    pub idle: Duration,
+    /// Successful task attempts.
+    pub tasks: usize,
+    /// Their phases on the executors, summed.
+    pub phases: TaskPhases,
+    /// Their time between launch and report outside the executor's own clock (the call
+    /// to the executor and its answer), summed.
+    pub transit: Duration,
+}
+
 impl JobMetrics {
     /// The executors that ran tasks of `stage_id`.
     pub fn executors_of_stage(&self, stage_id: StageId) -> BTreeSet<ExecutorId> {
@@ -166,6 +196,48 @@ impl JobMetrics {
         self.tasks.iter().map(|t| t.spilled_bytes).sum()
     }
 
+    /// Where the job's wall time went, from its tasks' records.
+    pub fn timeline(&self) -> JobTimeline {
+        let mut spans: Vec<(Duration, Duration)> = self
+            .tasks
+            .iter()
+            .map(|t| (t.started_at, t.ended_at.max(t.started_at)))
+            .collect();
+        spans.sort_unstable();
+        let mut in_flight = Duration::ZERO;
+        let mut open: Option<(Duration, Duration)> = None;
+        for (start, end) in spans {
+            open = match open {
+                Some((from, to)) if start <= to => Some((from, to.max(end))),
+                Some((from, to)) => {
+                    in_flight += to - from;
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+        }
+        if let Some((from, to)) = open {
+            in_flight += to - from;
+        }
+        let mut phases = TaskPhases::default();
+        let mut transit = Duration::ZERO;
+        for task in &self.tasks {
+            phases.add(&task.phases);
+            transit += task
+                .ended_at
+                .saturating_sub(task.started_at)
+                .saturating_sub(task.elapsed);
+        }
+        JobTimeline {
+            elapsed: self.elapsed,
+            in_flight: in_flight.min(self.elapsed),
+            idle: self.elapsed.saturating_sub(in_flight),
+            tasks: self.tasks.len(),
+            phases,
+            transit,
+        }
+    }
+
     /// Bytes written as shuffle output by all stages but the last.
     pub fn shuffle_bytes(&self) -> u64 {
         let last = self.stages.len().saturating_sub(1);
@@ -174,5 +246,54 @@ impl JobMetrics {
             .filter(|t| t.stage_id != StageId(last))
             .map(|t| t.bytes)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(stage: usize, start_ms: u64, end_ms: u64, elapsed_ms: u64) -> TaskRecord {
+        TaskRecord {
+            stage_id: StageId(stage),
+            partition: 0,
+            attempt: 0,
+            executor_id: ExecutorId::from("e"),
+            rows: 0,
+            bytes: 0,
+            elapsed: Duration::from_millis(elapsed_ms),
+            spilled_bytes: 0,
+            spills: 0,
+            read_rows: 0,
+            read_bytes: 0,
+            speculative: false,
+            compression: String::new(),
+            started_at: Duration::from_millis(start_ms),
+            ended_at: Duration::from_millis(end_ms),
+            phases: TaskPhases {
+                decode: Duration::from_millis(1),
+                run: Duration::from_millis(elapsed_ms.saturating_sub(1)),
+                ..TaskPhases::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_timeline_counts_overlapping_tasks_once_and_the_gaps_as_idle() {
+        let metrics = JobMetrics {
+            // Two tasks of stage 0 overlap (2..10, 4..12), stage 1 runs 15..20: in flight
+            // 10 + 5 ms of the job's 25.
+            tasks: vec![task(0, 2, 10, 7), task(0, 4, 12, 8), task(1, 15, 20, 5)],
+            elapsed: Duration::from_millis(25),
+            ..JobMetrics::default()
+        };
+        let time = metrics.timeline();
+        assert_eq!(time.in_flight, Duration::from_millis(15));
+        assert_eq!(time.idle, Duration::from_millis(10));
+        assert_eq!(time.tasks, 3);
+        assert_eq!(time.phases.decode, Duration::from_millis(3));
+        assert_eq!(time.phases.run, Duration::from_millis(17));
+        // 8 - 7, 8 - 8, 5 - 5: what the executors did not see.
+        assert_eq!(time.transit, Duration::from_millis(1));
     }
 }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_executors::ExecutorError;
-use ember_proto::AccumulatorValue;
 use ember_proto::ShuffleLocation;
+use ember_proto::{AccumulatorValue, TaskPhases};
 
 use super::adaptive::{
     AdaptiveConfig, Decision, InputSizes, PieceSize, StagePlan, TaskRead, plan_stage,
@@ -182,6 +182,9 @@ pub struct TaskReport {
     /// What its user functions added to each accumulator.
     #[serde(default)]
     pub accumulators: Vec<(String, AccumulatorValue)>,
+    /// Where its wall time went on the executor.
+    #[serde(default)]
+    pub phases: TaskPhases,
 }
 
 /// A [`ShuffleLocation`] in the event log's form.
@@ -1364,6 +1367,10 @@ impl JobState {
         self.stages[stage_index]
             .durations
             .push(u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX));
+        let started_us = match &self.stages[stage_index].parts[task.partition] {
+            Part::Running { since_us, .. } => *since_us,
+            _ => self.now_us,
+        };
         self.metrics.tasks.push(TaskRecord {
             stage_id: StageId(stage_index),
             partition: task.partition,
@@ -1378,6 +1385,9 @@ impl JobState {
             read_rows,
             read_bytes,
             speculative,
+            started_at: Duration::from_micros(started_us),
+            ended_at: Duration::from_micros(self.now_us),
+            phases: report.phases,
         });
         let stage = &mut self.stages[stage_index];
         let tries = &mut stage.tries[task.partition];

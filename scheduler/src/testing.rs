@@ -82,6 +82,7 @@ impl Shared {
             spilled_bytes: 0,
             spills: 0,
             compression: "none".into(),
+            phases: Default::default(),
         }
     }
 }

@@ -256,9 +256,21 @@ async fn explain_analyze_prints_the_stages_as_they_ran_and_each_decision() {
     );
     assert!(stdout.contains("HashJoinExec"), "{stdout}");
     assert!(
-        stdout.lines().last().is_some_and(|l| l.contains("2 rows")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("Job ") && l.contains("2 rows")),
         "{stdout}"
     );
+    // The last line says where the job's time went: the tasks ran for some of it.
+    let time = stdout.lines().last().unwrap_or_default();
+    assert!(time.starts_with("Time: tasks in flight "), "{stdout}");
+    let running: f64 = time
+        .split("running ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no running time in {time}"));
+    assert!(running > 0.0, "{time}");
 
     // With adaptivity off, no decision is printed.
     let stdout = analyze(&["ember.adaptive.enabled=false"]);

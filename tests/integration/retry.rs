@@ -87,6 +87,8 @@ fn leftover_job_dirs(work_dir: &std::path::Path) -> Vec<String> {
         for job in std::fs::read_dir(executor.path())
             .expect("executor dir")
             .flatten()
+            // Removed jobs' folders, while their files are deleted.
+            .filter(|e| e.file_name() != ".removing")
         {
             left.push(job.path().display().to_string());
         }

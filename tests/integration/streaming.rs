@@ -30,7 +30,8 @@ pub(crate) fn job_folders(dirs: &[PathBuf]) -> Vec<String> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if !path.is_dir() {
+            // `.removing` holds removed jobs' folders while their files are deleted.
+            if !path.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             if entry.file_name().to_string_lossy().starts_with("job-") {

@@ -1,7 +1,8 @@
 //! `EXPLAIN ANALYZE` for Ember: [`Session::explain_analyze`] runs a query and
 //! [`AnalyzedQuery`] prints its stage graph as it ran: each stage's tasks as planned and as
-//! run, the rows and bytes it wrote, its task times, and every adaptive decision with the
-//! sizes behind it.
+//! run, the rows and bytes it wrote, its task times, every adaptive decision with the
+//! sizes behind it, and where the job's time went (tasks in flight against the scheduler
+//! between stages, and the tasks' phases).
 
 use std::fmt;
 
@@ -124,5 +125,22 @@ fn write_totals(f: &mut fmt::Formatter<'_>, metrics: &JobMetrics, rows: usize) -
         metrics.tasks.len(),
         decisions,
         metrics.speculated.len()
+    )?;
+    let time = metrics.timeline();
+    let phases = time.phases;
+    writeln!(
+        f,
+        "Time: tasks in flight {}, none in flight {} (the scheduler between stages); \
+         summed over the {} tasks: set-up {}, plan decoding {}, runtime filters {}, \
+         running {}, finishing {}, launch and report {}",
+        millis(time.in_flight.as_micros()),
+        millis(time.idle.as_micros()),
+        time.tasks,
+        millis(phases.setup.as_micros()),
+        millis(phases.decode.as_micros()),
+        millis(phases.filters.as_micros()),
+        millis(phases.run.as_micros()),
+        millis(phases.finish.as_micros()),
+        millis(time.transit.as_micros()),
     )
 }
