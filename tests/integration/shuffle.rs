@@ -41,12 +41,27 @@ async fn a_stage_that_reads_shuffle_files_runs_on_more_than_one_executor() {
         .map(|t| t.bytes)
         .sum();
     assert!(shuffled > 0, "map tasks wrote shuffle files");
-    // The job's folders are gone once the result is read.
+    // The job's folders are gone once the result is read, and their files soon after
+    // (deleted on a thread of their own, from `.removing`).
     for executor in ["executor-0", "executor-1"] {
-        let left: Vec<_> = std::fs::read_dir(work.path().join(executor))
-            .expect("executor dir")
-            .collect();
-        assert!(left.is_empty(), "{executor} kept {left:?}");
+        let dir = work.path().join(executor);
+        let entries = || -> Vec<String> {
+            std::fs::read_dir(&dir)
+                .expect("executor dir")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(
+            entries().iter().all(|name| !name.starts_with("job-")),
+            "{executor} kept {:?}",
+            entries()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !entries().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(entries().is_empty(), "{executor} kept {:?}", entries());
     }
 }
 
