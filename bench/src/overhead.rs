@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::cluster::{ProcessCluster, ember_bin};
 use crate::peers::median_after_warmup;
 use crate::tpcds::{register_ember, tables};
-use crate::tpch::ember_config;
+use crate::tpch::{at_least_one, ember_config};
 
 /// Options of `ember-bench overhead`.
 #[derive(Args, Clone)]
@@ -41,10 +41,10 @@ pub struct OverheadBench {
     #[arg(long, default_value = "83")]
     pub query: String,
     /// Ember executors of one slot, and DataFusion's target partitions.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub executors: usize,
     /// Timed runs per engine, after one warm-up; the median of each step counts.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub iterations: usize,
     /// Also on a process cluster (1 scheduler, N executor processes).
     #[arg(long)]

@@ -21,7 +21,7 @@ use ember::{EmberConfig, Session, TableSpec};
 use crate::cluster::{ProcessCluster, ember_bin};
 use crate::peers::{json_rows, median_after_warmup, rows_agree};
 use crate::report::Report;
-use crate::tpch::{ember_config, text_rows};
+use crate::tpch::{at_least_one, ember_config, text_rows};
 
 /// Options of `ember-bench tpcds`.
 #[derive(Args, Clone)]
@@ -33,7 +33,7 @@ pub struct TpcdsBench {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Ember executors of one slot, and DataFusion's target partitions.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub executors: usize,
     /// Timed runs per query and engine, after one warm-up; the median counts.
     #[arg(long, default_value_t = 1)]

@@ -71,7 +71,7 @@ pub fn ember_config(executors: usize, conf: &[String]) -> anyhow::Result<EmberCo
 }
 
 /// A count of 1 or more.
-fn at_least_one(text: &str) -> Result<usize, String> {
+pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("'{text}' is not a whole number of at least 1")),

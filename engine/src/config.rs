@@ -378,13 +378,7 @@ impl EmberConfig {
             "ember.shuffle.partitions" => {
                 self.shuffle_partitions = Some(parse_positive(key, value)?);
             }
-            "ember.optimizer.runtime_filters" => {
-                self.runtime_filters = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" | "on" | "1" => true,
-                    "false" | "off" | "0" => false,
-                    _ => config_err!(key, "expected true or false, got '{value}'"),
-                }
-            }
+            "ember.optimizer.runtime_filters" => self.runtime_filters = parse_flag(key, value)?,
             k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
                 set_adaptive(&mut self.adaptive, k, value)?;
             }
@@ -644,13 +638,18 @@ impl EmberConfig {
     }
 }
 
-/// Sets one `ember.adaptive.*` or `ember.speculation.*` key.
-fn set_adaptive(adaptive: &mut AdaptiveConfig, key: &str, value: &str) -> Result<()> {
-    let flag = || match value.trim().to_ascii_lowercase().as_str() {
+/// A true/false setting (also on/off, 1/0).
+fn parse_flag(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
         "true" | "on" | "1" => Ok(true),
         "false" | "off" | "0" => Ok(false),
         _ => config_err!(key, "expected true or false, got '{value}'"),
-    };
+    }
+}
+
+/// Sets one `ember.adaptive.*` or `ember.speculation.*` key.
+fn set_adaptive(adaptive: &mut AdaptiveConfig, key: &str, value: &str) -> Result<()> {
+    let flag = || parse_flag(key, value);
     let size = || match ember_executors::memory::parse_size(value) {
         Ok(bytes) => Ok(bytes as u64),
         Err(message) => config_err!(key, "{message}"),

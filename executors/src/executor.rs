@@ -288,15 +288,9 @@ impl Executor {
                     message,
                 }
             })?;
-        let shuffle_dir = settings
-            .iter()
-            .position(|(key, _)| key == SHUFFLE_DIR_SETTING)
-            .map(|at| settings.remove(at).1);
-        let runtime_filters = settings
-            .iter()
-            .position(|(key, _)| key == RUNTIME_FILTERS_SETTING)
-            .map(|at| settings.remove(at).1)
-            .is_none_or(|value| value != "false");
+        let shuffle_dir = take_setting(&mut settings, SHUFFLE_DIR_SETTING);
+        let runtime_filters =
+            take_setting(&mut settings, RUNTIME_FILTERS_SETTING).is_none_or(|v| v != "false");
         // Compress what may cross machines: pieces other hosts' executors may fetch, or
         // that go to a shared shuffle directory. Under a memory limit too: the batches
         // read back from an uncompressed piece are slices of one message body each, which
@@ -581,6 +575,12 @@ impl Drop for Unfinished<'_> {
             let _ = std::fs::remove_dir(self.executor.job_dir(self.job_id));
         }
     }
+}
+
+/// Takes Ember's own setting `key` out of a task's settings (the rest go to DataFusion).
+fn take_setting(settings: &mut Vec<(String, String)>, key: &str) -> Option<String> {
+    let at = settings.iter().position(|(k, _)| k == key)?;
+    Some(settings.remove(at).1)
 }
 
 /// The folder of a work directory where removed jobs' folders wait for their files to be

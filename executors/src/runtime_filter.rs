@@ -37,7 +37,7 @@ use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, collect, replace_children_if_necessary,
 };
-use ember_planner::column_sources;
+use ember_planner::{column_sources, push_into_children};
 use futures::future::BoxFuture;
 
 use datafusion::error::Result;
@@ -182,25 +182,9 @@ fn push_range(
     let Some(targets) = column_sources(plan, index) else {
         return Ok(None);
     };
-    let mut children: Vec<Arc<dyn ExecutionPlan>> =
-        plan.children().into_iter().map(Arc::clone).collect();
-    let mut changed = false;
-    for (child, at) in targets {
-        let Some(current) = children.get(child) else {
-            continue;
-        };
-        if let Some(filtered) = push_range(current, at, low, high, options)? {
-            children[child] = filtered;
-            changed = true;
-        }
-    }
-    if !changed {
-        return Ok(None);
-    }
-    Ok(Some(replace_children_if_necessary(
-        Arc::clone(plan),
-        children,
-    )?))
+    push_into_children(plan, &targets, |child, column| {
+        push_range(child, column, low, high, options)
+    })
 }
 
 #[cfg(test)]
@@ -251,25 +235,17 @@ mod tests {
 
     /// Inner(CollectLeft) of the dates {2_500, 2_600, 3_100} with the sales scan.
     fn join_of_dates(dir: &std::path::Path) -> Arc<dyn ExecutionPlan> {
-        let schema = int_schema("d");
-        let dates = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(vec![2_500, 2_600, 3_100]))],
-        )
-        .expect("batch");
-        let build = MemorySourceConfig::try_new_exec(&[vec![dates]], schema, None).expect("dates");
-        HashJoinExecBuilder::new(
-            build,
-            sales(dir),
-            vec![(
-                Arc::new(Column::new("d", 0)) as Arc<dyn PhysicalExpr>,
-                Arc::new(Column::new("sale_date", 0)) as Arc<dyn PhysicalExpr>,
-            )],
-            JoinType::Inner,
-        )
-        .with_partition_mode(PartitionMode::CollectLeft)
-        .build_exec()
-        .expect("join")
+        dates_with(sales(dir), 0)
+    }
+
+    /// Fails unless `got` and `expected` hold the same rows in the same order.
+    fn assert_same_rows(got: &[RecordBatch], expected: &[RecordBatch]) {
+        let text = |batches: &[RecordBatch]| {
+            arrow::util::pretty::pretty_format_batches(batches)
+                .expect("formats")
+                .to_string()
+        };
+        assert_eq!(text(got), text(expected));
     }
 
     /// Rows the plan's Parquet scans read.
@@ -310,14 +286,7 @@ mod tests {
             "the join drops the rows\n{text}"
         );
         let got = collect(Arc::clone(&filtered), context).await.expect("runs");
-        assert_eq!(
-            arrow::util::pretty::pretty_format_batches(&got)
-                .expect("formats")
-                .to_string(),
-            arrow::util::pretty::pretty_format_batches(&expected)
-                .expect("formats")
-                .to_string()
-        );
+        assert_same_rows(&got, &expected);
         // Row groups 2 and 3 (2,000..4,000) only.
         assert_eq!(rows_scanned(&filtered), 2_000, "{text}");
     }
@@ -391,14 +360,7 @@ mod tests {
         let got = collect(Arc::clone(&filtered), context).await.expect("runs");
         let text = displayable(filtered.as_ref()).indent(false).to_string();
         assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
-        assert_eq!(
-            arrow::util::pretty::pretty_format_batches(&got)
-                .expect("formats")
-                .to_string(),
-            arrow::util::pretty::pretty_format_batches(&expected)
-                .expect("formats")
-                .to_string()
-        );
+        assert_same_rows(&got, &expected);
         assert_eq!(rows_scanned(&filtered), 2_000, "{text}");
     }
 

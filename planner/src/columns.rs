@@ -1,17 +1,18 @@
 //! Where a node's output column comes from: the child columns it is read from, through the
 //! nodes that pass rows on unchanged or drop some of them. Used to carry a filter on a join
-//! key down to where the key is produced (runtime filters, in the planner and in tasks).
+//! key down to where the key is produced (runtime filters, in the planner and in tasks), and
+//! the rebuild of a node whose children took such a filter.
 
 use std::sync::Arc;
 
 use datafusion::common::{JoinType, NullEquality};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 
 /// The `(child, column)` pairs that output column `index` of `plan` equals on every row
 /// `plan` emits: the column a projection (of a plain column), a filter or a cooperative
@@ -83,4 +84,35 @@ pub fn column_sources(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<Vec
         }
     }
     Some(sources)
+}
+
+/// `plan` with `push` applied to each `(child, column)` of `targets` (what
+/// [`column_sources`] gave), the children it changed put in; `None` when it changed none.
+pub fn push_into_children(
+    plan: &Arc<dyn ExecutionPlan>,
+    targets: &[(usize, usize)],
+    mut push: impl FnMut(
+        &Arc<dyn ExecutionPlan>,
+        usize,
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>>,
+) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+    let mut children: Vec<Arc<dyn ExecutionPlan>> =
+        plan.children().into_iter().map(Arc::clone).collect();
+    let mut changed = false;
+    for &(child, column) in targets {
+        let Some(current) = children.get(child) else {
+            continue;
+        };
+        if let Some(pushed) = push(current, column)? {
+            children[child] = pushed;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(replace_children_if_necessary(
+        Arc::clone(plan),
+        children,
+    )?))
 }

@@ -41,7 +41,7 @@ mod stage;
 pub use adaptive::{StageFacts, stage_facts};
 pub use cache::{CacheEntry, CacheLocation, CacheScanExec, CachedData, CachedPiece};
 pub use codec::{EmberCodec, PLAN_WIRE_VERSION, decode_plan, encode_plan};
-pub use columns::column_sources;
+pub use columns::{column_sources, push_into_children};
 pub use cut::{CutOptions, cut_stages, cut_stages_with};
 pub use draw::{
     Picture, StageState, StageStatus, describe as describe_stages, picture_svg, stage_graph_dot,

@@ -25,9 +25,11 @@
 //! filter (a build side that is a whole dimension table keeps every probe row, and the
 //! filter would only cost a probe per row and a wait for the build stage). The filter
 //! uses one equi-join key (the first that reaches a shuffle), the build side reduced to
-//! that key. The key column is followed through projections, filters and inner joins (to
-//! both sides where it is an equi-join key, to its own side otherwise), and the filter goes
-//! under the lowest shuffle on each path. `ember.optimizer.runtime_filters=false` turns it
+//! that key. The key column is followed through projections, filters and joins, as
+//! [`column_sources`] says (an inner join: to both sides where it is an equi-join key, to
+//! its own side otherwise; an outer, semi or anti join: to the side it passes on whole,
+//! never to a side it fills with nulls), and the filter goes under the lowest shuffle on
+//! each path. `ember.optimizer.runtime_filters=false` turns it
 //! off.
 
 use std::sync::Arc;
@@ -43,7 +45,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::{Partitioning, replace_children_if_necessary};
 
-use crate::columns::column_sources;
+use crate::columns::{column_sources, push_into_children};
 use crate::error::Result;
 use crate::rewrite::rewrite_up;
 
@@ -161,35 +163,7 @@ impl SemiFilter {
         {
             targets.retain(|(side, _)| *side == 1);
         }
-        self.rebuilt(plan, &targets)
-    }
-
-    /// `plan` with the filter pushed into the children named by `targets` (child, column);
-    /// `None` when it went into none of them.
-    fn rebuilt(
-        &self,
-        plan: &Arc<dyn ExecutionPlan>,
-        targets: &[(usize, usize)],
-    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
-        let mut children: Vec<Arc<dyn ExecutionPlan>> =
-            plan.children().into_iter().map(Arc::clone).collect();
-        let mut changed = false;
-        for &(child, index) in targets {
-            let Some(current) = children.get(child) else {
-                continue;
-            };
-            if let Some(filtered) = self.push(current, index)? {
-                children[child] = filtered;
-                changed = true;
-            }
-        }
-        if !changed {
-            return Ok(None);
-        }
-        Ok(Some(replace_children_if_necessary(
-            Arc::clone(plan),
-            children,
-        )?))
+        push_into_children(plan, &targets, |child, column| self.push(child, column))
     }
 
     /// The rows of `input` whose column `index` is among the build side's keys; `None`

@@ -151,14 +151,17 @@ impl TaskPhases {
     }
 }
 
-/// A [`Duration`] as whole microseconds.
-mod micros {
+/// A [`Duration`] as whole microseconds, for `#[serde(with = "micros")]` (task times in
+/// the event log).
+pub mod micros {
     use std::time::Duration;
 
+    /// Writes `d` as whole microseconds.
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
+    /// Reads whole microseconds.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let us: u64 = serde::Deserialize::deserialize(d)?;
         Ok(Duration::from_micros(us))

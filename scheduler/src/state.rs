@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use ember_executors::ExecutorError;
 use ember_proto::ShuffleLocation;
+use ember_proto::task::micros;
 use ember_proto::{AccumulatorValue, TaskPhases};
 
 use super::adaptive::{
@@ -1873,19 +1874,5 @@ pub(crate) mod millis {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms: u64 = serde::Deserialize::deserialize(d)?;
         Ok(Duration::from_millis(ms))
-    }
-}
-
-/// Task times as whole microseconds in the log.
-mod micros {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let us: u64 = serde::Deserialize::deserialize(d)?;
-        Ok(Duration::from_micros(us))
     }
 }
