@@ -3,9 +3,10 @@
 `ember-bench` starts one of these per engine and talks to it over stdin/stdout, one JSON
 object per line. It serves two kinds of request:
 
-- TPC-H queries: every engine runs the same query files over the same Parquet folders,
-  query by query, alternating with Ember and DataFusion. The tables are those of the
-  `--data` folder given at start-up (none without it).
+- Queries (TPC-H, TPC-DS): every engine runs the same query texts over the same Parquet
+  folders, query by query, alternating with Ember and DataFusion. The tables are the
+  sub-folders of the `--data` folder given at start-up that hold Parquet files (none
+  without it).
 - Pipelines: the engine runs its own implementation of one of Ember's example pipelines
   over the Parquet folder named in the request. Each run's time covers everything:
   reading the Parquet, every query, and materializing every table in Python.
@@ -37,9 +38,16 @@ import resource
 import sys
 import time
 
-TPCH_TABLES = [
-    "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
-]
+def tables(data):
+    """The tables of a data folder: its sub-folders that hold Parquet files, by name."""
+    if not data:
+        return []
+    return sorted(
+        name
+        for name in os.listdir(data)
+        if os.path.isdir(os.path.join(data, name))
+        and any(f.endswith(".parquet") for f in os.listdir(os.path.join(data, name)))
+    )
 
 # The product-price report's constants, as in examples/src/product_prices.rs.
 DIMENSIONS = ["category", "brand"]
@@ -196,17 +204,17 @@ def edge_case(bounds, side):
 
 
 class DuckDb:
-    """TPC-H through views over the Parquet; the product-price report in SQL over a
+    """Queries through views over the Parquet; the product-price report in SQL over a
     temporary table of the joined sales."""
 
-    def __init__(self, tpch, threads):
+    def __init__(self, data, threads):
         import duckdb
 
         self.version = duckdb.__version__
         self.con = duckdb.connect()
         self.con.execute(f"SET threads = {threads}")
-        for table in TPCH_TABLES if tpch else []:
-            path = os.path.join(tpch, table, "*.parquet")
+        for table in tables(data):
+            path = os.path.join(data, table, "*.parquet")
             self.con.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')"
             )
@@ -226,18 +234,18 @@ class DuckDb:
 
 
 class Polars:
-    """TPC-H through the SQL context over lazy scans; the product-price report with the
+    """Queries through the SQL context over lazy scans; the product-price report with the
     lazy API over the joined sales, collected once, its four tables collected together."""
 
-    def __init__(self, tpch, threads):
+    def __init__(self, data, threads):
         os.environ["POLARS_MAX_THREADS"] = str(threads)
         import polars as pl
 
         self.pl = pl
         self.version = pl.__version__
         frames = {
-            table: pl.scan_parquet(os.path.join(tpch, table, "*.parquet"))
-            for table in (TPCH_TABLES if tpch else [])
+            table: pl.scan_parquet(os.path.join(data, table, "*.parquet"))
+            for table in tables(data)
         }
         self.ctx = pl.SQLContext(frames=frames, eager=False)
 
@@ -361,10 +369,10 @@ class Polars:
 
 
 class Spark:
-    """TPC-H through temporary views; the product-price report in Spark SQL over a view
+    """Queries through temporary views; the product-price report in Spark SQL over a view
     of the joined sales."""
 
-    def __init__(self, tpch, threads):
+    def __init__(self, data, threads):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         import pyspark
         from pyspark.sql import SparkSession
@@ -384,8 +392,8 @@ class Spark:
             .getOrCreate()
         )
         self.spark.sparkContext.setLogLevel("ERROR")
-        for table in TPCH_TABLES if tpch else []:
-            self.spark.read.parquet(os.path.join(tpch, table)).createOrReplaceTempView(table)
+        for table in tables(data):
+            self.spark.read.parquet(os.path.join(data, table)).createOrReplaceTempView(table)
         self.prices = PriceSql(
             relation="VIEW",
             parquet=lambda folder: f"parquet.`{folder}`",
@@ -473,7 +481,7 @@ def reply_to(engine, request):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--engine", choices=sorted(ENGINES), required=True)
-    parser.add_argument("--data", help="the TPC-H folder (its tables are registered)")
+    parser.add_argument("--data", help="a folder of tables, one sub-folder of Parquet files each")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 

@@ -8,9 +8,12 @@
 //! DuckDB's (numbers within a relative tolerance, row order free where the query's order
 //! leaves ties). A query that fails or differs is reported, not timed, and the run goes on.
 //! With `--toggle KEY`, Ember runs a second time with that true/false setting off, side by
-//! side (`--toggle ember.optimizer.runtime_filters` shows what runtime filters do).
+//! side (`--toggle ember.optimizer.runtime_filters` shows what runtime filters do). With
+//! `--peers duckdb,spark`, those engines run the same texts over the same files in their
+//! own processes (`bench/python/peers.py`), timed and checked the same way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -19,9 +22,9 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use ember::{EmberConfig, Session, TableSpec};
 
 use crate::cluster::{ProcessCluster, ember_bin};
-use crate::peers::{json_rows, median_after_warmup, rows_agree};
+use crate::peers::{Peer, PeerRun, json_rows, median_after_warmup, rows_agree};
 use crate::report::Report;
-use crate::tpch::{at_least_one, ember_config, text_rows};
+use crate::tpch::{LaunchArgs, at_least_one, ember_config, text_rows};
 
 /// Options of `ember-bench tpcds`.
 #[derive(Args, Clone)]
@@ -58,10 +61,16 @@ pub struct TpcdsBench {
     /// The Python with `duckdb` and `duckdb-ext-tpcds` (same version) installed, to make
     /// the data.
     #[arg(long, default_value = "python3", env = "EMBER_TPCDS_PYTHON")]
-    pub python: PathBuf,
+    pub tpcds_python: PathBuf,
     /// The data maker.
     #[arg(long, default_value = "bench/python/tpcds.py")]
     pub script: PathBuf,
+    /// Peers to run the same query texts on, comma-separated: duckdb, polars, spark
+    /// (through `--peers-script` under `--python`, with what `bench/run` installs).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
 }
 
 /// One engine's outcome on one query.
@@ -98,6 +107,8 @@ impl Outcome {
 enum Engine {
     DataFusion(SessionContext),
     Ember(Box<Session>),
+    /// DuckDB, Polars or Spark in their own process (`Peer::run` is a blocking call).
+    Peer(Mutex<Peer>),
 }
 
 impl Engine {
@@ -105,11 +116,34 @@ impl Engine {
         Ok(match self {
             Engine::DataFusion(ctx) => text_rows(&ctx.sql(sql).await?.collect().await?)?,
             Engine::Ember(session) => text_rows(&session.sql(sql).await?.batches)?,
+            Engine::Peer(_) => bail!("a peer runs its queries in its own process"),
         })
     }
 
-    /// Runs `sql` once to warm up and `iterations` times more.
-    async fn measure(&self, sql: &str, iterations: usize, expected: &[Vec<String>]) -> Outcome {
+    /// Runs `sql` (query `name`) once to warm up and `iterations` times more.
+    async fn measure(
+        &self,
+        name: &str,
+        sql: &str,
+        iterations: usize,
+        expected: &[Vec<String>],
+    ) -> Outcome {
+        if let Engine::Peer(peer) = self {
+            let run = match peer.lock() {
+                Ok(mut peer) => peer.run(name, sql, iterations + 1),
+                Err(_) => return Outcome::Failed("the peer's lock is poisoned".into()),
+            };
+            return match run {
+                Ok(PeerRun::Done { times_ms, rows }) if rows_agree(expected, &rows) => {
+                    Outcome::Correct(median_after_warmup(&times_ms).unwrap_or(0.0))
+                }
+                Ok(PeerRun::Done { rows, .. }) => Outcome::Differs(rows.len()),
+                Ok(PeerRun::Failed(message)) => {
+                    Outcome::Failed(message.lines().next().unwrap_or("").to_string())
+                }
+                Err(e) => Outcome::Failed(format!("{e:#}")),
+            };
+        }
         let mut times = Vec::new();
         for _ in 0..=iterations {
             let started = Instant::now();
@@ -160,21 +194,21 @@ impl TpcdsBench {
             "making TPC-DS sf {} in {} with {}",
             self.scale_factor,
             dir.display(),
-            self.python.display()
+            self.tpcds_python.display()
         );
-        let status = std::process::Command::new(&self.python)
+        let status = std::process::Command::new(&self.tpcds_python)
             .arg(&self.script)
             .arg("--sf")
             .arg(self.scale_factor.to_string())
             .arg("--out")
             .arg(&dir)
             .status()
-            .with_context(|| format!("starting {}", self.python.display()))?;
+            .with_context(|| format!("starting {}", self.tpcds_python.display()))?;
         if !status.success() || !dir.join("_SUCCESS").is_file() {
             bail!(
                 "{} {} failed ({status}); it needs `pip install duckdb duckdb-ext-tpcds` \
-                 of one version (set --python or EMBER_TPCDS_PYTHON)",
-                self.python.display(),
+                 of one version (set --tpcds-python or EMBER_TPCDS_PYTHON)",
+                self.tpcds_python.display(),
                 self.script.display()
             );
         }
@@ -202,6 +236,13 @@ pub(crate) async fn register_ember(
 pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
     if let Some(bad) = bench.only.iter().find(|n| !(1..=99).contains(*n)) {
         bail!("invalid setting --only: {bad} is not a TPC-DS query number (1 to 99)");
+    }
+    if let Some(bad) = bench
+        .peers
+        .iter()
+        .find(|p| !["duckdb", "polars", "spark"].contains(&p.as_str()))
+    {
+        bail!("invalid setting --peers: {bad} (the TPC-DS peers are duckdb, polars and spark)");
     }
     let dir = bench.ensure_data()?;
     let tables = tables(&dir)?;
@@ -243,7 +284,23 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
         engines.push(("Ember processes".into(), Engine::Ember(Box::new(session))));
     }
 
+    let mut started = Vec::new();
+    for name in &bench.peers {
+        let peer = Peer::start(&bench.launch.launch(), name, &dir, bench.executors)?;
+        started.push(format!(
+            "{} {} start-up (session, tables): {:.0} ms, not counted",
+            peer.name, peer.version, peer.startup_ms
+        ));
+        engines.push((
+            format!("{} {}", peer.name, peer.version),
+            Engine::Peer(Mutex::new(peer)),
+        ));
+    }
+
     let mut report = Report::default();
+    for line in started {
+        report.line(line);
+    }
     report.line(format!(
         "TPC-DS sf {} ({} tables from DuckDB's dsdgen), {} executors of one slot / {} target \
          partitions; median of {} run(s) after a warm-up; every result checked against \
@@ -256,16 +313,31 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
     ));
     report.blank();
     let names: Vec<&str> = engines.iter().map(|(n, _)| n.as_str()).collect();
-    let ratios: Vec<String> = names[1..]
+    // Each Ember column against DataFusion; each peer against Ember's last column (the
+    // process cluster when there is one).
+    let ember = engines
         .iter()
-        .map(|n| format!("{n} / DataFusion"))
+        .rposition(|(_, e)| matches!(e, Engine::Ember(_)))
+        .unwrap_or(0);
+    let pairs: Vec<(usize, usize)> = (1..engines.len())
+        .map(|i| match engines[i].1 {
+            Engine::Peer(_) => (ember, i),
+            _ => (i, 0),
+        })
+        .collect();
+    let ratios: Vec<String> = pairs
+        .iter()
+        .map(|&(a, b)| format!("{} / {}", names[a], names[b]))
         .collect();
     report.line(format!(
         "| query | {} (ms) | {} |",
         names.join(" (ms) | "),
         ratios.join(" | ")
     ));
-    report.line(format!("|---|{}", "---:|".repeat(names.len() * 2 - 1)));
+    report.line(format!(
+        "|---|{}",
+        "---:|".repeat(names.len() + pairs.len())
+    ));
 
     let numbers: Vec<usize> = if bench.only.is_empty() {
         (1..=99).collect()
@@ -287,13 +359,16 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
         };
         let mut row = Vec::new();
         for (_, engine) in &engines {
-            row.push(engine.measure(&sql, bench.iterations, &expected).await);
+            row.push(
+                engine
+                    .measure(&name, &sql, bench.iterations, &expected)
+                    .await,
+            );
         }
         let cells: Vec<String> = row.iter().map(Outcome::cell).collect();
-        let base = row[0].ms();
-        let ratio_cells: Vec<String> = row[1..]
+        let ratio_cells: Vec<String> = pairs
             .iter()
-            .map(|o| match (o.ms(), base) {
+            .map(|&(a, b)| match (row[a].ms(), row[b].ms()) {
                 (Some(a), Some(b)) => format!("{:.2}", a / b.max(1e-9)),
                 _ => String::new(),
             })
@@ -327,9 +402,9 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
             .map(|t| format!("{t:.0}"))
             .collect::<Vec<_>>()
             .join(" | "),
-        totals[1..]
+        pairs
             .iter()
-            .map(|t| format!("{:.3}", t / totals[0].max(1e-9)))
+            .map(|&(a, b)| format!("{:.3}", totals[a] / totals[b].max(1e-9)))
             .collect::<Vec<_>>()
             .join(" | ")
     ));
