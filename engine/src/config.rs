@@ -89,6 +89,12 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         description: "Where map outputs are copied once written: there they outlive the executor that wrote them, so losing it recomputes nothing. Each job's pieces are deleted when it ends.",
     },
     ConfigEntry {
+        key: "ember.shuffle.host_local_reads",
+        kind: "true | false",
+        default: "true",
+        description: "A task reads the map outputs of another executor on its own host (same address) from that executor's files, as Spark's spark.shuffle.readHostLocalDisk does, instead of fetching them over Flight; a file it cannot find at the recorded size is fetched. Off: every other executor's piece comes over Flight.",
+    },
+    ConfigEntry {
         key: "ember.shuffle.partitions",
         kind: "integer >= 1",
         default: "executors x slots",
@@ -327,6 +333,8 @@ pub struct EmberConfig {
     pub adaptive: AdaptiveConfig,
     /// `ember.optimizer.runtime_filters`.
     pub runtime_filters: bool,
+    /// `ember.shuffle.host_local_reads`.
+    pub host_local_reads: bool,
 }
 
 impl Default for EmberConfig {
@@ -352,6 +360,7 @@ impl Default for EmberConfig {
             shuffle_partitions: None,
             adaptive: AdaptiveConfig::default(),
             runtime_filters: true,
+            host_local_reads: true,
         }
     }
 }
@@ -379,6 +388,7 @@ impl EmberConfig {
                 self.shuffle_partitions = Some(parse_positive(key, value)?);
             }
             "ember.optimizer.runtime_filters" => self.runtime_filters = parse_flag(key, value)?,
+            "ember.shuffle.host_local_reads" => self.host_local_reads = parse_flag(key, value)?,
             k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
                 set_adaptive(&mut self.adaptive, k, value)?;
             }
@@ -486,6 +496,7 @@ impl EmberConfig {
             }
             "ember.shuffle.partitions" => self.target_partitions().to_string(),
             "ember.optimizer.runtime_filters" => self.runtime_filters.to_string(),
+            "ember.shuffle.host_local_reads" => self.host_local_reads.to_string(),
             k if k.starts_with("ember.adaptive.") || k.starts_with("ember.speculation.") => {
                 get_adaptive(&self.adaptive, k)?
             }

@@ -25,6 +25,7 @@ use crate::input_errors::explain_task_failure;
 use crate::metrics::{ExecutorMetrics, TaskFigures};
 use crate::rpc::flight_client::PeerClients;
 use crate::runtime_filter::RUNTIME_FILTERS_SETTING;
+use crate::shuffle::HOST_LOCAL_READS_SETTING;
 use crate::shuffle::{LocalShuffle, RemoteInputs, ShuffleCompression, fetch_failure, spans_hosts};
 use crate::storage::{SHUFFLE_DIR_SETTING, StoreOptions, StoreRegistry, upload};
 use crate::sync::lock;
@@ -272,13 +273,6 @@ impl Executor {
             task_dir: task_dir.clone(),
             armed: true,
         };
-        let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
-            own_id: self.config.id.clone(),
-            job_id: task.job_id.to_string(),
-            peers: Arc::clone(&task.peers),
-            clients: Arc::clone(&self.peers),
-            stores: StoreOptions::default(),
-        });
         // S3 options and the shuffle directory ride along as `ember.*` settings; the rest
         // are DataFusion's.
         let (stores, mut settings) =
@@ -291,6 +285,16 @@ impl Executor {
         let shuffle_dir = take_setting(&mut settings, SHUFFLE_DIR_SETTING);
         let runtime_filters =
             take_setting(&mut settings, RUNTIME_FILTERS_SETTING).is_none_or(|v| v != "false");
+        let host_local =
+            take_setting(&mut settings, HOST_LOCAL_READS_SETTING).is_none_or(|v| v != "false");
+        let remote = (!task.peers.is_empty()).then(|| RemoteInputs {
+            own_id: self.config.id.clone(),
+            job_id: task.job_id.to_string(),
+            peers: Arc::clone(&task.peers),
+            clients: Arc::clone(&self.peers),
+            stores: StoreOptions::default(),
+            host_local,
+        });
         // Compress what may cross machines: pieces other hosts' executors may fetch, or
         // that go to a shared shuffle directory. Under a memory limit too: the batches
         // read back from an uncompressed piece are slices of one message body each, which

@@ -23,6 +23,7 @@ mod sync;
 pub use error::{ExecutorError, Result};
 pub use executor::{Executor, ExecutorConfig};
 pub use runtime_filter::RUNTIME_FILTERS_SETTING;
+pub use shuffle::HOST_LOCAL_READS_SETTING;
 pub use shuffle::{
     LocalShuffle, ResultClients, ShuffleCompression, read_job_output, read_locations,
 };

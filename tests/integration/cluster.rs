@@ -387,6 +387,15 @@ async fn an_executor_killed_while_reducers_read_has_its_map_outputs_recomputed()
     }
 }
 
+/// Makes `session`'s tasks fetch every other executor's pieces over Flight. The files of
+/// a killed executor stay on this host's disk, where host-local reads would still find
+/// them; the tests of a lost executor are about the fetches that fail.
+pub(crate) fn fetch_over_flight(session: &Session) {
+    session
+        .set("ember.shuffle.host_local_reads", "false")
+        .expect("a setting of the job");
+}
+
 /// A value the event hook fills in.
 pub(crate) type Shared<T> = Arc<Mutex<T>>;
 
@@ -396,6 +405,7 @@ pub(crate) fn kill_another_executor_when_a_task_finishes(
     cluster: &TestCluster,
     session: &mut Session,
 ) -> Shared<Option<String>> {
+    fetch_over_flight(session);
     let killed = Arc::new(Mutex::new(None::<String>));
     let executors = Arc::clone(&cluster.executors);
     let victim = Arc::clone(&killed);
@@ -435,6 +445,7 @@ pub(crate) fn kill_a_map_executor_after_the_first_stage(
     cluster: &TestCluster,
     session: &mut Session,
 ) -> (Shared<Option<String>>, Shared<Vec<String>>) {
+    fetch_over_flight(session);
     let map_executors = Arc::new(Mutex::new(Vec::<String>::new()));
     let killed = Arc::new(Mutex::new(None::<String>));
     let executors = Arc::clone(&cluster.executors);

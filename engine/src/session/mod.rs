@@ -223,6 +223,8 @@ impl Session {
             "ember.output.mode",
             "ember.input.bad_rows",
             "ember.sql.warehouse",
+            "ember.optimizer.runtime_filters",
+            "ember.shuffle.host_local_reads",
         ];
         let per_job = key.starts_with("ember.adaptive.") || key.starts_with("ember.speculation.");
         if !SETTABLE.contains(&key) && !per_job && !key.starts_with("datafusion.") {
@@ -532,6 +534,12 @@ impl Session {
         if !config.runtime_filters {
             settings.push((
                 ember_executors::RUNTIME_FILTERS_SETTING.to_string(),
+                "false".to_string(),
+            ));
+        }
+        if !config.host_local_reads {
+            settings.push((
+                ember_executors::HOST_LOCAL_READS_SETTING.to_string(),
                 "false".to_string(),
             ));
         }

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
+use arrow_flight::Ticket;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::{FlightClient, Ticket};
-use futures::TryStreamExt;
 use prost::Message;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::error::{ExecutorError, Result};
+use crate::shuffle::ipc::PieceDecoder;
 use crate::sync::lock;
 use ember_proto::MAX_MESSAGE_BYTES;
 use ember_proto::pb::ShuffleTicket;
@@ -41,10 +41,10 @@ impl FlightChannels {
         }
     }
 
-    /// A Flight client of the executor at `address`, on its open connection (or a new one),
-    /// accepting messages up to the servers' limit: pieces are sent one record batch per
-    /// message, uncompressed on one host, past tonic's 4 MiB default.
-    pub(crate) async fn client(&self, address: &str) -> Result<FlightClient> {
+    /// The Flight service of the executor at `address`, on its open connection (or a new
+    /// one), accepting messages up to the servers' limit: pieces are sent one record batch
+    /// per message, uncompressed on one host, past tonic's 4 MiB default.
+    pub(crate) async fn service(&self, address: &str) -> Result<FlightServiceClient<Channel>> {
         let cached = lock(&self.channels).get(address).cloned();
         let channel = match cached {
             Some(channel) => channel,
@@ -54,18 +54,19 @@ impl FlightChannels {
                 channel
             }
         };
-        let mut client = FlightClient::new_from_inner(
-            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
+        Ok(FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// A request of `message` that carries the token.
+    pub(crate) fn authorized<T>(&self, message: T) -> Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
         if let Some(header) = self.security.header() {
-            client
-                .add_header("authorization", &header)
-                .map_err(|e| ExecutorError::Config {
-                    key: "--auth-token".into(),
-                    message: e.to_string(),
-                })?;
+            let value = header
+                .parse()
+                .map_err(|_| token_error("not a valid header value".into()))?;
+            request.metadata_mut().insert("authorization", value);
         }
-        Ok(client)
+        Ok(request)
     }
 
     /// Forgets the connection to `address`: a broken one is not reused.
@@ -116,22 +117,33 @@ impl PeerClients {
         }
     }
 
+    /// One try: the piece's messages decoded as they arrive, each checked against the
+    /// checksum its writer recorded when the server sends one ([`PieceDecoder`]).
     async fn fetch_once(
         &self,
         address: &str,
         ticket: &ShuffleTicket,
     ) -> std::result::Result<Vec<RecordBatch>, FetchAttempt> {
-        let mut client = self
+        let mut service = self
             .channels
-            .client(address)
+            .service(address)
             .await
             .map_err(FetchAttempt::Final)?;
+        let request = self
+            .channels
+            .authorized(Ticket::new(ticket.encode_to_vec()))
+            .map_err(FetchAttempt::Final)?;
         let result = async {
-            client
-                .do_get(Ticket::new(ticket.encode_to_vec()))
-                .await?
-                .try_collect::<Vec<_>>()
-                .await
+            let mut messages = service.do_get(request).await?.into_inner();
+            let mut decoder = PieceDecoder::default();
+            let mut batches = Vec::new();
+            while let Some(data) = messages.message().await? {
+                let checksum = <[u8; 4]>::try_from(data.app_metadata.as_ref())
+                    .ok()
+                    .map(u32::from_le_bytes);
+                batches.extend(decoder.decode(&data.data_header, data.data_body, checksum)?);
+            }
+            Ok::<_, FlightError>(batches)
         }
         .await;
         result.map_err(|e| {
@@ -153,6 +165,14 @@ impl PeerClients {
                 FetchAttempt::Final(error)
             }
         })
+    }
+}
+
+/// An error in the `--auth-token` the connections are made with.
+fn token_error(message: String) -> ExecutorError {
+    ExecutorError::Config {
+        key: "--auth-token".into(),
+        message,
     }
 }
 

@@ -6,7 +6,7 @@
 //! executor builds the path from those parts itself, after checking that the job is one it
 //! ran and that the job id is a plain name. No ticket can reach outside the work directory.
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use prost::Message;
@@ -22,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::executor::Executor;
 use crate::metrics::ExecutorMetrics;
+use crate::shuffle::ipc::{MessageReader, read_trailer};
 use ember_proto::pb::ShuffleTicket;
 
 /// The executor of this process, replaced when it registers again under a new id.
@@ -66,7 +68,8 @@ impl ShuffleFlightService {
 
 /// Streams the file at `path` as Flight data, one encapsulated IPC message (the schema,
 /// then each record batch, as written, compressed or not) per `FlightData`, without decoding
-/// them: serving a piece costs file reads, not codec work. Read on a blocking thread.
+/// them: serving a piece costs file reads, not codec work. Each message is read straight
+/// into the buffer that is sent. Read on a blocking thread.
 fn stream_file(
     path: PathBuf,
     metrics: Arc<ExecutorMetrics>,
@@ -84,43 +87,29 @@ fn stream_file(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Sends the messages of the IPC stream file at `path` until its end marker.
+/// Sends the messages of the IPC stream file at `path` until its end marker, each with the
+/// checksum its writer recorded (little-endian, in `app_metadata`) when the file has them.
 fn send_messages(
     path: &std::path::Path,
     tx: &tokio::sync::mpsc::Sender<std::result::Result<FlightData, Status>>,
     metrics: &ExecutorMetrics,
 ) -> std::io::Result<()> {
-    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
-    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
-    loop {
-        // Every shuffle file ends with the end-of-stream marker; running out of bytes
-        // before it means the file is cut short, and is an error.
-        let mut word = [0u8; 4];
-        reader.read_exact(&mut word)?;
-        let mut length = i32::from_le_bytes(word);
-        if length == -1 {
-            // The continuation marker; the length follows.
-            reader.read_exact(&mut word)?;
-            length = i32::from_le_bytes(word);
-        }
-        let Ok(length) = usize::try_from(length) else {
-            return Err(invalid(format!("a message length of {length}")));
-        };
-        if length == 0 {
-            return Ok(());
-        }
-        let mut header = vec![0u8; length];
-        reader.read_exact(&mut header)?;
-        let message = arrow::ipc::root_as_message(&header)
-            .map_err(|e| invalid(format!("an unreadable message header: {e}")))?;
-        let body_length = usize::try_from(message.bodyLength())
-            .map_err(|_| invalid(format!("a body length of {}", message.bodyLength())))?;
-        let mut body = vec![0u8; body_length];
-        reader.read_exact(&mut body)?;
-        metrics.served((header.len() + body.len()) as u64);
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    let checksums = read_trailer(&mut file, length)?;
+    // Every shuffle file ends with the end-of-stream marker; running out of bytes before
+    // it means the file is cut short, and is an error.
+    let mut messages = MessageReader::new(BufReader::with_capacity(1 << 16, file));
+    let mut index = 0;
+    while let Some(message) = messages.next_message()? {
+        metrics.served((message.header.len() + message.body.len()) as u64);
+        let checksum = checksums.as_ref().and_then(|c| c.get(index));
+        index += 1;
         let data = FlightData {
-            data_header: header.into(),
-            data_body: body.into(),
+            data_header: message.header,
+            data_body: message.body,
+            app_metadata: checksum
+                .map_or_else(Bytes::new, |crc| Bytes::copy_from_slice(&crc.to_le_bytes())),
             ..FlightData::default()
         };
         if tx.blocking_send(Ok(data)).is_err() {
@@ -128,6 +117,7 @@ fn send_messages(
             return Ok(());
         }
     }
+    Ok(())
 }
 
 type FlightStream<T> = BoxStream<'static, std::result::Result<T, Status>>;

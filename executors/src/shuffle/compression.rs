@@ -62,7 +62,7 @@ pub fn spans_hosts<'a>(addresses: impl IntoIterator<Item = &'a str>) -> bool {
 }
 
 /// The host part of `host:port`, `scheme://host:port` or `[v6]:port`.
-fn host_of(address: &str) -> &str {
+pub(crate) fn host_of(address: &str) -> &str {
     let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
     match authority.rsplit_once(':') {

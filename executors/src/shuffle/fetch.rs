@@ -16,13 +16,17 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::compression::host_of;
+use super::ipc::{PieceDecoder, split_piece};
 use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight_client::{MAX_BYTES_IN_FLIGHT, PeerClients};
 use crate::storage::{StoreOptions, download};
-use arrow::ipc::reader::StreamReader;
 use ember_proto::ShuffleLocation;
 use ember_proto::pb::ShuffleTicket;
+
+/// The task setting that turns host-local reads off (`ember.shuffle.host_local_reads`).
+pub const HOST_LOCAL_READS_SETTING: &str = "ember.shuffle.host_local_reads";
 
 /// Pieces fetched at once by one reader.
 const FETCH_CONCURRENCY: usize = 16;
@@ -40,6 +44,8 @@ pub struct RemoteInputs {
     pub clients: Arc<PeerClients>,
     /// The options of the object stores that stored pieces lie in.
     pub stores: StoreOptions,
+    /// Whether the pieces of executors on this host are read from their files.
+    pub host_local: bool,
 }
 
 impl Piece {
@@ -121,12 +127,30 @@ impl RemoteInputs {
         }
         // On a process cluster every executor holding an input is a peer; one that is not
         // was lost, and its files are not readable here.
-        Piece::held_by(
-            job_id,
-            location,
-            self.peers.get(location.executor_id.as_str()),
-        )
+        let address = self.peers.get(location.executor_id.as_str());
+        if let Some(address) = address
+            && self.host_local
+            && self.on_this_host(address)
+            && is_piece_file(&location.path, location.bytes)
+        {
+            return Piece::Local(location.path.clone());
+        }
+        Piece::held_by(job_id, location, address)
     }
+
+    /// Whether the executor at `address` runs on this executor's host: the same host part
+    /// of the address, as written.
+    fn on_this_host(&self, address: &str) -> bool {
+        self.peers
+            .get(self.own_id.as_str())
+            .is_some_and(|own| host_of(own) == host_of(address))
+    }
+}
+
+/// Whether `path` is a file of `bytes` bytes here: the piece as its writer recorded it,
+/// not another host's file system with the same address (containers on a host's network).
+fn is_piece_file(path: &std::path::Path, bytes: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes)
 }
 
 /// Permits (KiB) for a piece of `bytes`: never more than a semaphore holds, or the read
@@ -142,15 +166,24 @@ fn stored_in_flight() -> Arc<Semaphore> {
     Arc::clone(IN_FLIGHT.get_or_init(|| Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT >> 10))))
 }
 
-/// The batches of the Arrow IPC stream `data`, read from `url`.
+/// The batches of the shuffle piece `data`, read from `url`: decoded over `data` itself,
+/// each message checked against the piece's trailer when it has one ([`PieceDecoder`]).
 pub(crate) fn decode(data: bytes::Bytes, url: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
-    let failed = |e: arrow::error::ArrowError| {
+    let failed = |e: &dyn std::fmt::Display| {
         DataFusionError::Execution(format!("shuffle read failed in {url}: {e}"))
     };
-    StreamReader::try_new(std::io::Cursor::new(data), None)
-        .map_err(failed)?
-        .map(|batch| batch.map_err(failed))
-        .collect()
+    let (messages, checksums) = split_piece(&data).map_err(|e| failed(&e))?;
+    let mut decoder = PieceDecoder::default();
+    let mut batches = Vec::new();
+    for (index, message) in messages.into_iter().enumerate() {
+        let checksum = checksums.as_ref().and_then(|c| c.get(index).copied());
+        batches.extend(
+            decoder
+                .decode(&message.header, message.body, checksum)
+                .map_err(|e| failed(&e))?,
+        );
+    }
+    Ok(batches)
 }
 
 /// Streams `pieces` in order as one stream of `schema`.
@@ -358,4 +391,86 @@ pub(crate) fn fetch_failure(error: &DataFusionError) -> Option<(String, String)>
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_proto::security::ClientSecurity;
+    use ember_proto::{ExecutorId, StageId};
+
+    /// The inputs of a task on executor `a` at 127.0.0.1, with `b` beside it and `c` on
+    /// another host.
+    fn inputs(host_local: bool) -> RemoteInputs {
+        let peers = [
+            ("a", "http://127.0.0.1:7001"),
+            ("b", "http://127.0.0.1:7002"),
+            ("c", "http://10.0.0.2:7001"),
+        ]
+        .into_iter()
+        .map(|(id, address)| (id.to_string(), address.to_string()))
+        .collect();
+        RemoteInputs {
+            own_id: "a".into(),
+            job_id: "job".into(),
+            peers: Arc::new(peers),
+            clients: Arc::new(PeerClients::new(ClientSecurity::default())),
+            stores: StoreOptions::default(),
+            host_local,
+        }
+    }
+
+    fn location(executor: &str, path: &std::path::Path, bytes: u64) -> ShuffleLocation {
+        ShuffleLocation {
+            stage_id: StageId(0),
+            map_partition: 0,
+            attempt: 0,
+            output_partition: 0,
+            executor_id: ExecutorId::from(executor),
+            path: path.to_path_buf(),
+            rows: 1,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_pieces_of_an_executor_on_this_host_are_read_from_its_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("part-0.arrow");
+        std::fs::write(&file, [0u8; 100]).expect("a piece");
+        let kind = |inputs: &RemoteInputs, executor: &str, bytes: u64| match inputs
+            .piece(&location(executor, &file, bytes))
+        {
+            Piece::Local(_) => "file",
+            Piece::Remote { .. } => "flight",
+            Piece::Missing { .. } => "missing",
+            Piece::Stored { .. } => "stored",
+        };
+        let on = inputs(true);
+        assert_eq!(kind(&on, "a", 100), "file", "its own piece");
+        assert_eq!(
+            kind(&on, "b", 100),
+            "file",
+            "a piece of the executor beside it"
+        );
+        assert_eq!(kind(&on, "c", 100), "flight", "a piece on another host");
+        assert_eq!(
+            kind(&on, "b", 99),
+            "flight",
+            "a file of another size is not the piece"
+        );
+        assert_eq!(kind(&on, "z", 100), "missing", "a lost executor's piece");
+        let missing = location("b", &dir.path().join("part-1.arrow"), 100);
+        assert!(
+            matches!(on.piece(&missing), Piece::Remote { .. }),
+            "a file not found here (another file system at the same address) is fetched"
+        );
+        let off = inputs(false);
+        assert_eq!(
+            kind(&off, "b", 100),
+            "flight",
+            "host-local reads turned off"
+        );
+        assert_eq!(kind(&off, "a", 100), "file");
+    }
 }

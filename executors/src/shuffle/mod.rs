@@ -6,19 +6,21 @@
 //! WORK_DIR/JOB_ID/stage-S/map-M-attempt-A/part-P.arrow
 //! ```
 //! Map task `M` of stage `S` writes one file per reduce partition `P` that received rows;
-//! reduce task `P` streams the files of every map task of `S`, in map order.
+//! reduce task `P` streams the files of every map task of `S`, in map order. Each file ends
+//! with a trailer of per-message checksums ([`ipc`]).
 
 mod compact;
 mod compression;
 mod fetch;
+pub(crate) mod ipc;
 mod reader;
 mod result;
 mod runtime;
 mod writer;
 
 pub use compression::{ShuffleCompression, spans_hosts};
-pub use fetch::RemoteInputs;
 pub(crate) use fetch::fetch_failure;
+pub use fetch::{HOST_LOCAL_READS_SETTING, RemoteInputs};
 pub use reader::read_locations;
 pub use result::{ResultClients, read_job_output};
 pub use runtime::LocalShuffle;

@@ -22,6 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use super::fetch::{Piece, decode};
+use super::ipc::PieceDecoder;
 use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight_client::FlightChannels;
@@ -72,16 +73,35 @@ impl ResultClients {
                 }))
             }
         };
-        let mut client = match self.channels.client(address).await {
-            Ok(client) => client,
+        let mut service = match self.channels.service(address).await {
+            Ok(service) => service,
             Err(ExecutorError::Unreachable { message, .. }) => return Err(failed(message)),
             Err(other) => return Err(failed(other.to_string())),
         };
-        let batches = client
-            .do_get(Ticket::new(ticket.encode_to_vec()))
+        let request = self
+            .channels
+            .authorized(Ticket::new(ticket.encode_to_vec()))
+            .map_err(|e| failed(e.to_string()))?;
+        let messages = service
+            .do_get(request)
             .await
-            .map_err(|e| failed(flight_message(&e)))?;
-        Ok(batches.map_err(move |e| failed(flight_message(&e))).boxed())
+            .map_err(|status| failed(flight_message(&FlightError::Tonic(Box::new(status)))))?
+            .into_inner();
+        // Each message decoded as it arrives, checked against its writer's checksum.
+        let mut decoder = PieceDecoder::default();
+        let decode_failed = failed.clone();
+        let batches = messages
+            .map_err(move |status| failed(flight_message(&FlightError::Tonic(Box::new(status)))))
+            .try_filter_map(move |data| {
+                let checksum = <[u8; 4]>::try_from(data.app_metadata.as_ref())
+                    .ok()
+                    .map(u32::from_le_bytes);
+                let batch = decoder
+                    .decode(&data.data_header, data.data_body, checksum)
+                    .map_err(|e| decode_failed(e.to_string()));
+                futures::future::ready(batch)
+            });
+        Ok(batches.boxed())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writing one map task's output: partition each batch (DataFusion's [`BatchPartitioner`]),
 //! coalesce the small pieces back to full batches, and append them to one Arrow
-//! IPC stream file per output partition.
+//! IPC stream file per output partition, with a trailer of the messages' checksums
+//! ([`ChecksumWriter`]).
 //!
 //! The rows waiting in the coalescers (and the file buffers) are reserved in the task's
 //! memory pool, like any operator's state. When the pool cannot grant more, the writer
@@ -27,6 +28,7 @@ use futures::StreamExt;
 
 use super::ShuffleCompression;
 use super::compact::compact_views;
+use super::ipc::ChecksumWriter;
 
 /// Everything a map task needs to write its output.
 pub(crate) struct MapOutputWriter {
@@ -134,7 +136,7 @@ impl MapOutputWriter {
 struct PartitionFile {
     path: PathBuf,
     coalescer: BatchCoalescer,
-    writer: StreamWriter<BufWriter<File>>,
+    writer: StreamWriter<ChecksumWriter<BufWriter<File>>>,
     rows: u64,
 }
 
@@ -150,7 +152,7 @@ impl PartitionFile {
         let file = File::create(&path).map_err(|e| io_error("creating", &path, e))?;
         let options = IpcWriteOptions::default().try_with_compression(compression.ipc())?;
         let writer = StreamWriter::try_new_with_options(
-            BufWriter::with_capacity(FILE_BUFFER, file),
+            ChecksumWriter::new(BufWriter::with_capacity(FILE_BUFFER, file)),
             schema,
             options,
         )?;
@@ -193,7 +195,11 @@ impl PartitionFile {
     fn finish(mut self) -> Result<(PathBuf, u64, u64)> {
         self.flush_buffered()?;
         self.writer.finish()?;
-        let mut inner = self.writer.into_inner()?;
+        let mut inner = self
+            .writer
+            .into_inner()?
+            .finish()
+            .map_err(|e| io_error("writing the checksums of", &self.path, e))?;
         std::io::Write::flush(&mut inner).map_err(|e| io_error("writing", &self.path, e))?;
         let bytes = std::fs::metadata(&self.path)
             .map_err(|e| io_error("reading size of", &self.path, e))?
@@ -289,6 +295,51 @@ mod tests {
             }
         }
         (rows, written)
+    }
+
+    #[tokio::test]
+    async fn a_piece_damaged_on_disk_fails_its_reader_with_the_file_named() {
+        use crate::shuffle::read_locations;
+        use arrow::array::StringArray;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let strings = StringArray::from_iter_values((0..5000).map(|i| format!("value {i}")));
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(strings)]).expect("batch");
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter(vec![Ok(batch.clone())]),
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = MapOutputWriter {
+            dir: dir.path().join("map"),
+            output: ShuffleOutput::Single,
+            map_partition: 0,
+            map_partitions: 1,
+            compression: ShuffleCompression::None,
+            batch_size: 8192,
+            pool: Arc::new(UnboundedMemoryPool::default()),
+        };
+        writer.write(input).await.expect("writes");
+        let path = dir.path().join("map").join(piece_file(0));
+        let read = |path: &Path| {
+            let stream = read_locations(Arc::clone(&schema), vec![path.to_path_buf()]);
+            async move { datafusion::physical_plan::common::collect(stream).await }
+        };
+        assert_eq!(read(&path).await.expect("reads back"), vec![batch]);
+
+        // One bit of a string, in the middle of the file, turned.
+        let mut bytes = std::fs::read(&path).expect("the piece");
+        let at = bytes
+            .windows(10)
+            .position(|w| w == b"value 2500")
+            .expect("the string is in the piece");
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, bytes).expect("damaged");
+        let error = read(&path).await.expect_err("a damaged piece");
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("corrupt"), "{message}");
     }
 
     #[tokio::test]
