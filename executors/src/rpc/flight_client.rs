@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::error::{ExecutorError, Result};
-use crate::shuffle::ipc::PieceDecoder;
+use crate::shuffle::ipc::{PieceDecoder, checksum_in};
 use crate::sync::lock;
 use ember_proto::MAX_MESSAGE_BYTES;
 use ember_proto::pb::ShuffleTicket;
@@ -138,9 +138,7 @@ impl PeerClients {
             let mut decoder = PieceDecoder::default();
             let mut batches = Vec::new();
             while let Some(data) = messages.message().await? {
-                let checksum = <[u8; 4]>::try_from(data.app_metadata.as_ref())
-                    .ok()
-                    .map(u32::from_le_bytes);
+                let checksum = checksum_in(&data.app_metadata);
                 batches.extend(decoder.decode(&data.data_header, data.data_body, checksum)?);
             }
             Ok::<_, FlightError>(batches)

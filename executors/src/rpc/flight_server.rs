@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::executor::Executor;
 use crate::metrics::ExecutorMetrics;
-use crate::shuffle::ipc::{MessageReader, read_trailer};
+use crate::shuffle::ipc::{MessageReader, checksum_metadata, read_trailer};
 use ember_proto::pb::ShuffleTicket;
 
 /// The executor of this process, replaced when it registers again under a new id.
@@ -108,8 +108,7 @@ fn send_messages(
         let data = FlightData {
             data_header: message.header,
             data_body: message.body,
-            app_metadata: checksum
-                .map_or_else(Bytes::new, |crc| Bytes::copy_from_slice(&crc.to_le_bytes())),
+            app_metadata: checksum.map_or_else(Bytes::new, |crc| checksum_metadata(*crc)),
             ..FlightData::default()
         };
         if tx.blocking_send(Ok(data)).is_err() {

@@ -147,10 +147,13 @@ impl RemoteInputs {
     }
 }
 
-/// Whether `path` is a file of `bytes` bytes here: the piece as its writer recorded it,
-/// not another host's file system with the same address (containers on a host's network).
+/// Whether `path` is a file of `bytes` bytes that this process may open: the piece as its
+/// writer recorded it, not another host's file system at the same address (containers on a
+/// host's network) nor a work dir of another user.
 fn is_piece_file(path: &std::path::Path, bytes: u64) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes)
+    std::fs::File::open(path)
+        .and_then(|file| file.metadata())
+        .is_ok_and(|m| m.is_file() && m.len() == bytes)
 }
 
 /// Permits (KiB) for a piece of `bytes`: never more than a semaphore holds, or the read

@@ -41,6 +41,18 @@ pub(crate) fn message_checksum(header: &[u8], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(header), body)
 }
 
+/// A message's checksum as Flight carries it, in `app_metadata` (little-endian).
+pub(crate) fn checksum_metadata(checksum: u32) -> Bytes {
+    Bytes::copy_from_slice(&checksum.to_le_bytes())
+}
+
+/// The checksum in a Flight message's `app_metadata`; `None` when it carries none.
+pub(crate) fn checksum_in(app_metadata: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(app_metadata)
+        .ok()
+        .map(u32::from_le_bytes)
+}
+
 /// The metadata length in an eight-byte message prefix; `None` at the end marker.
 fn metadata_length(prefix: [u8; 8]) -> std::io::Result<Option<usize>> {
     if prefix[..4] != CONTINUATION {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::Ticket;
-use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -22,14 +21,14 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use super::fetch::{Piece, decode};
-use super::ipc::PieceDecoder;
+use super::ipc::{PieceDecoder, checksum_in};
 use super::read_locations;
 use crate::error::ExecutorError;
 use crate::rpc::flight_client::FlightChannels;
 use crate::storage::{StoreOptions, download};
 use ember_proto::ShuffleLocation;
 use ember_proto::pb::ShuffleTicket;
-use ember_proto::security::{ClientSecurity, error_chain};
+use ember_proto::security::ClientSecurity;
 
 /// Pieces opened at once: the one being read and the next, so that the next one's first
 /// batches are on their way while the current one is read.
@@ -85,17 +84,15 @@ impl ResultClients {
         let messages = service
             .do_get(request)
             .await
-            .map_err(|status| failed(flight_message(&FlightError::Tonic(Box::new(status)))))?
+            .map_err(|status| failed(status_message(&status)))?
             .into_inner();
         // Each message decoded as it arrives, checked against its writer's checksum.
         let mut decoder = PieceDecoder::default();
         let decode_failed = failed.clone();
         let batches = messages
-            .map_err(move |status| failed(flight_message(&FlightError::Tonic(Box::new(status)))))
+            .map_err(move |status| failed(status_message(&status)))
             .try_filter_map(move |data| {
-                let checksum = <[u8; 4]>::try_from(data.app_metadata.as_ref())
-                    .ok()
-                    .map(u32::from_le_bytes);
+                let checksum = checksum_in(&data.app_metadata);
                 let batch = decoder
                     .decode(&data.data_header, data.data_body, checksum)
                     .map_err(|e| decode_failed(e.to_string()));
@@ -105,12 +102,9 @@ impl ResultClients {
     }
 }
 
-/// What went wrong in a Flight call, in one line.
-fn flight_message(error: &FlightError) -> String {
-    match error {
-        FlightError::Tonic(status) => format!("{} ({:?})", status.message(), status.code()),
-        other => error_chain(other),
-    }
+/// What a failed Flight call said, in one line.
+fn status_message(status: &tonic::Status) -> String {
+    format!("{} ({:?})", status.message(), status.code())
 }
 
 /// Streams the output of a finished job's final stage, in the order of `locations`:
