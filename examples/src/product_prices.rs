@@ -42,10 +42,10 @@ use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Ty
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions::expr_fn::{concat, date_trunc, round};
 use datafusion::functions_aggregate::expr_fn::{
-    approx_percentile_cont, avg, count, max, min, stddev, sum,
+    approx_percentile_cont, avg, count, grouping, max, min, stddev, sum,
 };
 use datafusion::functions_window::expr_fn::{lag, row_number};
-use datafusion::logical_expr::ExprFunctionExt;
+use datafusion::logical_expr::{ExprFunctionExt, GroupingSet};
 use datafusion::prelude::{Expr, cast, col, lit, when};
 
 use ember::datasets::{ProductsOptions, generate_products};
@@ -118,6 +118,20 @@ pub enum ReportForm {
 pub struct PriceReport<'s> {
     /// `(name, rows)` in the order above; `monthly` only for data with dates.
     pub tables: Vec<(&'static str, Dataset<'s>)>,
+    /// What one pass over all the sales found before the tables were planned.
+    pub overview: Overview,
+}
+
+/// One pass over all of `price_sales`: how many sales, their first and last date, and
+/// the edges of the quantile bands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overview {
+    /// Rows of `price_sales`.
+    pub sales: u64,
+    /// The first and last sale date (days since 1970-01-01), for data with dates.
+    pub dates: Option<(i32, i32)>,
+    /// The unit prices at [`BAND_QUANTILES`] (in cents); equal edges are kept once.
+    pub quantile_edges: Vec<i128>,
 }
 
 /// Makes the products dataset at `dir` with `rows` sales unless it is there already.
@@ -237,12 +251,13 @@ pub async fn price_report<'s>(
     form: ReportForm,
 ) -> Result<PriceReport<'s>> {
     let dims = source.dimensions();
-    let quantile_edges = quantile_edges(session, form).await?;
+    let overview = overview(session, form).await?;
+    let quantile_edges = &overview.quantile_edges;
     let mut tables = Vec::new();
     match form {
         ReportForm::Sql => {
             tables.push(("summary", session.sql_dataset(&summary_sql(dims)).await?));
-            let bands = bands_sql(dims[0], &quantile_edges);
+            let bands = bands_sql(dims[0], quantile_edges);
             tables.push(("bands", session.sql_dataset(&bands).await?));
             let top = top_products_sql(dims[0]);
             tables.push(("top_products", session.sql_dataset(&top).await?));
@@ -254,14 +269,14 @@ pub async fn price_report<'s>(
         ReportForm::Dsl => {
             let sales = session.table(PRICE_SALES).await?;
             tables.push(("summary", summary_dsl(&sales, dims)?));
-            tables.push(("bands", bands_dsl(&sales, dims[0], &quantile_edges)?));
+            tables.push(("bands", bands_dsl(&sales, dims[0], quantile_edges)?));
             tables.push(("top_products", top_products_dsl(&sales, dims[0])?));
             if source.has_dates() {
                 tables.push(("monthly", monthly_dsl(&sales, dims[0])?));
             }
         }
     }
-    Ok(PriceReport { tables })
+    Ok(PriceReport { tables, overview })
 }
 
 fn path_text(path: &Path) -> Result<String> {
@@ -275,29 +290,31 @@ fn path_text(path: &Path) -> Result<String> {
 
 // ---- the SQL form ----
 
+/// One aggregation over grouping sets, one set per dimension: the sales are read once for
+/// all dimensions, and `grouping()` tells which dimension a row belongs to.
 fn summary_sql(dims: &[&str]) -> String {
-    let per_dim: Vec<String> = dims
-        .iter()
-        .map(|d| {
-            format!(
-                "SELECT '{d}' AS dimension, CAST({d} AS VARCHAR) AS key, count(*) AS sales, \
-                 sum(revenue) AS revenue, min(unit_price) AS min_price, \
-                 max(unit_price) AS max_price, \
-                 CAST(avg(unit_price) AS {PRICE_SQL}) AS mean_price, \
-                 CAST(stddev(CAST(unit_price AS DOUBLE)) AS {PRICE_SQL}) AS stddev_price, \
-                 {} AS p25_price, {} AS median_price, {} AS p75_price, {} AS p90_price, \
-                 {} AS p99_price FROM {PRICE_SALES} GROUP BY {d}",
-                percentile_sql(0.25),
-                percentile_sql(0.5),
-                percentile_sql(0.75),
-                percentile_sql(0.9),
-                percentile_sql(0.99),
-            )
-        })
-        .collect();
+    let arms = |value: &dyn Fn(&str) -> String| -> String {
+        dims.iter()
+            .map(|d| format!(" WHEN grouping({d}) = 0 THEN {}", value(d)))
+            .collect()
+    };
+    let sets: Vec<String> = dims.iter().map(|d| format!("({d})")).collect();
     format!(
-        "SELECT * FROM ({}) ORDER BY dimension, key NULLS LAST",
-        per_dim.join(" UNION ALL ")
+        "SELECT CASE{} END AS dimension, CASE{} END AS key, count(*) AS sales, \
+         sum(revenue) AS revenue, min(unit_price) AS min_price, \
+         max(unit_price) AS max_price, CAST(avg(unit_price) AS {PRICE_SQL}) AS mean_price, \
+         CAST(stddev(CAST(unit_price AS DOUBLE)) AS {PRICE_SQL}) AS stddev_price, \
+         {} AS p25_price, {} AS median_price, {} AS p75_price, {} AS p90_price, \
+         {} AS p99_price FROM {PRICE_SALES} GROUP BY GROUPING SETS ({}) \
+         ORDER BY dimension, key NULLS LAST",
+        arms(&|d| format!("'{d}'")),
+        arms(&|d| format!("CAST({d} AS VARCHAR)")),
+        percentile_sql(0.25),
+        percentile_sql(0.5),
+        percentile_sql(0.75),
+        percentile_sql(0.9),
+        percentile_sql(0.99),
+        sets.join(", "),
     )
 }
 
@@ -347,22 +364,31 @@ fn band_edge_sql(edges: &[i128], upper: bool) -> String {
     format!("CASE band{arms} END")
 }
 
+/// Both schemes in one aggregation over two grouping sets, (category, fixed band) and
+/// (category, quantile band).
 fn bands_sql(category: &str, quantile_edges: &[i128]) -> String {
-    let scheme = |name: &str, edges: &[i128]| {
+    let fixed = fixed_edges();
+    let edge = |upper: bool| {
         format!(
-            "SELECT '{name}' AS scheme, category, band, {low} AS low, {high} AS high, sales, \
-             revenue FROM (SELECT {category} AS category, {case} AS band, count(*) AS sales, \
-             sum(revenue) AS revenue FROM {PRICE_SALES} WHERE unit_price IS NOT NULL \
-             GROUP BY 1, 2)",
-            low = band_edge_sql(edges, false),
-            high = band_edge_sql(edges, true),
-            case = band_case_sql(edges),
+            "CASE WHEN scheme = 'fixed' THEN {} ELSE {} END",
+            band_edge_sql(&fixed, upper),
+            band_edge_sql(quantile_edges, upper)
         )
     };
     format!(
-        "SELECT * FROM ({} UNION ALL {}) ORDER BY scheme, category, band",
-        scheme("fixed", &fixed_edges()),
-        scheme("quantile", quantile_edges)
+        "SELECT scheme, category, band, {low} AS low, {high} AS high, sales, revenue FROM (\
+           SELECT CASE WHEN grouping(fixed_band) = 0 THEN 'fixed' ELSE 'quantile' END AS scheme, \
+             category, CASE WHEN grouping(fixed_band) = 0 THEN fixed_band ELSE quantile_band END \
+             AS band, count(*) AS sales, sum(revenue) AS revenue FROM (\
+               SELECT {category} AS category, {fixed_case} AS fixed_band, \
+                 {quantile_case} AS quantile_band, revenue FROM {PRICE_SALES} \
+               WHERE unit_price IS NOT NULL) \
+           GROUP BY GROUPING SETS ((category, fixed_band), (category, quantile_band))) \
+         ORDER BY scheme, category, band",
+        low = edge(false),
+        high = edge(true),
+        fixed_case = band_case_sql(&fixed),
+        quantile_case = band_case_sql(quantile_edges),
     )
 }
 
@@ -409,52 +435,70 @@ fn price_literal(cents: i128) -> Expr {
     lit(ScalarValue::Decimal128(Some(cents), 12, 2))
 }
 
-fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
-    let mut summary: Option<Dataset<'s>> = None;
-    for d in dims {
-        let per_dim = sales
-            .group_by(vec![col(*d)])
-            .agg(vec![
-                count(lit(1)).alias("sales"),
-                sum(col("revenue")).alias("revenue"),
-                min(col("unit_price")).alias("min_price"),
-                max(col("unit_price")).alias("max_price"),
-                cast(avg(col("unit_price")), PRICE).alias("mean_price"),
-                cast(stddev(cast(col("unit_price"), DataType::Float64)), PRICE)
-                    .alias("stddev_price"),
-                percentile(0.25).alias("p25_price"),
-                percentile(0.5).alias("median_price"),
-                percentile(0.75).alias("p75_price"),
-                percentile(0.9).alias("p90_price"),
-                percentile(0.99).alias("p99_price"),
-            ])?
-            .select(vec![
-                lit(*d).alias("dimension"),
-                cast(col(*d), DataType::Utf8).alias("key"),
-                col("sales"),
-                col("revenue"),
-                col("min_price"),
-                col("max_price"),
-                col("mean_price"),
-                col("stddev_price"),
-                col("p25_price"),
-                col("median_price"),
-                col("p75_price"),
-                col("p90_price"),
-                col("p99_price"),
-            ])?;
-        summary = Some(match summary {
-            None => per_dim,
-            Some(before) => before.union(&per_dim)?,
+/// `grouping(column)` of each dimension, as the column `__grouping_<i>`.
+fn grouping_column(i: usize) -> String {
+    format!("__grouping_{i}")
+}
+
+/// `CASE` over the `grouping()` columns of `dims`: `value(d)` for the dimension a row is
+/// grouped by.
+fn per_dimension(dims: &[&str], value: impl Fn(&str) -> Expr) -> Result<Expr> {
+    let mut arms = dims.iter().enumerate();
+    let Some((_, first)) = arms.next() else {
+        return Err(EmberError::Internal {
+            message: "a price source without dimensions".into(),
         });
+    };
+    let mut case = when(col(grouping_column(0)).eq(lit(0)), value(first));
+    for (i, d) in arms {
+        case = case.when(col(grouping_column(i)).eq(lit(0)), value(d));
     }
-    let summary = summary.ok_or_else(|| EmberError::Internal {
-        message: "a price source without dimensions".into(),
-    })?;
-    summary.sort(vec![
-        col("dimension").sort(true, false),
-        col("key").sort(true, false),
-    ])
+    Ok(case.end()?)
+}
+
+/// One aggregation over grouping sets, one set per dimension (see [`summary_sql`]).
+fn summary_dsl<'s>(sales: &Dataset<'s>, dims: &[&str]) -> Result<Dataset<'s>> {
+    let sets = Expr::GroupingSet(GroupingSet::GroupingSets(
+        dims.iter().map(|d| vec![col(*d)]).collect(),
+    ));
+    let mut aggregates = vec![
+        count(lit(1)).alias("sales"),
+        sum(col("revenue")).alias("revenue"),
+        min(col("unit_price")).alias("min_price"),
+        max(col("unit_price")).alias("max_price"),
+        cast(avg(col("unit_price")), PRICE).alias("mean_price"),
+        cast(stddev(cast(col("unit_price"), DataType::Float64)), PRICE).alias("stddev_price"),
+        percentile(0.25).alias("p25_price"),
+        percentile(0.5).alias("median_price"),
+        percentile(0.75).alias("p75_price"),
+        percentile(0.9).alias("p90_price"),
+        percentile(0.99).alias("p99_price"),
+    ];
+    for (i, d) in dims.iter().enumerate() {
+        aggregates.push(grouping(col(*d)).alias(grouping_column(i)));
+    }
+    sales
+        .group_by(vec![sets])
+        .agg(aggregates)?
+        .select(vec![
+            per_dimension(dims, |d| lit(d))?.alias("dimension"),
+            per_dimension(dims, |d| cast(col(d), DataType::Utf8))?.alias("key"),
+            col("sales"),
+            col("revenue"),
+            col("min_price"),
+            col("max_price"),
+            col("mean_price"),
+            col("stddev_price"),
+            col("p25_price"),
+            col("median_price"),
+            col("p75_price"),
+            col("p90_price"),
+            col("p99_price"),
+        ])?
+        .sort(vec![
+            col("dimension").sort(true, false),
+            col("key").sort(true, false),
+        ])
 }
 
 /// The band index of the unit price for `edges` (in cents).
@@ -485,36 +529,57 @@ fn band_edge_dsl(edges: &[i128], upper: bool) -> Result<Expr> {
     Ok(case.end()?)
 }
 
+/// Both schemes in one aggregation over two grouping sets (see [`bands_sql`]).
 fn bands_dsl<'s>(
     sales: &Dataset<'s>,
     category: &str,
     quantile_edges: &[i128],
 ) -> Result<Dataset<'s>> {
-    let scheme = |name: &str, edges: &[i128]| -> Result<Dataset<'s>> {
-        sales
-            .filter(col("unit_price").is_not_null())?
-            .select(vec![
-                col(category).alias("category"),
-                band_case_dsl(edges)?.alias("band"),
-                col("revenue"),
-            ])?
-            .group_by(vec![col("category"), col("band")])
-            .agg(vec![
-                count(lit(1)).alias("sales"),
-                sum(col("revenue")).alias("revenue"),
-            ])?
-            .select(vec![
-                lit(name.to_string()).alias("scheme"),
-                col("category"),
-                col("band"),
-                band_edge_dsl(edges, false)?.alias("low"),
-                band_edge_dsl(edges, true)?.alias("high"),
-                col("sales"),
-                col("revenue"),
-            ])
+    let fixed = fixed_edges();
+    let is_fixed = || col("scheme").eq(lit("fixed"));
+    let edge = |upper: bool| -> Result<Expr> {
+        Ok(when(is_fixed(), band_edge_dsl(&fixed, upper)?)
+            .otherwise(band_edge_dsl(quantile_edges, upper)?)?)
     };
-    scheme("fixed", &fixed_edges())?
-        .union(&scheme("quantile", quantile_edges)?)?
+    let sets = Expr::GroupingSet(GroupingSet::GroupingSets(vec![
+        vec![col("category"), col("fixed_band")],
+        vec![col("category"), col("quantile_band")],
+    ]));
+    let by_fixed = || col("__grouping_fixed").eq(lit(0));
+    sales
+        .filter(col("unit_price").is_not_null())?
+        .select(vec![
+            col(category).alias("category"),
+            band_case_dsl(&fixed)?.alias("fixed_band"),
+            band_case_dsl(quantile_edges)?.alias("quantile_band"),
+            col("revenue"),
+        ])?
+        .group_by(vec![sets])
+        .agg(vec![
+            count(lit(1)).alias("sales"),
+            sum(col("revenue")).alias("revenue"),
+            grouping(col("fixed_band")).alias("__grouping_fixed"),
+        ])?
+        .select(vec![
+            when(by_fixed(), lit("fixed"))
+                .otherwise(lit("quantile"))?
+                .alias("scheme"),
+            col("category"),
+            when(by_fixed(), col("fixed_band"))
+                .otherwise(col("quantile_band"))?
+                .alias("band"),
+            col("sales"),
+            col("revenue"),
+        ])?
+        .select(vec![
+            col("scheme"),
+            col("category"),
+            col("band"),
+            edge(false)?.alias("low"),
+            edge(true)?.alias("high"),
+            col("sales"),
+            col("revenue"),
+        ])?
         .sort(vec![
             col("scheme").sort(true, false),
             col("category").sort(true, false),
@@ -621,9 +686,9 @@ fn fixed_edges() -> Vec<i128> {
         .collect()
 }
 
-/// The unit prices at [`BAND_QUANTILES`] over all sales (in cents), computed in the given
-/// form; equal edges (few distinct prices) are kept once.
-async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<i128>> {
+/// The [`Overview`] of the registered `price_sales`, computed in the given form: one
+/// aggregation over all the sales for their count, dates and quantile edges.
+async fn overview(session: &Session, form: ReportForm) -> Result<Overview> {
     let result = match form {
         ReportForm::Sql => {
             let columns: Vec<String> = BAND_QUANTILES
@@ -632,15 +697,25 @@ async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<i128>
                 .map(|(i, q)| format!("{} AS q{i}", percentile_sql(*q)))
                 .collect();
             session
-                .sql(&format!("SELECT {} FROM {PRICE_SALES}", columns.join(", ")))
+                .sql(&format!(
+                    "SELECT count(*) AS sales, min(sale_date) AS first, max(sale_date) AS last, \
+                     {} FROM {PRICE_SALES}",
+                    columns.join(", ")
+                ))
                 .await?
         }
         ReportForm::Dsl => {
-            let columns = BAND_QUANTILES
-                .iter()
-                .enumerate()
-                .map(|(i, q)| percentile(*q).alias(format!("q{i}")))
-                .collect();
+            let mut columns = vec![
+                count(lit(1)).alias("sales"),
+                min(col("sale_date")).alias("first"),
+                max(col("sale_date")).alias("last"),
+            ];
+            columns.extend(
+                BAND_QUANTILES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| percentile(*q).alias(format!("q{i}"))),
+            );
             session
                 .table(PRICE_SALES)
                 .await?
@@ -650,23 +725,37 @@ async fn quantile_edges(session: &Session, form: ReportForm) -> Result<Vec<i128>
                 .await?
         }
     };
-    let mut edges = Vec::new();
-    for batch in &result.batches {
-        for column in batch.columns() {
-            let values = column.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
-                EmberError::Internal {
+    let mut overview = Overview {
+        sales: 0,
+        dates: None,
+        quantile_edges: Vec::new(),
+    };
+    let Some(batch) = result.batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(overview);
+    };
+    let sales = batch.column(0).as_primitive_opt::<Int64Type>();
+    overview.sales = sales.map_or(0, |s| u64::try_from(s.value(0)).unwrap_or(0));
+    let day = |i: usize| {
+        batch
+            .column(i)
+            .as_primitive_opt::<Date32Type>()
+            .filter(|d| d.is_valid(0))
+            .map(|d| d.value(0))
+    };
+    overview.dates = day(1).zip(day(2));
+    for column in &batch.columns()[3..] {
+        let values =
+            column
+                .as_primitive_opt::<Decimal128Type>()
+                .ok_or_else(|| EmberError::Internal {
                     message: format!("a price quantile of type {}", column.data_type()),
-                }
-            })?;
-            for i in 0..values.len() {
-                if values.is_valid(i) {
-                    edges.push(values.value(i));
-                }
-            }
+                })?;
+        if values.is_valid(0) {
+            overview.quantile_edges.push(values.value(0));
         }
     }
-    edges.dedup();
-    Ok(edges)
+    overview.quantile_edges.dedup();
+    Ok(overview)
 }
 
 /// What [`run_product_prices`] did: the tables' rows (read back from the output when it
@@ -698,8 +787,12 @@ pub struct PriceInput {
     pub dates: Option<(i32, i32)>,
 }
 
-/// Counts the rows, files and dates behind the registered `price_sales`.
-async fn price_input(session: &Session, source: &PriceSource) -> Result<PriceInput> {
+/// The files behind `source`, with the sales and dates the report's overview found.
+async fn price_input(
+    session: &Session,
+    source: &PriceSource,
+    overview: &Overview,
+) -> Result<PriceInput> {
     let folders = match source {
         PriceSource::Products(dir) => vec![dir.join("sales"), dir.join("products")],
         PriceSource::Tpch(dir) => vec![dir.join("lineitem"), dir.join("part")],
@@ -709,35 +802,11 @@ async fn price_input(session: &Session, source: &PriceSource) -> Result<PriceInp
     for folder in &folders {
         files += session.output_files(&path_text(folder)?).await?;
     }
-    let counts = session
-        .table(PRICE_SALES)
-        .await?
-        .group_by(vec![])
-        .agg(vec![
-            count(lit(1)).alias("sales"),
-            min(col("sale_date")).alias("first"),
-            max(col("sale_date")).alias("last"),
-        ])?
-        .collect()
-        .await?;
-    let mut input = PriceInput {
-        sales: 0,
+    Ok(PriceInput {
+        sales: overview.sales,
         files,
-        dates: None,
-    };
-    if let Some(batch) = counts.batches.iter().find(|b| b.num_rows() > 0) {
-        let sales = batch.column(0).as_primitive_opt::<Int64Type>();
-        input.sales = sales.map_or(0, |s| u64::try_from(s.value(0)).unwrap_or(0));
-        let day = |i: usize| {
-            batch
-                .column(i)
-                .as_primitive_opt::<Date32Type>()
-                .filter(|d| d.is_valid(0))
-                .map(|d| d.value(0))
-        };
-        input.dates = day(1).zip(day(2));
-    }
-    Ok(input)
+        dates: overview.dates,
+    })
 }
 
 /// Runs the report over `source` in `form`; with `out`, writes each table as Parquet under
@@ -758,7 +827,7 @@ pub async fn run_product_prices(
     let mut run = PriceRun {
         tables: Vec::new(),
         written: Vec::new(),
-        input: price_input(session, source).await?,
+        input: price_input(session, source, &report.overview).await?,
     };
     for (name, rows) in &report.tables {
         let rows = match out {

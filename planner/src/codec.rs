@@ -10,6 +10,7 @@ use arrow::datatypes::Schema;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::equivalence::{EquivalenceClass, EquivalenceGroup};
 use datafusion::physical_expr::{AcrossPartitions, ConstExpr, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
@@ -31,6 +32,7 @@ use prost::Message;
 use crate::cache::{CacheScanExec, CachedPiece};
 use crate::error::{PlannerError, Result};
 use crate::functions::{FunctionRegistry, MapPartitionsExec};
+use crate::percentiles::{APPROX_PERCENTILES, approx_percentiles_udaf};
 use crate::shuffle::{ShuffleOutput, ShuffleReaderExec, ShuffleWriterExec};
 use crate::sink::{StagedWriteExec, WriteFormat};
 use ember_connectors::kafka::{KafkaScanExec, KafkaSource, KafkaWriteExec, OffsetRange};
@@ -619,6 +621,15 @@ impl PhysicalExtensionCodec for EmberCodec {
             "extension node is neither a writer, a reader, a function, a cache scan, an \
              output writer nor a PostgreSQL or Kafka scan or write",
         ))
+    }
+
+    /// Ember's own aggregates, which a decoding process's registry need not hold: a plan
+    /// names them and they resolve here.
+    fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<AggregateUDF>> {
+        if name == APPROX_PERCENTILES {
+            return Ok(approx_percentiles_udaf());
+        }
+        Err(codec_err(format!("no aggregate function named {name}")))
     }
 
     fn try_encode(

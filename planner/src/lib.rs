@@ -30,6 +30,7 @@ mod error;
 mod exchange;
 mod functions;
 mod joins;
+mod percentiles;
 mod rewrite;
 mod sample;
 mod scans;
@@ -54,6 +55,9 @@ pub use functions::{
     BatchFn, EachBatch, FunctionCall, FunctionOutput, FunctionRegistry, FuseFn, MapPartitions,
     MapPartitionsExec, OutputFromArgs, PartitionFactory, PartitionFn, RowTypes, UserFunction,
     fused_name,
+};
+pub use percentiles::{
+    APPROX_PERCENTILES, ApproxPercentiles, FuseApproxPercentiles, approx_percentiles_udaf,
 };
 pub use sample::{SAMPLE_FUNCTION, SampleSpec};
 pub use shuffle::{

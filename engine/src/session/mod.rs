@@ -187,8 +187,13 @@ impl Session {
             )
             .with_query_planner(Arc::new(EmberQueryPlanner))
             .build();
+        let ctx = SessionContext::new_with_state(state);
+        // `approx_percentiles` for SQL, and the rule that fuses `approx_percentile_cont`
+        // calls over one value into it (one digest per group for all their quantiles).
+        ctx.register_udaf(ember_planner::approx_percentiles_udaf().as_ref().clone());
+        ctx.add_optimizer_rule(Arc::new(ember_planner::FuseApproxPercentiles));
         Ok(Self {
-            ctx: crate::sql::files::with_tables_by_path(SessionContext::new_with_state(state)),
+            ctx: crate::sql::files::with_tables_by_path(ctx),
             cluster,
             functions,
             config: RwLock::new(config),
