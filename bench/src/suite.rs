@@ -1,5 +1,5 @@
 //! `ember-bench suite`: every workload of the performance suite in one invocation (TPC-H,
-//! the product-price report, random-forest feature preparation, the shuffle
+//! TPC-DS, the product-price report, random-forest feature preparation, the shuffle
 //! micro-benchmark), the goals' ratios computed from the figures, the Markdown put into
 //! `BENCHMARKS.md` between its markers and the figures written as JSON for the chart
 //! (`bench/chart` draws it). `bench/run` installs the peers and calls both.
@@ -13,6 +13,7 @@ use ember::pipelines::register_tpch;
 use crate::cluster::ShuffleRates;
 use crate::forest::ForestBench;
 use crate::report::{Figure, Report};
+use crate::tpcds::{TpcdsBench, TpcdsGoals};
 use crate::tpch::TpchBench;
 
 /// Options of `ember-bench suite` (the TPC-H ones apply to every workload).
@@ -29,13 +30,23 @@ pub struct SuiteBench {
     /// Copies of diamonds in the feature-preparation input.
     #[arg(long, default_value_t = 20)]
     pub forest_scale: usize,
-    /// The workloads to run, comma-separated: tpch, prices, forest, shuffle.
+    /// The workloads to run, comma-separated: tpch, tpcds, prices, forest, shuffle.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "tpch,prices,forest,shuffle"
+        default_value = "tpch,tpcds,prices,forest,shuffle"
     )]
     pub workloads: Vec<String>,
+    /// The TPC-DS data folder (SF 1; made when missing by `bench/python/tpcds.py`).
+    #[arg(long, default_value = "data/tpcds-sf1")]
+    pub tpcds_data: PathBuf,
+    /// The Python with `duckdb` and `duckdb-ext-tpcds` of one version, to make the TPC-DS
+    /// data (`bench/run` installs it).
+    #[arg(long, default_value = "python3", env = "EMBER_TPCDS_PYTHON")]
+    pub tpcds_python: PathBuf,
+    /// Timed runs per TPC-DS query and engine, after one warm-up.
+    #[arg(long, default_value_t = 1, value_parser = crate::tpch::at_least_one)]
+    pub tpcds_iterations: usize,
     /// Put the report into this Markdown file, between its suite markers.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -53,14 +64,14 @@ pub struct SuiteBench {
 
 /// Runs the suite.
 pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
-    let known = ["tpch", "prices", "forest", "shuffle"];
+    let known = ["tpch", "tpcds", "prices", "forest", "shuffle"];
     if let Some(bad) = suite
         .workloads
         .iter()
         .find(|w| !known.contains(&w.as_str()))
     {
         anyhow::bail!(
-            "invalid setting --workloads: unknown workload '{bad}' (known: tpch, prices, forest, shuffle)"
+            "invalid setting --workloads: unknown workload '{bad}' (known: tpch, tpcds, prices, forest, shuffle)"
         );
     }
     let wants = |w: &str| suite.workloads.iter().any(|x| x == w);
@@ -87,7 +98,7 @@ pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
     report.blank();
 
     let processes = bench.process_cluster()?;
-    let mut peers = match wants("tpch") || wants("prices") {
+    let mut peers = match wants("tpch") {
         true => bench.start_peers()?,
         false => Vec::new(),
     };
@@ -104,6 +115,39 @@ pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
         crate::tpch::tpch(bench, processes.as_ref(), &mut peers, &mut report).await?;
         report.blank();
     }
+    drop(peers);
+    let mut tpcds = None;
+    if wants("tpcds") {
+        report.line("### TPC-DS");
+        report.blank();
+        let tpcds_bench = TpcdsBench {
+            scale_factor: 1.0,
+            data: Some(suite.tpcds_data.clone()),
+            executors: bench.executors,
+            iterations: suite.tpcds_iterations,
+            only: Vec::new(),
+            conf: bench.conf.clone(),
+            toggle: None,
+            cluster: bench.cluster,
+            ember_bin: bench.ember_bin.clone(),
+            tpcds_python: suite.tpcds_python.clone(),
+            script: "bench/python/tpcds.py".into(),
+            // Polars' SQL reads few of the TPC-DS texts; Ballista has no TPC-DS driver here.
+            peers: bench
+                .peers
+                .iter()
+                .filter(|p| ["duckdb", "spark"].contains(&p.as_str()))
+                .cloned()
+                .collect(),
+            launch: bench.launch.clone(),
+        };
+        tpcds = Some(crate::tpcds::compare(&tpcds_bench, &mut report).await?);
+        report.blank();
+    }
+    let mut peers = match wants("prices") {
+        true => bench.start_peers()?,
+        false => Vec::new(),
+    };
     if wants("prices") {
         report.line("### Product-price report");
         report.blank();
@@ -158,7 +202,7 @@ pub async fn run(suite: &SuiteBench) -> anyhow::Result<()> {
         .await?;
         report.blank();
     }
-    goals(&mut report, &rates);
+    goals(&mut report, &rates, tpcds.as_ref());
     if let Some(file) = &suite.figures {
         std::fs::write(file, report.figures_json())?;
         eprintln!("wrote the figures to {}", file.display());
@@ -186,8 +230,8 @@ fn time_of(figures: &[Figure], workload: &str, engine: &str) -> Option<f64> {
         .and_then(|(_, t)| *t)
 }
 
-/// The goals of issue 7, each with its measured ratio.
-fn goals(report: &mut Report, rates: &ShuffleRates) {
+/// The goals of issues 7 and 25, each with its measured ratio.
+fn goals(report: &mut Report, rates: &ShuffleRates, tpcds: Option<&TpcdsGoals>) {
     let figures = &report.figures;
     let ratio = |workload: &str, a: &str, b: &str| {
         Some(time_of(figures, workload, a)? / time_of(figures, workload, b)?)
@@ -240,6 +284,44 @@ fn goals(report: &mut Report, rates: &ShuffleRates) {
             None => ("n/a".to_string(), "n/a"),
         };
         report.line(format!("| {name} | ≤ {limit:.2} | {cell} | {met} |"));
+    }
+    if let Some(tpcds) = tpcds {
+        let engine = &tpcds.engine;
+        let rows = [
+            (
+                format!("{engine} / DataFusion, TPC-DS total"),
+                1.10,
+                tpcds.total_ratio,
+                String::new(),
+            ),
+            (
+                format!("{engine} / DataFusion, the slowest TPC-DS query"),
+                1.50,
+                tpcds.worst.map(|(_, r)| r),
+                tpcds
+                    .worst
+                    .map(|(n, _)| format!(" (q{n:02})"))
+                    .unwrap_or_default(),
+            ),
+        ];
+        for (name, limit, measured, query) in rows {
+            let (cell, met) = match measured {
+                Some(m) => (
+                    format!("{m:.2}{query}"),
+                    if m <= limit { "yes" } else { "no" },
+                ),
+                None => ("n/a".to_string(), "n/a"),
+            };
+            report.line(format!("| {name} | ≤ {limit:.2} | {cell} | {met} |"));
+        }
+        let missed = match tpcds.missed.is_empty() {
+            true => ("none".to_string(), "yes"),
+            false => (tpcds.missed.join(", "), "no"),
+        };
+        report.line(format!(
+            "| TPC-DS queries DataFusion answers and Ember does not | none | {} | {} |",
+            missed.0, missed.1
+        ));
     }
     for (cluster, rate) in rates {
         let met = if *rate >= 1000.0 { "yes" } else { "no" };

@@ -23,7 +23,7 @@ use ember::{EmberConfig, Session, TableSpec};
 
 use crate::cluster::{ProcessCluster, ember_bin};
 use crate::peers::{Peer, PeerRun, json_rows, median_after_warmup, rows_agree};
-use crate::report::Report;
+use crate::report::{Figure, Report};
 use crate::tpch::{LaunchArgs, at_least_one, ember_config, text_rows};
 
 /// Options of `ember-bench tpcds`.
@@ -232,8 +232,29 @@ pub(crate) async fn register_ember(
     Ok(())
 }
 
+/// What the suite's goals read from a TPC-DS run: the Ember column set against
+/// DataFusion (the process cluster when there is one), its total over the queries every
+/// engine answered and its worst query.
+pub struct TpcdsGoals {
+    /// The Ember column (`Ember processes` or `Ember embedded`).
+    pub engine: String,
+    /// Its total over DataFusion's, on the queries every engine answered correctly.
+    pub total_ratio: Option<f64>,
+    /// Its highest ratio to DataFusion on one query, and that query.
+    pub worst: Option<(usize, f64)>,
+    /// Queries DataFusion answers correctly and an Ember column does not.
+    pub missed: Vec<String>,
+}
+
 /// Runs `ember-bench tpcds`.
 pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
+    compare(bench, &mut Report::default()).await.map(|_| ())
+}
+
+/// Runs every asked query on every engine and adds the table, the totals and the
+/// correctness counts to `report`, and the totals per engine to its figures (workload
+/// `TPC-DS total`).
+pub async fn compare(bench: &TpcdsBench, report: &mut Report) -> anyhow::Result<TpcdsGoals> {
     if let Some(bad) = bench.only.iter().find(|n| !(1..=99).contains(*n)) {
         bail!("invalid setting --only: {bad} is not a TPC-DS query number (1 to 99)");
     }
@@ -297,7 +318,6 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
         ));
     }
 
-    let mut report = Report::default();
     for line in started {
         report.line(line);
     }
@@ -416,6 +436,13 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
             outcomes.len()
         ));
     }
+    let mut goals = TpcdsGoals {
+        engine: names[ember].to_string(),
+        total_ratio: (ember > 0 && !all_correct.is_empty())
+            .then(|| totals[ember] / totals[0].max(1e-9)),
+        worst: None,
+        missed: Vec::new(),
+    };
     for (i, name) in names.iter().enumerate().skip(1) {
         let missed: Vec<String> = outcomes
             .iter()
@@ -427,7 +454,35 @@ pub async fn run(bench: &TpcdsBench) -> anyhow::Result<()> {
                 "{name} misses where DataFusion answers: {}",
                 missed.join(", ")
             ));
+            if matches!(engines[i].1, Engine::Ember(_)) {
+                goals
+                    .missed
+                    .extend(missed.iter().map(|q| format!("{name} {q}")));
+            }
         }
     }
-    Ok(())
+    if ember > 0 {
+        for (n, row) in &outcomes {
+            if let (Some(a), Some(b)) = (row[ember].ms(), row[0].ms()) {
+                let ratio = a / b.max(1e-9);
+                if goals.worst.is_none_or(|(_, worst)| ratio > worst) {
+                    goals.worst = Some((*n, ratio));
+                }
+            }
+        }
+    }
+    report.figures.push(Figure {
+        workload: "TPC-DS total".to_string(),
+        times: names
+            .iter()
+            .zip(&totals)
+            .map(|(name, total)| {
+                (
+                    name.to_string(),
+                    (!all_correct.is_empty()).then_some(*total),
+                )
+            })
+            .collect(),
+    });
+    Ok(goals)
 }

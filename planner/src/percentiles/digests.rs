@@ -17,7 +17,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion_functions_aggregate_common::tdigest::{Centroid, TDigest};
 
-use super::{APPROX_PERCENTILES, Quantiles};
+use super::spec::{APPROX_PERCENTILES, Quantiles};
 
 /// Values a group collects before they are sorted and merged into its digest: enough that
 /// the merge (linear in the digest's centroids, 100 by default) is paid once per several
@@ -274,7 +274,7 @@ fn answers(digest: &TDigest, spec: &Quantiles) -> Option<Vec<f64>> {
     })
 }
 
-/// `digests` as the arrays of [`super::digest_state_fields`].
+/// `digests` as the arrays of [`super::spec::digest_state_fields`].
 fn state_arrays(digests: &[TDigest]) -> Vec<ArrayRef> {
     let column = |part: fn(&TDigest) -> f64| -> ArrayRef {
         Arc::new(digests.iter().map(part).collect::<Float64Array>())

@@ -27,7 +27,7 @@ use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, Proj
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::approx_percentiles_udaf;
+use super::udaf::approx_percentiles_udaf;
 
 /// DataFusion's name of the calls this rule fuses.
 const APPROX_PERCENTILE_CONT: &str = "approx_percentile_cont";

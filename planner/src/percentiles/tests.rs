@@ -6,7 +6,9 @@ use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::prelude::SessionContext;
 
 use super::digests::{FLUSH_AT, GroupDigests, SingleDigest};
-use super::{FuseApproxPercentiles, Quantiles, approx_percentiles_udaf};
+use super::fuse::FuseApproxPercentiles;
+use super::spec::{APPROX_PERCENTILES, Quantiles};
+use super::udaf::approx_percentiles_udaf;
 
 const QUANTILES: [f64; 5] = [0.25, 0.5, 0.75, 0.9, 0.99];
 
@@ -289,7 +291,7 @@ async fn a_fused_plan_runs_where_the_aggregate_is_not_registered() {
     let bytes = crate::encode_plan(plan).expect("encodes");
     let executor = SessionContext::new();
     let functions = executor.state().aggregate_functions().clone();
-    assert!(!functions.contains_key(super::APPROX_PERCENTILES));
+    assert!(!functions.contains_key(APPROX_PERCENTILES));
     let decoded = crate::decode_plan(
         &bytes,
         &executor.task_ctx(),
