@@ -173,11 +173,12 @@ impl GroupsAccumulator for GroupDigests {
         let digests: Vec<TDigest> = (0..values.len())
             .map(|row| {
                 let wanted = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-                let mut digest = TDigest::new(self.spec.max_size);
                 if wanted && values.is_valid(row) {
-                    digest = digest.merge_sorted_f64(&[values.value(row)]);
+                    let value = Centroid::new(values.value(row), 1.0);
+                    TDigest::new_with_centroid(self.spec.max_size, value)
+                } else {
+                    TDigest::new(self.spec.max_size)
                 }
-                digest
             })
             .collect();
         Ok(state_arrays(&digests))

@@ -138,6 +138,38 @@ fn partial_states_merge_into_the_same_answers() {
 }
 
 #[test]
+fn rows_passed_on_as_states_merge_like_updated_rows() {
+    // A partial aggregation that stops aggregating hands each row on as its own state.
+    let values: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(4.0),
+        None,
+        Some(1.0),
+        Some(3.0),
+        Some(2.0),
+    ]));
+    let filter = BooleanArray::from(vec![true, true, true, true, false]);
+    let partial = GroupDigests::new(spec());
+    let states = partial
+        .convert_to_state(std::slice::from_ref(&values), Some(&filter))
+        .expect("states");
+    assert_eq!(states[0].len(), 5, "one state per row");
+    let mut merged = GroupDigests::new(spec());
+    merged
+        .merge_batch(&states, &[0, 0, 0, 0, 1], 2)
+        .expect("merge");
+    let mut updated = GroupDigests::new(spec());
+    updated
+        .update_batch(&[values], &[0, 0, 0, 0, 1], Some(&filter), 2)
+        .expect("update");
+    let (merged, updated) = (
+        lists(&merged.evaluate(EmitTo::All).expect("evaluate")),
+        lists(&updated.evaluate(EmitTo::All).expect("evaluate")),
+    );
+    assert_eq!(merged, updated);
+    assert!(merged[0].is_some() && merged[1].is_none(), "{merged:?}");
+}
+
+#[test]
 fn emitting_the_first_groups_keeps_the_others() {
     let mut groups = GroupDigests::new(spec());
     groups
