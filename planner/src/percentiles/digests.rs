@@ -153,7 +153,7 @@ impl GroupsAccumulator for GroupDigests {
         self.resize(total_num_groups);
         let states = StateArrays::new(values)?;
         for (row, group) in group_indices.iter().copied().enumerate() {
-            if let Some(incoming) = states.digest(row)? {
+            if let Some(incoming) = states.digest(row, self.spec.max_size)? {
                 let digest = &mut self.digests[group];
                 let merged = TDigest::merge_digests([&*digest, &incoming]);
                 self.centroids =
@@ -240,12 +240,11 @@ impl Accumulator for SingleDigest {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let states = StateArrays::new(states)?;
-        let mut incoming = Vec::new();
+        let mut incoming = vec![self.digest.clone()];
         for row in 0..states.len() {
-            incoming.extend(states.digest(row)?);
+            incoming.extend(states.digest(row, self.spec.max_size)?);
         }
-        if !incoming.is_empty() {
-            incoming.push(self.digest.clone());
+        if incoming.len() > 1 {
             self.digest = TDigest::merge_digests(&incoming);
         }
         Ok(())
@@ -275,7 +274,7 @@ fn answers(digest: &TDigest, spec: &Quantiles) -> Option<Vec<f64>> {
     })
 }
 
-/// `digests` as the arrays of [`super::spec::digest_state_fields`].
+/// `digests` as the arrays of the aggregate's state (`ApproxPercentiles::state_fields`).
 fn state_arrays(digests: &[TDigest]) -> Vec<ArrayRef> {
     let column = |part: fn(&TDigest) -> f64| -> ArrayRef {
         Arc::new(digests.iter().map(part).collect::<Float64Array>())
@@ -351,8 +350,17 @@ impl<'a> StateArrays<'a> {
         self.sizes.len()
     }
 
-    /// The digest in `row`, or none when it has seen no value.
-    fn digest(&self, row: usize) -> Result<Option<TDigest>> {
+    /// The digest in `row`, or none when it has seen no value. Its size must be
+    /// `max_size`, the size every partial aggregation of the same call uses (a merge
+    /// allocates room for that many centroids).
+    fn digest(&self, row: usize, max_size: usize) -> Result<Option<TDigest>> {
+        let size = self.sizes.value(row);
+        if usize::try_from(size).ok() != Some(max_size) {
+            return exec_err!(
+                "{APPROX_PERCENTILES}: a partial state of a digest of {size} centroids, \
+                 expected {max_size}"
+            );
+        }
         let pairs = self.centroids.value(row);
         let Some(pairs) = pairs.as_primitive_opt::<Float64Type>() else {
             return exec_err!("{APPROX_PERCENTILES}: centroids that are not doubles");
@@ -366,7 +374,7 @@ impl<'a> StateArrays<'a> {
             .map(|pair| Centroid::new(pair[0], pair[1]))
             .collect();
         TDigest::try_from_parts(
-            usize::try_from(self.sizes.value(row)).unwrap_or(usize::MAX),
+            max_size,
             self.sums.value(row),
             self.counts.value(row),
             self.maxima.value(row),

@@ -1,43 +1,20 @@
 //! What an `approx_percentiles` call asks ([`Quantiles`]: its quantiles and digest size,
-//! read from the planned call's constant arguments), the aggregate's name, and the layout
-//! of a digest's partial state.
+//! read from the planned call's constant arguments) and the aggregate's name.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
+use arrow::datatypes::{DataType, Float64Type, Schema};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::function::AccumulatorArgs;
-use datafusion::logical_expr::utils::format_state_name;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion_functions_aggregate_common::tdigest::DEFAULT_MAX_SIZE;
 
 /// The aggregate's name, in SQL and in serialized plans.
 pub const APPROX_PERCENTILES: &str = "approx_percentiles";
-
-/// The state of one digest, as DataFusion's `approx_percentile_cont` lays it out: its size,
-/// sum, count, maximum and minimum, then its centroids as `[mean, weight, mean, ...]`.
-pub(super) fn digest_state_fields(name: &str) -> Vec<FieldRef> {
-    let double = |part: &str| Field::new(format_state_name(name, part), DataType::Float64, false);
-    vec![
-        Field::new(format_state_name(name, "max_size"), DataType::UInt64, false),
-        double("sum"),
-        double("count"),
-        double("max"),
-        double("min"),
-        Field::new_list(
-            format_state_name(name, "centroids"),
-            Field::new_list_field(DataType::Float64, true),
-            false,
-        ),
-    ]
-    .into_iter()
-    .map(Arc::new)
-    .collect()
-}
 
 /// What one call asks: the quantiles, in order, and the digest's size.
 #[derive(Debug, Clone, PartialEq)]

@@ -193,6 +193,29 @@ fn a_state_of_the_wrong_shape_is_an_error() {
         .merge_batch(&[doubles(&[1.0])], &[0], 1)
         .expect_err("not a digest state");
     assert!(error.to_string().contains("wrong shape"), "{error}");
+
+    // A digest of another size (a corrupt or foreign state) is refused, not merged.
+    let mut other = GroupDigests::new(Quantiles {
+        quantiles: vec![0.5],
+        max_size: 1_000_000,
+    });
+    other
+        .update_batch(&[doubles(&[1.0, 2.0])], &[0, 0], None, 1)
+        .expect("update");
+    let state = other.state(EmitTo::All).expect("state");
+    let error = groups
+        .merge_batch(&state, &[0], 1)
+        .expect_err("another size");
+    assert!(
+        error
+            .to_string()
+            .contains("1000000 centroids, expected 100"),
+        "{error}"
+    );
+    let error = SingleDigest::new(spec())
+        .merge_batch(&state)
+        .expect_err("another size");
+    assert!(error.to_string().contains("expected 100"), "{error}");
 }
 
 /// A session with the aggregate and the rule, over `t(g, v)`: 4 groups of 5,000 values.

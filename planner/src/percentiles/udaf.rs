@@ -6,13 +6,14 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::plan_err;
 use datafusion::error::Result;
+use datafusion::functions_aggregate::approx_percentile_cont::ApproxPercentileCont;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 
 use super::digests::{GroupDigests, SingleDigest};
-use super::spec::{APPROX_PERCENTILES, Quantiles, digest_state_fields};
+use super::spec::{APPROX_PERCENTILES, Quantiles};
 
 /// The `approx_percentiles` aggregate (one shared instance).
 pub fn approx_percentiles_udaf() -> Arc<AggregateUDF> {
@@ -96,8 +97,10 @@ impl AggregateUDFImpl for ApproxPercentiles {
         Ok(double_list())
     }
 
+    /// DataFusion's `approx_percentile_cont` state (a digest's size, sum, count, maximum,
+    /// minimum and `[mean, weight, ...]` centroids), which both accumulators write.
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(digest_state_fields(args.name))
+        ApproxPercentileCont::new().state_fields(args)
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
