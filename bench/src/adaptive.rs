@@ -22,6 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use ember::datasets::tpch_tables;
+use ember::executors::ShuffleCompression;
 use ember::pipelines::{ensure_tpch, register_tpch};
 use ember::{EmberConfig, FileFormat, Session, TableSpec};
 
@@ -438,20 +439,20 @@ async fn straggler(bench: &AdaptiveBench, report: &mut Report) -> anyhow::Result
     report.line("| speculation | time (ms) | speculative copies | copies that won |");
     report.line("|---|---:|---:|---:|");
     for speculation in [false, true] {
-        let cluster = ProcessCluster::start_with(
-            &bin,
-            3,
-            "lz4",
-            &["--heartbeat-timeout", "30"],
-            &["--heartbeat-interval", "0.5"],
-        )?;
         let mut config = EmberConfig {
             executors: 3,
             slots: 1,
             shuffle_partitions: Some(6),
+            compression: ShuffleCompression::Lz4,
             ..EmberConfig::default()
         };
         config.adaptive.speculation.enabled = speculation;
+        let cluster = ProcessCluster::start_with(
+            &bin,
+            &config,
+            &["--heartbeat-timeout", "30"],
+            &["--heartbeat-interval", "0.5"],
+        )?;
         let session = cluster.session(config).await?;
         register_tpch(&session, &dir).await?;
         // A warm-up run, not timed.

@@ -49,25 +49,28 @@ fn start(command: &mut Command, what: &str) -> anyhow::Result<(Child, String)> {
 }
 
 impl ProcessCluster {
-    /// Starts a scheduler and `executors` executors from the `ember` binary `bin`, writing
-    /// shuffle files with `compression` (as `ember.shuffle.compression` does for the
-    /// embedded cluster).
-    pub fn start(
-        bin: &std::path::Path,
-        executors: usize,
-        compression: &str,
-    ) -> anyhow::Result<Self> {
-        Self::start_with(bin, executors, compression, &[], &[])
+    /// Starts a scheduler and `config.executors` executors of one slot from the `ember`
+    /// binary `bin`, writing shuffle files with `config.compression` (as
+    /// `ember.shuffle.compression` does for the embedded cluster) and holding their tasks
+    /// to `ember.executor.memory_limit` each (`ember executor --memory-limit`), as the
+    /// embedded cluster's executors are.
+    pub fn start(bin: &std::path::Path, config: &EmberConfig) -> anyhow::Result<Self> {
+        Self::start_with(bin, config, &[], &[])
     }
 
     /// [`Self::start`], with more arguments for the scheduler and for each executor.
     pub fn start_with(
         bin: &std::path::Path,
-        executors: usize,
-        compression: &str,
+        config: &EmberConfig,
         scheduler_args: &[&str],
         executor_args: &[&str],
     ) -> anyhow::Result<Self> {
+        let executors = config.executors;
+        let compression = config.compression.to_string();
+        // `--memory-limit` takes a size with a unit (K, M or G).
+        let memory_limit = config
+            .memory_limit
+            .map(|bytes| format!("{}K", bytes as f64 / 1024.0));
         if !bin.is_file() {
             bail!(
                 "no ember binary at {} (build it: cargo build --release -p ember)",
@@ -99,7 +102,12 @@ impl ProcessCluster {
                 Command::new(bin)
                     .args(["executor", "--scheduler", &cluster.url])
                     .args(["--bind", "127.0.0.1:0", "--slots", "1"])
-                    .args(["--compression", compression])
+                    .args(["--compression", compression.as_str()])
+                    .args(
+                        memory_limit
+                            .iter()
+                            .flat_map(|size| ["--memory-limit", size.as_str()]),
+                    )
                     .args(executor_args)
                     .arg("--work-dir")
                     .arg(&work),

@@ -111,7 +111,6 @@ pub async fn run(bench: &DurableBench) -> anyhow::Result<()> {
     let dir = bench.tpch.ensure_data()?;
     let config = bench.tpch.config()?;
     let bin = crate::cluster::ember_bin(bench.tpch.ember_bin.as_ref())?;
-    let compression = config.compression.to_string();
     let executors = bench.tpch.executors;
     let state = tempfile::Builder::new()
         .prefix("ember-bench-state-")
@@ -125,26 +124,17 @@ pub async fn run(bench: &DurableBench) -> anyhow::Result<()> {
         }
     };
     let mut clusters: Vec<(String, ProcessCluster)> = vec![
-        (
-            "no store".into(),
-            ProcessCluster::start(&bin, executors, &compression)?,
-        ),
+        ("no store".into(), ProcessCluster::start(&bin, &config)?),
         (
             "--state DIR".into(),
-            ProcessCluster::start_with(
-                &bin,
-                executors,
-                &compression,
-                &["--state", &state_arg],
-                &[],
-            )?,
+            ProcessCluster::start_with(&bin, &config, &["--state", &state_arg], &[])?,
         ),
     ];
     if let Some(etcd) = &etcd {
         let url = format!("etcd://{}/bench", etcd.address);
         clusters.push((
             "--ha etcd".into(),
-            ProcessCluster::start_with(&bin, executors, &compression, &["--ha", &url], &[])?,
+            ProcessCluster::start_with(&bin, &config, &["--ha", &url], &[])?,
         ));
     }
     let mut sessions = Vec::new();

@@ -93,6 +93,11 @@ enum Command {
     Overhead(overhead::OverheadBench),
 }
 
+/// The allocator of the `ember` binary, so that DataFusion and the embedded cluster in this
+/// process and the executor processes all allocate alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {

@@ -216,8 +216,7 @@ pub async fn run(bench: &OverheadBench) -> anyhow::Result<()> {
 
     let _cluster = if bench.cluster {
         let bin = ember_bin(bench.ember_bin.as_ref())?;
-        let cluster =
-            ProcessCluster::start(&bin, bench.executors, &config.compression.to_string())?;
+        let cluster = ProcessCluster::start(&bin, &config)?;
         let session = cluster.session(config.clone()).await?;
         register_ember(&session, &tables).await?;
         let mut runs = Vec::new();

@@ -294,8 +294,7 @@ pub async fn compare(bench: &TpcdsBench, report: &mut Report) -> anyhow::Result<
     }
     let cluster = if bench.cluster {
         let bin = ember_bin(bench.ember_bin.as_ref())?;
-        let compression = bench.config()?.compression.to_string();
-        Some(ProcessCluster::start(&bin, bench.executors, &compression)?)
+        Some(ProcessCluster::start(&bin, &bench.config()?)?)
     } else {
         None
     };

@@ -147,12 +147,7 @@ impl TpchBench {
             return Ok(None);
         }
         let bin = ember_bin(self.ember_bin.as_ref())?;
-        let compression = self.config()?.compression.to_string();
-        Ok(Some(ProcessCluster::start(
-            &bin,
-            self.executors,
-            &compression,
-        )?))
+        Ok(Some(ProcessCluster::start(&bin, &self.config()?)?))
     }
 
     /// Starts the peers over the TPC-H folder.
@@ -228,6 +223,12 @@ pub async fn tpch(
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .chain([format!("ember.shuffle.compression={}", config.compression)])
+        .chain(config.memory_limit.map(|bytes| {
+            format!(
+                "ember.executor.memory_limit={} (each executor, embedded and processes)",
+                ember::executors::memory::format_size(bytes)
+            )
+        }))
         .collect();
     let remote = match processes {
         Some(cluster) => {
