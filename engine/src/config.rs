@@ -44,7 +44,7 @@ pub const CONFIG_ENTRIES: &[ConfigEntry] = &[
         key: "ember.executor.memory_limit",
         kind: "size (512M, 4G, ...)",
         default: "none",
-        description: "Memory the tasks of each executor may hold together; sorts, aggregations, sort-merge joins and the shuffle writer spill to the work dir beyond it, and plans prefer sort-merge joins (hash joins cannot spill).",
+        description: "Memory the tasks of each executor may hold together; sorts, aggregations, sort-merge joins and the shuffle writer spill to the work dir beyond it; a task whose hash join cannot hold its build side runs again with sort-merge joins, which spill.",
     },
     ConfigEntry {
         key: "ember.input.bad_rows",
@@ -596,13 +596,9 @@ impl EmberConfig {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         if let Some(limit) = self.memory_limit {
-            // Under a memory limit, joins that can spill: a hash join keeps its whole build
-            // side in memory, a sort-merge join spills through its sorts. Broadcast joins
-            // of small sides stay (the threshold above).
-            settings.push((
-                "datafusion.optimizer.prefer_hash_join".to_string(),
-                "false".to_string(),
-            ));
+            // Hash joins stay under a memory limit: a task whose hash table does not fit
+            // runs again with its partitioned hash joins as sort-merge joins, which spill
+            // through their sorts (the executor's `join_fallback`).
             // Broadcast (collected, unspillable) join sides of at most an eighth of it.
             settings.push((
                 "datafusion.optimizer.hash_join_single_partition_threshold".to_string(),

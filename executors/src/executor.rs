@@ -305,82 +305,122 @@ impl Executor {
                 || self.config.memory_limit.is_some()
                 || spans_hosts(task.peers.values().map(String::as_str)),
         );
-        let mut shuffle =
-            LocalShuffle::new(task_dir, Arc::clone(&task.inputs), compression, remote)
-                .with_stores(stores.clone());
-        if task.plan_partition.is_some() {
-            shuffle = shuffle.adapted(task.partition);
-        }
         let plan_partition = task.plan_partition.unwrap_or(task.partition);
-
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.context.runtime_env())
-            .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))
-            .build_arc()?;
-        let mut config = SessionConfig::new();
-        for (key, value) in &settings {
-            config
-                .options_mut()
-                .set(key, value)
-                .map_err(|e| ExecutorError::Config {
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
-        }
-        let env = Arc::new(TaskEnv::new(task.name(), Arc::clone(&self.broadcasts)));
-        let config = config
-            .with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))))
-            .with_extension(Arc::clone(&env));
-        let context = TaskContext::from(&self.context.state())
-            .with_session_config(config)
-            .with_runtime(runtime)
-            .with_task_id(task.name());
-
-        phases.setup = lap.next();
-        let decoded = decode_plan(&task.plan, &context, &self.config.functions)?;
-        phases.decode = lap.next();
-        let context = Arc::new(context);
-        // Runtime filters collect broadcast build sides first: a fetch failure there is
-        // reported as one of the task's own.
-        let prepared = if runtime_filters {
-            crate::runtime_filter::apply(Arc::clone(&decoded), Arc::clone(&context)).await
-        } else {
-            Ok(Arc::clone(&decoded))
+        // A task's context, built afresh for each run of its plan: the shuffle handle
+        // writes into `task_dir`, the task env gathers accumulators.
+        let new_context = || -> Result<(Arc<TaskContext>, Arc<TaskEnv>)> {
+            let mut shuffle = LocalShuffle::new(
+                task_dir.clone(),
+                Arc::clone(&task.inputs),
+                compression,
+                remote.clone(),
+            )
+            .with_stores(stores.clone());
+            if task.plan_partition.is_some() {
+                shuffle = shuffle.adapted(task.partition);
+            }
+            let runtime = RuntimeEnvBuilder::from_runtime_env(&self.context.runtime_env())
+                .with_object_store_registry(Arc::new(StoreRegistry::new(stores.clone())))
+                .build_arc()?;
+            let mut config = SessionConfig::new();
+            for (key, value) in &settings {
+                config
+                    .options_mut()
+                    .set(key, value)
+                    .map_err(|e| ExecutorError::Config {
+                        key: key.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
+            let env = Arc::new(TaskEnv::new(task.name(), Arc::clone(&self.broadcasts)));
+            let config = config
+                .with_extension(Arc::new(ShuffleRuntimeHandle(Arc::new(shuffle))))
+                .with_extension(Arc::clone(&env));
+            let context = TaskContext::from(&self.context.state())
+                .with_session_config(config)
+                .with_runtime(runtime)
+                .with_task_id(task.name());
+            Ok((Arc::new(context), env))
         };
-        phases.filters = lap.next();
-        let (plan, result) = match prepared {
-            Ok(prepared) => {
-                let plan = cooperative_joins(prepared)?;
-                let run = async {
-                    let stream = plan.execute(plan_partition, Arc::clone(&context))?;
-                    collect(stream).await
+
+        // Under a memory limit, a hash join whose build side does not fit sends the task
+        // round once more with sort-merge joins (`join_fallback`).
+        let mut sort_merge = false;
+        let (plan, summary, env) = loop {
+            let (attempt_started, phases_before) = (Instant::now(), phases);
+            let (context, env) = new_context()?;
+            phases.setup += lap.next();
+            let mut decoded = decode_plan(&task.plan, &context, &self.config.functions)?;
+            if sort_merge {
+                decoded = crate::join_fallback::sort_merge_joins(decoded)?;
+            }
+            phases.decode += lap.next();
+            // Runtime filters collect broadcast build sides first: a fetch failure there
+            // is reported as one of the task's own.
+            let prepared = if runtime_filters {
+                crate::runtime_filter::apply(Arc::clone(&decoded), Arc::clone(&context)).await
+            } else {
+                Ok(Arc::clone(&decoded))
+            };
+            phases.filters += lap.next();
+            let (plan, result) = match prepared {
+                Ok(prepared) => {
+                    let plan = cooperative_joins(prepared)?;
+                    let run = async {
+                        let stream = plan.execute(plan_partition, Arc::clone(&context))?;
+                        collect(stream).await
+                    };
+                    let result = run.await;
+                    (plan, result)
+                }
+                Err(e) => (Arc::clone(&decoded), Err(e)),
+            };
+            let e = match result {
+                Ok(summary) => break (plan, summary, env),
+                Err(e) => e,
+            };
+            if !sort_merge
+                && self.config.memory_limit.is_some()
+                && crate::join_fallback::may_fall_back(&decoded, &e)
+            {
+                // The failed run's operators (and their reservations) and its partial
+                // output go before the second run starts.
+                drop(plan);
+                drop(decoded);
+                drop(context);
+                remove_output(&task_dir)?;
+                phases = TaskPhases {
+                    join_fallback: attempt_started.elapsed(),
+                    ..phases_before
                 };
-                let result = run.await;
-                (plan, result)
+                lap.next();
+                tracing::info!(
+                    task = %task.name(),
+                    error = %e.find_root(),
+                    "a hash join's build side did not fit under the memory limit; \
+                     running the task again with sort-merge joins"
+                );
+                sort_merge = true;
+                continue;
             }
-            Err(e) => (decoded, Err(e)),
-        };
-        let summary = match result {
-            Ok(summary) => summary,
-            Err(e) => {
-                return Err(match fetch_failure(&e) {
-                    Some((executor_id, message)) => ExecutorError::FetchFailed {
-                        executor_id,
-                        message,
+            return Err(match fetch_failure(&e) {
+                Some((executor_id, message)) => ExecutorError::FetchFailed {
+                    executor_id,
+                    message,
+                },
+                None => match (&e.find_root(), self.config.memory_limit) {
+                    (
+                        datafusion::error::DataFusionError::ResourcesExhausted(message),
+                        Some(limit),
+                    ) => ExecutorError::OutOfMemory {
+                        limit: crate::memory::format_size(limit),
+                        message: message.clone(),
                     },
-                    None => match (&e.find_root(), self.config.memory_limit) {
-                        (
-                            datafusion::error::DataFusionError::ResourcesExhausted(message),
-                            Some(limit),
-                        ) => ExecutorError::OutOfMemory {
-                            limit: crate::memory::format_size(limit),
-                            message: message.clone(),
-                        },
-                        _ => explain_task_failure(e, &plan, plan_partition, &context).await,
-                    },
-                });
-            }
+                    _ => explain_task_failure(e, &plan, plan_partition, &context).await,
+                },
+            });
         };
-        phases.run = lap.next();
+        phases.run += lap.next();
         let (spilled_bytes, spills) = crate::memory::spilled(&plan);
 
         let mut locations = Vec::new();
@@ -578,6 +618,19 @@ impl Drop for Unfinished<'_> {
             }
             let _ = std::fs::remove_dir(self.executor.job_dir(self.job_id));
         }
+    }
+}
+
+/// Removes what a task's failed run wrote to `task_dir`, so that its next run starts
+/// from nothing.
+fn remove_output(task_dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(task_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExecutorError::Io {
+            action: "removing a failed run's output",
+            path: task_dir.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -12,6 +12,7 @@
 mod error;
 mod executor;
 mod input_errors;
+mod join_fallback;
 pub mod memory;
 pub mod metrics;
 pub mod rpc;

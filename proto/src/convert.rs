@@ -113,6 +113,7 @@ impl From<&TaskOutput> for proto::TaskOutput {
                 filters_micros: micros(o.phases.filters),
                 run_micros: micros(o.phases.run),
                 finish_micros: micros(o.phases.finish),
+                join_fallback_micros: micros(o.phases.join_fallback),
             }),
             accumulators: o
                 .accumulators
@@ -146,6 +147,7 @@ impl From<proto::TaskOutput> for TaskOutput {
                     filters: Duration::from_micros(p.filters_micros),
                     run: Duration::from_micros(p.run_micros),
                     finish: Duration::from_micros(p.finish_micros),
+                    join_fallback: Duration::from_micros(p.join_fallback_micros),
                 })
                 .unwrap_or_default(),
             accumulators: o

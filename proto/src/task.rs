@@ -138,6 +138,11 @@ pub struct TaskPhases {
     /// Recording the files written (and uploading them to a shuffle directory).
     #[serde(with = "micros")]
     pub finish: Duration,
+    /// A first run of the plan given up because a hash join's build side did not fit
+    /// under the executor's memory limit, before the task ran again with sort-merge
+    /// joins (0 when it did not happen); the other phases count the second run only.
+    #[serde(default, with = "micros")]
+    pub join_fallback: Duration,
 }
 
 impl TaskPhases {
@@ -148,6 +153,7 @@ impl TaskPhases {
         self.filters += other.filters;
         self.run += other.run;
         self.finish += other.finish;
+        self.join_fallback += other.join_fallback;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Memory limits: queries whose working set is several times an executor's limit spill
-//! to disk and still give DataFusion's answers; a task that cannot fit says so.
+//! to disk and still give DataFusion's answers; a hash join that cannot hold its build
+//! side runs again as a sort-merge join; a task that cannot fit says so.
 
 use ember::pipelines::register_tpch;
 use ember::{EmberConfig, Session};
@@ -38,8 +39,10 @@ async fn tpch_9_18_and_21_spill_under_a_memory_limit_and_match_datafusion() {
         let metrics = result.metrics.expect("a job ran");
         let spilled = metrics.spilled_bytes();
         let spills: u64 = metrics.tasks.iter().map(|t| t.spills).sum();
+        let fallbacks = join_fallbacks(&metrics);
         eprintln!(
-            "q{q}: spilled {spilled} bytes in {spills} files under {LIMIT} bytes per executor"
+            "q{q}: spilled {spilled} bytes in {spills} files under {LIMIT} bytes per executor; \
+             {fallbacks} tasks ran again with sort-merge joins"
         );
         // What an executor held never passed the limit, so the data it spilled is the rest
         // of a working set at least 4 times the limit.
@@ -47,6 +50,65 @@ async fn tpch_9_18_and_21_spill_under_a_memory_limit_and_match_datafusion() {
             spilled >= 3 * LIMIT as u64,
             "q{q}: spilled only {spilled} bytes"
         );
+    }
+}
+
+/// The tasks of a job that ran again with sort-merge joins.
+fn join_fallbacks(metrics: &ember::scheduler::JobMetrics) -> usize {
+    metrics
+        .tasks
+        .iter()
+        .filter(|t| !t.phases.join_fallback.is_zero())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_join_too_big_for_the_limit_runs_again_as_a_sort_merge_join() {
+    let dir = tpch_data(SCALE_FACTOR);
+    let sql = "SELECT o_orderpriority, count(*) AS n, sum(l_extendedprice) AS revenue \
+               FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
+               GROUP BY o_orderpriority ORDER BY o_orderpriority";
+    let expected = datafusion_rows_in(&dir, sql).await;
+    for (limit, falls_back) in [(LIMIT, true), (1 << 30, false)] {
+        let session = Session::new(EmberConfig {
+            executors: 2,
+            memory_limit: Some(limit),
+            // One attempt: the second run is the task's own, not a retry.
+            max_attempts: 1,
+            datafusion: vec![(
+                "datafusion.execution.batch_size".to_string(),
+                "1024".to_string(),
+            )],
+            ..EmberConfig::default()
+        })
+        .expect("the cluster starts");
+        register_tpch(&session, &dir).await.expect("tables");
+        let analyzed = session
+            .explain_analyze(sql)
+            .await
+            .unwrap_or_else(|e| panic!("under {limit} bytes: {e}"));
+        let got = rows(&analyzed.result.batches);
+        assert!(rows_match(&got, &expected), "{got:?} vs {expected:?}");
+        let metrics = analyzed.result.metrics.as_ref().expect("a job ran");
+        let fallbacks = join_fallbacks(metrics);
+        let text = analyzed.to_string();
+        if falls_back {
+            // orders' share of one partition is several MiB as a hash table.
+            assert!(fallbacks > 0, "no task fell back under {limit} bytes");
+            assert!(
+                text.contains(&format!(
+                    "Memory: {fallbacks} tasks ran again with sort-merge joins"
+                )),
+                "{text}"
+            );
+            assert!(
+                metrics.spilled_bytes() > 0,
+                "the sort-merge joins spilled nothing"
+            );
+        } else {
+            assert_eq!(fallbacks, 0, "the build side fits in 1 GiB");
+            assert!(!text.contains("sort-merge"), "{text}");
+        }
     }
 }
 

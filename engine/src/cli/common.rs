@@ -80,8 +80,8 @@ pub struct ClusterArgs {
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
     /// Memory each executor of the embedded cluster may hold (such as 512M) before it
-    /// spills; on a process cluster, plans for executors started with this limit (joins
-    /// become sort-merge joins, which spill).
+    /// spills; on a process cluster, plans for executors started with this limit (smaller
+    /// broadcast sides and coalesced tasks).
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// CSV and JSON rows that do not parse: fail (naming file and line), skip (counted),

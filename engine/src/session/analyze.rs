@@ -142,5 +142,19 @@ fn write_totals(f: &mut fmt::Formatter<'_>, metrics: &JobMetrics, rows: usize) -
         millis(phases.run.as_micros()),
         millis(phases.finish.as_micros()),
         millis(time.transit.as_micros()),
-    )
+    )?;
+    let fallbacks = metrics
+        .tasks
+        .iter()
+        .filter(|t| !t.phases.join_fallback.is_zero())
+        .count();
+    if fallbacks > 0 {
+        writeln!(
+            f,
+            "Memory: {fallbacks} tasks ran again with sort-merge joins after a hash join's \
+             build side did not fit under the executor's limit ({} lost in the first runs)",
+            millis(phases.join_fallback.as_micros()),
+        )?;
+    }
+    Ok(())
 }
