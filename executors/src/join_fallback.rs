@@ -7,27 +7,28 @@
 use std::sync::Arc;
 
 use arrow::compute::SortOptions;
+use arrow::datatypes::DataType;
+use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::Column;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SortMergeJoinExec};
+use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use ember_planner::ShuffleWriterExec;
 
 /// Whether a task whose run failed with `error` may run again with sort-merge joins: the
-/// error is a memory reservation refused to a hash join's build side, the plan has a
-/// partitioned hash join to rewrite, and all it writes is shuffle output (which the
-/// executor removes before the second run); a plan that writes to a table, a topic or
-/// files elsewhere is not run twice.
+/// error is a refused memory reservation, the plan has a partitioned hash join to
+/// rewrite, and all it writes is shuffle output (which the executor removes before the
+/// second run); a plan that writes to a table, a topic or files elsewhere is not run
+/// twice. Any refused reservation counts, not only the hash table's own
+/// (`HashJoinInput[partition]`): a hash table that cannot spill may have taken the memory
+/// a sort or an aggregation of the same task then could not get.
 pub fn may_fall_back(plan: &Arc<dyn ExecutionPlan>, error: &DataFusionError) -> bool {
-    let DataFusionError::ResourcesExhausted(message) = error.find_root() else {
-        return false;
-    };
-    // The build side's reservation is named `HashJoinInput[partition]`.
-    message.contains("HashJoinInput")
+    matches!(error.find_root(), DataFusionError::ResourcesExhausted(_))
         && plan.downcast_ref::<ShuffleWriterExec>().is_some()
         && partitioned_hash_joins(plan) > 0
         && !writes_elsewhere(plan)
@@ -55,16 +56,66 @@ fn writes_elsewhere(plan: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// A hash join whose partitions each hold their own build side (both inputs hashed on
-/// the keys), and that a sort-merge join can answer: not a null-aware anti join.
+/// the keys), and that a sort-merge join can answer: not a null-aware anti join, and for
+/// semi, anti and mark joins (which DataFusion's sort-merge join compares key by key
+/// across batches) keys of the types that comparison knows.
 fn rewritable(join: &HashJoinExec) -> bool {
-    *join.partition_mode() == PartitionMode::Partitioned && !join.null_aware
+    if *join.partition_mode() != PartitionMode::Partitioned || join.null_aware {
+        return false;
+    }
+    let compared_across_batches = matches!(
+        join.join_type(),
+        JoinType::LeftSemi
+            | JoinType::LeftAnti
+            | JoinType::LeftMark
+            | JoinType::RightSemi
+            | JoinType::RightAnti
+            | JoinType::RightMark
+    );
+    let schema = join.left().schema();
+    !compared_across_batches
+        || join.on().iter().all(|(left, _)| {
+            left.data_type(&schema)
+                .is_ok_and(|t| comparable_across_batches(&t))
+        })
+}
+
+/// The key types DataFusion 55's sort-merge semi, anti and mark joins compare
+/// (`compare_join_arrays`); others fail there as not implemented.
+fn comparable_across_batches(data_type: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        data_type,
+        Null | Boolean
+            | Int8
+            | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Float32
+            | Float64
+            | Binary
+            | BinaryView
+            | FixedSizeBinary(_)
+            | LargeBinary
+            | Utf8
+            | Utf8View
+            | LargeUtf8
+            | Decimal128(..)
+            | Timestamp(_, None)
+            | Date32
+            | Date64
+    )
 }
 
 /// `plan` with every partitioned hash join replaced by a sort-merge join over its two
-/// inputs, each sorted on its join keys within its partition, and the hash join's own
-/// projection (if any) as a projection above. Partitioning, output columns and results
-/// stay the same; the order of rows within a partition may change, which nothing above
-/// a hash join relies on.
+/// inputs, each sorted on its join keys within its partition, then what the hash join
+/// did to its output: its projection, the order of its rows where it kept one (a hash
+/// join keeps its probe side's order, which a sort pushed below it may rely on) and its
+/// limit per partition. Partitioning, columns, order and rows stay the same.
 pub fn sort_merge_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| match node.downcast_ref::<HashJoinExec>() {
         Some(join) if rewritable(join) => Ok(Transformed::yes(sort_merge_join(join)?)),
@@ -84,7 +135,7 @@ fn sort_merge_join(join: &HashJoinExec) -> Result<Arc<dyn ExecutionPlan>> {
             SortExec::new(ordering, Arc::clone(input)).with_preserve_partitioning(true),
         ) as Arc<dyn ExecutionPlan>)
     };
-    let key = |expr: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| PhysicalSortExpr {
+    let key = |expr: &Arc<dyn PhysicalExpr>| PhysicalSortExpr {
         expr: Arc::clone(expr),
         options: SortOptions::default(),
     };
@@ -102,21 +153,34 @@ fn sort_merge_join(join: &HashJoinExec) -> Result<Arc<dyn ExecutionPlan>> {
         options,
         join.null_equality(),
     )?);
-    let Some(projection) = &join.projection else {
-        return Ok(merged);
+    let projected: Arc<dyn ExecutionPlan> = match &join.projection {
+        None => merged,
+        Some(projection) => {
+            let schema = merged.schema();
+            let columns = projection
+                .iter()
+                .map(|&i| {
+                    let name = schema.field(i).name().clone();
+                    (
+                        Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                        name,
+                    )
+                })
+                .collect::<Vec<_>>();
+            Arc::new(ProjectionExec::try_new(columns, merged)?)
+        }
     };
-    let schema = merged.schema();
-    let columns = projection
-        .iter()
-        .map(|&i| {
-            let name = schema.field(i).name().clone();
-            (
-                Arc::new(Column::new(&name, i)) as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
-                name,
-            )
-        })
-        .collect::<Vec<_>>();
-    Ok(Arc::new(ProjectionExec::try_new(columns, merged)?))
+    // The order and the limit are over the hash join's output columns, which the
+    // projection gave back.
+    Ok(match (join.properties().output_ordering(), join.fetch()) {
+        (Some(ordering), fetch) => Arc::new(
+            SortExec::new(ordering.clone(), projected)
+                .with_preserve_partitioning(true)
+                .with_fetch(fetch),
+        ),
+        (None, Some(fetch)) => Arc::new(LocalLimitExec::new(projected, fetch)),
+        (None, None) => projected,
+    })
 }
 
 #[cfg(test)]
@@ -156,12 +220,28 @@ mod tests {
         ctx
     }
 
-    /// The rows of `plan`, as sorted lines.
-    async fn rows(plan: Arc<dyn ExecutionPlan>, ctx: &SessionContext) -> Vec<String> {
+    /// The physical plan of `sql` (a new one each call: a plan runs once).
+    async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
+            .await
+            .expect("plans")
+            .create_physical_plan()
+            .await
+            .expect("physical plan")
+    }
+
+    /// The rows of `plan` as lines, sorted unless `ordered`.
+    async fn rows(
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: &SessionContext,
+        ordered: bool,
+    ) -> Vec<String> {
         let batches = collect(plan, ctx.task_ctx()).await.expect("runs");
         let text = pretty_format_batches(&batches).expect("prints").to_string();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        lines.sort();
+        if !ordered {
+            lines.sort();
+        }
         lines
     }
 
@@ -177,17 +257,15 @@ mod tests {
             "SELECT a.x FROM a WHERE a.k IN (SELECT k FROM b)",
             "SELECT a.x FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k)",
             "SELECT b.y, count(*) FROM a JOIN b ON a.k = b.k GROUP BY b.y",
+            // Sorted below the join on the probe side's column: the order must survive.
+            "SELECT a.x, b.y FROM a JOIN b ON a.k = b.k WHERE a.x <> 'a2b' ORDER BY b.y DESC",
+            "SELECT a.x, b.y FROM a RIGHT JOIN b ON a.k = b.k ORDER BY b.y, a.x LIMIT 4",
         ] {
-            let plan = ctx
-                .sql(sql)
-                .await
-                .expect("plans")
-                .create_physical_plan()
-                .await
-                .expect("physical plan");
-            assert!(partitioned_hash_joins(&plan) > 0, "{sql}: no hash join");
-            let expected = rows(Arc::clone(&plan), &ctx).await;
-            let merged = sort_merge_joins(plan).expect("rewrites");
+            let ordered = sql.contains("ORDER BY");
+            let expected = rows(plan(&ctx, sql).await, &ctx, ordered).await;
+            let hashed = plan(&ctx, sql).await;
+            assert!(partitioned_hash_joins(&hashed) > 0, "{sql}: no hash join");
+            let merged = sort_merge_joins(hashed).expect("rewrites");
             assert_eq!(partitioned_hash_joins(&merged), 0, "{sql}");
             assert!(
                 merged
@@ -195,20 +273,14 @@ mod tests {
                     .expect("walks"),
                 "{sql}: no sort-merge join"
             );
-            assert_eq!(rows(merged, &ctx).await, expected, "{sql}");
+            assert_eq!(rows(merged, &ctx, ordered).await, expected, "{sql}");
         }
     }
 
     #[tokio::test]
-    async fn only_a_hash_joins_refused_reservation_allows_a_second_run() {
+    async fn a_refused_reservation_in_a_map_task_with_hash_joins_allows_a_second_run() {
         let ctx = session().await;
-        let plan = ctx
-            .sql("SELECT a.x, b.y FROM a JOIN b ON a.k = b.k")
-            .await
-            .expect("plans")
-            .create_physical_plan()
-            .await
-            .expect("physical plan");
+        let plan = plan(&ctx, "SELECT a.x, b.y FROM a JOIN b ON a.k = b.k").await;
         let refused = |consumer: &str| {
             DataFusionError::ResourcesExhausted(format!(
                 "Failed to allocate additional 1.0 MB for {consumer} with 0.0 B already \
@@ -228,8 +300,8 @@ mod tests {
         let wrapped = DataFusionError::Context("collect".into(), Box::new(join_refused));
         assert!(may_fall_back(&map_task, &wrapped));
         assert!(
-            !may_fall_back(&map_task, &refused("ExternalSorter[0]")),
-            "a sort spills: running again would not help"
+            may_fall_back(&map_task, &refused("ExternalSorter[0]")),
+            "the hash table may hold what the sort was refused"
         );
         assert!(
             !may_fall_back(

@@ -1132,18 +1132,25 @@ async fn executor_processes_with_a_memory_limit_spill_and_report_it() {
     );
 }
 
-/// Runs TPC-H q18 at SF 0.1 on `cluster`, planned for a small memory limit (joins that
-/// spill) with small batches as in the embedded spill test; checks its rows against
-/// DataFusion alone and returns the job's metrics.
+/// Runs TPC-H q18 at SF 0.1 on `cluster`, planned for a small memory limit with
+/// sort-merge joins (which spill; under a limit Ember would plan hash joins that fit) and
+/// small batches as in the embedded spill test; checks its rows against DataFusion alone
+/// and returns the job's metrics.
 pub(crate) async fn q18_under_a_memory_limit(
     cluster: &TestCluster,
 ) -> ember::scheduler::JobMetrics {
     let config = EmberConfig {
         memory_limit: Some(4 << 20),
-        datafusion: vec![(
-            "datafusion.execution.batch_size".to_string(),
-            "1024".to_string(),
-        )],
+        datafusion: vec![
+            (
+                "datafusion.execution.batch_size".to_string(),
+                "1024".to_string(),
+            ),
+            (
+                "datafusion.optimizer.prefer_hash_join".to_string(),
+                "false".to_string(),
+            ),
+        ],
         ..EmberConfig::default()
     };
     let session = Session::connect_with(&cluster.url, cluster.security(), config)
