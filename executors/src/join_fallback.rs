@@ -10,6 +10,7 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::expressions::Column;
@@ -18,7 +19,7 @@ use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
-use ember_planner::ShuffleWriterExec;
+use ember_planner::{ShuffleWriterExec, StagedWriteExec};
 
 /// Whether a task whose run failed with `error` may run again with sort-merge joins: the
 /// error is a refused memory reservation, the plan has a partitioned hash join to
@@ -46,11 +47,18 @@ pub fn partitioned_hash_joins(plan: &Arc<dyn ExecutionPlan>) -> usize {
     count
 }
 
-/// Whether a node below the root writes somewhere other than the task's shuffle files.
+/// Whether a node below the root writes somewhere other than the task's shuffle files:
+/// DataFusion's `DataSinkExec`, Ember's `StagedWriteExec`, or a connector's writer (the
+/// PostgreSQL and Kafka `…WriteExec`s, known here by name: this crate does not depend on
+/// the connectors).
 fn writes_elsewhere(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.children().into_iter().any(|child| {
         child
-            .exists(|node| Ok(node.name().contains("Write")))
+            .exists(|node| {
+                Ok(node.is::<DataSinkExec>()
+                    || node.is::<StagedWriteExec>()
+                    || node.name().contains("Write"))
+            })
             .unwrap_or(true)
     })
 }
@@ -310,6 +318,19 @@ mod tests {
             ),
             "only a refused reservation"
         );
+        // A task that also writes a table does not run twice.
+        let insert = self::plan(
+            &ctx,
+            "INSERT INTO a SELECT a.k, a.x FROM a JOIN b ON a.k = b.k",
+        )
+        .await;
+        assert!(insert.is::<DataSinkExec>(), "{}", insert.name());
+        let writing: Arc<dyn ExecutionPlan> = Arc::new(ShuffleWriterExec::new(
+            1,
+            insert,
+            ember_planner::ShuffleOutput::RoundRobin { count: 2 },
+        ));
+        assert!(!may_fall_back(&writing, &refused("HashJoinInput[0]")));
         // A task whose plan has no partitioned hash join has nothing to rewrite.
         let merged: Arc<dyn ExecutionPlan> = Arc::new(ShuffleWriterExec::new(
             1,
