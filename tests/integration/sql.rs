@@ -697,15 +697,19 @@ async fn the_shell_completes_describes_and_cancels_a_running_job_on_ctrl_c() {
     });
     term.line("\\q");
     // History is kept in the file.
+    // The shell writes the file as it exits: a read can land between its creation and the
+    // write, so wait for the line rather than for the file.
     let history = dir.path().join("history");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !history.is_file() {
-        assert!(Instant::now() < deadline, "no history file");
+    loop {
+        let kept = std::fs::read_to_string(&history).unwrap_or_default();
+        if kept.contains("SELECT count(*) AS total FROM diamonds;") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the history file lacks the last query:\n{kept}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let kept = std::fs::read_to_string(&history).expect("history");
-    assert!(
-        kept.contains("SELECT count(*) AS total FROM diamonds;"),
-        "{kept}"
-    );
 }
