@@ -93,13 +93,20 @@ enum Command {
     Overhead(overhead::OverheadBench),
 }
 
-/// The allocator of the `ember` binary, so that DataFusion and the embedded cluster in this
-/// process and the executor processes all allocate alike.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator of the `ember` binary, set up alike, so that DataFusion and the embedded
+/// cluster in this process and the executor processes all allocate alike.
+#[path = "../../cli/src/allocator.rs"]
+mod allocator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    allocator::configure();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dsl(bench) => dsl::run(&bench).await,
         Command::Forest(bench) => forest::run(&bench).await,

@@ -3,12 +3,9 @@
 //! and on a cluster of stock executors alike. A binary of one's own is the same line with
 //! its own `register`.
 
-/// mimalloc, as datafusion-cli: Arrow's buffers come and go by the megabyte, and the
-/// system allocator hands large ones back to the kernel, which zeroes fresh pages for the
-/// next (`clear_page_erms` was a tenth of a shuffle reader's time).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 fn main() -> std::process::ExitCode {
+    allocator::configure();
     ember::cli::main_with(ember_examples::register)
 }

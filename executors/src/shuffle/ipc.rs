@@ -374,7 +374,7 @@ impl PieceDecoder {
                      {expected:08x}"
                 )));
             }
-            // The one unsafe block of Ember (executors/Cargo.toml).
+            // Allowed by executors/Cargo.toml (the other unsafe block is cli/src/allocator.rs).
             // SAFETY: these bytes are, checksum for checksum, those that Ember's writer
             // encoded from arrays that were valid in its memory (Arrow's own encoder), so
             // what Arrow would check here (UTF-8, offsets, null counts) already holds.
