@@ -26,11 +26,27 @@ pub const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 /// wins over [`PURGE_DELAY_MS`].
 const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 
+/// Whether mimalloc reads `value` as an option value: a whole number, or one of the words it
+/// takes for 1 and 0. Any other value it ignores without a word (its warnings are off).
+fn mimalloc_reads(value: &str) -> bool {
+    let value = value.to_ascii_lowercase();
+    value.parse::<i64>().is_ok()
+        || ["on", "yes", "true", "off", "no", "false"].contains(&value.as_str())
+}
+
 /// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless the user set
-/// `MIMALLOC_PURGE_DELAY`. Called first thing in `main`, before other threads start.
+/// `MIMALLOC_PURGE_DELAY` to a value mimalloc reads (a value it cannot read is named on
+/// stderr and replaced). Called first thing in `main`, before other threads start.
 pub fn configure() {
-    if std::env::var_os(PURGE_DELAY_VARIABLE).is_some() {
-        return;
+    if let Some(value) = std::env::var_os(PURGE_DELAY_VARIABLE) {
+        let value = value.to_string_lossy();
+        if mimalloc_reads(&value) {
+            return;
+        }
+        eprintln!(
+            "warning: {PURGE_DELAY_VARIABLE}={value:?} is not a number of milliseconds; \
+             using {PURGE_DELAY_MS}"
+        );
     }
     // SAFETY: mimalloc's documented call to change one integer option; no pointers are
     // passed, and no other thread runs yet to read the option as it changes.
@@ -76,5 +92,15 @@ mod tests {
         assert!(stdout.contains("1 passed"), "{stdout}");
         configure();
         assert_eq!(purge_delay(), PURGE_DELAY_MS);
+    }
+
+    #[test]
+    fn values_mimalloc_cannot_read_are_told_apart() {
+        for read in ["0", "-1", "10000", "off", "TRUE"] {
+            assert!(mimalloc_reads(read), "{read}");
+        }
+        for unread in ["", "10s", "abc", "1.5", "250 "] {
+            assert!(!mimalloc_reads(unread), "{unread}");
+        }
     }
 }
